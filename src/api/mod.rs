@@ -1,0 +1,2 @@
+//! Wire types of the APIs we serve.
+pub mod openai;

@@ -1,0 +1,163 @@
+//! Backends: one LLM round ("turn") against an upstream, behind the [`Backend`] trait.
+//!
+//! The agent loop speaks OpenAI shapes ([`crate::api::openai`]); each backend translates to its
+//! upstream and back. A turn runs on the calling worker thread: in streaming mode the backend
+//! reads the upstream's SSE line by line and hands each text delta to the [`TurnSink`] as it
+//! arrives (if the sink says the client is gone, the backend returns [`Error::Cancelled`] and
+//! drops its reader, which closes the upstream connection); in both modes it returns the whole
+//! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts.
+
+pub mod mock;
+pub mod openai;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::api::openai::{FinishReason, Message, Tool, ToolCall, Usage};
+use crate::config::{BackendConfig, BackendKind};
+
+/// One LLM round, in OpenAI terms.
+pub struct TurnRequest<'a> {
+    /// Upstream model id.
+    pub model: &'a str,
+    /// The conversation so far (system prompt already applied).
+    pub messages: &'a [Message],
+    /// Tools offered this round (MCP tools under their exposed names, then client tools).
+    pub tools: &'a [Tool],
+    /// The client's `tool_choice`, if any (OpenAI shape).
+    pub tool_choice: Option<&'a Value>,
+    /// The last round: the model must not be able to call tools. OpenAI kind: send no tools;
+    /// Anthropic kind: keep the tools and send `tool_choice: none` (history has tool blocks).
+    pub final_round: bool,
+    /// Merged parameters (assistant defaults, then client values, then nothing we interpret):
+    /// temperature, top_p, max_tokens, stop, seed, response_format, … under OpenAI names.
+    pub params: &'a Map<String, Value>,
+    /// The assistant's `extra_body`, merged last into the upstream payload.
+    pub extra_body: &'a Map<String, Value>,
+    pub stream: bool,
+}
+
+/// What a backend tells the streaming writer while a turn runs.
+pub trait TurnSink {
+    /// A text delta, in order. `Err` means the client is gone: stop and return `Cancelled`.
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled>;
+    /// Called while waiting on a quiet upstream (about once a second is enough); lets the
+    /// writer send keep-alives and notice a departed client.
+    fn idle(&mut self) -> Result<(), Cancelled> {
+        Ok(())
+    }
+}
+
+/// The client went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+/// A sink that ignores everything (non-streaming turns).
+pub struct NoSink;
+
+impl TurnSink for NoSink {
+    fn text(&mut self, _delta: &str) -> Result<(), Cancelled> {
+        Ok(())
+    }
+}
+
+/// The result of one round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// All text of the round (in stream mode: the concatenated deltas already given to the sink).
+    pub content: String,
+    /// Tool calls in the model's order, arguments as JSON text (`""` normalized to `"{}"`).
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    /// Provider blocks to send back with this assistant message on the next round (Anthropic
+    /// thinking blocks); copied into `Message::provider_state` by the loop.
+    pub provider_state: Option<Value>,
+}
+
+/// Why an upstream call failed. `Display` is short, lowercase and free of secrets; upstream
+/// bodies are cut to a few hundred bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Could not connect / resolve / TLS handshake.
+    Connect(String),
+    /// No response head, or the body went silent, within the backend timeout.
+    Timeout,
+    /// The upstream answered with a non-2xx status.
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<String>,
+    },
+    /// The upstream's answer could not be understood (invalid JSON, truncated stream, an
+    /// `error` event mid-stream, …).
+    Protocol(String),
+    /// The upstream's answer exceeded our size cap.
+    TooLarge,
+    /// The client went away mid-turn.
+    Cancelled,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect(m) => write!(f, "cannot reach upstream: {m}"),
+            Error::Timeout => f.write_str("upstream timed out"),
+            Error::Status { status, message, .. } => write!(f, "upstream returned {status}: {message}"),
+            Error::Protocol(m) => write!(f, "invalid upstream response: {m}"),
+            Error::TooLarge => f.write_str("upstream response too large"),
+            Error::Cancelled => f.write_str("client disconnected"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Cancelled> for Error {
+    fn from(_: Cancelled) -> Self {
+        Error::Cancelled
+    }
+}
+
+/// Cut an upstream body or message for errors and logs.
+pub fn truncate_for_error(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.trim().to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", s[..end].trim())
+}
+
+/// One LLM upstream.
+pub trait Backend: Send + Sync {
+    fn turn(&self, req: &TurnRequest<'_>, sink: &mut dyn TurnSink) -> Result<Turn, Error>;
+}
+
+/// Build the backend for a config entry. Cheap to call once per config snapshot; HTTP agents
+/// (connection pools) live inside the returned value.
+pub fn build(cfg: &BackendConfig) -> Arc<dyn Backend> {
+    match cfg.kind {
+        BackendKind::OpenAi => Arc::new(openai::OpenAiBackend::new(cfg)),
+        BackendKind::Mock => Arc::new(mock::MockBackend),
+        // Until the native Anthropic backend lands, fail every turn clearly.
+        BackendKind::Anthropic => Arc::new(Unsupported("anthropic")),
+    }
+}
+
+struct Unsupported(&'static str);
+
+impl Backend for Unsupported {
+    fn turn(&self, _req: &TurnRequest<'_>, _sink: &mut dyn TurnSink) -> Result<Turn, Error> {
+        Err(Error::Status {
+            status: 501,
+            message: format!("backend kind '{}' is not available in this build", self.0),
+            retry_after: None,
+        })
+    }
+}

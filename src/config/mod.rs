@@ -1,0 +1,240 @@
+//! Configuration: `config.yaml` → typed [`Config`].
+//!
+//! The pipeline is parse (strict serde types in `raw`, every unknown key rejected with its path)
+//! → expand `${VAR}` / `${VAR:-default}` / `$$` in string values (`env`) → validate into the typed
+//! values below (`validate`: durations, socket addresses, enums, cross references), collecting
+//! every problem as `path: message` so an operator sees them all at once. `demo` holds the
+//! embedded demo config used when no config file exists. Nothing here does I/O besides reading
+//! the file the caller names.
+
+mod demo;
+mod env;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+pub use demo::DEMO_CONFIG_YAML;
+pub use env::{EnvLookup, expand_str};
+
+/// The whole, validated configuration. Immutable once built; live changes build a new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub mcp_servers: BTreeMap<String, McpServerConfig>,
+    pub backends: BTreeMap<String, BackendConfig>,
+    pub assistants: Vec<AssistantConfig>,
+    /// Non-empty keys only: `${PROXY_API_KEY:-}` expanding to "" does not switch auth on.
+    pub proxy_api_keys: Vec<Secret>,
+    pub apiman: ApimanConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `host:port`; `None` means "not set in the file" (the CLI then applies its default).
+    pub listen: Option<String>,
+    /// Worker threads that run requests (each runs one agent loop at a time).
+    pub workers: usize,
+    /// Requests admitted at once (running + queued); beyond it: 503 + `Retry-After`.
+    pub max_in_flight: usize,
+    /// Open client connections; beyond it: 503 and close.
+    pub max_connections: usize,
+    /// Largest request body; beyond it: 413 and the connection is closed.
+    pub max_body_bytes: usize,
+    /// Whole-request budget for one chat completion (all rounds and tool calls).
+    pub request_timeout: Duration,
+    /// Keep-alive connections idle longer than this are closed.
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: None,
+            workers: 64,
+            max_in_flight: 256,
+            max_connections: 1024,
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpServerConfig {
+    pub transport: McpTransport,
+    pub description: Option<String>,
+    /// Spawn/connect + `initialize` + first `tools/list`.
+    pub startup_timeout: Duration,
+    /// One `tools/call`; on expiry the call is cancelled and the model sees a tool error.
+    pub call_timeout: Duration,
+    /// Concurrent calls to this server across all requests.
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum McpTransport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, Secret>,
+        cwd: Option<PathBuf>,
+        /// Pass the proxy's whole environment to the child (off: a minimal safe set only).
+        inherit_env: bool,
+    },
+    /// Legacy HTTP+SSE (2024-11-05).
+    Sse {
+        url: String,
+        headers: BTreeMap<String, Secret>,
+    },
+    /// Streamable HTTP (`http` and `streamable-http` in the file).
+    StreamableHttp {
+        url: String,
+        headers: BTreeMap<String, Secret>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    OpenAi,
+    Anthropic,
+    Mock,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    /// Without a trailing slash; empty for `mock`.
+    pub base_url: String,
+    /// `None` when unset or empty (then no auth header is sent; a warning is logged at load).
+    pub api_key: Option<Secret>,
+    pub default_headers: BTreeMap<String, Secret>,
+    /// Connect + wait for the response head, and the longest silence while reading a body.
+    pub timeout: Duration,
+    /// Anthropic only: `cache_control` on the fixed prefix (tools + system prompt).
+    pub prompt_caching: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssistantConfig {
+    pub name: String,
+    pub backend: String,
+    pub model: String,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub mcp_servers: Vec<String>,
+    pub max_tool_iterations: u32,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u64>,
+    /// Merged last into the upstream payload.
+    pub extra_body: Map<String, Value>,
+    /// Exposed tool names (`server__tool`), `*` globs. Empty = all.
+    pub allowed_tools: Vec<String>,
+    pub denied_tools: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApimanMode {
+    #[default]
+    GatewayProbe,
+    TrustedHeader,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApimanConfig {
+    pub enabled: bool,
+    pub mode: ApimanMode,
+    pub gateway_url: Option<String>,
+    pub probe_api: Option<String>,
+    pub probe_path: String,
+    pub api_key_header: String,
+    pub cache_ttl: Duration,
+    pub timeout: Duration,
+    pub header: Option<String>,
+    pub secret: Option<Secret>,
+}
+
+impl Default for ApimanConfig {
+    fn default() -> Self {
+        ApimanConfig {
+            enabled: false,
+            mode: ApimanMode::GatewayProbe,
+            gateway_url: None,
+            probe_api: None,
+            probe_path: String::new(),
+            api_key_header: "X-API-Key".into(),
+            cache_ttl: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            header: None,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminConfig {
+    /// Write admin changes back to the config file.
+    pub persist: bool,
+}
+
+impl Config {
+    pub fn assistant(&self, name: &str) -> Option<&AssistantConfig> {
+        self.assistants.iter().find(|a| a.name == name)
+    }
+}
+
+/// Every problem found in a config, each as `path: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub source: String,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config {}:", self.source)?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Load and validate a config file. Environment variables are read from `env`.
+pub fn load_file(path: &Path, env: &dyn EnvLookup) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error {
+        source: path.display().to_string(),
+        problems: vec![format!("cannot read file: {e}")],
+    })?;
+    parse(&text, &path.display().to_string(), env)
+}
+
+/// Parse and validate YAML text; `source` names it in errors.
+pub fn parse(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, Error> {
+    validate::parse_and_validate(text, env).map_err(|problems| Error {
+        source: source.to_string(),
+        problems,
+    })
+}
+
+/// The embedded demo config: a `demo` assistant on the built-in `mock` backend with the
+/// built-in demo MCP server (this same binary, `demo-mcp`).
+pub fn demo(self_exe: &str) -> Result<Config, Error> {
+    let env = demo::DemoEnv::new(self_exe);
+    parse(DEMO_CONFIG_YAML, "<embedded demo config>", &env)
+}

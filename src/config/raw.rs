@@ -1,0 +1,1 @@
+//! STUB — strict serde types.

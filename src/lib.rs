@@ -1,0 +1,23 @@
+//! aiproxy: an OpenAI-compatible assistant gateway.
+//!
+//! Request path: `server::http` (our HTTP/1.1 server: a poller thread accepts connections and
+//! reads request heads and bodies without blocking; complete requests go to a bounded pool of
+//! worker threads) → `server::routes` (auth, routing, OpenAI-shaped errors) → `agent` (the tool
+//! loop for one request, on the worker thread) → `backend` (one LLM round against the upstream,
+//! streamed line by line) and `tools` → `mcp` (tool calls of one turn run concurrently in scoped
+//! threads; each MCP server has one persistent session shared by all requests, with a reader
+//! thread dispatching replies by JSON-RPC id). Streams are written as chunked SSE by the worker,
+//! flushed per event.
+//!
+//! Configuration lives in `config` (strict YAML → typed values); the live registry (config +
+//! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.
+
+pub mod api;
+pub mod backend;
+pub mod cancel;
+pub mod config;
+pub mod error;
+pub mod mcp;
+pub mod secret;
+pub mod server;
+pub mod sse_codec;

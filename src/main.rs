@@ -1,0 +1,3 @@
+fn main() {
+    println!("aiproxy {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,4 @@
+//! STUB — replaced by the MCP implementation.
+pub fn run_stdio() -> std::io::Result<()> {
+    Ok(())
+}

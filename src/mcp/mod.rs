@@ -1,0 +1,66 @@
+//! The hand-written MCP client (SPEC §7).
+//!
+//! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
+//! results), `client` (one session: requests multiplexed by id, a reader thread dispatching
+//! replies to waiting callers, server requests answered), `transport/` (stdio today, behind one
+//! trait), `server` ([`McpServer`]: a configured server whose session is started lazily,
+//! shared by all requests, bounded per server, restarted when it dies), `demo` (the built-in demo
+//! server behind `aiproxy demo-mcp`).
+
+pub mod demo;
+mod server;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use server::{McpServer, ServerState, ServerStatus};
+
+/// A tool as the server lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: Option<String>,
+    /// The MCP `inputSchema` (an object schema); `{"type":"object"}` when absent.
+    pub input_schema: Value,
+}
+
+/// A `tools/call` result.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CallResult {
+    /// Content blocks as sent: text, image, audio, resource, resource_link.
+    pub content: Vec<Value>,
+    pub structured_content: Option<Value>,
+    pub is_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The server could not be started or initialized.
+    Start(String),
+    /// No reply within the timeout (the request was cancelled with `notifications/cancelled`).
+    Timeout,
+    /// The session died (child exited, stream closed).
+    Closed(String),
+    /// The server answered with a JSON-RPC error.
+    Rpc { code: i64, message: String },
+    /// The server sent something we could not understand.
+    Protocol(String),
+    /// The caller gave up (client disconnected).
+    Cancelled,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Start(m) => write!(f, "server failed to start: {m}"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::Closed(m) => write!(f, "connection closed: {m}"),
+            Error::Rpc { code, message } => write!(f, "error {code}: {message}"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,2 @@
+//! Shared test support: fake peers and helpers.
+#![allow(dead_code)]
