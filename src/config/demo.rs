@@ -6,7 +6,9 @@ pub(super) struct DemoEnv {
 }
 impl DemoEnv {
     pub(super) fn new(exe: &str) -> Self {
-        DemoEnv { exe: exe.to_string() }
+        DemoEnv {
+            exe: exe.to_string(),
+        }
     }
 }
 impl EnvLookup for DemoEnv {
