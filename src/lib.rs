@@ -12,12 +12,17 @@
 //! Configuration lives in `config` (strict YAML → typed values); the live registry (config +
 //! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.
 
+pub mod agent;
 pub mod api;
+pub mod app;
 pub mod backend;
 pub mod cancel;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod mcp;
 pub mod secret;
 pub mod server;
+pub mod signals;
 pub mod sse_codec;
+pub mod tools;

@@ -9,3 +9,16 @@ pub fn expand_str(s: &str, env: &dyn EnvLookup) -> Result<String, String> {
     let _ = env;
     Ok(s.to_string())
 }
+
+/// STUB — layered environment.
+pub struct Env;
+impl Env {
+    pub fn load(_dotenv: Option<&std::path::Path>) -> Result<Env, String> {
+        Ok(Env)
+    }
+}
+impl EnvLookup for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}

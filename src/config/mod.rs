@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::secret::Secret;
 
 pub use demo::DEMO_CONFIG_YAML;
-pub use env::{EnvLookup, expand_str};
+pub use env::{Env, EnvLookup, expand_str};
 
 /// The whole, validated configuration. Immutable once built; live changes build a new one.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +234,6 @@ pub fn parse(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, Er
 
 /// The embedded demo config: a `demo` assistant on the built-in `mock` backend with the
 /// built-in demo MCP server (this same binary, `demo-mcp`).
-pub fn demo(self_exe: &str) -> Result<Config, Error> {
-    let env = demo::DemoEnv::new(self_exe);
-    parse(DEMO_CONFIG_YAML, "<embedded demo config>", &env)
+pub fn demo(env: &dyn EnvLookup) -> Result<Config, Error> {
+    parse(DEMO_CONFIG_YAML, "<embedded demo config>", env)
 }

@@ -3,3 +3,5 @@
 //! chat-completion chunks as server-sent events.
 
 pub mod http;
+pub mod routes;
+pub mod sse;

@@ -1,0 +1,314 @@
+//! Command line (SPEC §2): `serve` (default), `check`, `demo-mcp`, `--version`, `--help`.
+//! Parsing is hand-written (a handful of flags does not justify a dependency); every command
+//! returns an exit code: 0 ok, 1 runtime failure, 2 usage or config error.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::config::{self, Config, Env, EnvLookup};
+use crate::server::http::{Limits, Server};
+use crate::server::routes::Gateway;
+
+pub const USAGE: &str = "\
+aiproxy — an OpenAI-compatible assistant gateway (LLM + system prompt + MCP tools)
+
+Usage:
+  aiproxy [serve] [--config PATH] [--listen HOST:PORT] [--env-file PATH]
+  aiproxy check [--config PATH] [--env-file PATH] [--connect]
+  aiproxy demo-mcp
+  aiproxy --version | --help
+
+Config path: --config > $CONFIG_PATH > ./config.yaml; without a file, `serve` runs the
+embedded demo config. Listen: --listen > $AIPROXY_LISTEN > server.listen > 127.0.0.1:8000.
+Environment: --env-file, else ./.env if present; real environment variables win.
+Logging: RUST_LOG (default info).";
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+#[derive(Debug, Default, PartialEq)]
+struct Opts {
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    env_file: Option<PathBuf>,
+    connect: bool,
+}
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    Serve(Opts),
+    Check(Opts),
+    DemoMcp,
+    Version,
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter().peekable();
+    let cmd = match it.peek().map(|s| s.as_str()) {
+        Some("serve") => {
+            it.next();
+            "serve"
+        }
+        Some("check") => {
+            it.next();
+            "check"
+        }
+        Some("demo-mcp") => return Ok(Command::DemoMcp),
+        Some("--version" | "-V" | "version") => return Ok(Command::Version),
+        Some("--help" | "-h" | "help") => return Ok(Command::Help),
+        _ => "serve",
+    };
+    let mut opts = Opts::default();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag {
+            "--config" | "-c" => opts.config = Some(PathBuf::from(value()?)),
+            "--listen" | "-l" if cmd == "serve" => opts.listen = Some(value()?),
+            "--env-file" => opts.env_file = Some(PathBuf::from(value()?)),
+            "--connect" if cmd == "check" => opts.connect = true,
+            "--help" | "-h" => return Ok(Command::Help),
+            other => return Err(format!("unknown argument '{other}' for `{cmd}`")),
+        }
+    }
+    Ok(if cmd == "check" {
+        Command::Check(opts)
+    } else {
+        Command::Serve(opts)
+    })
+}
+
+/// Entry point for `main`: arguments (without the program name) → exit code.
+pub fn run(args: &[String]) -> i32 {
+    match parse(args) {
+        Ok(Command::Version) => {
+            println!("aiproxy {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            0
+        }
+        Ok(Command::DemoMcp) => match crate::mcp::demo::run_stdio() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("demo-mcp: {e}");
+                1
+            }
+        },
+        Ok(Command::Serve(opts)) => serve(&opts),
+        Ok(Command::Check(opts)) => check(&opts),
+        Err(e) => {
+            eprintln!("aiproxy: {e}\n\n{USAGE}");
+            2
+        }
+    }
+}
+
+fn load_env(opts: &Opts) -> Result<Env, String> {
+    let dotenv = match &opts.env_file {
+        Some(p) if !p.exists() => return Err(format!("env file {} not found", p.display())),
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(".env")).filter(|p| p.exists()),
+    };
+    Env::load(dotenv.as_deref())
+}
+
+/// Where the config comes from, and the config. `None` path = the embedded demo.
+fn load_config(opts: &Opts, env: &Env) -> Result<(Option<PathBuf>, Config), String> {
+    let explicit = opts.config.clone().or_else(|| {
+        env.get("CONFIG_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    });
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config.yaml"));
+    if path.exists() {
+        return config::load_file(&path, env)
+            .map(|c| (Some(path), c))
+            .map_err(|e| e.to_string());
+    }
+    if explicit.is_some() {
+        return Err(format!("config file {} not found", path.display()));
+    }
+    config::demo(env)
+        .map(|c| (None, c))
+        .map_err(|e| e.to_string())
+}
+
+fn serve(opts: &Opts) -> i32 {
+    let env = match load_env(opts) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aiproxy: {e}");
+            return 2;
+        }
+    };
+    let (path, cfg) = match load_config(opts, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("aiproxy: {e}");
+            return 2;
+        }
+    };
+    match &path {
+        Some(p) => log::info!("config loaded from {}", p.display()),
+        None => log::info!(
+            "no config file found: running the embedded demo config (assistant 'demo', offline mock model, demo MCP tools)"
+        ),
+    }
+    if cfg.proxy_api_keys.is_empty() && !cfg.apiman.enabled {
+        log::warn!("no auth provider configured: /v1/* is open to anyone who can reach this port");
+    }
+    let listen = opts
+        .listen
+        .clone()
+        .or_else(|| env.get("AIPROXY_LISTEN").filter(|s| !s.is_empty()))
+        .or_else(|| cfg.server.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listener = match TcpListener::bind(&listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("aiproxy: cannot listen on {listen}: {e}");
+            return 1;
+        }
+    };
+    let limits = limits(&cfg);
+    let drain = cfg.server.drain_timeout;
+    let app = Arc::new(App::new(cfg));
+    crate::signals::block();
+    let server = match Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("aiproxy: cannot start the server: {e}");
+            return 1;
+        }
+    };
+    log::info!(
+        "aiproxy {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr()
+    );
+    while crate::signals::wait() == crate::signals::Signal::Reload {
+        log::warn!("SIGHUP received: config reload is not available yet; ignoring");
+    }
+    log::info!(
+        "shutting down: draining in-flight requests (up to {}s)",
+        drain.as_secs()
+    );
+    let drained = server.shutdown(drain);
+    app.stop_mcp_servers();
+    server.join();
+    if !drained {
+        log::warn!("drain timeout reached; remaining requests were cut");
+    }
+    0
+}
+
+/// HTTP limits from the `server` config section.
+pub fn limits(cfg: &Config) -> Limits {
+    let s = &cfg.server;
+    Limits {
+        workers: s.workers,
+        max_in_flight: s.max_in_flight,
+        max_connections: s.max_connections,
+        max_body_bytes: s.max_body_bytes,
+        idle_timeout: s.idle_timeout,
+        ..Limits::default()
+    }
+}
+
+fn check(opts: &Opts) -> i32 {
+    let env = match load_env(opts) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aiproxy: {e}");
+            return 2;
+        }
+    };
+    let (path, cfg) = match load_config(opts, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let source = path
+        .as_deref()
+        .map_or("<embedded demo config>".into(), |p: &Path| {
+            p.display().to_string()
+        });
+    println!(
+        "{source}: ok ({} assistants, {} backends, {} MCP servers)",
+        cfg.assistants.len(),
+        cfg.backends.len(),
+        cfg.mcp_servers.len()
+    );
+    if !opts.connect {
+        return 0;
+    }
+    let app = App::new(cfg);
+    let snap = app.snapshot();
+    let mut failed = false;
+    for a in &snap.config.assistants {
+        let servers: Vec<_> = a
+            .mcp_servers
+            .iter()
+            .filter_map(|n| snap.mcp.get(n).cloned())
+            .collect();
+        let set = crate::tools::ToolSet::build(&servers, &a.allowed_tools, &a.denied_tools);
+        println!("assistant {} ({} tools):", a.name, set.tools.len());
+        for t in &set.tools {
+            println!("  {}", t.function.name);
+        }
+        for (server, err) in &set.degraded {
+            failed = true;
+            println!("  ! MCP server '{server}' failed: {err}");
+        }
+    }
+    app.stop_mcp_servers();
+    if failed { 1 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_commands_and_flags() {
+        assert_eq!(parse(&args("")).unwrap(), Command::Serve(Opts::default()));
+        assert_eq!(parse(&args("--version")).unwrap(), Command::Version);
+        assert_eq!(parse(&args("demo-mcp")).unwrap(), Command::DemoMcp);
+        let Command::Serve(o) = parse(&args(
+            "serve --config c.yaml --listen=0.0.0.0:9 --env-file e",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.config, Some(PathBuf::from("c.yaml")));
+        assert_eq!(o.listen.as_deref(), Some("0.0.0.0:9"));
+        assert_eq!(o.env_file, Some(PathBuf::from("e")));
+        let Command::Check(o) = parse(&args("check --connect -c x")).unwrap() else {
+            panic!()
+        };
+        assert!(o.connect);
+        assert!(parse(&args("--listen")).is_err());
+        assert!(parse(&args("check --listen 1:2")).is_err());
+        assert!(parse(&args("serve --bogus")).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The tools one request may use: the MCP tools of its assistant under their exposed names
+//! (`naming`), and their execution (`result` maps what comes back).
+//!
+//! A [`ToolSet`] is built per request from the snapshot's MCP servers: servers are started
+//! lazily and concurrently (scoped threads, each bounded by its `startup_timeout`); a server that
+//! cannot start is left out and reported as degraded instead of failing the request. All tool
+//! calls of one turn run concurrently in scoped threads (at most [`MAX_PARALLEL_CALLS`] at a
+//! time; each server also bounds its own concurrency), so no thread outlives its request, and
+//! results come back in the model's order.
+
+pub mod naming;
+pub mod result;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::agent::ToolExecutor;
+use crate::api::openai::{FunctionDef, Message, Tool, ToolCall};
+use crate::cancel::Cancel;
+use crate::mcp::{self, McpServer};
+use result::ToolOutput;
+
+/// Tool calls of one turn running at once.
+pub const MAX_PARALLEL_CALLS: usize = 16;
+
+struct Route {
+    server: Arc<McpServer>,
+    tool: String,
+}
+
+pub struct ToolSet {
+    /// OpenAI definitions of the MCP tools, in server then listing order.
+    pub tools: Vec<Tool>,
+    routes: HashMap<String, Route>,
+    /// Servers left out because they could not start, with the reason.
+    pub degraded: Vec<(String, String)>,
+}
+
+impl ToolSet {
+    pub fn empty() -> ToolSet {
+        ToolSet {
+            tools: Vec::new(),
+            routes: HashMap::new(),
+            degraded: Vec::new(),
+        }
+    }
+
+    /// Start (if needed) and list the given servers, apply the assistant's filters.
+    pub fn build(servers: &[Arc<McpServer>], allowed: &[String], denied: &[String]) -> ToolSet {
+        let listed: Vec<Result<Arc<Vec<mcp::ToolInfo>>, mcp::Error>> = match servers {
+            [] => Vec::new(),
+            [one] => vec![one.tools()],
+            many => std::thread::scope(|s| {
+                let handles: Vec<_> = many
+                    .iter()
+                    .map(|srv| s.spawn(move || srv.tools()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(mcp::Error::Start("panicked while starting".into()))
+                        })
+                    })
+                    .collect()
+            }),
+        };
+        let mut set = ToolSet::empty();
+        let mut entries: Vec<(&Arc<McpServer>, &mcp::ToolInfo)> = Vec::new();
+        for (srv, res) in servers.iter().zip(&listed) {
+            match res {
+                Ok(tools) => entries.extend(tools.iter().map(|t| (srv, t))),
+                Err(e) => {
+                    log::warn!("mcp server '{}' left out of this request: {e}", srv.name());
+                    set.degraded.push((srv.name().to_string(), e.to_string()));
+                }
+            }
+        }
+        let pairs: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(s, t)| (s.name(), t.name.as_str()))
+            .collect();
+        let names = naming::assign_names(&pairs);
+        for ((srv, info), name) in entries.into_iter().zip(names) {
+            if !naming::tool_allowed(&name, allowed, denied) {
+                continue;
+            }
+            set.tools.push(Tool {
+                kind: "function".into(),
+                function: FunctionDef {
+                    name: name.clone(),
+                    description: Some(info.description.clone().unwrap_or_default()),
+                    parameters: Some(parameters_schema(&info.input_schema)),
+                    rest: Map::new(),
+                },
+            });
+            set.routes.insert(
+                name,
+                Route {
+                    server: Arc::clone(srv),
+                    tool: info.name.clone(),
+                },
+            );
+        }
+        set
+    }
+
+    fn call_one(&self, call: &ToolCall, cancel: &Cancel) -> ToolOutput {
+        let name = &call.function.name;
+        let Some(route) = self.routes.get(name) else {
+            return ToolOutput::error(format!("unknown tool '{name}'"));
+        };
+        let args = match parse_arguments(&call.function.arguments) {
+            Ok(a) => a,
+            Err(e) => {
+                return ToolOutput::error(format!("invalid JSON arguments for '{name}': {e}"));
+            }
+        };
+        match route.server.call_tool(&route.tool, args, cancel) {
+            Ok(r) => result::from_call_result(&r),
+            Err(mcp::Error::Timeout) => ToolOutput::error(format!("'{name}' timed out")),
+            Err(e) => ToolOutput::error(format!("'{name}' failed: {e}")),
+        }
+    }
+}
+
+impl ToolExecutor for ToolSet {
+    fn definitions(&self) -> &[Tool] {
+        &self.tools
+    }
+
+    /// Run the calls concurrently; one tool message per call, in the given order.
+    fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
+        let outputs: Vec<ToolOutput> = match calls {
+            [] => Vec::new(),
+            [one] => vec![self.call_one(one, cancel)],
+            many => {
+                let mut out = Vec::with_capacity(many.len());
+                for batch in many.chunks(MAX_PARALLEL_CALLS) {
+                    std::thread::scope(|s| {
+                        let handles: Vec<_> = batch
+                            .iter()
+                            .map(|c| s.spawn(move || self.call_one(c, cancel)))
+                            .collect();
+                        for h in handles {
+                            out.push(
+                                h.join()
+                                    .unwrap_or_else(|_| ToolOutput::error("tool call panicked")),
+                            );
+                        }
+                    });
+                }
+                out
+            }
+        };
+        outputs
+            .into_iter()
+            .zip(calls)
+            .map(|(o, c)| o.into_message(&c.id))
+            .collect()
+    }
+}
+
+/// Model-produced arguments → a JSON object for `tools/call`. Empty means `{}`; a non-object
+/// value is wrapped as `{"value": v}`.
+pub fn parse_arguments(raw: &str) -> Result<Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(v) => Ok(json!({ "value": v })),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
+/// TypeScript servers add (strict providers reject unknown top-level keywords).
+fn parameters_schema(input: &Value) -> Value {
+    let mut schema = match input {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    schema.remove("$schema");
+    if !schema.contains_key("type") {
+        schema.insert("type".into(), json!("object"));
+    }
+    if schema.get("type") == Some(&json!("object")) && !schema.contains_key("properties") {
+        schema.insert("properties".into(), json!({}));
+    }
+    Value::Object(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse_arguments("").unwrap(), json!({}));
+        assert_eq!(parse_arguments(r#"{"a":1}"#).unwrap(), json!({"a":1}));
+        assert_eq!(parse_arguments("3").unwrap(), json!({"value":3}));
+        assert!(parse_arguments("{oops").is_err());
+    }
+
+    #[test]
+    fn schema_cleanup() {
+        let s = parameters_schema(
+            &json!({"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"a":{"type":"number"}}}),
+        );
+        assert_eq!(
+            s,
+            json!({"type":"object","properties":{"a":{"type":"number"}}})
+        );
+        assert_eq!(
+            parameters_schema(&Value::Null),
+            json!({"type":"object","properties":{}})
+        );
+    }
+}
