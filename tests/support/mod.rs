@@ -1,2 +1,3 @@
 //! Shared test support: fake peers and helpers.
 #![allow(dead_code)]
+pub mod gateway;
