@@ -1,0 +1,62 @@
+//! Real clients: the official OpenAI Python SDK (pinned in tests/peers) and curl, against the
+//! gateway on the embedded demo config.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::gateway::TestGateway;
+
+fn peers() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-peers");
+    assert!(
+        p.join("venv/bin/python").exists(),
+        "test peers missing: run tests/peers/install.sh (make peers)"
+    );
+    p
+}
+
+#[test]
+fn openai_python_sdk_conversation_stream_and_errors() {
+    let gw = TestGateway::demo();
+    let out = Command::new(peers().join("venv/bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/openai_sdk.py"
+        ))
+        .arg(gw.url("/v1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn curl_as_in_the_readme() {
+    let gw = TestGateway::demo();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            &gw.url("/v1/chat/completions"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+        ])
+        .arg(r#"{"model":"demo","messages":[{"role":"user","content":"what is 2 + 3?"}]}"#)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains('5'),
+        "{v}"
+    );
+}
