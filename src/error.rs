@@ -46,7 +46,8 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        ApiError::new(401, "authentication_error", "invalid or missing API key").with_code("invalid_api_key")
+        ApiError::new(401, "authentication_error", "invalid or missing API key")
+            .with_code("invalid_api_key")
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -95,20 +96,29 @@ impl From<&backend::Error> for ApiError {
         use backend::Error as E;
         let msg = e.to_string();
         match e {
-            E::Connect(_) | E::Protocol(_) | E::TooLarge => ApiError::new(502, "upstream_error", msg),
+            E::Connect(_) | E::Protocol(_) | E::TooLarge => {
+                ApiError::new(502, "upstream_error", msg)
+            }
             E::Timeout => ApiError::new(504, "timeout_error", msg),
             E::Cancelled => ApiError::new(499, "client_closed_request", msg),
-            E::Status { status, retry_after, .. } => {
-                let mut out = match *status {
-                    429 => ApiError::new(429, "rate_limit_error", msg).with_code("rate_limit_exceeded"),
-                    // Our upstream credentials were refused: a gateway problem, not the client's.
-                    401 | 403 => ApiError::new(502, "upstream_error", msg).with_code("upstream_auth_failed"),
-                    // The upstream rejected what the client asked for (e.g. a parameter).
-                    400 | 413 | 422 => ApiError::new(400, "invalid_request_error", msg),
-                    503 | 529 => ApiError::new(503, "overloaded_error", msg),
-                    504 => ApiError::new(504, "timeout_error", msg),
-                    _ => ApiError::new(502, "upstream_error", msg),
-                };
+            E::Status {
+                status,
+                retry_after,
+                ..
+            } => {
+                let mut out =
+                    match *status {
+                        429 => ApiError::new(429, "rate_limit_error", msg)
+                            .with_code("rate_limit_exceeded"),
+                        // Our upstream credentials were refused: a gateway problem, not the client's.
+                        401 | 403 => ApiError::new(502, "upstream_error", msg)
+                            .with_code("upstream_auth_failed"),
+                        // The upstream rejected what the client asked for (e.g. a parameter).
+                        400 | 413 | 422 => ApiError::new(400, "invalid_request_error", msg),
+                        503 | 529 => ApiError::new(503, "overloaded_error", msg),
+                        504 => ApiError::new(504, "timeout_error", msg),
+                        _ => ApiError::new(502, "upstream_error", msg),
+                    };
                 out.retry_after = retry_after.clone();
                 out
             }
@@ -132,13 +142,22 @@ mod tests {
 
     #[test]
     fn upstream_statuses_map_per_spec() {
-        let st = |s| ApiError::from(&backend::Error::Status { status: s, message: "m".into(), retry_after: Some("7".into()) });
+        let st = |s| {
+            ApiError::from(&backend::Error::Status {
+                status: s,
+                message: "m".into(),
+                retry_after: Some("7".into()),
+            })
+        };
         assert_eq!(st(429).status, 429);
         assert_eq!(st(429).retry_after.as_deref(), Some("7"));
         assert_eq!(st(401).status, 502);
         assert_eq!(st(500).status, 502);
         assert_eq!(st(529).status, 503);
         assert_eq!(ApiError::from(&backend::Error::Timeout).status, 504);
-        assert_eq!(ApiError::from(&backend::Error::Connect("refused".into())).status, 502);
+        assert_eq!(
+            ApiError::from(&backend::Error::Connect("refused".into())).status,
+            502
+        );
     }
 }

@@ -20,7 +20,10 @@ pub struct SseReader<R> {
 
 impl<R: BufRead> SseReader<R> {
     pub fn new(inner: R, max_event_bytes: usize) -> Self {
-        SseReader { inner, max_event_bytes }
+        SseReader {
+            inner,
+            max_event_bytes,
+        }
     }
     /// Next complete event; `Ok(None)` at end of stream. Comments are skipped. An event larger
     /// than `max_event_bytes` is an `InvalidData` error.

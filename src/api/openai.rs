@@ -171,7 +171,11 @@ pub struct FunctionCall {
 }
 
 impl ToolCall {
-    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
         ToolCall {
             id: id.into(),
             kind: function_type(),
@@ -292,9 +296,22 @@ mod tests {
 
     #[test]
     fn usage_json_has_details_only_when_present() {
-        let u = Usage { prompt_tokens: 3, completion_tokens: 2, ..Default::default() };
-        assert_eq!(u.to_json(), json!({"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}));
-        let u = Usage { cached_tokens: 1, ..u };
-        assert_eq!(u.to_json()["prompt_tokens_details"]["cached_tokens"], json!(1));
+        let u = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            u.to_json(),
+            json!({"prompt_tokens":3,"completion_tokens":2,"total_tokens":5})
+        );
+        let u = Usage {
+            cached_tokens: 1,
+            ..u
+        };
+        assert_eq!(
+            u.to_json()["prompt_tokens_details"]["cached_tokens"],
+            json!(1)
+        );
     }
 }

@@ -105,7 +105,9 @@ impl fmt::Display for Error {
         match self {
             Error::Connect(m) => write!(f, "cannot reach upstream: {m}"),
             Error::Timeout => f.write_str("upstream timed out"),
-            Error::Status { status, message, .. } => write!(f, "upstream returned {status}: {message}"),
+            Error::Status {
+                status, message, ..
+            } => write!(f, "upstream returned {status}: {message}"),
             Error::Protocol(m) => write!(f, "invalid upstream response: {m}"),
             Error::TooLarge => f.write_str("upstream response too large"),
             Error::Cancelled => f.write_str("client disconnected"),

@@ -31,7 +31,9 @@ pub struct ServerStatus {
 
 impl McpServer {
     pub fn new(name: &str, _cfg: McpServerConfig) -> Arc<McpServer> {
-        Arc::new(McpServer { name: name.to_string() })
+        Arc::new(McpServer {
+            name: name.to_string(),
+        })
     }
     pub fn name(&self) -> &str {
         &self.name
@@ -39,7 +41,12 @@ impl McpServer {
     pub fn tools(&self) -> Result<Arc<Vec<ToolInfo>>, Error> {
         unimplemented!()
     }
-    pub fn call_tool(&self, _tool: &str, _arguments: Value, _cancel: &Cancel) -> Result<CallResult, Error> {
+    pub fn call_tool(
+        &self,
+        _tool: &str,
+        _arguments: Value,
+        _cancel: &Cancel,
+    ) -> Result<CallResult, Error> {
         unimplemented!()
     }
     pub fn status(&self) -> ServerStatus {

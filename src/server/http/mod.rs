@@ -120,7 +120,11 @@ pub struct Server {
 
 impl Server {
     /// Start serving on an already bound listener. Returns at once; threads run in background.
-    pub fn start(listener: std::net::TcpListener, limits: Limits, handler: std::sync::Arc<dyn Handler>) -> io::Result<Server> {
+    pub fn start(
+        listener: std::net::TcpListener,
+        limits: Limits,
+        handler: std::sync::Arc<dyn Handler>,
+    ) -> io::Result<Server> {
         unimplemented!()
     }
     pub fn local_addr(&self) -> SocketAddr {
