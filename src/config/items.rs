@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_yaml::Value as Yaml;
 
+use super::numbers::{count, duration, integer, number};
 use super::raw::{
-    Path, Problems, boolean, check_http_url, choice, count, duration, elements, entries,
-    header_map, integer, json_object, name_list, non_empty, number, secret_map, string,
-    string_list,
+    Path, Problems, boolean, check_http_url, choice, elements, fields, header_map, json_object,
+    name_list, non_empty, secret_map, string, string_list,
 };
 use super::{AssistantConfig, BackendConfig, BackendKind, McpServerConfig, McpTransport};
 
@@ -69,7 +69,22 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
     let mut call_timeout = None;
     let mut max_concurrency = None;
 
-    for (key, val) in entries(problems, path, v) {
+    let Some(fields) = fields(problems, path, v) else {
+        return McpServerConfig {
+            transport: McpTransport::Stdio {
+                command: String::new(),
+                args,
+                env,
+                cwd: None,
+                inherit_env: false,
+            },
+            description,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        };
+    };
+    for (key, val) in fields {
         let p = path.key(&key);
         match key.as_str() {
             "transport" => {
@@ -185,7 +200,17 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
     let mut timeout = None;
     let mut prompt_caching = None;
 
-    for (key, val) in entries(problems, path, v) {
+    let Some(fields) = fields(problems, path, v) else {
+        return BackendConfig {
+            kind: BackendKind::OpenAi,
+            base_url: String::new(),
+            api_key: None,
+            default_headers,
+            timeout: DEFAULT_BACKEND_TIMEOUT,
+            prompt_caching: true,
+        };
+    };
+    for (key, val) in fields {
         let p = path.key(&key);
         match key.as_str() {
             "kind" => kind = choice(problems, &p, val, BACKEND_KINDS),
@@ -253,7 +278,10 @@ pub(super) fn read_assistant(
     };
     let (mut name_given, mut backend_given) = (name.is_some(), false);
 
-    for (key, val) in entries(problems, path, v) {
+    let Some(fields) = fields(problems, path, v) else {
+        return a;
+    };
+    for (key, val) in fields {
         let p = path.key(&key);
         match key.as_str() {
             "name" if name.is_some() => {}
@@ -294,18 +322,17 @@ pub(super) fn read_assistant(
 }
 
 /// MCP server names of an assistant; a name listed twice is a mistake worth reporting (its tools
-/// would be offered twice).
+/// would be offered twice). Invalid entries stay as "" so that the indices `check_references`
+/// reports match the document.
 fn server_list(problems: &mut Problems, path: &Path, v: &Yaml) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for (i, item) in elements(problems, path, v).iter().enumerate() {
         let p = path.index(i);
-        match non_empty(problems, &p, item) {
-            Some(name) if names.contains(&name) => {
-                problems.add(&p, format!("MCP server '{name}' is listed twice"));
-            }
-            Some(name) => names.push(name),
-            None => {}
+        let name = non_empty(problems, &p, item).unwrap_or_default();
+        if !name.is_empty() && names.contains(&name) {
+            problems.add(&p, format!("MCP server '{name}' is listed twice"));
         }
+        names.push(name);
     }
     names
 }

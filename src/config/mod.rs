@@ -14,6 +14,7 @@ mod demo;
 mod dotenv;
 mod env;
 mod items;
+mod numbers;
 mod raw;
 mod validate;
 

@@ -11,9 +11,10 @@ use serde_yaml::Value as Yaml;
 
 use super::env::expand_tree;
 use super::items::{read_assistant, read_backend, read_mcp_server};
+use super::numbers::{count, duration};
 use super::raw::{
-    Path, Problems, boolean, check_http_url, choice, count, duration, elements, entries,
-    is_header_name, non_empty, string, text,
+    Path, Problems, boolean, check_http_url, choice, elements, entries, is_header_name, non_empty,
+    string, text,
 };
 use super::{
     AdminConfig, ApimanConfig, ApimanMode, AssistantConfig, BackendConfig, BackendKind, Config,
@@ -320,7 +321,7 @@ pub fn check_references(cfg: &Config) -> Vec<String> {
             }
         }
         for (j, server) in a.mcp_servers.iter().enumerate() {
-            if !cfg.mcp_servers.contains_key(server) {
+            if !server.is_empty() && !cfg.mcp_servers.contains_key(server) {
                 out.push(format!(
                     "{at}.mcp_servers[{j}]: unknown MCP server '{server}'"
                 ));
@@ -381,4 +382,81 @@ fn item<T>(
     expand(&mut problems, &root, &mut doc, env);
     let out = read(&mut problems, &root, &doc);
     problems.into_result(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MapEnv;
+
+    const EXAMPLE: &str = include_str!("../../config.example.yaml");
+    const ORIGINAL: &str = include_str!("../../tests/fixtures/config/original-example.yaml");
+
+    #[test]
+    fn example_configs_load() {
+        let env = MapEnv::new().with("AIPROXY_EXE", "/bin/aiproxy");
+        let cfg = parse_and_validate(EXAMPLE, &env).unwrap();
+        assert_eq!(cfg.assistants.len(), 3);
+        assert_eq!(cfg.backends.len(), 4);
+        let cfg = parse_and_validate(ORIGINAL, &MapEnv::new()).unwrap();
+        assert_eq!(cfg.assistants.len(), 2);
+        assert_eq!(cfg.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn listen_forms() {
+        for ok in [
+            "127.0.0.1:8000",
+            "0.0.0.0:0",
+            "[::1]:8000",
+            "localhost:8000",
+            "my-host.lan:80",
+        ] {
+            let cfg = parse_and_validate(&format!("server: {{listen: '{ok}'}}"), &MapEnv::new())
+                .unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+            assert_eq!(cfg.server.listen.as_deref(), Some(ok));
+        }
+        for bad in [
+            "8000",
+            "localhost",
+            "host:99999",
+            ":8000",
+            "::1:8000",
+            "a b:80",
+        ] {
+            let err = parse_and_validate(&format!("server: {{listen: '{bad}'}}"), &MapEnv::new())
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ["server.listen: expected host:port, e.g. 127.0.0.1:8000"],
+                "{bad}"
+            );
+        }
+        let env = MapEnv::new();
+        let cfg = parse_and_validate("server: {listen: '${AIPROXY_LISTEN:-}'}", &env).unwrap();
+        assert_eq!(cfg.server.listen, None);
+    }
+
+    #[test]
+    fn proxy_keys_drop_blank_entries() {
+        let env = MapEnv::new().with("K", "pk-1").with("BLANK", "  ");
+        let cfg = parse_and_validate(
+            "proxy_api_keys: ['${K}', '', '${BLANK}', '${UNSET:-}', 12345]",
+            &env,
+        )
+        .unwrap();
+        let keys: Vec<&str> = cfg.proxy_api_keys.iter().map(|k| k.expose()).collect();
+        assert_eq!(keys, ["pk-1", "12345"]);
+    }
+
+    #[test]
+    fn mock_assistants_may_omit_the_model() {
+        let cfg = parse_and_validate(
+            "backends: {m: {kind: mock}}\nassistants: [{name: a, backend: m}]",
+            &MapEnv::new(),
+        )
+        .unwrap();
+        assert_eq!(cfg.assistants[0].model, "mock");
+        assert_eq!(cfg.backends["m"].base_url, "");
+    }
 }
