@@ -26,10 +26,22 @@ pub trait EnvLookup {
 /// file, which win over built-ins. The one built-in is `AIPROXY_EXE`, the path of the running
 /// binary, so a config can start this binary's demo MCP server (`command: ${AIPROXY_EXE}`,
 /// `args: [demo-mcp]`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     dotenv: HashMap<String, String>,
     builtins: HashMap<String, String>,
+}
+
+/// Names only: `.env` values are secrets.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut dotenv: Vec<&str> = self.dotenv.keys().map(String::as_str).collect();
+        dotenv.sort_unstable();
+        f.debug_struct("Env")
+            .field("dotenv", &dotenv)
+            .field("builtins", &self.builtins)
+            .finish()
+    }
 }
 
 impl Env {
@@ -355,6 +367,8 @@ mod tests {
             Some("/from/dotenv/aiproxy")
         );
         assert_eq!(env.get("AIPROXY_TEST_SURELY_UNSET"), None);
+        let dump = format!("{env:?}");
+        assert!(dump.contains("AIPROXY_TEST_ONLY_IN_DOTENV") && !dump.contains("dotenv-value"));
 
         let plain = Env::load(None).unwrap();
         let exe = std::env::current_exe().unwrap();

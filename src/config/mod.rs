@@ -166,8 +166,11 @@ pub enum ApimanMode {
 pub struct ApimanConfig {
     pub enabled: bool,
     pub mode: ApimanMode,
+    /// Without a trailing slash.
     pub gateway_url: Option<String>,
+    /// `{org}/{api}/{version}`, without leading or trailing slashes.
     pub probe_api: Option<String>,
+    /// Without a leading slash; may be empty.
     pub probe_path: String,
     pub api_key_header: String,
     pub cache_ttl: Duration,

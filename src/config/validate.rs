@@ -217,9 +217,18 @@ fn read_apiman(problems: &mut Problems, path: &Path, v: &Yaml) -> ApimanConfig {
                 Some(mode) => a.mode = mode,
                 None => mode_ok = val.is_null(),
             },
-            "gateway_url" => a.gateway_url = s(problems).map(|u| u.trim().to_string()),
-            "probe_api" => a.probe_api = s(problems),
-            "probe_path" => set(&mut a.probe_path, string(problems, &p, val)),
+            // Stored ready to join as `{gateway_url}/{probe_api}/{probe_path}`.
+            "gateway_url" => {
+                a.gateway_url = s(problems).map(|u| u.trim().trim_end_matches('/').to_string());
+            }
+            "probe_api" => a.probe_api = s(problems).map(|p| p.trim().trim_matches('/').into()),
+            "probe_path" => {
+                let path = string(problems, &p, val);
+                set(
+                    &mut a.probe_path,
+                    path.map(|p| p.trim().trim_start_matches('/').into()),
+                );
+            }
             "api_key_header" => set(&mut a.api_key_header, non_empty(problems, &p, val)),
             "cache_ttl" => set(&mut a.cache_ttl, duration(problems, &p, val, true)),
             "timeout" => set(&mut a.timeout, duration(problems, &p, val, false)),
@@ -247,10 +256,10 @@ fn check_apiman(problems: &mut Problems, path: &Path, a: &ApimanConfig) {
                 None => problems.add(&path.key("gateway_url"), needs),
             }
             match &a.probe_api {
-                // Checked after stripping slashes, as the probe URL is built (the original
-                // counted slashes before stripping and rejected `/org/api/1.0/`).
+                // Checked after stripping slashes (done when read), as the probe URL is built
+                // (the original counted slashes before stripping and rejected `/org/api/1.0/`).
                 Some(api) => {
-                    let segments: Vec<&str> = api.trim().trim_matches('/').split('/').collect();
+                    let segments: Vec<&str> = api.split('/').collect();
                     if segments.len() != 3 || segments.iter().any(|s| s.trim().is_empty()) {
                         problems.add(&path.key("probe_api"), "expected {org}/{api}/{version}");
                     }

@@ -318,7 +318,11 @@ fn apiman_probe_api_is_checked_after_stripping_slashes() {
         let cfg = config::parse(&format!("{base}  probe_api: {ok}\n"), "t", &MapEnv::new())
             .unwrap_or_else(|e| panic!("{ok}: {e}"));
         assert_eq!(cfg.apiman.mode, ApimanMode::GatewayProbe);
-        assert_eq!(cfg.apiman.probe_api.as_deref(), Some(ok));
+        assert_eq!(cfg.apiman.probe_api.as_deref(), Some(ok.trim_matches('/')));
+        assert_eq!(
+            cfg.apiman.gateway_url.as_deref(),
+            Some("http://gw:8080/apiman-gateway")
+        );
     }
     for bad in ["aiproxy/authcheck", "a//v", "a/b/c/d", "//a/b"] {
         let err = config::parse(
