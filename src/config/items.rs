@@ -45,8 +45,8 @@ const MAX_CONCURRENCY_LIMIT: u64 = 1024;
 pub(super) const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(300);
 pub(super) const DEFAULT_MAX_TOOL_ITERATIONS: u32 = 8;
 
-/// `Some(value)` when the key is present and not `null`: used to reject fields that belong to
-/// another transport even when their value is also malformed.
+/// Whether a key has a value (`key:` with nothing after it reads as not set). Fields that belong
+/// to another transport are rejected when given, even if their value is also malformed.
 fn given(v: &Yaml) -> bool {
     !v.is_null()
 }
@@ -73,12 +73,12 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
         return McpServerConfig {
             transport: McpTransport::Stdio {
                 command: String::new(),
-                args,
-                env,
+                args: Vec::new(),
+                env: Default::default(),
                 cwd: None,
                 inherit_env: false,
             },
-            description,
+            description: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
@@ -87,10 +87,12 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
     for (key, val) in fields {
         let p = path.key(&key);
         match key.as_str() {
-            "transport" => {
+            // `transport:` with no value keeps the default.
+            "transport" if given(val) => {
                 transport = choice(problems, &p, val, TRANSPORTS);
                 transport_name = val.as_str().unwrap_or_default().trim().to_string();
             }
+            "transport" => {}
             "description" => description = string(problems, &p, val),
             "command" => command = string(problems, &p, val),
             "args" => args = string_list(problems, &p, val),
@@ -205,7 +207,7 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
             kind: BackendKind::OpenAi,
             base_url: String::new(),
             api_key: None,
-            default_headers,
+            default_headers: Default::default(),
             timeout: DEFAULT_BACKEND_TIMEOUT,
             prompt_caching: true,
         };
@@ -213,7 +215,8 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
     for (key, val) in fields {
         let p = path.key(&key);
         match key.as_str() {
-            "kind" => kind = choice(problems, &p, val, BACKEND_KINDS),
+            "kind" if given(val) => kind = choice(problems, &p, val, BACKEND_KINDS),
+            "kind" => {}
             "base_url" => base_url = string(problems, &p, val),
             "api_key" => api_key = string(problems, &p, val),
             "default_headers" => default_headers = header_map(problems, &p, val),

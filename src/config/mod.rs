@@ -140,6 +140,9 @@ pub struct BackendConfig {
 pub struct AssistantConfig {
     pub name: String,
     pub backend: String,
+    /// The upstream model id. Optional for mock backends: a loaded config fills in "mock";
+    /// [`assistant_from_value`] leaves it empty (and [`check_references`] rejects an empty
+    /// model on a non-mock backend).
     pub model: String,
     pub description: Option<String>,
     pub system_prompt: Option<String>,

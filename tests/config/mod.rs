@@ -499,3 +499,41 @@ apiman: {secret: '${K}'}
     assert!(!dump.contains("sk-very-secret"), "{dump}");
     assert_eq!(dump.matches("***").count(), 6, "{dump}");
 }
+
+#[test]
+fn keys_without_values_take_defaults() {
+    let yaml = "
+mcp_servers:
+  s:
+    transport:
+    command: tool
+    description:
+    call_timeout:
+backends:
+  b:
+    kind:
+    base_url: http://h/v1
+    api_key:
+assistants:
+  - name: a
+    backend: b
+    model: m
+    temperature:
+    mcp_servers:
+server:
+  workers:
+";
+    let cfg = config::parse(yaml, "t", &MapEnv::new()).unwrap();
+    let s = &cfg.mcp_servers["s"];
+    assert!(matches!(s.transport, McpTransport::Stdio { .. }));
+    assert_eq!(
+        (s.description.clone(), s.call_timeout),
+        (None, Duration::from_secs(60))
+    );
+    assert_eq!(
+        (cfg.backends["b"].kind, cfg.backends["b"].api_key.clone()),
+        (BackendKind::OpenAi, None)
+    );
+    assert_eq!(cfg.assistants[0].temperature, None);
+    assert_eq!(cfg.server.workers, 64);
+}
