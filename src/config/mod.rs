@@ -1,14 +1,20 @@
 //! Configuration: `config.yaml` → typed [`Config`].
 //!
-//! The pipeline is parse (strict serde types in `raw`, every unknown key rejected with its path)
-//! → expand `${VAR}` / `${VAR:-default}` / `$$` in string values (`env`) → validate into the typed
-//! values below (`validate`: durations, socket addresses, enums, cross references), collecting
-//! every problem as `path: message` so an operator sees them all at once. `demo` holds the
-//! embedded demo config used when no config file exists. Nothing here does I/O besides reading
-//! the file the caller names.
+//! The pipeline is parse (YAML into a generic tree; `<<` merge keys applied) → expand `${VAR}` /
+//! `${VAR:-default}` / `$$` in string values (`env`; variables come from [`Env`]: the process
+//! environment, a `.env` file, built-ins) → read the tree strictly into the typed values below
+//! (`raw`: a small schema reader; `items`: MCP servers, backends, assistants; `validate`: the
+//! sections, durations, addresses, enums, cross references), collecting every problem as
+//! `path: message` (`assistants[1].temprature: unknown field`) so an operator sees them all at
+//! once. `demo` holds the embedded demo config used when no config file exists. The admin API
+//! reuses the item readers ([`assistant_from_value`] …) and [`check_references`]. Nothing here
+//! does I/O besides reading the files the caller names; no threads.
 
 mod demo;
+mod dotenv;
 mod env;
+mod items;
+mod numbers;
 mod raw;
 mod validate;
 
@@ -22,7 +28,10 @@ use serde_json::{Map, Value};
 use crate::secret::Secret;
 
 pub use demo::DEMO_CONFIG_YAML;
-pub use env::{Env, EnvLookup, expand_str};
+pub use env::{Env, EnvLookup, MapEnv, expand_str};
+pub use validate::{
+    assistant_from_value, backend_from_value, check_references, mcp_server_from_value,
+};
 
 /// The whole, validated configuration. Immutable once built; live changes build a new one.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +140,9 @@ pub struct BackendConfig {
 pub struct AssistantConfig {
     pub name: String,
     pub backend: String,
+    /// The upstream model id. Optional for mock backends: a loaded config fills in "mock";
+    /// [`assistant_from_value`] leaves it empty (and [`check_references`] rejects an empty
+    /// model on a non-mock backend).
     pub model: String,
     pub description: Option<String>,
     pub system_prompt: Option<String>,
@@ -157,8 +169,11 @@ pub enum ApimanMode {
 pub struct ApimanConfig {
     pub enabled: bool,
     pub mode: ApimanMode,
+    /// Without a trailing slash.
     pub gateway_url: Option<String>,
+    /// `{org}/{api}/{version}`, without leading or trailing slashes.
     pub probe_api: Option<String>,
+    /// Without a leading slash; may be empty.
     pub probe_path: String,
     pub api_key_header: String,
     pub cache_ttl: Duration,
@@ -233,7 +248,8 @@ pub fn parse(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, Er
 }
 
 /// The embedded demo config: a `demo` assistant on the built-in `mock` backend with the
-/// built-in demo MCP server (this same binary, `demo-mcp`).
+/// built-in demo MCP server (`${AIPROXY_EXE} demo-mcp`; [`Env`] provides `AIPROXY_EXE`, the
+/// path of the running binary).
 pub fn demo(env: &dyn EnvLookup) -> Result<Config, Error> {
     parse(DEMO_CONFIG_YAML, "<embedded demo config>", env)
 }
