@@ -6,13 +6,15 @@
 //! carried over, keeping their sessions and connection pools.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
 
 use crate::backend::{self, Backend};
-use crate::config::Config;
+use crate::config::{self, Config, EnvLookup};
 use crate::mcp::McpServer;
 
 pub struct Snapshot {
@@ -67,15 +69,57 @@ impl Snapshot {
     }
 }
 
+/// Where the config came from, for reloads, `${VAR}` expansion of admin bodies and persistence.
+pub struct Source {
+    /// `None` for the embedded demo config (nothing to reload or persist to).
+    pub path: Option<PathBuf>,
+    pub env: Box<dyn EnvLookup + Send + Sync>,
+    /// The document as written (before `${VAR}` expansion), edited by the admin API and written
+    /// back when `admin.persist` is on, so references stay references.
+    pub document: Value,
+}
+
 pub struct App {
     current: RwLock<Arc<Snapshot>>,
+    /// Held by every config change (admin edit, reload) from read to swap, so two changes
+    /// never build on the same old snapshot.
+    source: Mutex<Source>,
 }
 
 impl App {
+    /// An app with no file behind it (tests, the demo config).
     pub fn new(config: Config) -> App {
+        let source = Source {
+            path: None,
+            env: Box::new(config::MapEnv::new()),
+            document: Value::Null,
+        };
+        App::with_source(config, source)
+    }
+
+    pub fn with_source(config: Config, source: Source) -> App {
         App {
             current: RwLock::new(Arc::new(Snapshot::build(config, None))),
+            source: Mutex::new(source),
         }
+    }
+
+    /// Run a config change under the change lock: `change` sees the current snapshot and the
+    /// source and returns the new config to swap in, or an error that leaves everything as is.
+    pub fn change<T, E>(
+        &self,
+        change: impl FnOnce(&Snapshot, &mut Source) -> Result<(Config, T), E>,
+    ) -> Result<T, E> {
+        let mut source = self.source.lock();
+        let current = self.snapshot();
+        let (config, out) = change(&current, &mut source)?;
+        let next = Arc::new(Snapshot::build(config, Some(&current)));
+        *self.current.write() = next;
+        Ok(out)
+    }
+
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.source.lock().path.clone()
     }
 
     /// The snapshot a request works with from start to end.
@@ -85,8 +129,23 @@ impl App {
 
     /// Swap in a new config. The old snapshot lives on in requests that hold it.
     pub fn replace(&self, config: Config) {
-        let next = Arc::new(Snapshot::build(config, Some(&self.snapshot())));
-        *self.current.write() = next;
+        let _ = self.change(|_, _| Ok::<_, ()>((config, ())));
+    }
+
+    /// Re-read the config file (POST /admin/reload, SIGHUP). An invalid file is refused with its
+    /// problems and the running config stays.
+    pub fn reload(&self) -> Result<(), config::Error> {
+        self.change(|_, source| {
+            let Some(path) = source.path.clone() else {
+                return Err(config::Error {
+                    source: "<embedded demo config>".into(),
+                    problems: vec!["there is no config file to reload".into()],
+                });
+            };
+            let (cfg, doc) = load_with_document(&path, source.env.as_ref())?;
+            source.document = doc;
+            Ok((cfg, ()))
+        })
     }
 
     /// Stop every MCP server of the current snapshot (process shutdown).
@@ -102,4 +161,18 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Load a config file and also keep its document as written (for admin edits and persistence).
+pub fn load_with_document(
+    path: &Path,
+    env: &dyn EnvLookup,
+) -> Result<(Config, Value), config::Error> {
+    let cfg = config::load_file(path, env)?;
+    let text = std::fs::read_to_string(path).map_err(|e| config::Error {
+        source: path.display().to_string(),
+        problems: vec![format!("cannot read file: {e}")],
+    })?;
+    let doc = serde_yaml::from_str::<Value>(&text).unwrap_or(Value::Null);
+    Ok((cfg, doc))
 }

@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::app::App;
+use serde_json::Value;
+
+use crate::app::{App, Source, load_with_document};
 use crate::config::{self, Config, Env, EnvLookup};
 use crate::server::http::{Limits, Server};
 use crate::server::routes::Gateway;
@@ -124,8 +126,8 @@ fn load_env(opts: &Opts) -> Result<Env, String> {
     Env::load(dotenv.as_deref())
 }
 
-/// Where the config comes from, and the config. `None` path = the embedded demo.
-fn load_config(opts: &Opts, env: &Env) -> Result<(Option<PathBuf>, Config), String> {
+/// The config and where it came from (`path: None` = the embedded demo config).
+fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value), String> {
     let explicit = opts.config.clone().or_else(|| {
         env.get("CONFIG_PATH")
             .filter(|p| !p.is_empty())
@@ -135,15 +137,15 @@ fn load_config(opts: &Opts, env: &Env) -> Result<(Option<PathBuf>, Config), Stri
         .clone()
         .unwrap_or_else(|| PathBuf::from("config.yaml"));
     if path.exists() {
-        return config::load_file(&path, env)
-            .map(|c| (Some(path), c))
+        return load_with_document(&path, env)
+            .map(|(cfg, doc)| (cfg, Some(path), doc))
             .map_err(|e| e.to_string());
     }
     if explicit.is_some() {
         return Err(format!("config file {} not found", path.display()));
     }
     config::demo(env)
-        .map(|c| (None, c))
+        .map(|c| (c, None, Value::Null))
         .map_err(|e| e.to_string())
 }
 
@@ -155,7 +157,7 @@ fn serve(opts: &Opts) -> i32 {
             return 2;
         }
     };
-    let (path, cfg) = match load_config(opts, &env) {
+    let (cfg, path, document) = match load_config(opts, &env) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("aiproxy: {e}");
@@ -186,7 +188,12 @@ fn serve(opts: &Opts) -> i32 {
     };
     let limits = limits(&cfg);
     let drain = cfg.server.drain_timeout;
-    let app = Arc::new(App::new(cfg));
+    let source = Source {
+        path,
+        env: Box::new(env),
+        document,
+    };
+    let app = Arc::new(App::with_source(cfg, source));
     crate::signals::block();
     let server = match Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))) {
         Ok(s) => s,
@@ -201,7 +208,10 @@ fn serve(opts: &Opts) -> i32 {
         server.local_addr()
     );
     while crate::signals::wait() == crate::signals::Signal::Reload {
-        log::warn!("SIGHUP received: config reload is not available yet; ignoring");
+        match app.reload() {
+            Ok(()) => log::info!("SIGHUP: config reloaded"),
+            Err(e) => log::error!("SIGHUP: reload refused, the running config stays: {e}"),
+        }
     }
     log::info!(
         "shutting down: draining in-flight requests (up to {}s)",
@@ -237,7 +247,7 @@ fn check(opts: &Opts) -> i32 {
             return 2;
         }
     };
-    let (path, cfg) = match load_config(opts, &env) {
+    let (cfg, path, _) = match load_config(opts, &env) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");

@@ -12,6 +12,7 @@
 //! Configuration lives in `config` (strict YAML → typed values); the live registry (config +
 //! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.
 
+pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod app;
