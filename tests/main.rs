@@ -1,6 +1,7 @@
 //! One integration-test binary; each module owns one area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod config;
 mod gateway;
 mod sdk;

@@ -50,6 +50,32 @@ impl TestGateway {
         }
     }
 
+    /// From a config file, with reload and persistence as `aiproxy serve --config` has them.
+    pub fn start_file(path: &std::path::Path) -> TestGateway {
+        let env = TestEnv::new();
+        let (cfg, doc) =
+            aiproxy::app::load_with_document(path, &env).unwrap_or_else(|e| panic!("{e}"));
+        let source = aiproxy::app::Source {
+            path: Some(path.to_path_buf()),
+            env: Box::new(env),
+            document: doc,
+        };
+        TestGateway::from_app(cfg.clone(), App::with_source(cfg, source))
+    }
+
+    fn from_app(cfg: aiproxy::config::Config, app: App) -> TestGateway {
+        let limits = aiproxy::cli::limits(&cfg);
+        let app = Arc::new(app);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server =
+            Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))).unwrap();
+        TestGateway {
+            addr: server.local_addr(),
+            app,
+            server: Some(server),
+        }
+    }
+
     /// The embedded demo config, as `aiproxy` runs it without a config file.
     pub fn demo() -> TestGateway {
         TestGateway::start(config::DEMO_CONFIG_YAML)
