@@ -75,19 +75,33 @@ impl Dispatcher {
             Some(tx) => {
                 let _ = tx.try_send(reply);
             }
-            None => log::debug!("mcp[{}]: dropping a reply to unknown or abandoned request {id}", self.name),
+            None => log::debug!(
+                "mcp[{}]: dropping a reply to unknown or abandoned request {id}",
+                self.name
+            ),
         }
     }
 
     fn answer(&self, id: Id, method: &str, out: &dyn Outbound) {
         let reply = if method == "ping" {
-            Message::Response { id, result: json!({}) }
+            Message::Response {
+                id,
+                result: json!({}),
+            }
         } else {
-            log::debug!("mcp[{}]: refusing server request {}", self.name, cut(method, 80));
+            log::debug!(
+                "mcp[{}]: refusing server request {}",
+                self.name,
+                cut(method, 80)
+            );
             Message::error(Some(id), METHOD_NOT_FOUND, "Method not found")
         };
         if let Err(e) = out.send(&reply, Instant::now() + NOTIFY_WRITE) {
-            log::debug!("mcp[{}]: could not answer {}: {e}", self.name, cut(method, 80));
+            log::debug!(
+                "mcp[{}]: could not answer {}: {e}",
+                self.name,
+                cut(method, 80)
+            );
         }
     }
 }
@@ -96,7 +110,10 @@ impl Inbound for Dispatcher {
     fn on_message(&self, msg: Message, out: &dyn Outbound) {
         match msg {
             Message::Response { id, result } => self.route(&id, Ok(result)),
-            Message::Error { id: Some(id), error } => self.route(
+            Message::Error {
+                id: Some(id),
+                error,
+            } => self.route(
                 &id,
                 Err(Error::Rpc {
                     code: error.code,
@@ -119,10 +136,17 @@ impl Inbound for Dispatcher {
                 // cancelled, notes A.8): nothing waits for it, so it is dropped.
                 "notifications/progress" => {}
                 "notifications/message" => {
-                    let data = params.as_ref().map(|p| cut(&p.to_string(), 300)).unwrap_or_default();
+                    let data = params
+                        .as_ref()
+                        .map(|p| cut(&p.to_string(), 300))
+                        .unwrap_or_default();
                     log::debug!("mcp[{}] log: {data}", self.name);
                 }
-                other => log::trace!("mcp[{}]: ignoring notification {}", self.name, cut(other, 80)),
+                other => log::trace!(
+                    "mcp[{}]: ignoring notification {}",
+                    self.name,
+                    cut(other, 80)
+                ),
             },
         }
     }
@@ -172,9 +196,15 @@ impl Session {
         };
         let t0 = Instant::now();
         let result = session
-            .request("initialize", Some(protocol::initialize_params()), deadline, None)
+            .request(
+                "initialize",
+                Some(protocol::initialize_params()),
+                deadline,
+                None,
+            )
             .map_err(|e| session.start_error("initialize", e.into_error(), t0))?;
-        let init = protocol::parse_initialize(&result).map_err(|e| session.start_error("initialize", e, t0))?;
+        let init = protocol::parse_initialize(&result)
+            .map_err(|e| session.start_error("initialize", e, t0))?;
         session
             .notify("notifications/initialized", None)
             .map_err(|e| session.start_error("initialized", e, t0))?;
@@ -190,6 +220,20 @@ impl Session {
 
     /// A start failure as a useful message; the half-started server is stopped quickly.
     fn start_error(&self, step: &str, e: Error, t0: Instant) -> Error {
+        let e = match e {
+            // A write to a child that just exited fails before the reader has described the
+            // exit (status, stderr); that description is the useful message, so wait for it.
+            Error::Closed(raw) => {
+                let limit = Instant::now() + Duration::from_secs(1);
+                let mut reason = self.closed_reason();
+                while reason.is_none() && Instant::now() < limit {
+                    std::thread::sleep(Duration::from_millis(10));
+                    reason = self.closed_reason();
+                }
+                Error::Closed(reason.unwrap_or(raw))
+            }
+            other => other,
+        };
         let tail = self.transport.stderr_tail();
         self.transport.close(Grace::QUICK);
         let msg = match e {
@@ -253,7 +297,9 @@ impl Session {
                 Ok(Err(e)) => return Err(RequestError::Failed(e)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(RequestError::Failed(Error::Closed("reply channel dropped".into())));
+                    return Err(RequestError::Failed(Error::Closed(
+                        "reply channel dropped".into(),
+                    )));
                 }
             }
         }
@@ -272,7 +318,10 @@ impl Session {
     /// Send a notification (bounded write).
     pub fn notify(&self, method: &str, params: Option<Value>) -> Result<(), Error> {
         self.transport
-            .send(&Message::notification(method, params), Instant::now() + NOTIFY_WRITE)
+            .send(
+                &Message::notification(method, params),
+                Instant::now() + NOTIFY_WRITE,
+            )
             .map_err(|e| match e {
                 SendError::Closed(r) => Error::Closed(r),
                 SendError::Timeout => Error::Timeout,
@@ -281,12 +330,21 @@ impl Session {
 
     /// All tools, following `nextCursor` until it is absent (pagination.mdx). Clears the
     /// "list changed" flag first, so a change announced during the listing triggers another.
-    pub fn list_tools(&self, deadline: Instant, cancel: Option<&Cancel>) -> Result<Vec<ToolInfo>, RequestError> {
+    pub fn list_tools(
+        &self,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<ToolInfo>, RequestError> {
         self.dispatch.tools_stale.store(false, Ordering::Release);
         let mut tools: Vec<ToolInfo> = Vec::new();
         let mut cursor: Option<String> = None;
         for page in 0..MAX_TOOL_PAGES {
-            let result = self.request("tools/list", protocol::list_params(cursor.as_deref()), deadline, cancel);
+            let result = self.request(
+                "tools/list",
+                protocol::list_params(cursor.as_deref()),
+                deadline,
+                cancel,
+            );
             let result = result.map_err(|e| {
                 self.dispatch.tools_stale.store(true, Ordering::Release);
                 match e {
@@ -295,10 +353,15 @@ impl Session {
                     other => other,
                 }
             })?;
-            let (items, next) = protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            let (items, next) =
+                protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
             for t in items {
                 if tools.iter().any(|x| x.name == t.name) {
-                    log::warn!("mcp[{}]: duplicate tool name {:?} ignored", self.name, cut(&t.name, 80));
+                    log::warn!(
+                        "mcp[{}]: duplicate tool name {:?} ignored",
+                        self.name,
+                        cut(&t.name, 80)
+                    );
                 } else {
                     tools.push(t);
                 }
@@ -423,7 +486,10 @@ mod tests {
             .map(|h| h.join().unwrap().unwrap()["n"].as_i64().unwrap())
             .collect();
         got.sort();
-        let mut want: Vec<i64> = ids.iter().map(|i| if let Id::Int(n) = i { *n } else { 0 }).collect();
+        let mut want: Vec<i64> = ids
+            .iter()
+            .map(|i| if let Id::Int(n) = i { *n } else { 0 })
+            .collect();
         want.sort();
         assert_eq!(got, want);
     }
@@ -433,15 +499,28 @@ mod tests {
         let (s, rec) = session();
         let t0 = Instant::now();
         let cancel = Cancel::new();
-        let r = s.request("tools/call", None, Instant::now() + Duration::from_millis(150), Some(&cancel));
+        let r = s.request(
+            "tools/call",
+            None,
+            Instant::now() + Duration::from_millis(150),
+            Some(&cancel),
+        );
         assert_eq!(r, Err(RequestError::Failed(Error::Timeout)));
         assert!(t0.elapsed() >= Duration::from_millis(150));
         let sent = rec.sent.lock().clone();
-        let Message::Notification { method, params } = &sent[1] else { panic!("{sent:?}") };
+        let Message::Notification { method, params } = &sent[1] else {
+            panic!("{sent:?}")
+        };
         assert_eq!(method, "notifications/cancelled");
         assert_eq!(params.as_ref().unwrap()["requestId"], json!(1));
         // A late reply finds no waiter and is dropped without harm.
-        s.dispatch.on_message(Message::Response { id: Id::Int(1), result: json!({}) }, &rec);
+        s.dispatch.on_message(
+            Message::Response {
+                id: Id::Int(1),
+                result: json!({}),
+            },
+            &rec,
+        );
         assert!(s.dispatch.pending.lock().waiters.is_empty());
     }
 
@@ -455,9 +534,18 @@ mod tests {
             c2.cancel();
         });
         let t0 = Instant::now();
-        let r = s.request("tools/call", None, Instant::now() + Duration::from_secs(10), Some(&cancel));
+        let r = s.request(
+            "tools/call",
+            None,
+            Instant::now() + Duration::from_secs(10),
+            Some(&cancel),
+        );
         assert_eq!(r, Err(RequestError::Failed(Error::Cancelled)));
-        assert!(t0.elapsed() < Duration::from_millis(400), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]
@@ -478,41 +566,70 @@ mod tests {
         for w in waiters {
             assert_eq!(
                 w.join().unwrap(),
-                Err(RequestError::Failed(Error::Closed("server exited with status 1".into())))
+                Err(RequestError::Failed(Error::Closed(
+                    "server exited with status 1".into()
+                )))
             );
         }
-        assert!(matches!(s.request("x", None, deadline, None), Err(RequestError::NotSent(Error::Closed(_)))));
+        assert!(matches!(
+            s.request("x", None, deadline, None),
+            Err(RequestError::NotSent(Error::Closed(_)))
+        ));
         assert!(!s.is_open());
     }
 
     #[test]
     fn server_requests_are_answered() {
         let (s, rec) = session();
-        s.dispatch.on_message(Message::request(Id::Str("p".into()), "ping", None), &rec);
         s.dispatch
-            .on_message(Message::request(Id::Int(9), "sampling/createMessage", Some(json!({}))), &rec);
+            .on_message(Message::request(Id::Str("p".into()), "ping", None), &rec);
+        s.dispatch.on_message(
+            Message::request(Id::Int(9), "sampling/createMessage", Some(json!({}))),
+            &rec,
+        );
         let sent = rec.sent.lock().clone();
-        assert_eq!(sent[0], Message::Response { id: Id::Str("p".into()), result: json!({}) });
-        assert_eq!(sent[1], Message::error(Some(Id::Int(9)), METHOD_NOT_FOUND, "Method not found"));
+        assert_eq!(
+            sent[0],
+            Message::Response {
+                id: Id::Str("p".into()),
+                result: json!({})
+            }
+        );
+        assert_eq!(
+            sent[1],
+            Message::error(Some(Id::Int(9)), METHOD_NOT_FOUND, "Method not found")
+        );
     }
 
     #[test]
     fn list_changed_marks_tools_stale_and_errors_map_to_rpc() {
         let (s, rec) = session();
         assert!(!s.tools_stale());
-        s.dispatch.on_message(Message::notification("notifications/tools/list_changed", None), &rec);
-        s.dispatch.on_message(Message::notification("notifications/progress", Some(json!({}))), &rec);
+        s.dispatch.on_message(
+            Message::notification("notifications/tools/list_changed", None),
+            &rec,
+        );
+        s.dispatch.on_message(
+            Message::notification("notifications/progress", Some(json!({}))),
+            &rec,
+        );
         assert!(s.tools_stale());
         let s = Arc::new(s);
         let s2 = s.clone();
-        let h = std::thread::spawn(move || s2.request("y", None, Instant::now() + Duration::from_secs(5), None));
+        let h = std::thread::spawn(move || {
+            s2.request("y", None, Instant::now() + Duration::from_secs(5), None)
+        });
         while rec.sent.lock().is_empty() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        s.dispatch.on_message(Message::error(Some(Id::Int(1)), -32602, "bad"), &rec);
+        s.dispatch
+            .on_message(Message::error(Some(Id::Int(1)), -32602, "bad"), &rec);
         assert_eq!(
             h.join().unwrap(),
-            Err(RequestError::Failed(Error::Rpc { code: -32602, message: "bad".into() }))
+            Err(RequestError::Failed(Error::Rpc {
+                code: -32602,
+                message: "bad".into()
+            }))
         );
     }
 }

@@ -32,7 +32,9 @@ pub fn run_stdio() -> io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+        let n = (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(());
         }
@@ -41,7 +43,11 @@ pub fn run_stdio() -> io::Result<()> {
             let mut sink = Vec::new();
             while !sink.ends_with(b"\n") {
                 sink.clear();
-                if (&mut input).take(MAX_LINE as u64).read_until(b'\n', &mut sink)? == 0 {
+                if (&mut input)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut sink)?
+                    == 0
+                {
                     return Ok(());
                 }
             }
@@ -54,7 +60,10 @@ pub fn run_stdio() -> io::Result<()> {
         let msgs = match decode_frame(&line) {
             Ok((msgs, _bad)) => msgs,
             Err(e) => {
-                write_msg(&out, &Message::error(None, -32700, &format!("parse error: {e}")));
+                write_msg(
+                    &out,
+                    &Message::error(None, -32700, &format!("parse error: {e}")),
+                );
                 continue;
             }
         };
@@ -65,16 +74,18 @@ pub fn run_stdio() -> io::Result<()> {
             if method == "tools/call" {
                 wait_for_slot(&busy);
                 let (out, slots) = (out.clone(), busy.clone());
-                let spawned = thread::Builder::new().name("demo-call".into()).spawn(move || {
-                    let reply = Message::Response {
-                        id,
-                        result: call(params.as_ref()),
-                    };
-                    write_msg(&out, &reply);
-                    let (count, cv) = &*slots;
-                    *count.lock() -= 1;
-                    cv.notify_one();
-                });
+                let spawned = thread::Builder::new()
+                    .name("demo-call".into())
+                    .spawn(move || {
+                        let reply = Message::Response {
+                            id,
+                            result: call(params.as_ref()),
+                        };
+                        write_msg(&out, &reply);
+                        let (count, cv) = &*slots;
+                        *count.lock() -= 1;
+                        cv.notify_one();
+                    });
                 if spawned.is_err() {
                     let (count, _) = &*busy;
                     *count.lock() -= 1;
@@ -107,7 +118,9 @@ fn write_msg(out: &Mutex<io::Stdout>, msg: &Message) {
 fn answer(id: Id, method: &str, params: Option<&Value>) -> Message {
     let result = match method {
         "initialize" => {
-            let asked = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+            let asked = params
+                .and_then(|p| p.get("protocolVersion"))
+                .and_then(Value::as_str);
             let version = asked
                 .filter(|v| SUPPORTED_VERSIONS.contains(v))
                 .unwrap_or(SUPPORTED_VERSIONS[0]);
@@ -174,11 +187,17 @@ pub fn tool_list() -> Value {
 
 /// Run one `tools/call`; tool failures are `isError` results, as the spec prefers.
 pub fn call(params: Option<&Value>) -> Value {
-    let name = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
+    let name = params
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let empty = json!({});
     let args = params.and_then(|p| p.get("arguments")).unwrap_or(&empty);
     let outcome = match name {
-        "add" => match (args.get("a").and_then(number), args.get("b").and_then(number)) {
+        "add" => match (
+            args.get("a").and_then(number),
+            args.get("b").and_then(number),
+        ) {
             (Some(a), Some(b)) => Ok(a.add(b)),
             _ => Err("add needs two numbers, a and b".to_string()),
         },
@@ -228,10 +247,10 @@ impl Num {
 
     /// The sum as text: integers without a fractional part ("5", not "5.0").
     fn add(self, other: Num) -> String {
-        if let (Num::Int(a), Num::Int(b)) = (self, other) {
-            if let Some(s) = a.checked_add(b) {
-                return s.to_string();
-            }
+        if let (Num::Int(a), Num::Int(b)) = (self, other)
+            && let Some(s) = a.checked_add(b)
+        {
+            return s.to_string();
         }
         let s = self.as_f64() + other.as_f64();
         if s.is_finite() && s.fract() == 0.0 && s.abs() < 1e15 {
@@ -255,19 +274,29 @@ mod tests {
         let r = call(Some(&json!({"name": "add", "arguments": {"a": 2, "b": 3}})));
         assert_eq!(text(&r), "5");
         assert_eq!(r["isError"], false);
-        let r = call(Some(&json!({"name": "add", "arguments": {"a": 2.5, "b": 2.5}})));
+        let r = call(Some(
+            &json!({"name": "add", "arguments": {"a": 2.5, "b": 2.5}}),
+        ));
         assert_eq!(text(&r), "5");
-        let r = call(Some(&json!({"name": "add", "arguments": {"a": 0.1, "b": 0.2}})));
+        let r = call(Some(
+            &json!({"name": "add", "arguments": {"a": 0.1, "b": 0.2}}),
+        ));
         assert_eq!(text(&r), (0.1f64 + 0.2).to_string());
-        let r = call(Some(&json!({"name": "add", "arguments": {"a": -7, "b": 1.5}})));
+        let r = call(Some(
+            &json!({"name": "add", "arguments": {"a": -7, "b": 1.5}}),
+        ));
         assert_eq!(text(&r), "-5.5");
     }
 
     #[test]
     fn text_tools_and_errors() {
-        let r = call(Some(&json!({"name": "uppercase", "arguments": {"text": "héllo"}})));
+        let r = call(Some(
+            &json!({"name": "uppercase", "arguments": {"text": "héllo"}}),
+        ));
         assert_eq!(text(&r), "HÉLLO");
-        let r = call(Some(&json!({"name": "echo", "arguments": {"text": "a\nb"}})));
+        let r = call(Some(
+            &json!({"name": "echo", "arguments": {"text": "a\nb"}}),
+        ));
         assert_eq!(text(&r), "a\nb");
         for bad in [
             json!({"name": "add", "arguments": {"a": "2", "b": 3}}),
@@ -289,15 +318,45 @@ mod tests {
 
     #[test]
     fn initialize_negotiates() {
-        let m = answer(Id::Int(1), "initialize", Some(&json!({"protocolVersion": "2024-11-05"})));
-        let Message::Response { result, .. } = m else { panic!() };
+        let m = answer(
+            Id::Int(1),
+            "initialize",
+            Some(&json!({"protocolVersion": "2024-11-05"})),
+        );
+        let Message::Response { result, .. } = m else {
+            panic!()
+        };
         assert_eq!(result["protocolVersion"], "2024-11-05");
-        let m = answer(Id::Int(1), "initialize", Some(&json!({"protocolVersion": "2099-01-01"})));
-        let Message::Response { result, .. } = m else { panic!() };
+        let m = answer(
+            Id::Int(1),
+            "initialize",
+            Some(&json!({"protocolVersion": "2099-01-01"})),
+        );
+        let Message::Response { result, .. } = m else {
+            panic!()
+        };
         assert_eq!(result["protocolVersion"], SUPPORTED_VERSIONS[0]);
-        assert!(matches!(answer(Id::Int(2), "resources/list", None), Message::Error { .. }));
-        let Message::Response { result, .. } = answer(Id::Int(3), "tools/list", None) else { panic!() };
-        let names: Vec<_> = result["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
-        assert_eq!(names, [json!("add"), json!("echo"), json!("uppercase"), json!("sleep")]);
+        assert!(matches!(
+            answer(Id::Int(2), "resources/list", None),
+            Message::Error { .. }
+        ));
+        let Message::Response { result, .. } = answer(Id::Int(3), "tools/list", None) else {
+            panic!()
+        };
+        let names: Vec<_> = result["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                json!("add"),
+                json!("echo"),
+                json!("uppercase"),
+                json!("sleep")
+            ]
+        );
     }
 }

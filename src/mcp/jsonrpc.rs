@@ -58,7 +58,9 @@ impl<'de> Deserialize<'de> for Id {
                 Ok(Id::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                i64::try_from(v).map(Id::Int).map_err(|_| E::custom("id out of range"))
+                i64::try_from(v)
+                    .map(Id::Int)
+                    .map_err(|_| E::custom("id out of range"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
                 Ok(Id::Str(v.to_string()))
@@ -152,7 +154,10 @@ impl Message {
             }
             Message::Error { id, error } => {
                 m.insert("id".into(), id.as_ref().map_or(Value::Null, id_value));
-                m.insert("error".into(), serde_json::to_value(error).unwrap_or(Value::Null));
+                m.insert(
+                    "error".into(),
+                    serde_json::to_value(error).unwrap_or(Value::Null),
+                );
             }
         }
         Value::Object(m)
@@ -184,7 +189,8 @@ impl Message {
             });
         }
         if let Some(error) = m.remove("error") {
-            let error = RpcError::deserialize(error).map_err(|e| format!("bad error object: {e}"))?;
+            let error =
+                RpcError::deserialize(error).map_err(|e| format!("bad error object: {e}"))?;
             return Ok(Message::Error { id, error });
         }
         if let Some(result) = m.remove("result") {
@@ -283,7 +289,9 @@ mod tests {
             one(r#"{"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}"#),
             Message::error(Some(Id::Int(4)), METHOD_NOT_FOUND, "Method not found")
         );
-        let m = one(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error","data":{"x":1}}}"#);
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error","data":{"x":1}}}"#,
+        );
         let Message::Error { id, error } = m else {
             panic!("not an error: {m:?}")
         };
@@ -301,7 +309,9 @@ mod tests {
         assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).is_err());
         assert!(decode_frame(br#"{"jsonrpc":"2.0","id":true,"method":"x"}"#).is_err());
         assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1,"method":5}"#).is_err());
-        assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}"#).is_err());
+        assert!(
+            decode_frame(br#"{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}"#).is_err()
+        );
     }
 
     #[test]
@@ -319,7 +329,11 @@ mod tests {
     #[test]
     fn encodes_compact_single_lines_that_round_trip() {
         let msgs = [
-            Message::request(Id::Int(1), "tools/call", Some(json!({"name":"a","arguments":{"t":"x\ny"}}))),
+            Message::request(
+                Id::Int(1),
+                "tools/call",
+                Some(json!({"name":"a","arguments":{"t":"x\ny"}})),
+            ),
             Message::notification("notifications/initialized", None),
             Message::Response {
                 id: Id::Str("s".into()),

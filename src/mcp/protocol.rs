@@ -51,12 +51,19 @@ pub fn parse_initialize(result: &Value) -> Result<Initialized, Error> {
         )));
     }
     let info = result.get("serverInfo");
-    let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).map(|s| cut(s, 100));
+    let field = |k: &str| {
+        info.and_then(|i| i.get(k))
+            .and_then(Value::as_str)
+            .map(|s| cut(s, 100))
+    };
     Ok(Initialized {
         protocol_version: version.to_string(),
         server_name: field("name"),
         server_version: field("version"),
-        has_tools: result.get("capabilities").and_then(|c| c.get("tools")).is_some(),
+        has_tools: result
+            .get("capabilities")
+            .and_then(|c| c.get("tools"))
+            .is_some(),
     })
 }
 
@@ -79,7 +86,10 @@ pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>
             log::warn!("mcp: skipping a listed tool without a name");
             continue;
         };
-        let task_support = t.get("execution").and_then(|e| e.get("taskSupport")).and_then(Value::as_str);
+        let task_support = t
+            .get("execution")
+            .and_then(|e| e.get("taskSupport"))
+            .and_then(Value::as_str);
         if task_support == Some("required") {
             log::debug!("mcp: skipping tool {name:?}: it can only run as a task");
             continue;
@@ -90,7 +100,10 @@ pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>
         };
         out.push(ToolInfo {
             name: name.to_string(),
-            description: t.get("description").and_then(Value::as_str).map(str::to_string),
+            description: t
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             input_schema,
         });
     }
@@ -118,13 +131,13 @@ pub fn parse_call_result(result: Value) -> Result<CallResult, Error> {
     let Value::Object(mut m) = result else {
         return Err(Error::Protocol("tools/call result is not an object".into()));
     };
-    if let Some(rt) = m.get("resultType").and_then(Value::as_str) {
-        if rt != "complete" {
-            return Err(Error::Protocol(format!(
-                "tools/call result type {} is not supported",
-                cut(rt, 40)
-            )));
-        }
+    if let Some(rt) = m.get("resultType").and_then(Value::as_str)
+        && rt != "complete"
+    {
+        return Err(Error::Protocol(format!(
+            "tools/call result type {} is not supported",
+            cut(rt, 40)
+        )));
     }
     let content = match m.remove("content") {
         Some(Value::Array(items)) => items,
@@ -183,7 +196,10 @@ mod tests {
             json!({"protocolVersion": 5}),
             json!({"capabilities": {}}),
         ] {
-            assert!(matches!(parse_initialize(&r), Err(Error::Protocol(_))), "{r}");
+            assert!(
+                matches!(parse_initialize(&r), Err(Error::Protocol(_))),
+                "{r}"
+            );
         }
     }
 
@@ -228,8 +244,14 @@ mod tests {
 
     #[test]
     fn call_params_default_arguments_to_an_object() {
-        assert_eq!(call_params("x", Value::Null), json!({"name": "x", "arguments": {}}));
-        assert_eq!(call_params("x", json!({"a": 1}))["arguments"], json!({"a": 1}));
+        assert_eq!(
+            call_params("x", Value::Null),
+            json!({"name": "x", "arguments": {}})
+        );
+        assert_eq!(
+            call_params("x", json!({"a": 1}))["arguments"],
+            json!({"a": 1})
+        );
     }
 
     #[test]

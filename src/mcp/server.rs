@@ -108,10 +108,11 @@ impl McpServer {
             let session = self.session(None)?;
             {
                 let g = self.inner.lock();
-                if let (Some(tools), Some(current)) = (&g.tools, &g.session) {
-                    if Arc::ptr_eq(current, &session) && !session.tools_stale() {
-                        return Ok(tools.clone());
-                    }
+                if let (Some(tools), Some(current)) = (&g.tools, &g.session)
+                    && Arc::ptr_eq(current, &session)
+                    && !session.tools_stale()
+                {
+                    return Ok(tools.clone());
                 }
             }
             let deadline = Instant::now() + self.cfg.startup_timeout;
@@ -125,18 +126,27 @@ impl McpServer {
                     return Ok(list);
                 }
                 // Listing has no side effects: on a session that died under us, try once more.
-                Err(RequestError::NotSent(Error::Closed(_)) | RequestError::Failed(Error::Closed(_)))
-                    if attempt == 0 => {}
+                Err(
+                    RequestError::NotSent(Error::Closed(_))
+                    | RequestError::Failed(Error::Closed(_)),
+                ) if attempt == 0 => {}
                 Err(e) => return Err(e.into_error()),
             }
         }
-        Err(Error::Closed("session died twice while listing tools".into()))
+        Err(Error::Closed(
+            "session died twice while listing tools".into(),
+        ))
     }
 
     /// Call a tool. Bounded by `call_timeout` (including the wait for a concurrency slot) and by
     /// `cancel`. A request that never reached the server (its session was already dead) is
     /// retried once on a fresh session; one that was delivered is never retried.
-    pub fn call_tool(&self, tool: &str, arguments: Value, cancel: &Cancel) -> Result<CallResult, Error> {
+    pub fn call_tool(
+        &self,
+        tool: &str,
+        arguments: Value,
+        cancel: &Cancel,
+    ) -> Result<CallResult, Error> {
         let deadline = Instant::now() + self.cfg.call_timeout;
         let _slot = self.slots.acquire(deadline, cancel)?;
         let params = protocol::call_params(tool, arguments);
@@ -147,19 +157,28 @@ impl McpServer {
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
                     if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
                 {
-                    log::info!("mcp[{}]: session was dead before {tool} was sent ({e}); retrying", self.name);
+                    log::info!(
+                        "mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        self.name
+                    );
                 }
                 Err(e) => return Err(e.into_error()),
             }
         }
-        Err(Error::Closed("session died twice before the call was sent".into()))
+        Err(Error::Closed(
+            "session died twice before the call was sent".into(),
+        ))
     }
 
     pub fn status(&self) -> ServerStatus {
         let g = self.inner.lock();
         let live = g.session.as_ref().filter(|s| s.is_open());
         let (state, last_error) = match (g.state, &g.session) {
-            (ServerState::Ready, Some(s)) if !s.is_open() => (ServerState::Failed, s.closed_reason()),
+            (ServerState::Ready, Some(s)) if !s.is_open() => (
+                ServerState::Failed,
+                // The transport may know it is dead a moment before the reason is composed.
+                Some(s.closed_reason().unwrap_or_else(|| "session ended".into())),
+            ),
             (state, _) => (state, g.last_error.clone()),
         };
         ServerStatus {
@@ -204,7 +223,9 @@ impl McpServer {
                         return Err(Error::Cancelled);
                     }
                     if Instant::now() >= wait_limit {
-                        return Err(Error::Start("timed out waiting for the server to start".into()));
+                        return Err(Error::Start(
+                            "timed out waiting for the server to start".into(),
+                        ));
                     }
                     self.start_done.wait_for(&mut g, WAIT_SLICE);
                     continue;
@@ -219,11 +240,14 @@ impl McpServer {
                 g.tools = None;
                 dead = g.session.take();
             }
-            if let Some(at) = g.retry_at {
-                if Instant::now() < at {
-                    let last = g.last_error.clone().unwrap_or_else(|| "start failed".into());
-                    return Err(Error::Start(last));
-                }
+            if let Some(at) = g.retry_at
+                && Instant::now() < at
+            {
+                let last = g
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "start failed".into());
+                return Err(Error::Start(last));
             }
             break;
         }
@@ -315,13 +339,18 @@ impl McpServer {
                 let spec = StdioSpec {
                     command,
                     args,
-                    env: env.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
+                    env: env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                        .collect(),
                     cwd: cwd.as_deref(),
                     inherit_env: *inherit_env,
                 };
                 Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
             }
-            McpTransport::Sse { .. } => Err("the sse transport is not available in this build".into()),
+            McpTransport::Sse { .. } => {
+                Err("the sse transport is not available in this build".into())
+            }
             McpTransport::StreamableHttp { .. } => {
                 Err("the streamable-http transport is not available in this build".into())
             }
@@ -363,7 +392,8 @@ impl Slots {
             if now >= deadline {
                 return Err(Error::Timeout);
             }
-            self.freed.wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
+            self.freed
+                .wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
         }
         *used += 1;
         Ok(SlotGuard(self))

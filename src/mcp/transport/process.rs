@@ -49,7 +49,11 @@ pub fn poll_fd(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
         0 => Ok(false),
         _ => {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) }
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -90,7 +94,11 @@ pub fn write_all_until<W: Write + AsRawFd>(
                 if abort() {
                     return Err(io::Error::new(io::ErrorKind::BrokenPipe, "closing"));
                 }
-                poll_fd(w.as_raw_fd(), true, (deadline - now).min(Duration::from_millis(100)))?;
+                poll_fd(
+                    w.as_raw_fd(),
+                    true,
+                    (deadline - now).min(Duration::from_millis(100)),
+                )?;
             }
             Err(e) => return Err(e),
         }
@@ -112,14 +120,19 @@ pub enum ReadEvent {
 }
 
 /// Splits a pipe into lines, each at most `max` bytes, polling so the owner can check its stop
-/// flag between reads.
+/// flag between reads. Consumed lines are dropped from the buffer once per read (not once per
+/// line), so a burst of small lines costs linear time.
 pub struct LineReader<R> {
     inner: R,
     buf: Vec<u8>,
-    /// Bytes of `buf` already searched for a newline.
+    /// Start of the unconsumed bytes in `buf`.
+    start: usize,
+    /// Bytes of `buf` before this index hold no newline past `start`.
     scanned: usize,
     max: usize,
     eof: bool,
+    /// Dropping the rest of an overlong line, up to its newline.
+    skipping: bool,
 }
 
 impl<R: Read + AsRawFd> LineReader<R> {
@@ -127,9 +140,11 @@ impl<R: Read + AsRawFd> LineReader<R> {
         LineReader {
             inner,
             buf: Vec::new(),
+            start: 0,
             scanned: 0,
             max,
             eof: false,
+            skipping: false,
         }
     }
 
@@ -137,32 +152,46 @@ impl<R: Read + AsRawFd> LineReader<R> {
         loop {
             if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.scanned + pos;
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                self.scanned = 0;
-                if end > self.max {
-                    return Ok(ReadEvent::TooLong);
+                let line = &self.buf[self.start..end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                let too_long = end - self.start > self.max;
+                self.start = end + 1;
+                self.scanned = self.start;
+                if std::mem::take(&mut self.skipping) {
+                    continue;
                 }
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Ok(ReadEvent::Line(line));
+                return Ok(if too_long {
+                    ReadEvent::TooLong
+                } else {
+                    ReadEvent::Line(line)
+                });
             }
             self.scanned = self.buf.len();
-            if self.buf.len() > self.max {
-                self.buf = Vec::new();
+            if self.buf.len() - self.start > self.max {
+                self.buf.clear();
+                self.start = 0;
                 self.scanned = 0;
-                return Ok(ReadEvent::TooLong);
+                if !std::mem::replace(&mut self.skipping, true) {
+                    return Ok(ReadEvent::TooLong);
+                }
             }
             if self.eof {
-                if self.buf.is_empty() {
+                let rest = self.buf.split_off(self.start);
+                self.buf.clear();
+                self.start = 0;
+                self.scanned = 0;
+                if rest.is_empty() || std::mem::take(&mut self.skipping) {
                     return Ok(ReadEvent::Eof);
                 }
-                self.scanned = 0;
-                return Ok(ReadEvent::Line(std::mem::take(&mut self.buf)));
+                return Ok(ReadEvent::Line(rest));
             }
             if !poll_fd(self.inner.as_raw_fd(), false, poll)? {
                 return Ok(ReadEvent::Idle);
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.scanned -= self.start;
+                self.start = 0;
             }
             let mut chunk = [0u8; 64 * 1024];
             match self.inner.read(&mut chunk) {
@@ -223,7 +252,10 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
-        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
     }
 
     #[test]
@@ -236,11 +268,19 @@ mod tests {
             ("LANG", "C.UTF-8"),
             ("ADMIN_API_KEY", "adm"),
         ]);
-        let env = child_env(parent.clone(), [("FOO".to_string(), "bar".to_string())], false);
+        let env = child_env(
+            parent.clone(),
+            [("FOO".to_string(), "bar".to_string())],
+            false,
+        );
         let keys: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
         assert_eq!(keys, ["PATH", "HOME", "LANG", "FOO"]);
 
-        let env = child_env(parent.clone(), [("PATH".to_string(), "/opt".to_string())], false);
+        let env = child_env(
+            parent.clone(),
+            [("PATH".to_string(), "/opt".to_string())],
+            false,
+        );
         assert!(env.contains(&(OsString::from("PATH"), OsString::from("/opt"))));
         assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
 
@@ -266,6 +306,31 @@ mod tests {
     }
 
     #[test]
+    fn line_reader_skips_the_rest_of_an_overlong_line_across_reads() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut r = LineReader::new(b, 10);
+        let t = Duration::from_secs(2);
+        a.write_all(b"ok\n0123456789abcdef").unwrap();
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"ok".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::TooLong);
+        assert_eq!(r.next(Duration::from_millis(20)).unwrap(), ReadEvent::Idle);
+        a.write_all(b"more of the same long line\nnext\n").unwrap();
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"next".to_vec()));
+        let many: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("l{i}\n").into_bytes())
+            .collect();
+        a.write_all(&many).unwrap();
+        drop(a);
+        for i in 0..5000 {
+            assert_eq!(
+                r.next(t).unwrap(),
+                ReadEvent::Line(format!("l{i}").into_bytes())
+            );
+        }
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Eof);
+    }
+
+    #[test]
     fn line_reader_reports_idle() {
         let (_a, b) = UnixStream::pair().unwrap();
         let mut r = LineReader::new(b, 50);
@@ -278,8 +343,13 @@ mod tests {
         set_nonblocking(a.as_raw_fd()).unwrap();
         let big = vec![b'x'; 8 << 20];
         let t0 = Instant::now();
-        let err = write_all_until(&mut a, &big, Instant::now() + Duration::from_millis(200), || false)
-            .unwrap_err();
+        let err = write_all_until(
+            &mut a,
+            &big,
+            Instant::now() + Duration::from_millis(200),
+            || false,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(t0.elapsed() < Duration::from_secs(2));
     }

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::process::{
-    LineReader, ReadEvent, child_env, exit_status_nowait, set_nonblocking, signal_group, write_all_until,
+    LineReader, ReadEvent, child_env, exit_status_nowait, set_nonblocking, signal_group,
+    write_all_until,
 };
 use super::{Grace, Inbound, Outbound, SendError, Transport};
 use crate::mcp::jsonrpc::{Message, decode_frame};
@@ -82,7 +83,11 @@ struct Shared {
 
 impl StdioTransport {
     /// Spawn the server and start its reader threads. Messages go to `inbound` from now on.
-    pub fn spawn(name: &str, spec: &StdioSpec<'_>, inbound: Arc<dyn Inbound>) -> Result<StdioTransport, String> {
+    pub fn spawn(
+        name: &str,
+        spec: &StdioSpec<'_>,
+        inbound: Arc<dyn Inbound>,
+    ) -> Result<StdioTransport, String> {
         let mut cmd = Command::new(spec.command);
         cmd.args(spec.args)
             .stdin(Stdio::piped())
@@ -90,7 +95,11 @@ impl StdioTransport {
             .stderr(Stdio::piped())
             .process_group(0)
             .env_clear()
-            .envs(child_env(std::env::vars_os(), spec.env.iter().cloned(), spec.inherit_env));
+            .envs(child_env(
+                std::env::vars_os(),
+                spec.env.iter().cloned(),
+                spec.inherit_env,
+            ));
         if let Some(cwd) = spec.cwd {
             cmd.current_dir(cwd);
         }
@@ -116,7 +125,9 @@ impl StdioTransport {
             stderr_done: AtomicBool::new(false),
             garbage: AtomicU32::new(0),
         });
-        let transport = StdioTransport { shared: shared.clone() };
+        let transport = StdioTransport {
+            shared: shared.clone(),
+        };
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
             return Err("child pipes missing".into());
         };
@@ -172,11 +183,16 @@ impl Outbound for Shared {
         }
         let mut line = msg.to_line();
         line.push('\n');
-        let mut stdin = self.stdin.lock();
+        // Another writer holds the lock for at most its own deadline; ours bounds the wait.
+        let Some(mut stdin) = self.stdin.try_lock_until(deadline) else {
+            return Err(SendError::Timeout);
+        };
         let Some(pipe) = stdin.as_mut() else {
             return Err(SendError::Closed("stdin closed".into()));
         };
-        match write_all_until(pipe, line.as_bytes(), deadline, || self.closing.load(Ordering::Acquire)) {
+        match write_all_until(pipe, line.as_bytes(), deadline, || {
+            self.closing.load(Ordering::Acquire)
+        }) {
             Ok(()) => Ok(()),
             Err(e) => {
                 drop(stdin);
@@ -185,7 +201,10 @@ impl Outbound for Shared {
                 self.open.store(false, Ordering::Release);
                 self.signal(libc::SIGKILL);
                 if e.kind() == io::ErrorKind::TimedOut {
-                    log::warn!("mcp[{}]: server stopped reading its stdin; killed", self.name);
+                    log::warn!(
+                        "mcp[{}]: server stopped reading its stdin; killed",
+                        self.name
+                    );
                     Err(SendError::Timeout)
                 } else {
                     Err(SendError::Closed(format!("writing to the server: {e}")))
@@ -212,7 +231,9 @@ impl Shared {
                     }
                 }
                 Ok(ReadEvent::Eof) => break "server closed its stdout".to_string(),
-                Ok(ReadEvent::TooLong) => break format!("server sent a message line over {MAX_LINE} bytes"),
+                Ok(ReadEvent::TooLong) => {
+                    break format!("server sent a message line over {MAX_LINE} bytes");
+                }
                 Err(e) => break format!("reading server stdout: {e}"),
             }
         };
@@ -241,9 +262,15 @@ impl Shared {
             Err(e) => {
                 let text = cut(&String::from_utf8_lossy(line), 200);
                 if self.garbage.fetch_add(1, Ordering::Relaxed) < GARBAGE_WARNINGS {
-                    log::warn!("mcp[{}]: skipping a non-message stdout line ({e}): {text}", self.name);
+                    log::warn!(
+                        "mcp[{}]: skipping a non-message stdout line ({e}): {text}",
+                        self.name
+                    );
                 } else {
-                    log::debug!("mcp[{}]: skipping a non-message stdout line ({e}): {text}", self.name);
+                    log::debug!(
+                        "mcp[{}]: skipping a non-message stdout line ({e}): {text}",
+                        self.name
+                    );
                 }
             }
         }
@@ -254,7 +281,9 @@ impl Shared {
     fn describe_death(&self, reason: String) -> String {
         let deadline = Instant::now() + Duration::from_millis(300);
         let mut status = exit_status_nowait(self.pid);
-        while (status.is_none() || !self.stderr_done.load(Ordering::Acquire)) && Instant::now() < deadline {
+        while (status.is_none() || !self.stderr_done.load(Ordering::Acquire))
+            && Instant::now() < deadline
+        {
             thread::sleep(Duration::from_millis(10));
             status = status.or_else(|| exit_status_nowait(self.pid));
         }
@@ -288,7 +317,9 @@ impl Shared {
                     }
                     tail.push_back(cut(text.trim(), 300));
                 }
-                Ok(ReadEvent::TooLong) => log::debug!("mcp[{}] stderr: (overlong line dropped)", self.name),
+                Ok(ReadEvent::TooLong) => {
+                    log::debug!("mcp[{}] stderr: (overlong line dropped)", self.name)
+                }
                 // A grandchild outside the group could hold stderr open forever: stop after
                 // the shutdown has finished.
                 Ok(ReadEvent::Idle) => {
@@ -304,7 +335,11 @@ impl Shared {
 
     fn stderr_tail(&self) -> Option<String> {
         let tail = self.stderr_tail.lock();
-        let lines: Vec<&str> = tail.iter().map(String::as_str).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = tail
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+            .collect();
         (!lines.is_empty()).then(|| lines.join(" | "))
     }
 
@@ -349,12 +384,18 @@ impl Shared {
         drop(self.stdin.lock().take());
         let mut exited = self.wait_exit(grace.polite);
         if !exited {
-            log::info!("mcp[{}]: still running after stdin closed; sending SIGTERM", self.name);
+            log::info!(
+                "mcp[{}]: still running after stdin closed; sending SIGTERM",
+                self.name
+            );
             self.signal(libc::SIGTERM);
             exited = self.wait_exit(grace.term);
         }
         if !exited {
-            log::warn!("mcp[{}]: still running after SIGTERM; sending SIGKILL", self.name);
+            log::warn!(
+                "mcp[{}]: still running after SIGTERM; sending SIGKILL",
+                self.name
+            );
             self.signal(libc::SIGKILL);
             exited = self.wait_exit(Duration::from_secs(2));
         }
@@ -368,10 +409,18 @@ impl Shared {
                     log::warn!("mcp[{}]: reaping pid {}: {e}", self.name, self.pid);
                 }
             } else {
-                log::error!("mcp[{}]: pid {} survived SIGKILL; leaving it", self.name, self.pid);
+                log::error!(
+                    "mcp[{}]: pid {} survived SIGKILL; leaving it",
+                    self.name,
+                    self.pid
+                );
             }
         }
-        log::debug!("mcp[{}]: stopped in {} ms", self.name, t0.elapsed().as_millis());
+        log::debug!(
+            "mcp[{}]: stopped in {} ms",
+            self.name,
+            t0.elapsed().as_millis()
+        );
         *self.shutdown_done.lock() = true;
         self.shutdown_cv.notify_all();
     }
