@@ -452,6 +452,47 @@ fn never_initialized_server_fails_to_start_and_backs_off() {
     assert_eq!(st.state, ServerState::Failed);
     assert_eq!(st.last_error.as_deref(), Some(msg.as_str()));
     assert_eq!(st.pid, None);
+
+    // After the first back-off (1 s) a new attempt is made; after its failure the back-off
+    // has doubled, so 1.2 s later the error is still returned at once.
+    thread::sleep(Duration::from_millis(1100).saturating_sub(t1.elapsed()));
+    let t2 = Instant::now();
+    assert!(matches!(s.tools(), Err(Error::Start(_))));
+    assert!(
+        t2.elapsed() >= Duration::from_millis(1000),
+        "no new attempt was made"
+    );
+    thread::sleep(Duration::from_millis(1200));
+    let t3 = Instant::now();
+    assert!(matches!(s.tools(), Err(Error::Start(_))));
+    assert!(
+        t3.elapsed() < Duration::from_millis(300),
+        "back-off did not grow"
+    );
+}
+
+#[test]
+fn concurrent_first_use_starts_one_session() {
+    let s = faults("slow-start", Some("0.5"), 5000, 5000);
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            thread::spawn(move || {
+                let t = format!("caller {i}");
+                let r = call(&s, "echo", json!({ "text": t })).unwrap();
+                assert_eq!(text(&r), t);
+                s.status().pid
+            })
+        })
+        .collect();
+    let pids: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        pids.iter().all(|p| p.is_some() && *p == pids[0]),
+        "{pids:?}"
+    );
+    assert_eq!(s.status().restarts, 0);
+    assert!(t0.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
