@@ -4,5 +4,6 @@
 mod admin;
 mod config;
 mod gateway;
+mod mcp_stdio;
 mod sdk;
 mod support;

@@ -7,8 +7,12 @@
 //! shared by all requests, bounded per server, restarted when it dies), `demo` (the built-in demo
 //! server behind `aiproxy demo-mcp`).
 
+mod client;
 pub mod demo;
+pub mod jsonrpc;
+pub mod protocol;
 mod server;
+pub mod transport;
 
 use std::fmt;
 

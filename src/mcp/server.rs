@@ -1,22 +1,43 @@
-//! STUB — replaced by the MCP implementation.
-#![allow(dead_code, clippy::panic)]
-use std::sync::Arc;
+//! [`McpServer`]: one configured MCP server as the rest of the proxy sees it.
+//!
+//! Owns the server's single session: started lazily on first use (spawn + handshake + first
+//! `tools/list`, within `startup_timeout`), shared by all requests, restarted on the next use
+//! after it dies, with a growing back-off after failed starts so a broken server is not
+//! respawned per request. Also owns the tool-list cache and the per-server bound on concurrent
+//! calls.
+//!
+//! Thread model: any number of request threads call in. State lives under one small mutex that
+//! is never held across I/O: the thread that starts a session marks the state `Starting`,
+//! releases the lock, does the handshake, and publishes the result; other threads wait on a
+//! condvar in short slices. Replies are delivered by the session's reader thread (`client.rs`).
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
+use super::client::{RequestError, Session};
+use super::protocol;
+use super::transport::stdio::{StdioSpec, StdioTransport};
+use super::transport::{Grace, Inbound, Transport};
 use super::{CallResult, Error, ToolInfo};
 use crate::cancel::Cancel;
-use crate::config::McpServerConfig;
+use crate::config::{McpServerConfig, McpTransport};
 
-pub struct McpServer {
-    name: String,
-}
+/// Waits for a start in progress or a free slot wake up this often to check cancel/deadline.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// First back-off after a failed start; doubled per failure up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
+    /// Never started.
     Idle,
     Starting,
     Ready,
+    /// The last start failed, or the session died; the next use tries again (after back-off).
     Failed,
     Stopped,
 }
@@ -25,32 +46,363 @@ pub enum ServerState {
 pub struct ServerStatus {
     pub state: ServerState,
     pub last_error: Option<String>,
+    /// Sessions started to replace an earlier one that had been ready (child died, etc.).
     pub restarts: u64,
     pub tool_count: Option<usize>,
+    /// The child's process id while a stdio session is live.
+    pub pid: Option<u32>,
+    /// The protocol revision negotiated by the live session.
+    pub protocol_version: Option<String>,
+}
+
+struct Inner {
+    state: ServerState,
+    session: Option<Arc<Session>>,
+    /// Tools of the current session.
+    tools: Option<Arc<Vec<ToolInfo>>>,
+    last_error: Option<String>,
+    restarts: u64,
+    ever_ready: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+/// A configured MCP server with its lazily started, shared session.
+pub struct McpServer {
+    name: String,
+    cfg: McpServerConfig,
+    inner: Mutex<Inner>,
+    start_done: Condvar,
+    slots: Slots,
 }
 
 impl McpServer {
-    pub fn new(name: &str, _cfg: McpServerConfig) -> Arc<McpServer> {
+    pub fn new(name: &str, cfg: McpServerConfig) -> Arc<McpServer> {
+        let slots = Slots::new(cfg.max_concurrency.max(1));
         Arc::new(McpServer {
             name: name.to_string(),
+            cfg,
+            inner: Mutex::new(Inner {
+                state: ServerState::Idle,
+                session: None,
+                tools: None,
+                last_error: None,
+                restarts: 0,
+                ever_ready: false,
+                failures: 0,
+                retry_at: None,
+            }),
+            start_done: Condvar::new(),
+            slots,
         })
     }
+
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The server's tools (tasks-only tools left out). Starts the session if needed; re-lists
+    /// after `notifications/tools/list_changed`.
     pub fn tools(&self) -> Result<Arc<Vec<ToolInfo>>, Error> {
-        unimplemented!()
+        for attempt in 0..2 {
+            let session = self.session(None)?;
+            {
+                let g = self.inner.lock();
+                if let (Some(tools), Some(current)) = (&g.tools, &g.session)
+                    && Arc::ptr_eq(current, &session)
+                    && !session.tools_stale()
+                {
+                    return Ok(tools.clone());
+                }
+            }
+            let deadline = Instant::now() + self.cfg.startup_timeout;
+            match session.list_tools(deadline, None) {
+                Ok(list) => {
+                    let list = Arc::new(list);
+                    let mut g = self.inner.lock();
+                    if g.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                        g.tools = Some(list.clone());
+                    }
+                    return Ok(list);
+                }
+                // Listing has no side effects: on a session that died under us, try once more.
+                Err(
+                    RequestError::NotSent(Error::Closed(_))
+                    | RequestError::Failed(Error::Closed(_)),
+                ) if attempt == 0 => {}
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        Err(Error::Closed(
+            "session died twice while listing tools".into(),
+        ))
     }
+
+    /// Call a tool. Bounded by `call_timeout` (including the wait for a concurrency slot) and by
+    /// `cancel`. A request that never reached the server (its session was already dead) is
+    /// retried once on a fresh session; one that was delivered is never retried.
     pub fn call_tool(
         &self,
-        _tool: &str,
-        _arguments: Value,
-        _cancel: &Cancel,
+        tool: &str,
+        arguments: Value,
+        cancel: &Cancel,
     ) -> Result<CallResult, Error> {
-        unimplemented!()
+        let deadline = Instant::now() + self.cfg.call_timeout;
+        let _slot = self.slots.acquire(deadline, cancel)?;
+        let params = protocol::call_params(tool, arguments);
+        for attempt in 0..2 {
+            let session = self.session(Some(cancel))?;
+            match session.request("tools/call", Some(params.clone()), deadline, Some(cancel)) {
+                Ok(result) => return protocol::parse_call_result(result),
+                Err(RequestError::NotSent(e @ Error::Closed(_)))
+                    if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
+                {
+                    log::info!(
+                        "mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        self.name
+                    );
+                }
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        Err(Error::Closed(
+            "session died twice before the call was sent".into(),
+        ))
     }
+
     pub fn status(&self) -> ServerStatus {
-        unimplemented!()
+        let g = self.inner.lock();
+        let live = g.session.as_ref().filter(|s| s.is_open());
+        let (state, last_error) = match (g.state, &g.session) {
+            (ServerState::Ready, Some(s)) if !s.is_open() => (
+                ServerState::Failed,
+                // The transport may know it is dead a moment before the reason is composed.
+                Some(s.closed_reason().unwrap_or_else(|| "session ended".into())),
+            ),
+            (state, _) => (state, g.last_error.clone()),
+        };
+        ServerStatus {
+            state,
+            last_error,
+            restarts: g.restarts,
+            tool_count: g.tools.as_ref().map(|t| t.len()),
+            pid: live.and_then(|s| s.pid()),
+            protocol_version: live
+                .and_then(|s| s.initialized())
+                .map(|i| i.protocol_version.clone()),
+        }
     }
-    pub fn stop(&self) {}
+
+    /// Stop the server for good: in-flight calls fail with [`Error::Closed`], the child is shut
+    /// down (close stdin → SIGTERM → SIGKILL, bounded), later calls fail. Blocks until the child
+    /// is gone.
+    pub fn stop(&self) {
+        let session = {
+            let mut g = self.inner.lock();
+            g.state = ServerState::Stopped;
+            g.tools = None;
+            self.start_done.notify_all();
+            g.session.take()
+        };
+        if let Some(s) = session {
+            s.close(Grace::NORMAL);
+        }
+    }
+
+    /// The live session, starting one if there is none (or it died).
+    fn session(&self, cancel: Option<&Cancel>) -> Result<Arc<Session>, Error> {
+        // Waiting for someone else's start is bounded by that start's own timeout.
+        let wait_limit = Instant::now() + self.cfg.startup_timeout + Duration::from_secs(5);
+        let mut dead: Option<Arc<Session>> = None;
+        let mut g = self.inner.lock();
+        loop {
+            match g.state {
+                ServerState::Stopped => return Err(Error::Closed("server stopped".into())),
+                ServerState::Starting => {
+                    if cancel.is_some_and(Cancel::is_cancelled) {
+                        return Err(Error::Cancelled);
+                    }
+                    if Instant::now() >= wait_limit {
+                        return Err(Error::Start(
+                            "timed out waiting for the server to start".into(),
+                        ));
+                    }
+                    self.start_done.wait_for(&mut g, WAIT_SLICE);
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(s) = &g.session {
+                if s.is_open() {
+                    return Ok(s.clone());
+                }
+                g.last_error = s.closed_reason();
+                g.tools = None;
+                dead = g.session.take();
+            }
+            if let Some(at) = g.retry_at
+                && Instant::now() < at
+            {
+                let last = g
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "start failed".into());
+                return Err(Error::Start(last));
+            }
+            break;
+        }
+        g.state = ServerState::Starting;
+        drop(g);
+        // The dead session's transport already shut itself down; releasing it outside the lock
+        // keeps even a slow drop away from other callers.
+        drop(dead);
+        let result = self.start();
+        let mut g = self.inner.lock();
+        self.start_done.notify_all();
+        match result {
+            Ok((session, tools)) if g.state != ServerState::Stopped => {
+                let session = Arc::new(session);
+                if g.ever_ready {
+                    g.restarts += 1;
+                }
+                g.ever_ready = true;
+                g.state = ServerState::Ready;
+                g.failures = 0;
+                g.retry_at = None;
+                g.last_error = None;
+                g.tools = Some(Arc::new(tools));
+                g.session = Some(session.clone());
+                Ok(session)
+            }
+            Ok((session, _)) => {
+                drop(g);
+                session.close(Grace::QUICK);
+                Err(Error::Closed("server stopped".into()))
+            }
+            Err(e) => {
+                if g.state != ServerState::Stopped {
+                    g.state = ServerState::Failed;
+                }
+                g.failures = g.failures.saturating_add(1);
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
+                    .min(MAX_BACKOFF);
+                g.retry_at = Some(Instant::now() + backoff);
+                let msg = match &e {
+                    Error::Start(m) => m.clone(),
+                    other => other.to_string(),
+                };
+                log::warn!(
+                    "mcp[{}]: start failed ({msg}); next attempt in {} s at the earliest",
+                    self.name,
+                    backoff.as_secs()
+                );
+                g.last_error = Some(msg);
+                Err(e)
+            }
+        }
+    }
+
+    /// Connect, handshake, first tool listing; all within `startup_timeout`.
+    fn start(&self) -> Result<(Session, Vec<ToolInfo>), Error> {
+        let t0 = Instant::now();
+        let deadline = t0 + self.cfg.startup_timeout;
+        let session = Session::start(&self.name, |inbound| self.connect(inbound), deadline)?;
+        let tools = session.list_tools(deadline, None).map_err(|e| {
+            session.close(Grace::QUICK);
+            match e.into_error() {
+                Error::Timeout => Error::Start(format!(
+                    "no answer to tools/list within the startup timeout ({} ms)",
+                    self.cfg.startup_timeout.as_millis()
+                )),
+                other => Error::Start(format!("tools/list failed: {other}")),
+            }
+        })?;
+        log::info!(
+            "mcp[{}]: ready with {} tools in {} ms",
+            self.name,
+            tools.len(),
+            t0.elapsed().as_millis()
+        );
+        Ok((session, tools))
+    }
+
+    fn connect(&self, inbound: Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String> {
+        match &self.cfg.transport {
+            McpTransport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+                inherit_env,
+            } => {
+                let spec = StdioSpec {
+                    command,
+                    args,
+                    env: env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                        .collect(),
+                    cwd: cwd.as_deref(),
+                    inherit_env: *inherit_env,
+                };
+                Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
+            }
+            McpTransport::Sse { .. } => {
+                Err("the sse transport is not available in this build".into())
+            }
+            McpTransport::StreamableHttp { .. } => {
+                Err("the streamable-http transport is not available in this build".into())
+            }
+        }
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A counting semaphore bounding concurrent calls to one server.
+struct Slots {
+    max: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            max,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, Error> {
+        let mut used = self.used.lock();
+        while *used >= self.max {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout);
+            }
+            self.freed
+                .wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
+        }
+        *used += 1;
+        Ok(SlotGuard(self))
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.used.lock() -= 1;
+        self.0.freed.notify_one();
+    }
 }

@@ -1,0 +1,635 @@
+//! One MCP session over any transport: the handshake, requests multiplexed by JSON-RPC id, and
+//! the dispatcher that the transport's reader thread calls for every incoming message.
+//!
+//! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
+//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the reader
+//! thread routes each reply to its waiter by id, answers server→client requests (`ping` → `{}`,
+//! everything else → -32601) and handles notifications. When the transport dies, every waiter
+//! fails at once with [`Error::Closed`]. The pending map is locked only to insert or remove an
+//! entry, never across I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message};
+use super::protocol::{self, Initialized, cut};
+use super::transport::{Grace, Inbound, Outbound, SendError, Transport};
+use super::{Error, ToolInfo};
+use crate::cancel::Cancel;
+
+/// Waiters wake at least this often to check their deadline and their `Cancel`.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Budget for small fire-and-forget writes (notifications, replies to server requests).
+const NOTIFY_WRITE: Duration = Duration::from_secs(2);
+/// A server that pages forever is cut off here.
+const MAX_TOOL_PAGES: usize = 1000;
+
+/// How a request failed, and whether the server can have seen it. A request that was never
+/// delivered may be retried on a fresh session; one that was delivered may have had effects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestError {
+    NotSent(Error),
+    Failed(Error),
+}
+
+impl RequestError {
+    pub fn into_error(self) -> Error {
+        match self {
+            RequestError::NotSent(e) | RequestError::Failed(e) => e,
+        }
+    }
+}
+
+type Reply = Result<Value, Error>;
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<i64, Sender<Reply>>,
+    /// Set once the transport is gone; no new waiter is registered after that.
+    closed: Option<String>,
+}
+
+/// The client side of the reader thread: routes replies, answers server requests.
+struct Dispatcher {
+    name: String,
+    pending: Mutex<Pending>,
+    tools_stale: AtomicBool,
+}
+
+impl Dispatcher {
+    fn route(&self, id: &Id, reply: Reply) {
+        // We only send integer ids; a server that echoes them as strings is tolerated.
+        let key = match id {
+            Id::Int(n) => Some(*n),
+            Id::Str(s) => s.parse().ok(),
+        };
+        let waiter = key.and_then(|k| self.pending.lock().waiters.remove(&k));
+        match waiter {
+            // bounded(1) and one reply per id: this never blocks.
+            Some(tx) => {
+                let _ = tx.try_send(reply);
+            }
+            None => log::debug!(
+                "mcp[{}]: dropping a reply to unknown or abandoned request {id}",
+                self.name
+            ),
+        }
+    }
+
+    fn answer(&self, id: Id, method: &str, out: &dyn Outbound) {
+        let reply = if method == "ping" {
+            Message::Response {
+                id,
+                result: json!({}),
+            }
+        } else {
+            log::debug!(
+                "mcp[{}]: refusing server request {}",
+                self.name,
+                cut(method, 80)
+            );
+            Message::error(Some(id), METHOD_NOT_FOUND, "Method not found")
+        };
+        if let Err(e) = out.send(&reply, Instant::now() + NOTIFY_WRITE) {
+            log::debug!(
+                "mcp[{}]: could not answer {}: {e}",
+                self.name,
+                cut(method, 80)
+            );
+        }
+    }
+}
+
+impl Inbound for Dispatcher {
+    fn on_message(&self, msg: Message, out: &dyn Outbound) {
+        match msg {
+            Message::Response { id, result } => self.route(&id, Ok(result)),
+            Message::Error {
+                id: Some(id),
+                error,
+            } => self.route(
+                &id,
+                Err(Error::Rpc {
+                    code: error.code,
+                    message: cut(&error.message, 500),
+                }),
+            ),
+            Message::Error { id: None, error } => log::warn!(
+                "mcp[{}]: server reported an error for no request: {} {}",
+                self.name,
+                error.code,
+                cut(&error.message, 200)
+            ),
+            Message::Request { id, method, .. } => self.answer(id, &method, out),
+            Message::Notification { method, params } => match method.as_str() {
+                "notifications/tools/list_changed" => {
+                    log::debug!("mcp[{}]: tool list changed", self.name);
+                    self.tools_stale.store(true, Ordering::Release);
+                }
+                // We never ask for progress; a server may still send it (also for requests we
+                // cancelled, notes A.8): nothing waits for it, so it is dropped.
+                "notifications/progress" => {}
+                "notifications/message" => {
+                    let data = params
+                        .as_ref()
+                        .map(|p| cut(&p.to_string(), 300))
+                        .unwrap_or_default();
+                    log::debug!("mcp[{}] log: {data}", self.name);
+                }
+                other => log::trace!(
+                    "mcp[{}]: ignoring notification {}",
+                    self.name,
+                    cut(other, 80)
+                ),
+            },
+        }
+    }
+
+    fn on_closed(&self, reason: &str) {
+        let waiters = {
+            let mut p = self.pending.lock();
+            p.closed = Some(reason.to_string());
+            std::mem::take(&mut p.waiters)
+        };
+        for (_, tx) in waiters {
+            let _ = tx.try_send(Err(Error::Closed(reason.to_string())));
+        }
+    }
+}
+
+/// One live session with one server.
+pub struct Session {
+    name: String,
+    transport: Box<dyn Transport>,
+    dispatch: Arc<Dispatcher>,
+    next_id: AtomicI64,
+    init: Option<Initialized>,
+}
+
+impl Session {
+    /// Connect (via `connect`, which receives the dispatcher to deliver messages to), then run
+    /// the handshake: `initialize` (never cancelled, lifecycle.mdx) and
+    /// `notifications/initialized`, all before `deadline`. Every failure is an [`Error::Start`].
+    pub fn start(
+        name: &str,
+        connect: impl FnOnce(Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String>,
+        deadline: Instant,
+    ) -> Result<Session, Error> {
+        let dispatch = Arc::new(Dispatcher {
+            name: name.to_string(),
+            pending: Mutex::new(Pending::default()),
+            tools_stale: AtomicBool::new(false),
+        });
+        let transport = connect(dispatch.clone()).map_err(Error::Start)?;
+        let mut session = Session {
+            name: name.to_string(),
+            transport,
+            dispatch,
+            next_id: AtomicI64::new(1),
+            init: None,
+        };
+        let t0 = Instant::now();
+        let result = session
+            .request(
+                "initialize",
+                Some(protocol::initialize_params()),
+                deadline,
+                None,
+            )
+            .map_err(|e| session.start_error("initialize", e.into_error(), t0))?;
+        let init = protocol::parse_initialize(&result)
+            .map_err(|e| session.start_error("initialize", e, t0))?;
+        session
+            .notify("notifications/initialized", None)
+            .map_err(|e| session.start_error("initialized", e, t0))?;
+        log::info!(
+            "mcp[{name}]: session ready (protocol {}, server {} {})",
+            init.protocol_version,
+            init.server_name.as_deref().unwrap_or("?"),
+            init.server_version.as_deref().unwrap_or("?"),
+        );
+        session.init = Some(init);
+        Ok(session)
+    }
+
+    /// A start failure as a useful message; the half-started server is stopped quickly.
+    fn start_error(&self, step: &str, e: Error, t0: Instant) -> Error {
+        let e = match e {
+            // A write to a child that just exited fails before the reader has described the
+            // exit (status, stderr); that description is the useful message, so wait for it.
+            Error::Closed(raw) => {
+                let limit = Instant::now() + Duration::from_secs(1);
+                let mut reason = self.closed_reason();
+                while reason.is_none() && Instant::now() < limit {
+                    std::thread::sleep(Duration::from_millis(10));
+                    reason = self.closed_reason();
+                }
+                Error::Closed(reason.unwrap_or(raw))
+            }
+            other => other,
+        };
+        let tail = self.transport.stderr_tail();
+        self.transport.close(Grace::QUICK);
+        let msg = match e {
+            Error::Timeout => format!("no answer to {step} after {} ms", t0.elapsed().as_millis()),
+            Error::Closed(reason) => reason,
+            Error::Rpc { code, message } => format!("{step} refused: error {code}: {message}"),
+            Error::Protocol(m) => m,
+            Error::Start(m) => m,
+            Error::Cancelled => format!("{step} cancelled"),
+        };
+        match tail {
+            Some(t) if !msg.contains(&t) => Error::Start(format!("{msg}; stderr: {t}")),
+            _ => Error::Start(msg),
+        }
+    }
+
+    pub fn initialized(&self) -> Option<&Initialized> {
+        self.init.as_ref()
+    }
+
+    /// Send a request and wait for its reply until `deadline`, or until `cancel` fires. On
+    /// timeout or cancel, a `notifications/cancelled` goes out (when `cancel` is given: the
+    /// handshake passes `None` because `initialize` must not be cancelled) and a late reply is
+    /// dropped by the dispatcher.
+    pub fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+    ) -> Result<Value, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        {
+            let mut p = self.dispatch.pending.lock();
+            if let Some(reason) = &p.closed {
+                return Err(RequestError::NotSent(Error::Closed(reason.clone())));
+            }
+            p.waiters.insert(id, tx);
+        }
+        let msg = Message::request(Id::Int(id), method, params);
+        if let Err(e) = self.transport.send(&msg, deadline) {
+            self.dispatch.pending.lock().waiters.remove(&id);
+            return Err(RequestError::NotSent(match e {
+                SendError::Closed(r) => Error::Closed(r),
+                SendError::Timeout => Error::Timeout,
+            }));
+        }
+        loop {
+            if cancel.is_some_and(Cancel::is_cancelled) {
+                self.abandon(id, method, "the client went away", cancel.is_some());
+                return Err(RequestError::Failed(Error::Cancelled));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.abandon(id, method, "timed out", cancel.is_some());
+                return Err(RequestError::Failed(Error::Timeout));
+            }
+            match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => return Err(RequestError::Failed(e)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(RequestError::Failed(Error::Closed(
+                        "reply channel dropped".into(),
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Stop waiting for `id`; tell the server (cancellation.mdx) unless it is the handshake.
+    fn abandon(&self, id: i64, method: &str, reason: &str, tell: bool) {
+        let was_pending = self.dispatch.pending.lock().waiters.remove(&id).is_some();
+        log::debug!("mcp[{}]: {method} #{id} {reason}", self.name);
+        if was_pending && tell {
+            let params = json!({"requestId": id, "reason": reason});
+            let _ = self.notify("notifications/cancelled", Some(params));
+        }
+    }
+
+    /// Send a notification (bounded write).
+    pub fn notify(&self, method: &str, params: Option<Value>) -> Result<(), Error> {
+        self.transport
+            .send(
+                &Message::notification(method, params),
+                Instant::now() + NOTIFY_WRITE,
+            )
+            .map_err(|e| match e {
+                SendError::Closed(r) => Error::Closed(r),
+                SendError::Timeout => Error::Timeout,
+            })
+    }
+
+    /// All tools, following `nextCursor` until it is absent (pagination.mdx). Clears the
+    /// "list changed" flag first, so a change announced during the listing triggers another.
+    pub fn list_tools(
+        &self,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<ToolInfo>, RequestError> {
+        self.dispatch.tools_stale.store(false, Ordering::Release);
+        let mut tools: Vec<ToolInfo> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for page in 0..MAX_TOOL_PAGES {
+            let result = self.request(
+                "tools/list",
+                protocol::list_params(cursor.as_deref()),
+                deadline,
+                cancel,
+            );
+            let result = result.map_err(|e| {
+                self.dispatch.tools_stale.store(true, Ordering::Release);
+                match e {
+                    // Only the first page can be "never sent" for the caller's purposes.
+                    RequestError::NotSent(e) if page > 0 => RequestError::Failed(e),
+                    other => other,
+                }
+            })?;
+            let (items, next) =
+                protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            for t in items {
+                if tools.iter().any(|x| x.name == t.name) {
+                    log::warn!(
+                        "mcp[{}]: duplicate tool name {:?} ignored",
+                        self.name,
+                        cut(&t.name, 80)
+                    );
+                } else {
+                    tools.push(t);
+                }
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(tools),
+            }
+        }
+        Err(RequestError::Failed(Error::Protocol(format!(
+            "tools/list still paging after {MAX_TOOL_PAGES} pages"
+        ))))
+    }
+
+    /// Whether the server announced a tool-list change since the last listing.
+    pub fn tools_stale(&self) -> bool {
+        self.dispatch.tools_stale.load(Ordering::Acquire)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.transport.is_open() && self.dispatch.pending.lock().closed.is_none()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.dispatch.pending.lock().closed.clone()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.transport.pid()
+    }
+
+    /// Close the session (blocks until the server is gone; see [`Transport::close`]).
+    pub fn close(&self, grace: Grace) {
+        self.transport.close(grace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport double: records what was sent; replies are injected through the dispatcher.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<Message>>,
+        open: AtomicBool,
+    }
+
+    impl Outbound for Arc<Recorder> {
+        fn send(&self, msg: &Message, _deadline: Instant) -> Result<(), SendError> {
+            if !self.open.load(Ordering::Acquire) {
+                return Err(SendError::Closed("closed".into()));
+            }
+            self.sent.lock().push(msg.clone());
+            Ok(())
+        }
+    }
+
+    impl Transport for Arc<Recorder> {
+        fn close(&self, _grace: Grace) {
+            self.open.store(false, Ordering::Release);
+        }
+        fn is_open(&self) -> bool {
+            self.open.load(Ordering::Acquire)
+        }
+    }
+
+    fn session() -> (Session, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        rec.open.store(true, Ordering::Release);
+        let dispatch = Arc::new(Dispatcher {
+            name: "t".into(),
+            pending: Mutex::new(Pending::default()),
+            tools_stale: AtomicBool::new(false),
+        });
+        let s = Session {
+            name: "t".into(),
+            transport: Box::new(rec.clone()),
+            dispatch,
+            next_id: AtomicI64::new(1),
+            init: None,
+        };
+        (s, rec)
+    }
+
+    #[test]
+    fn replies_are_routed_by_id_even_out_of_order() {
+        let (s, rec) = session();
+        let s = Arc::new(s);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || s.request("x", None, deadline, None))
+            })
+            .collect();
+        while rec.sent.lock().len() < 3 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ids: Vec<Id> = rec
+            .sent
+            .lock()
+            .iter()
+            .map(|m| match m {
+                Message::Request { id, .. } => id.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        for id in ids.iter().rev() {
+            let Id::Int(n) = id else { panic!() };
+            s.dispatch.on_message(
+                Message::Response {
+                    id: Id::Str(n.to_string()),
+                    result: json!({ "n": n }),
+                },
+                &rec,
+            );
+        }
+        let mut got: Vec<i64> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap()["n"].as_i64().unwrap())
+            .collect();
+        got.sort();
+        let mut want: Vec<i64> = ids
+            .iter()
+            .map(|i| if let Id::Int(n) = i { *n } else { 0 })
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn timeout_sends_cancelled_and_drops_late_reply() {
+        let (s, rec) = session();
+        let t0 = Instant::now();
+        let cancel = Cancel::new();
+        let r = s.request(
+            "tools/call",
+            None,
+            Instant::now() + Duration::from_millis(150),
+            Some(&cancel),
+        );
+        assert_eq!(r, Err(RequestError::Failed(Error::Timeout)));
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+        let sent = rec.sent.lock().clone();
+        let Message::Notification { method, params } = &sent[1] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(method, "notifications/cancelled");
+        assert_eq!(params.as_ref().unwrap()["requestId"], json!(1));
+        // A late reply finds no waiter and is dropped without harm.
+        s.dispatch.on_message(
+            Message::Response {
+                id: Id::Int(1),
+                result: json!({}),
+            },
+            &rec,
+        );
+        assert!(s.dispatch.pending.lock().waiters.is_empty());
+    }
+
+    #[test]
+    fn cancel_is_noticed_quickly() {
+        let (s, _rec) = session();
+        let cancel = Cancel::new();
+        let c2 = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            c2.cancel();
+        });
+        let t0 = Instant::now();
+        let r = s.request(
+            "tools/call",
+            None,
+            Instant::now() + Duration::from_secs(10),
+            Some(&cancel),
+        );
+        assert_eq!(r, Err(RequestError::Failed(Error::Cancelled)));
+        assert!(
+            t0.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn close_fails_all_waiters_and_later_requests_are_not_sent() {
+        let (s, rec) = session();
+        let s = Arc::new(s);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || s.request("x", None, deadline, None))
+            })
+            .collect();
+        while rec.sent.lock().len() < 4 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.dispatch.on_closed("server exited with status 1");
+        for w in waiters {
+            assert_eq!(
+                w.join().unwrap(),
+                Err(RequestError::Failed(Error::Closed(
+                    "server exited with status 1".into()
+                )))
+            );
+        }
+        assert!(matches!(
+            s.request("x", None, deadline, None),
+            Err(RequestError::NotSent(Error::Closed(_)))
+        ));
+        assert!(!s.is_open());
+    }
+
+    #[test]
+    fn server_requests_are_answered() {
+        let (s, rec) = session();
+        s.dispatch
+            .on_message(Message::request(Id::Str("p".into()), "ping", None), &rec);
+        s.dispatch.on_message(
+            Message::request(Id::Int(9), "sampling/createMessage", Some(json!({}))),
+            &rec,
+        );
+        let sent = rec.sent.lock().clone();
+        assert_eq!(
+            sent[0],
+            Message::Response {
+                id: Id::Str("p".into()),
+                result: json!({})
+            }
+        );
+        assert_eq!(
+            sent[1],
+            Message::error(Some(Id::Int(9)), METHOD_NOT_FOUND, "Method not found")
+        );
+    }
+
+    #[test]
+    fn list_changed_marks_tools_stale_and_errors_map_to_rpc() {
+        let (s, rec) = session();
+        assert!(!s.tools_stale());
+        s.dispatch.on_message(
+            Message::notification("notifications/tools/list_changed", None),
+            &rec,
+        );
+        s.dispatch.on_message(
+            Message::notification("notifications/progress", Some(json!({}))),
+            &rec,
+        );
+        assert!(s.tools_stale());
+        let s = Arc::new(s);
+        let s2 = s.clone();
+        let h = std::thread::spawn(move || {
+            s2.request("y", None, Instant::now() + Duration::from_secs(5), None)
+        });
+        while rec.sent.lock().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.dispatch
+            .on_message(Message::error(Some(Id::Int(1)), -32602, "bad"), &rec);
+        assert_eq!(
+            h.join().unwrap(),
+            Err(RequestError::Failed(Error::Rpc {
+                code: -32602,
+                message: "bad".into()
+            }))
+        );
+    }
+}

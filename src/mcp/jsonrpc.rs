@@ -1,0 +1,356 @@
+//! JSON-RPC 2.0 message types as MCP uses them, and their wire encoding.
+//!
+//! Owns: [`Id`] (string or integer, never null), the four message kinds ([`Message`]), decoding
+//! of one received frame (a single message or, as 2025-03-26 allowed, a batch array), and
+//! compact single-line encoding for sending. Pure data; no threads, no I/O.
+//!
+//! Decoding classifies an object by the members it carries (`method` + `id` → request, `method`
+//! alone → notification, `result` → response, `error` → error response) instead of trying each
+//! variant in turn, so a malformed message gets a precise reason and a null id is never taken for
+//! a real one.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value, json};
+
+/// Standard JSON-RPC error codes we send or recognise.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// A request id: a string or an integer. MCP forbids null ids (an error response to an
+/// unparseable request may carry none; that is modelled as `Option<Id>` there).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Int(n) => write!(f, "{n}"),
+            Id::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Id::Int(n) => s.serialize_i64(*n),
+            Id::Str(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or integer id")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
+                Ok(Id::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
+                i64::try_from(v)
+                    .map(Id::Int)
+                    .map_err(|_| E::custom("id out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
+                Ok(Id::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(IdVisitor)
+    }
+}
+
+/// The `error` member of an error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcError {
+    pub code: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+/// One JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request {
+        id: Id,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
+    Response {
+        id: Id,
+        result: Value,
+    },
+    Error {
+        /// Absent when the peer could not parse the request it answers (2025-11-25 allows it).
+        id: Option<Id>,
+        error: RpcError,
+    },
+}
+
+impl Message {
+    pub fn request(id: Id, method: &str, params: Option<Value>) -> Message {
+        Message::Request {
+            id,
+            method: method.to_string(),
+            params,
+        }
+    }
+
+    pub fn notification(method: &str, params: Option<Value>) -> Message {
+        Message::Notification {
+            method: method.to_string(),
+            params,
+        }
+    }
+
+    pub fn error(id: Option<Id>, code: i64, message: &str) -> Message {
+        Message::Error {
+            id,
+            error: RpcError {
+                code,
+                message: message.to_string(),
+                data: None,
+            },
+        }
+    }
+
+    /// The message as a JSON value with `"jsonrpc": "2.0"`.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("jsonrpc".into(), json!("2.0"));
+        match self {
+            Message::Request { id, method, params } => {
+                m.insert("id".into(), id_value(id));
+                m.insert("method".into(), json!(method));
+                if let Some(p) = params {
+                    m.insert("params".into(), p.clone());
+                }
+            }
+            Message::Notification { method, params } => {
+                m.insert("method".into(), json!(method));
+                if let Some(p) = params {
+                    m.insert("params".into(), p.clone());
+                }
+            }
+            Message::Response { id, result } => {
+                m.insert("id".into(), id_value(id));
+                m.insert("result".into(), result.clone());
+            }
+            Message::Error { id, error } => {
+                m.insert("id".into(), id.as_ref().map_or(Value::Null, id_value));
+                m.insert(
+                    "error".into(),
+                    serde_json::to_value(error).unwrap_or(Value::Null),
+                );
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// Compact one-line JSON (serde_json escapes control characters, so no raw newline can
+    /// appear inside), without the trailing newline.
+    pub fn to_line(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// Classify one JSON value as a message.
+    pub fn from_value(v: Value) -> Result<Message, String> {
+        let Value::Object(mut m) = v else {
+            return Err("not a JSON object".into());
+        };
+        let id = match m.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(raw) => Some(Id::deserialize(raw).map_err(|e| format!("bad id: {e}"))?),
+        };
+        let params = m.remove("params");
+        if let Some(method) = m.remove("method") {
+            let Value::String(method) = method else {
+                return Err("method is not a string".into());
+            };
+            return Ok(match id {
+                Some(id) => Message::Request { id, method, params },
+                None => Message::Notification { method, params },
+            });
+        }
+        if let Some(error) = m.remove("error") {
+            let error =
+                RpcError::deserialize(error).map_err(|e| format!("bad error object: {e}"))?;
+            return Ok(Message::Error { id, error });
+        }
+        if let Some(result) = m.remove("result") {
+            let id = id.ok_or("response without an id")?;
+            return Ok(Message::Response { id, result });
+        }
+        Err("neither a request, a notification nor a response".into())
+    }
+}
+
+fn id_value(id: &Id) -> Value {
+    match id {
+        Id::Int(n) => json!(n),
+        Id::Str(s) => json!(s),
+    }
+}
+
+/// Decode one received frame (a stdio line, an SSE `data` field, an HTTP body). A batch array
+/// yields its messages in order; invalid members of a batch are skipped and reported in the
+/// second element so the caller can log them.
+pub fn decode_frame(bytes: &[u8]) -> Result<(Vec<Message>, Vec<String>), String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    match v {
+        Value::Array(items) => {
+            let mut msgs = Vec::with_capacity(items.len());
+            let mut bad = Vec::new();
+            for item in items {
+                match Message::from_value(item) {
+                    Ok(m) => msgs.push(m),
+                    Err(e) => bad.push(e),
+                }
+            }
+            Ok((msgs, bad))
+        }
+        other => Message::from_value(other).map(|m| (vec![m], Vec::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Message {
+        let (mut msgs, bad) = decode_frame(s.as_bytes()).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(msgs.len(), 1);
+        msgs.remove(0)
+    }
+
+    #[test]
+    fn decodes_request_with_int_and_string_ids() {
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            Message::request(Id::Int(7), "ping", None)
+        );
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":"a-1","method":"roots/list","params":{}}"#),
+            Message::request(Id::Str("a-1".into()), "roots/list", Some(json!({})))
+        );
+    }
+
+    #[test]
+    fn decodes_notification() {
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#),
+            Message::notification("notifications/tools/list_changed", None)
+        );
+        // A null id is no id: a notification, never a request with id null.
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":null,"method":"x","params":[1]}"#),
+            Message::notification("x", Some(json!([1])))
+        );
+    }
+
+    #[test]
+    fn decodes_response_including_null_and_empty_results() {
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#),
+            Message::Response {
+                id: Id::Int(3),
+                result: json!({})
+            }
+        );
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":"3","result":null}"#),
+            Message::Response {
+                id: Id::Str("3".into()),
+                result: Value::Null
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_error_with_and_without_id() {
+        assert_eq!(
+            one(r#"{"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}"#),
+            Message::error(Some(Id::Int(4)), METHOD_NOT_FOUND, "Method not found")
+        );
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error","data":{"x":1}}}"#,
+        );
+        let Message::Error { id, error } = m else {
+            panic!("not an error: {m:?}")
+        };
+        assert_eq!(id, None);
+        assert_eq!(error.code, -32700);
+        assert_eq!(error.data, Some(json!({"x":1})));
+    }
+
+    #[test]
+    fn rejects_bad_messages() {
+        assert!(decode_frame(b"not json").is_err());
+        assert!(decode_frame(b"42").is_err());
+        assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1}"#).is_err());
+        assert!(decode_frame(br#"{"jsonrpc":"2.0","result":1}"#).is_err());
+        assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).is_err());
+        assert!(decode_frame(br#"{"jsonrpc":"2.0","id":true,"method":"x"}"#).is_err());
+        assert!(decode_frame(br#"{"jsonrpc":"2.0","id":1,"method":5}"#).is_err());
+        assert!(
+            decode_frame(br#"{"jsonrpc":"2.0","id":1,"error":{"message":"no code"}}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn batch_is_split_and_bad_members_reported() {
+        let (msgs, bad) = decode_frame(
+            br#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","method":"n"},{"bogus":1}]"#,
+        )
+        .unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert!(matches!(msgs[0], Message::Response { .. }));
+        assert!(matches!(msgs[1], Message::Notification { .. }));
+    }
+
+    #[test]
+    fn encodes_compact_single_lines_that_round_trip() {
+        let msgs = [
+            Message::request(
+                Id::Int(1),
+                "tools/call",
+                Some(json!({"name":"a","arguments":{"t":"x\ny"}})),
+            ),
+            Message::notification("notifications/initialized", None),
+            Message::Response {
+                id: Id::Str("s".into()),
+                result: json!({}),
+            },
+            Message::error(Some(Id::Int(9)), METHOD_NOT_FOUND, "nope"),
+            Message::error(None, INTERNAL_ERROR, "bad"),
+        ];
+        for m in msgs {
+            let line = m.to_line();
+            assert!(!line.contains('\n'), "{line}");
+            assert!(line.contains(r#""jsonrpc":"2.0""#));
+            assert_eq!(one(&line), m);
+        }
+        assert_eq!(
+            Message::notification("notifications/initialized", None).to_line(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! Low-level pieces of the stdio transport: the child's environment, bounded line reading and
+//! deadline-bounded writing on pipes (`poll(2)`), and process-group signalling / exit checks
+//! that do not reap (`waitid(WNOWAIT)`), so a group is never signalled after its id may have been
+//! reused. No threads of its own; every blocking call here takes a timeout.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Variables a child gets from our environment when `inherit_env` is off (SPEC §3): enough to
+/// find programs, write temp files and format text; nothing that may carry a credential.
+pub const SAFE_ENV_VARS: [&str; 10] = [
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "SHELL", "TERM",
+];
+
+/// The child's environment: the safe subset of `parent` (or all of it with `inherit`), then the
+/// configured variables on top.
+pub fn child_env(
+    parent: impl IntoIterator<Item = (OsString, OsString)>,
+    configured: impl IntoIterator<Item = (String, String)>,
+    inherit: bool,
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = parent
+        .into_iter()
+        .filter(|(k, _)| inherit || SAFE_ENV_VARS.iter().any(|s| k == s))
+        .collect();
+    for (k, v) in configured {
+        let k = OsString::from(k);
+        out.retain(|(existing, _)| *existing != k);
+        out.push((k, OsString::from(v)));
+    }
+    out
+}
+
+/// Wait until `fd` is readable (or writable with `write`), at most `timeout`. `Ok(false)` on
+/// timeout. Hang-up and errors count as ready: the following read or write reports them.
+pub fn poll_fd(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match n {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Put a pipe end in non-blocking mode, so writes can be bounded by a deadline.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no pointers involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Write all of `buf` to a non-blocking pipe before `deadline`, waiting for room in short slices
+/// and giving up early when `abort()` says so. On error, some prefix may have been written.
+pub fn write_all_until<W: Write + AsRawFd>(
+    w: &mut W,
+    buf: &[u8],
+    deadline: Instant,
+    abort: impl Fn() -> bool,
+) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        match w.write(&buf[off..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                if abort() {
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "closing"));
+                }
+                poll_fd(
+                    w.as_raw_fd(),
+                    true,
+                    (deadline - now).min(Duration::from_millis(100)),
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// What one step of a [`LineReader`] produced.
+#[derive(Debug, PartialEq)]
+pub enum ReadEvent {
+    /// A complete line, without its `\n` (and without a `\r` before it).
+    Line(Vec<u8>),
+    /// Nothing arrived within the poll timeout.
+    Idle,
+    /// End of stream; any unterminated last line was returned before this.
+    Eof,
+    /// A line grew past the limit; its bytes so far were dropped.
+    TooLong,
+}
+
+/// Splits a pipe into lines, each at most `max` bytes, polling so the owner can check its stop
+/// flag between reads. Consumed lines are dropped from the buffer once per read (not once per
+/// line), so a burst of small lines costs linear time.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Start of the unconsumed bytes in `buf`.
+    start: usize,
+    /// Bytes of `buf` before this index hold no newline past `start`.
+    scanned: usize,
+    max: usize,
+    eof: bool,
+    /// Dropping the rest of an overlong line, up to its newline.
+    skipping: bool,
+}
+
+impl<R: Read + AsRawFd> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            max,
+            eof: false,
+            skipping: false,
+        }
+    }
+
+    pub fn next(&mut self, poll: Duration) -> io::Result<ReadEvent> {
+        loop {
+            if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let end = self.scanned + pos;
+                let line = &self.buf[self.start..end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                let too_long = end - self.start > self.max;
+                self.start = end + 1;
+                self.scanned = self.start;
+                if std::mem::take(&mut self.skipping) {
+                    continue;
+                }
+                return Ok(if too_long {
+                    ReadEvent::TooLong
+                } else {
+                    ReadEvent::Line(line)
+                });
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() - self.start > self.max {
+                self.buf.clear();
+                self.start = 0;
+                self.scanned = 0;
+                if !std::mem::replace(&mut self.skipping, true) {
+                    return Ok(ReadEvent::TooLong);
+                }
+            }
+            if self.eof {
+                let rest = self.buf.split_off(self.start);
+                self.buf.clear();
+                self.start = 0;
+                self.scanned = 0;
+                if rest.is_empty() || std::mem::take(&mut self.skipping) {
+                    return Ok(ReadEvent::Eof);
+                }
+                return Ok(ReadEvent::Line(rest));
+            }
+            if !poll_fd(self.inner.as_raw_fd(), false, poll)? {
+                return Ok(ReadEvent::Idle);
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.scanned -= self.start;
+                self.start = 0;
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.inner.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How a child ended, checked without reaping it (`WNOWAIT`), so its pid — and with it the
+/// process-group id — stays reserved until we reap it. `None` while it runs.
+pub fn exit_status_nowait(pid: u32) -> Option<String> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid "nothing happened" value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let id: libc::id_t = pid;
+    // SAFETY: `info` is a valid siginfo_t we own.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        // ECHILD: already reaped (by our own shutdown); it is certainly gone.
+        return Some("exited".into());
+    }
+    // SAFETY: waitid filled `info` (or left it zeroed when nothing has exited yet).
+    let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if si_pid == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with status {status}"),
+        _ => format!("killed by signal {status}"),
+    })
+}
+
+/// Send `sig` to the whole process group led by `pid` (the child was spawned with
+/// `process_group(0)`, so npx-style grandchildren are reached too).
+pub fn signal_group(pid: u32, sig: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn child_env_keeps_only_safe_vars_plus_configured() {
+        let parent = os(&[
+            ("PATH", "/bin"),
+            ("HOME", "/root"),
+            ("OPENAI_API_KEY", "sk-secret"),
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("LANG", "C.UTF-8"),
+            ("ADMIN_API_KEY", "adm"),
+        ]);
+        let env = child_env(
+            parent.clone(),
+            [("FOO".to_string(), "bar".to_string())],
+            false,
+        );
+        let keys: Vec<_> = env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert_eq!(keys, ["PATH", "HOME", "LANG", "FOO"]);
+
+        let env = child_env(
+            parent.clone(),
+            [("PATH".to_string(), "/opt".to_string())],
+            false,
+        );
+        assert!(env.contains(&(OsString::from("PATH"), OsString::from("/opt"))));
+        assert_eq!(env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+
+        let env = child_env(parent, [], true);
+        assert!(env.iter().any(|(k, _)| k == "OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn line_reader_splits_bounds_and_flushes_last_line() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"one\r\ntwo\n").unwrap();
+        a.write_all(&[b'x'; 100]).unwrap();
+        a.write_all(b"\nshort\nlast").unwrap();
+        drop(a);
+        let mut r = LineReader::new(b, 50);
+        let t = Duration::from_secs(2);
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"one".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"two".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::TooLong);
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"short".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"last".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Eof);
+    }
+
+    #[test]
+    fn line_reader_skips_the_rest_of_an_overlong_line_across_reads() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut r = LineReader::new(b, 10);
+        let t = Duration::from_secs(2);
+        a.write_all(b"ok\n0123456789abcdef").unwrap();
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"ok".to_vec()));
+        assert_eq!(r.next(t).unwrap(), ReadEvent::TooLong);
+        assert_eq!(r.next(Duration::from_millis(20)).unwrap(), ReadEvent::Idle);
+        a.write_all(b"more of the same long line\nnext\n").unwrap();
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"next".to_vec()));
+        let many: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("l{i}\n").into_bytes())
+            .collect();
+        a.write_all(&many).unwrap();
+        drop(a);
+        for i in 0..5000 {
+            assert_eq!(
+                r.next(t).unwrap(),
+                ReadEvent::Line(format!("l{i}").into_bytes())
+            );
+        }
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Eof);
+    }
+
+    #[test]
+    fn line_reader_reports_idle() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        let mut r = LineReader::new(b, 50);
+        assert_eq!(r.next(Duration::from_millis(20)).unwrap(), ReadEvent::Idle);
+    }
+
+    #[test]
+    fn bounded_write_times_out_on_a_full_pipe() {
+        let (mut a, _b) = UnixStream::pair().unwrap();
+        set_nonblocking(a.as_raw_fd()).unwrap();
+        let big = vec![b'x'; 8 << 20];
+        let t0 = Instant::now();
+        let err = write_all_until(
+            &mut a,
+            &big,
+            Instant::now() + Duration::from_millis(200),
+            || false,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+}
