@@ -167,7 +167,7 @@ fn stream_deltas_reach_the_sink_as_they_arrive() {
     for w in sink.deltas.windows(2) {
         let gap = w[1].1 - w[0].1;
         assert!(
-            gap >= Duration::from_millis(70),
+            gap >= Duration::from_millis(30),
             "deltas bunched: gap {gap:?}"
         );
     }
@@ -354,6 +354,18 @@ fn truncated_and_invalid_answers_are_protocol_errors() {
     assert!(
         matches!(e, Error::Protocol(ref m) if m.contains("no choices")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn stream_without_done_is_fine_once_finished() {
+    // Events: role, "a", " b", finish, [DONE]; the connection drops before [DONE].
+    let fake = FakeOpenAi::start();
+    fake.push(Reply::text("a b").no_usage().close_after(4));
+    let t = Call::new(true).run(&backend(&fake), &mut NoSink).unwrap();
+    assert_eq!(
+        (t.content.as_str(), t.finish_reason),
+        ("a b", FinishReason::Stop)
     );
 }
 
