@@ -1,3 +1,5 @@
 //! Shared test support: fake peers and helpers.
 #![allow(dead_code)]
+
+pub mod fake_openai;
 pub mod gateway;

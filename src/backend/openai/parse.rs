@@ -1,0 +1,480 @@
+//! Pure decoding of OpenAI-compatible answers: the non-stream JSON body ([`parse_completion`]),
+//! the chunks of a stream ([`StreamState`]), usage and in-band `{"error":…}` objects. No I/O;
+//! fed with bytes and values by the transport code, so every upstream quirk is unit-tested here.
+//!
+//! Quirks tolerated (notes §4–§5): tool-call deltas that repeat `id`/`type`/`function.name` in
+//! every chunk (llama-cpp-python) or omit ids, explicit `null`s, the legacy `function_call`
+//! field (ignored), usage absent or sent in a final chunk with `choices: []`, `content` given as
+//! an array of text parts, and `finish_reason: "stop"` beside tool calls (old Ollama).
+
+use serde_json::Value;
+
+use crate::api::openai::{FinishReason, ToolCall, Usage};
+use crate::backend::{Error, Turn, truncate_for_error};
+
+/// Largest text + tool arguments one turn may accumulate from a stream.
+pub(super) const MAX_TURN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Decode a non-stream `chat.completion` body.
+pub(super) fn parse_completion(body: &[u8]) -> Result<Turn, Error> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::Protocol(format!("invalid JSON ({e}): {}", excerpt(body))))?;
+    if let Some(err) = upstream_error(&v) {
+        return Err(err);
+    }
+    let choice = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| Error::Protocol(format!("no choices in answer: {}", excerpt(body))))?;
+    let msg = choice.get("message").unwrap_or(&Value::Null);
+    let content = content_text(msg.get("content").unwrap_or(&Value::Null));
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+        for (i, tc) in calls.iter().enumerate() {
+            let func = tc.get("function").unwrap_or(&Value::Null);
+            let name = func.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                log::warn!("upstream tool call #{i} has no function name; dropped");
+                continue;
+            }
+            let id = tc
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("call_{i}"), str::to_string);
+            let mut args = String::new();
+            append_arguments(&mut args, func.get("arguments"));
+            tool_calls.push(ToolCall::new(id, name, normalize_args(args)));
+        }
+    }
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    Ok(Turn {
+        content,
+        finish_reason: finish_reason(finish.map(FinishReason::parse), !tool_calls.is_empty()),
+        tool_calls,
+        usage: parse_usage(v.get("usage")),
+        provider_state: None,
+    })
+}
+
+/// OpenAI `usage` → [`Usage`]; absent or `null` fields count as zero.
+pub(super) fn parse_usage(v: Option<&Value>) -> Usage {
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let Some(u) = v.filter(|u| u.is_object()) else {
+        return Usage::default();
+    };
+    Usage {
+        prompt_tokens: n(u.get("prompt_tokens")),
+        completion_tokens: n(u.get("completion_tokens")),
+        cached_tokens: n(u.pointer("/prompt_tokens_details/cached_tokens")),
+        cache_creation_tokens: 0,
+        reasoning_tokens: n(u.pointer("/completion_tokens_details/reasoning_tokens")),
+    }
+}
+
+/// An in-band error object (`{"error":{"message",…}}` or `{"error":"text"}`) as an [`Error`].
+/// A numeric HTTP-like `code`/`status` (400–599) becomes [`Error::Status`] so the edge maps it
+/// like a real status (429 → rate limit, …); anything else is a protocol failure.
+pub(super) fn upstream_error(v: &Value) -> Option<Error> {
+    let err = v.get("error").filter(|e| !e.is_null())?;
+    let message = match err {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| err.to_string(), str::to_string),
+        other => other.to_string(),
+    };
+    let message = truncate_for_error(&message);
+    let status = ["code", "status"]
+        .iter()
+        .filter_map(|k| err.get(k))
+        .find_map(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
+        .filter(|s| (400..600).contains(s));
+    Some(match status {
+        Some(status) => Error::Status {
+            status: status as u16,
+            message,
+            retry_after: None,
+        },
+        None => Error::Protocol(format!("upstream error: {message}")),
+    })
+}
+
+/// The start of a body for an error message.
+pub(super) fn excerpt(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(400)];
+    truncate_for_error(&String::from_utf8_lossy(cut))
+}
+
+/// A message `content`: a string, or an array of parts whose `text`s are joined.
+fn content_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// Arguments are JSON text; a server that sends an object gets it re-encoded.
+fn append_arguments(out: &mut String, v: Option<&Value>) {
+    match v {
+        Some(Value::String(s)) => out.push_str(s),
+        Some(Value::Null) | None => {}
+        Some(other) => out.push_str(&other.to_string()),
+    }
+}
+
+fn normalize_args(args: String) -> String {
+    if args.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        args
+    }
+}
+
+/// The loop keys on `ToolCalls`; a server that reports `stop` beside tool calls means the same.
+fn finish_reason(parsed: Option<FinishReason>, has_calls: bool) -> FinishReason {
+    match parsed {
+        Some(FinishReason::Stop) | None if has_calls => FinishReason::ToolCalls,
+        Some(r) => r,
+        None => FinishReason::Stop,
+    }
+}
+
+/// One tool call being assembled from stream deltas.
+#[derive(Debug, Default)]
+struct PartialCall {
+    index: u64,
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// Accumulates the chunks of one streamed turn.
+#[derive(Debug, Default)]
+pub(super) struct StreamState {
+    content: String,
+    /// In order of first appearance; looked up by `index`.
+    calls: Vec<PartialCall>,
+    finish: Option<FinishReason>,
+    usage: Usage,
+    bytes: usize,
+}
+
+impl StreamState {
+    /// Feed one decoded chunk. Returns the text delta to hand to the sink, if any.
+    pub(super) fn feed(&mut self, chunk: &Value) -> Result<Option<String>, Error> {
+        if let Some(err) = upstream_error(chunk) {
+            return Err(err);
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            // Some servers repeat cumulative usage in every chunk: the last one wins.
+            self.usage = parse_usage(Some(u));
+        }
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|ch| ch.get("index").and_then(Value::as_u64) == Some(0))
+                    .or_else(|| c.first())
+            })
+        else {
+            return Ok(None);
+        };
+        if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(FinishReason::parse(r));
+        }
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            for (pos, tc) in calls.iter().enumerate() {
+                self.feed_call(pos as u64, tc)?;
+            }
+        }
+        let text = content_text(delta.get("content").unwrap_or(&Value::Null));
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.grow(text.len())?;
+        self.content.push_str(&text);
+        Ok(Some(text))
+    }
+
+    fn feed_call(&mut self, pos: u64, tc: &Value) -> Result<(), Error> {
+        let index = tc.get("index").and_then(Value::as_u64).unwrap_or(pos);
+        let slot = match self.calls.iter().position(|c| c.index == index) {
+            Some(i) => i,
+            None => {
+                self.calls.push(PartialCall {
+                    index,
+                    ..PartialCall::default()
+                });
+                self.calls.len() - 1
+            }
+        };
+        let func = tc.get("function").unwrap_or(&Value::Null);
+        let mut added = 0;
+        {
+            let call = &mut self.calls[slot];
+            if let Some(id) = tc
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                call.id.get_or_insert_with(|| id.to_string());
+            }
+            if let Some(name) = func.get("name").and_then(Value::as_str) {
+                // A repeated full name (llama-cpp-python sends it in every delta) is not a new
+                // fragment; a genuinely split name (never seen, but cheap to allow) is appended.
+                if !name.is_empty() && call.name != name {
+                    call.name.push_str(name);
+                    added += name.len();
+                }
+            }
+            let before = call.arguments.len();
+            append_arguments(&mut call.arguments, func.get("arguments"));
+            added += call.arguments.len() - before;
+        }
+        self.grow(added)
+    }
+
+    fn grow(&mut self, n: usize) -> Result<(), Error> {
+        self.bytes += n;
+        if self.bytes > MAX_TURN_BYTES {
+            return Err(Error::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// A `finish_reason` was seen: the stream may end (even without `[DONE]`).
+    pub(super) fn finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    pub(super) fn into_turn(self) -> Turn {
+        let mut calls = self.calls;
+        calls.sort_by_key(|c| c.index);
+        let tool_calls: Vec<ToolCall> = calls
+            .into_iter()
+            .filter(|c| {
+                if c.name.is_empty() {
+                    log::warn!(
+                        "upstream streamed tool call #{} without a name; dropped",
+                        c.index
+                    );
+                }
+                !c.name.is_empty()
+            })
+            .map(|c| {
+                let id = c.id.unwrap_or_else(|| format!("call_{}", c.index));
+                ToolCall::new(id, c.name, normalize_args(c.arguments))
+            })
+            .collect();
+        Turn {
+            content: self.content,
+            finish_reason: finish_reason(self.finish, !tool_calls.is_empty()),
+            tool_calls,
+            usage: self.usage,
+            provider_state: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn feed_all(chunks: &[Value]) -> (Vec<String>, Turn) {
+        let mut st = StreamState::default();
+        let mut deltas = Vec::new();
+        for c in chunks {
+            if let Some(d) = st.feed(c).unwrap() {
+                deltas.push(d);
+            }
+        }
+        (deltas, st.into_turn())
+    }
+
+    #[test]
+    fn non_stream_text_usage_and_details() {
+        let body = json!({"choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"length"}],
+            "usage":{"prompt_tokens":7,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4},
+                     "completion_tokens_details":{"reasoning_tokens":2}}});
+        let t = parse_completion(body.to_string().as_bytes()).unwrap();
+        assert_eq!(t.content, "hi");
+        assert_eq!(t.finish_reason, FinishReason::Length);
+        assert_eq!(
+            t.usage,
+            Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3,
+                cached_tokens: 4,
+                cache_creation_tokens: 0,
+                reasoning_tokens: 2
+            }
+        );
+    }
+
+    #[test]
+    fn non_stream_tool_calls_defaults() {
+        let body = json!({"choices":[{"message":{"content":null,"tool_calls":[
+            {"type":"function","function":{"name":"a__f","arguments":""}},
+            {"id":"x","function":{"name":"a__g","arguments":{"k":1}}},
+            {"id":"y","function":{"arguments":"{}"}}]},"finish_reason":"stop"}]});
+        let t = parse_completion(body.to_string().as_bytes()).unwrap();
+        assert_eq!(t.content, "");
+        assert_eq!(
+            t.tool_calls,
+            vec![
+                ToolCall::new("call_0", "a__f", "{}"),
+                ToolCall::new("x", "a__g", r#"{"k":1}"#)
+            ]
+        );
+        // "stop" beside tool calls is read as tool_calls; usage absent → zeros.
+        assert_eq!(t.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(t.usage, Usage::default());
+    }
+
+    #[test]
+    fn non_stream_failures() {
+        let e = parse_completion(b"{\"choices\": [").unwrap_err();
+        assert!(
+            matches!(e, Error::Protocol(ref m) if m.contains("{\"choices\": [")),
+            "{e}"
+        );
+        let e = parse_completion(b"{\"object\":\"x\"}").unwrap_err();
+        assert!(
+            matches!(e, Error::Protocol(ref m) if m.contains("no choices")),
+            "{e}"
+        );
+        let e = parse_completion(br#"{"error":{"message":"quota","code":429}}"#).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Status {
+                status: 429,
+                message: "quota".into(),
+                retry_after: None
+            }
+        );
+        let e = parse_completion(br#"{"error":"boom"}"#).unwrap_err();
+        assert_eq!(e, Error::Protocol("upstream error: boom".into()));
+    }
+
+    #[test]
+    fn stream_text_deltas_and_final_usage_chunk() {
+        let (deltas, t) = feed_all(&[
+            json!({"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}),
+            json!({"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"usage":null}),
+            json!({"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]}),
+            json!({"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}),
+            json!({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}),
+        ]);
+        assert_eq!(deltas, ["Hel", "lo"]);
+        assert_eq!(t.content, "Hello");
+        assert_eq!(t.finish_reason, FinishReason::Stop);
+        assert_eq!((t.usage.prompt_tokens, t.usage.completion_tokens), (5, 2));
+    }
+
+    #[test]
+    fn stream_tool_calls_split_arguments_by_index() {
+        let (_, t) = feed_all(&[
+            json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c0","type":"function","function":{"name":"s__add","arguments":""}}]}}]}),
+            json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"s__echo","arguments":"{\"te"}}]}}]}),
+            json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":2,"}}]}}]}),
+            json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"b\":3}"}}]}}]}),
+            json!({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"xt\":\"hi\"}"}}]}}]}),
+            json!({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+        ]);
+        assert_eq!(
+            t.tool_calls,
+            vec![
+                ToolCall::new("c0", "s__add", r#"{"a":2,"b":3}"#),
+                ToolCall::new("c1", "s__echo", r#"{"text":"hi"}"#)
+            ]
+        );
+        assert_eq!(t.finish_reason, FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn stream_llama_cpp_repeats_names_ids_and_sends_nulls() {
+        // As llama-cpp-python 0.3.36 streams: id/type/name in every delta, a legacy
+        // `function_call`, explicit nulls, no usage, and no index on the choice.
+        let chunk = |args: &str| {
+            json!({"choices":[{"delta":{"role":null,"content":null,
+                "function_call":{"name":"get_weather","arguments":args},
+                "tool_calls":[{"index":0,"id":"call_abc","type":"function",
+                    "function":{"name":"get_weather","arguments":args}}]},
+                "finish_reason":null,"logprobs":null}]})
+        };
+        let (deltas, t) = feed_all(&[
+            chunk("{\"city\""),
+            chunk(": \"Pa"),
+            chunk("ris\"}"),
+            json!({"choices":[{"delta":{"content":null,"tool_calls":null},"finish_reason":"tool_calls"}]}),
+        ]);
+        assert!(deltas.is_empty());
+        assert_eq!(
+            t.tool_calls,
+            vec![ToolCall::new(
+                "call_abc",
+                "get_weather",
+                r#"{"city": "Paris"}"#
+            )]
+        );
+        assert_eq!(t.usage, Usage::default());
+    }
+
+    #[test]
+    fn stream_missing_ids_indices_and_empty_arguments() {
+        let (_, t) = feed_all(&[
+            json!({"choices":[{"delta":{"tool_calls":[{"function":{"name":"a__x"}},{"function":{"name":"a__y","arguments":null}}]}}]}),
+            json!({"choices":[{"delta":{"tool_calls":[{"index":5,"function":{"arguments":"{}"}}]},"finish_reason":"tool_calls"}]}),
+        ]);
+        // The nameless fragment at index 5 is dropped; ids default to call_<index>.
+        assert_eq!(
+            t.tool_calls,
+            vec![
+                ToolCall::new("call_0", "a__x", "{}"),
+                ToolCall::new("call_1", "a__y", "{}")
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_error_chunk_and_unfinished_state() {
+        let mut st = StreamState::default();
+        assert!(!st.finished());
+        st.feed(&json!({"choices":[{"delta":{"content":"a"}}]}))
+            .unwrap();
+        assert!(!st.finished());
+        let e = st
+            .feed(&json!({"error":{"message":"overloaded","type":"server_error"}}))
+            .unwrap_err();
+        assert_eq!(e, Error::Protocol("upstream error: overloaded".into()));
+        let e = st
+            .feed(&json!({"error":{"message":"slow down","code":"429"}}))
+            .unwrap_err();
+        assert!(matches!(e, Error::Status { status: 429, .. }));
+    }
+
+    #[test]
+    fn stream_total_size_is_capped() {
+        let mut st = StreamState::default();
+        let big = "x".repeat(MAX_TURN_BYTES / 2 + 1);
+        st.feed(&json!({"choices":[{"delta":{"content":big}}]}))
+            .unwrap();
+        let e = st
+            .feed(&json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":big}}]}}]}))
+            .unwrap_err();
+        assert_eq!(e, Error::TooLarge);
+    }
+}
