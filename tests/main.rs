@@ -5,6 +5,7 @@ mod admin;
 mod backend_openai;
 mod config;
 mod gateway;
+mod gateway_upstream;
 mod mcp_stdio;
 mod sdk;
 mod support;

@@ -1,0 +1,242 @@
+//! The gateway against the in-tree fake OpenAI upstream: the tool loop on a real backend,
+//! streaming timing, client disconnects, and every upstream failure mapped per SPEC §4.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::fake_openai::{FakeOpenAi, Reply};
+use crate::support::gateway::{TestGateway, stream_text};
+
+fn config(upstream: &str, max_iter: u32, timeout: &str) -> String {
+    format!(
+        r#"
+mcp_servers:
+  demo:
+    command: ${{AIPROXY_EXE}}
+    args: [demo-mcp]
+backends:
+  up:
+    kind: openai
+    base_url: {upstream}
+    api_key: sk-upstream
+    timeout: {timeout}
+assistants:
+  - name: calc
+    backend: up
+    model: gpt-test
+    system_prompt: You add numbers.
+    mcp_servers: [demo]
+    max_tool_iterations: {max_iter}
+    temperature: 0.1
+    extra_body: {{custom_flag: true}}
+"#
+    )
+}
+
+fn ask(text: &str, stream: bool) -> Value {
+    json!({"model": "calc", "stream": stream, "stream_options": {"include_usage": true}, "seed": 7,
+           "messages": [{"role": "user", "content": text}]})
+}
+
+#[test]
+fn tool_loop_on_an_openai_upstream() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_call("demo__add", r#"{"a":2,"b":3}"#).with_text("Adding."));
+    up.push(Reply::text("The answer is 5."));
+    let gw = TestGateway::start(&config(&up.url(), 8, "30s"));
+    let r = gw.chat(&ask("what is 2 + 3?", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Adding.\n\nThe answer is 5."
+    );
+    assert_eq!(
+        v["usage"]["prompt_tokens"], 20,
+        "usage summed over both rounds"
+    );
+
+    let reqs = up.completions();
+    assert_eq!(reqs.len(), 2);
+    let first = &reqs[0].body;
+    assert_eq!(first["model"], "gpt-test");
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert_eq!(first["temperature"], 0.1);
+    assert_eq!(first["seed"], 7, "unknown client parameters pass through");
+    assert_eq!(first["custom_flag"], true, "extra_body merged");
+    assert_eq!(reqs[0].header("Authorization"), Some("Bearer sk-upstream"));
+    assert!(reqs[0].tool_names().contains(&"demo__add".to_string()));
+    let second = &reqs[1].body["messages"];
+    let tool_msg = second.as_array().unwrap().last().unwrap();
+    assert_eq!(tool_msg["role"], "tool");
+    assert_eq!(tool_msg["content"], "5");
+    assert_eq!(tool_msg["tool_call_id"], second[2]["tool_calls"][0]["id"]);
+}
+
+#[test]
+fn final_round_offers_no_tools() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_call("demo__add", r#"{"a":1,"b":1}"#));
+    up.push(Reply::text("Done."));
+    let gw = TestGateway::start(&config(&up.url(), 1, "30s"));
+    let r = gw.chat(&ask("1+1", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reqs = up.completions();
+    assert!(!reqs[0].tool_names().is_empty());
+    assert!(reqs[1].body.get("tools").is_none(), "{}", reqs[1].body);
+}
+
+#[test]
+fn stream_deltas_arrive_one_by_one() {
+    let up = FakeOpenAi::start();
+    up.push(
+        Reply::deltas(&["one ", "two ", "three ", "four"]).chunk_delay(Duration::from_millis(150)),
+    );
+    let gw = TestGateway::start(&config(&up.url(), 8, "30s"));
+    let mut client = gw.stream(&ask("count", true));
+    assert_eq!(client.status, 200);
+    let mut times = Vec::new();
+    let mut events = Vec::new();
+    while let Some((d, t)) = client.next_data() {
+        let v: Value = serde_json::from_str(&d).unwrap_or(Value::Null);
+        if v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            times.push(t);
+        }
+        events.push(d);
+    }
+    assert_eq!(stream_text(&events), "one two three four");
+    assert_eq!(times.len(), 4);
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(80),
+            "deltas were batched: {times:?}"
+        );
+    }
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["usage"]["total_tokens"], 15);
+}
+
+#[test]
+fn client_disconnect_closes_the_upstream_connection() {
+    let up = FakeOpenAi::start();
+    let words: Vec<String> = (0..100).map(|i| format!("w{i} ")).collect();
+    up.push(Reply::deltas(&words).chunk_delay(Duration::from_millis(100)));
+    let gw = TestGateway::start(&config(&up.url(), 8, "30s"));
+    let mut client = gw.stream(&ask("talk", true));
+    client.next_data().unwrap();
+    client.next_data().unwrap();
+    assert_eq!(up.open_connections(), 1);
+    let sock = client.into_stream();
+    sock.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(sock);
+    assert!(
+        up.wait_open_connections(0, Duration::from_secs(2)),
+        "upstream still open after 2 s"
+    );
+    assert_eq!(gw.get("/health").status, 200);
+}
+
+#[test]
+fn upstream_failures_map_to_openai_errors() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&config(&up.url(), 8, "1s"));
+    let cases: Vec<(Reply, u16, Option<&str>)> = vec![
+        (
+            Reply::error(429, "slow down").retry_after("7"),
+            429,
+            Some("7"),
+        ),
+        (Reply::error(500, "boom"), 502, None),
+        (Reply::error(401, "bad key"), 502, None),
+        (Reply::error(400, "bad param"), 400, None),
+        (Reply::error(503, "overloaded"), 503, None),
+        (Reply::invalid_json(), 502, None),
+        (Reply::huge(20 * 1024 * 1024), 502, None),
+        (Reply::hang(), 504, None),
+    ];
+    for stream in [false, true] {
+        for (reply, status, retry_after) in &cases {
+            up.push(reply.clone());
+            let r = gw.chat(&ask("hi", stream));
+            assert_eq!(r.status, *status, "stream={stream} {reply:?}: {}", r.text());
+            let e = r.json();
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+            assert!(!r.text().contains("sk-upstream"), "no secret in errors");
+            assert_eq!(r.header("Retry-After"), *retry_after);
+        }
+    }
+}
+
+#[test]
+fn unreachable_upstream_is_502() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}/v1"), 8, "2s"));
+    let r = gw.chat(&ask("hi", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+}
+
+#[test]
+fn a_failure_after_the_first_byte_is_an_error_event() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::deltas(&["a ", "b ", "c"]).error_after(2, "upstream exploded", json!(null)));
+    let gw = TestGateway::start(&config(&up.url(), 8, "5s"));
+    let client = gw.stream(&ask("go", true));
+    assert_eq!(client.status, 200);
+    let events = client.collect();
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exploded"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e == "[DONE]"),
+        "no [DONE] after an error"
+    );
+    let truncated = FakeOpenAi::start();
+    truncated.push(Reply::deltas(&["a ", "b ", "c"]).close_after(2));
+    let gw = TestGateway::start(&config(&truncated.url(), 8, "5s"));
+    let events = gw.stream(&ask("go", true)).collect();
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last.get("error").is_some(),
+        "truncated upstream stream is an error, not a silent stop: {events:?}"
+    );
+}
+
+#[test]
+fn slow_tool_rounds_send_keepalive_comments() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_call("demo__sleep", r#"{"ms":1200}"#));
+    up.push(Reply::text("rested"));
+    let gw = TestGateway::start(&config(&up.url(), 8, "30s"));
+    let mut client = gw.stream(&ask("rest", true));
+    let mut comments = 0;
+    let mut text = String::new();
+    while let Some((block, _)) = client.next_block() {
+        if block.starts_with(':') {
+            comments += 1;
+        } else if let Some(v) = block
+            .strip_prefix("data: ")
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        {
+            text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        }
+    }
+    assert!(comments >= 1, "a comment when the tool round starts");
+    assert_eq!(text, "rested");
+}
