@@ -1,4 +1,5 @@
 //! One integration-test binary; each module owns one area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod backend_anthropic;
 mod support;

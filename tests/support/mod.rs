@@ -1,2 +1,4 @@
 //! Shared test support: fake peers and helpers.
 #![allow(dead_code)]
+
+pub mod fake_anthropic;
