@@ -450,6 +450,44 @@ fn stream_cut_before_message_stop_is_a_protocol_error() {
     assert_eq!(ApiError::from(&e).status, 502);
 }
 
+/// Records when each delta and idle call arrived.
+#[derive(Default)]
+struct TimedSink {
+    deltas: Vec<(String, Instant)>,
+    idles: usize,
+}
+
+impl TurnSink for TimedSink {
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.deltas.push((delta.to_string(), Instant::now()));
+        Ok(())
+    }
+    fn idle(&mut self) -> Result<(), Cancelled> {
+        self.idles += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn deltas_are_forwarded_as_they_arrive_and_quiet_streams_signal_idle() {
+    let gap = Duration::from_millis(600);
+    let fake = FakeAnthropic::start(vec![Reply::Slow { gap, pings: 3 }]);
+    let backend = AnthropicBackend::new(&config(fake.base_url()));
+    let history = start_history();
+    let mut sink = TimedSink::default();
+    let turn = round(&history, &[], false, true)
+        .run(&backend, &mut sink)
+        .unwrap();
+    assert_eq!(turn.content, "firstsecond");
+    let texts: Vec<&str> = sink.deltas.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(texts, ["fi", "rst", "second"]);
+    // "first" was handed on long before the stream ended, not buffered until the end.
+    let spread = sink.deltas[2].1 - sink.deltas[1].1;
+    assert!(spread >= gap * 2, "deltas {spread:?} apart");
+    // About 1.8 s of pings without text: the sink heard from the backend in between.
+    assert!(sink.idles >= 1, "idle called {} times", sink.idles);
+}
+
 #[test]
 fn departed_client_cancels_the_stream() {
     let fake = FakeAnthropic::start(vec![Reply::text("a long answer that nobody reads")]);
@@ -489,6 +527,32 @@ fn silent_upstream_times_out_and_closed_port_fails_to_connect() {
         .run(&backend, &mut NoSink)
         .unwrap_err();
     assert!(matches!(e, Error::Connect(_)), "{e:?}");
+}
+
+/// Every golden request body (`tests/fixtures/anthropic/request/*.expected.json`) is one the
+/// API accepts.
+#[test]
+fn golden_request_bodies_pass_the_fake_api_checks() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/anthropic/request");
+    let headers = vec![
+        ("x-api-key".to_string(), API_KEY.to_string()),
+        ("anthropic-version".to_string(), "2023-06-01".to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_str().unwrap().ends_with(".expected.json") {
+            continue;
+        }
+        let body = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = crate::support::fake_anthropic::validate(&headers, &body) {
+            panic!("{}: refused: {e:?}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} golden requests");
 }
 
 /// The fake must refuse what the real API refuses, or the tests above prove nothing.

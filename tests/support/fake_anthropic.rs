@@ -48,6 +48,8 @@ pub enum Reply {
     CutStream { text: String },
     /// Read the request, then never answer (until the fake stops).
     Hang,
+    /// A stream: text "first", then `pings` pings `gap` apart, then text "second".
+    Slow { gap: Duration, pings: usize },
 }
 
 impl Reply {
@@ -349,6 +351,45 @@ fn handle(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
                 json!({"type": "error", "error": {"type": error_type, "message": message}}),
             ));
             write_stream(&mut out, &events);
+        }
+        Some(Reply::Slow { gap, pings }) => {
+            let mut events = message_events(
+                &model,
+                &[json!({"type": "text", "text": "first"})],
+                &json!({"input_tokens": 5, "output_tokens": 1}),
+            );
+            events.pop(); // keep the block open
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+            let _ = out.write_all(head.as_bytes());
+            let chunk = |out: &mut TcpStream, ev: &str| {
+                let _ = write!(out, "{:x}\r\n{ev}\r\n", ev.len());
+                let _ = out.flush();
+            };
+            for ev in &events {
+                chunk(&mut out, ev);
+            }
+            for _ in 0..pings {
+                std::thread::sleep(gap);
+                chunk(&mut out, &event("ping", json!({"type": "ping"})));
+            }
+            for ev in [
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "second"}}),
+                ),
+                event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ),
+                event(
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+                ),
+                event("message_stop", json!({"type": "message_stop"})),
+            ] {
+                chunk(&mut out, &ev);
+            }
+            let _ = out.write_all(b"0\r\n\r\n");
         }
         Some(Reply::CutStream { text }) => {
             let events = message_events(

@@ -353,3 +353,55 @@ pub fn has_tool_blocks(messages: &[Value]) -> bool {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_and_tool_ids() {
+        assert_eq!(
+            parse_data_url("data:image/gif;base64,R0lG"),
+            Some(("image/gif", "R0lG"))
+        );
+        assert_eq!(
+            parse_data_url("data:;base64,AAAA"),
+            Some(("image/png", "AAAA"))
+        );
+        assert_eq!(parse_data_url("data:image/svg+xml,<svg/>"), None);
+        assert_eq!(tool_id("call.1/x"), "call_1_x");
+        assert_eq!(tool_id("toolu_01-A"), "toolu_01-A");
+        assert_eq!(tool_id(""), "toolu_missing");
+    }
+
+    #[test]
+    fn paused_content_is_appended_to_the_conversation() {
+        let mut msgs = vec![json!({"role": "user", "content": [{"type": "text", "text": "q"}]})];
+        append_assistant(&mut msgs, &[json!({"type": "text", "text": ""})]);
+        assert_eq!(msgs.len(), 1, "nothing to append");
+        let search = json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}});
+        append_assistant(
+            &mut msgs,
+            &[
+                json!({"type": "text", "text": "Searching "}),
+                search.clone(),
+            ],
+        );
+        append_assistant(&mut msgs, &[json!({"type": "text", "text": "more "})]);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(
+            msgs[1]["content"],
+            json!([{"type": "text", "text": "Searching "}, search, {"type": "text", "text": "more"}])
+        );
+    }
+
+    #[test]
+    fn only_system_messages_still_give_a_user_turn() {
+        let conv = translate(&[Message::text(Role::System, "s")]);
+        assert_eq!(conv.system, vec![json!({"type": "text", "text": "s"})]);
+        assert_eq!(
+            conv.messages,
+            vec![json!({"role": "user", "content": [{"type": "text", "text": LEADING_USER_TEXT}]})]
+        );
+    }
+}
