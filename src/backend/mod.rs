@@ -7,6 +7,7 @@
 //! drops its reader, which closes the upstream connection); in both modes it returns the whole
 //! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts.
 
+pub mod anthropic;
 pub mod mock;
 pub mod openai;
 
@@ -147,19 +148,6 @@ pub fn build(cfg: &BackendConfig) -> Arc<dyn Backend> {
     match cfg.kind {
         BackendKind::OpenAi => Arc::new(openai::OpenAiBackend::new(cfg)),
         BackendKind::Mock => Arc::new(mock::MockBackend),
-        // Until the native Anthropic backend lands, fail every turn clearly.
-        BackendKind::Anthropic => Arc::new(Unsupported("anthropic")),
-    }
-}
-
-struct Unsupported(&'static str);
-
-impl Backend for Unsupported {
-    fn turn(&self, _req: &TurnRequest<'_>, _sink: &mut dyn TurnSink) -> Result<Turn, Error> {
-        Err(Error::Status {
-            status: 501,
-            message: format!("backend kind '{}' is not available in this build", self.0),
-            retry_after: None,
-        })
+        BackendKind::Anthropic => Arc::new(anthropic::AnthropicBackend::new(cfg)),
     }
 }

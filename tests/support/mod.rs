@@ -1,5 +1,6 @@
 //! Shared test support: fake peers and helpers.
 #![allow(dead_code)]
 
+pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod gateway;
