@@ -27,6 +27,8 @@ pub(super) struct Conn {
     pub(super) state: State,
     /// How far `buf` was searched for a line end, so a trickled head is not re-parsed per byte.
     scanned: usize,
+    /// Length of `buf` at the last parse attempt of the current head.
+    parsed_len: usize,
 }
 
 pub(super) enum State {
@@ -86,6 +88,7 @@ impl Conn {
             buf: Vec::new(),
             state: State::Idle { since: now },
             scanned: 0,
+            parsed_len: 0,
         }
     }
 
@@ -121,6 +124,7 @@ impl Conn {
     pub(super) fn reset_for_next(&mut self, now: Instant) {
         self.state = State::Idle { since: now };
         self.scanned = 0;
+        self.parsed_len = 0;
     }
 
     /// Move through as many states as the buffered bytes allow.
@@ -146,6 +150,7 @@ impl Conn {
                     }
                     self.state = State::Head { started: now };
                     self.scanned = 0;
+                    self.parsed_len = 0;
                 }
                 State::Head { .. } => match self.try_head(limits, now) {
                     Ok(true) => {}
@@ -187,14 +192,20 @@ impl Conn {
     fn try_head(&mut self, limits: &Limits, now: Instant) -> Result<bool, Reject> {
         let new_line = self.buf[self.scanned.min(self.buf.len())..].contains(&b'\n');
         self.scanned = self.buf.len();
-        if !new_line && self.buf.len() < limits.max_head_bytes {
+        // Parse when a line ended, at the limit, or when the buffer doubled since the last try:
+        // garbage without any newline (a TLS hello) is refused at once, while a head trickled
+        // byte by byte costs O(lines + log n) parses instead of one per byte.
+        let grown = self.buf.len() >= 2 * self.parsed_len;
+        if !new_line && !grown && self.buf.len() < limits.max_head_bytes {
             return Ok(false);
         }
+        self.parsed_len = self.buf.len();
         let Some(head) = parse_head(&self.buf, limits)? else {
             return Ok(false);
         };
         self.buf.drain(..head.len);
         self.scanned = 0;
+        self.parsed_len = 0;
         let kind = match head.framing {
             Framing::None | Framing::Length(0) => BodyKind::Length { remaining: 0 },
             Framing::Length(n) => BodyKind::Length { remaining: n },
@@ -374,6 +385,20 @@ mod tests {
             ready(feed(&mut c, b" / HTTP/1.1\r\n\r\n")).request.method,
             "GET"
         );
+    }
+
+    #[test]
+    fn garbage_without_a_newline_is_refused_at_once() {
+        let (mut c, _client) = conn();
+        match feed(&mut c, b"\x16\x03\x01\x00\xa5\x01\x00") {
+            Advance::Reject(r) => assert_eq!(r.status, 400),
+            _ => panic!("expected 400"),
+        }
+        // A valid prefix trickled without newlines is just incomplete.
+        let (mut c, _client) = conn();
+        for b in b"GET /a-long-path" {
+            assert!(matches!(feed(&mut c, &[*b]), Advance::NeedMore));
+        }
     }
 
     #[test]

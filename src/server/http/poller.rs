@@ -186,6 +186,9 @@ impl Poller {
                 &error_response(503, "too many connections, retry shortly"),
             );
             let _ = stream.shutdown(Shutdown::Write);
+            // Closing with unread input sends a reset, which can destroy the 503 in flight;
+            // swallow the request bytes already here (one read, never blocking).
+            let _ = (&stream).read(&mut self.scratch);
             return;
         }
         // Small writes (SSE events) must leave at once rather than wait for an ACK (Nagle).
