@@ -694,12 +694,12 @@ fn connection_cap_answers_503() {
     assert_eq!(resp.header("retry-after"), Some("1"));
     assert_closed(&mut r);
     drop((_a, _b));
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        get(addr, "/echo").status,
-        200,
-        "slots are freed when connections close"
-    );
+    // Slots free once the poller sees the closes.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while get(addr, "/echo").status != 200 {
+        assert!(Instant::now() < deadline, "slots never freed");
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -721,11 +721,21 @@ fn in_flight_cap_answers_503_with_retry_after() {
     assert_eq!(v["error"]["type"], "overloaded_error");
     assert!(v["error"]["param"].is_null() && v["error"]["code"].is_null());
     assert_closed(&mut r);
+    // A client waiting for 100 Continue is refused before it uploads anything.
+    let raw = b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    let (resp, _) = exchange(addr, raw);
+    assert_eq!(resp.status, 503);
 
     probes.release.send(()).unwrap();
     let mut r = BufReader::new(blocked);
     assert_eq!(read_response(&mut r, false).text(), "released");
-    assert_eq!(get(addr, "/echo").status, 200);
+    // The slot frees when the poller takes the connection back, just after the client has its
+    // response, so allow a moment.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while get(addr, "/echo").status != 200 {
+        assert!(Instant::now() < deadline, "slot never freed");
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 // ---------------------------------------------------------------- streaming
@@ -758,7 +768,7 @@ fn streamed_chunks_arrive_one_by_one() {
         ]
     );
     assert!(
-        arrivals[0].0 < Duration::from_millis(80),
+        arrivals[0].0 < Duration::from_millis(300),
         "first event late: {arrivals:?}"
     );
     for pair in arrivals.windows(2) {

@@ -47,7 +47,8 @@ pub enum Version {
 }
 
 /// A fully read request (head + body, body bounded by `max_body_bytes`).
-#[derive(Debug)]
+/// `Debug` shows credentials headers as `***` and the body as its length, so logging a request
+/// never leaks a key.
 pub struct Request {
     pub method: String,
     /// Path without the query string, percent-decoding NOT applied. For an absolute-form
@@ -71,6 +72,37 @@ impl Request {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Headers whose values are credentials.
+const SECRET_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+];
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let secret = SECRET_HEADERS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("version", &self.version)
+            .field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
@@ -176,7 +208,6 @@ impl Server {
                 jobs: job_rx.clone(),
                 done: done_tx.clone(),
                 shared: Arc::clone(&shared),
-                io_timeout: limits.io_timeout,
             };
             // On error `poller` is dropped with the job sender, so started workers exit.
             threads.push(
@@ -256,5 +287,66 @@ impl Drop for Server {
             });
             self.shared.waker.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_debug_hides_credentials_and_body() {
+        let req = Request {
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            query: String::new(),
+            version: Version::Http11,
+            headers: vec![
+                ("Authorization".into(), "Bearer sk-secret".into()),
+                ("X-Api-Key".into(), "k-secret".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: b"{\"messages\":\"private\"}".to_vec(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let shown = format!("{req:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("private"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("application/json") && shown.contains("body_len: 22"),
+            "{shown}"
+        );
+        assert_eq!(req.header("authorization"), Some("Bearer sk-secret"));
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(Limits::default().validate().is_ok());
+        assert!(
+            Limits {
+                workers: 0,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                max_headers: 0,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                idle_timeout: Duration::ZERO,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use super::Limits;
 use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
 use super::response::{CONTINUE_100, error_response};
-use super::sys::{Epoll, Waker};
+use super::sys::{Epoll, Waker, is_per_connection_error, write_now};
 use super::worker::{Done, Job};
 
 const LISTENER: u64 = 0;
@@ -37,6 +37,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// After an error response: at most this long and this many discarded bytes before closing.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
+const OVERLOADED: &str = "server overloaded, retry shortly";
 /// Longest sleep in `epoll_wait` when no deadline is nearer.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
@@ -192,8 +193,13 @@ impl Poller {
             return;
         }
         // Small writes (SSE events) must leave at once rather than wait for an ACK (Nagle).
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        // The write timeout only applies while a worker has the socket in blocking mode.
+        let setup = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(self.limits.io_timeout)));
+        if let Err(e) = setup {
+            debug!("{peer}: cannot set socket options: {e}");
+            return;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -258,6 +264,11 @@ impl Poller {
         match conn.advance(&self.limits, Instant::now()) {
             Advance::NeedMore => Some(conn),
             Advance::SendContinue => {
+                // Already saturated: refuse now rather than have the client upload a body that
+                // will be refused anyway.
+                if self.in_flight.len() >= self.limits.max_in_flight {
+                    return self.reject(conn, Reject::new(503, OVERLOADED));
+                }
                 if write_now(&conn.stream, CONTINUE_100) {
                     Some(conn)
                 } else {
@@ -274,7 +285,7 @@ impl Poller {
     fn dispatch(&mut self, conn: Conn, ready: Ready) -> Option<Conn> {
         if self.in_flight.len() >= self.limits.max_in_flight || self.drain.is_some() {
             debug!("conn {}: in-flight limit reached, answering 503", conn.id);
-            return self.reject(conn, Reject::new(503, "server overloaded, retry shortly"));
+            return self.reject(conn, Reject::new(503, OVERLOADED));
         }
         // The worker owns the socket now; level-triggered events must not fire meanwhile.
         if let Err(e) = self.epoll.delete(conn.stream.as_raw_fd()) {
@@ -300,10 +311,7 @@ impl Poller {
             // Unreachable while in_flight < max_in_flight = channel capacity; shed anyway.
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 warn!("conn {id}: job queue unavailable, answering 503");
-                write_now(
-                    &job.conn.stream,
-                    &error_response(503, "server overloaded, retry shortly"),
-                );
+                write_now(&job.conn.stream, &error_response(503, OVERLOADED));
                 None
             }
         }
@@ -465,40 +473,4 @@ impl Poller {
     fn arm(&mut self, at: Instant) {
         self.next_timer = self.next_timer.min(at);
     }
-}
-
-/// Write a small response without blocking; false unless every byte went out. Used only for
-/// short messages on sockets we are about to read from or close, whose send buffer is empty.
-fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
-    let mut s = stream;
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        match s.write(rest) {
-            Ok(0) => return false,
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-/// Errors that concern only the connection being accepted (accept(2): "should treat them
-/// like EAGAIN by retrying"), as opposed to resource exhaustion.
-fn is_per_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-        )
-    )
 }

@@ -1,10 +1,12 @@
 //! The few Linux syscalls std does not expose: an epoll instance, an eventfd used to wake the
-//! poller, and a non-blocking peek that tells whether a peer closed its side.
+//! poller, and a non-blocking peek that tells whether a peer closed its side; plus two small
+//! socket helpers of the poller (non-blocking small writes, accept error classification).
 //!
 //! Thread model: `Epoll` is used only by the poller thread; `Waker` is shared (`&self` methods,
 //! eventfd writes are atomic); `peer_closed` may be called from any thread.
 
-use std::io;
+use std::io::{self, Write};
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Interest for every registered socket: readable, or the peer shut down its write side.
@@ -136,6 +138,42 @@ pub(super) fn peer_closed(fd: RawFd) -> bool {
             _ => return true,
         }
     }
+}
+
+/// Write a small response without blocking; false unless every byte went out. Used only for
+/// short messages on sockets we are about to read from or close, whose send buffer is empty.
+pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
+    let mut s = stream;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match s.write(rest) {
+            Ok(0) => return false,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Errors that concern only the connection being accepted (accept(2): "should treat them
+/// like EAGAIN by retrying"), as opposed to resource exhaustion.
+pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 #[cfg(test)]

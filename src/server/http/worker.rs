@@ -10,7 +10,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{debug, warn};
@@ -39,7 +38,6 @@ pub(super) struct Worker {
     pub(super) jobs: Receiver<Job>,
     pub(super) done: Sender<Done>,
     pub(super) shared: Arc<Shared>,
-    pub(super) io_timeout: Duration,
 }
 
 impl Worker {
@@ -66,12 +64,8 @@ impl Worker {
             keep_alive,
             head_only,
         } = job;
-        let prepared = conn
-            .stream
-            .set_nonblocking(false)
-            .and_then(|()| conn.stream.set_write_timeout(Some(self.io_timeout)))
-            .and_then(|()| conn.stream.set_read_timeout(Some(self.io_timeout)));
-        if let Err(e) = prepared {
+        // Blocking writes bounded by the write timeout the poller set at accept (`io_timeout`).
+        if let Err(e) = conn.stream.set_nonblocking(false) {
             debug!("conn {}: cannot prepare socket: {e}", conn.id);
             return Done {
                 conn,
