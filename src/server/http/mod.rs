@@ -14,7 +14,8 @@
 //! `head_timeout` of its first byte, or body not complete within `io_timeout` of the head → 408;
 //! idle keep-alive connections close after `idle_timeout`; more than `max_in_flight` admitted
 //! requests or `max_connections` open connections → 503 with `Retry-After: 1`. Error responses
-//! close the connection. Linux only (epoll, eventfd).
+//! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
+//! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in `sys.rs`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
