@@ -7,6 +7,7 @@ mod backend_openai;
 mod config;
 mod gateway;
 mod gateway_upstream;
+mod http_server;
 mod mcp_stdio;
 mod sdk;
 mod support;

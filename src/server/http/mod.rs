@@ -1,10 +1,45 @@
-//! STUB API — replaced by the HTTP/1.1 server implementation. The public surface below is the
-//! contract the rest of the crate codes against.
-#![allow(dead_code, clippy::panic, unused_variables)]
+//! aiproxy's own HTTP/1.1 server on `httparse`, built to sit on an edge box: every buffer,
+//! queue, thread count and wait is bounded, and idle or slow clients never hold a thread.
+//!
+//! Thread model:
+//! - one **poller** thread (`poller.rs`, epoll) owns the listener and every connection that is
+//!   not being served: it accepts, reads heads and bodies without blocking (`conn.rs`,
+//!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
+//! - `Limits::workers` **worker** threads (`worker.rs`) take complete requests from a bounded
+//!   channel, run the synchronous [`Handler`] and write the response (`response.rs`) on a
+//!   blocking socket with a write timeout, then hand the connection back to the poller.
+//!
+//! Limits: head bytes and header count → 431; body over `max_body_bytes` → 413 (declared length
+//! checked before reading, chunked totals while decoding); head not complete within
+//! `head_timeout` of its first byte, or body not complete within `io_timeout` of the head → 408;
+//! idle keep-alive connections close after `idle_timeout`; more than `max_in_flight` admitted
+//! requests or `max_connections` open connections → 503 with `Retry-After: 1`. Error responses
+//! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
+//! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in `sys.rs`.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+use log::warn;
+use parking_lot::Mutex;
+
+mod body;
+mod conn;
+mod parse;
+mod poller;
+mod response;
+mod sys;
+mod worker;
+
+pub use response::{BodyStream, Responder};
+
+use poller::{Control, Poller, Shared};
+use worker::Worker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -13,16 +48,20 @@ pub enum Version {
 }
 
 /// A fully read request (head + body, body bounded by `max_body_bytes`).
-#[derive(Debug)]
+/// `Debug` shows credentials headers as `***` and the body as its length, so logging a request
+/// never leaks a key.
 pub struct Request {
     pub method: String,
-    /// Path without the query string, percent-decoding NOT applied.
+    /// Path without the query string, percent-decoding NOT applied. For an absolute-form
+    /// target (`http://host/p`) only the path is kept.
     pub path: String,
     /// The raw query string without `?` ("" when none).
     pub query: String,
     pub version: Version,
-    /// Header names as sent; look up with [`Request::header`].
+    /// Header names as sent; look up with [`Request::header`]. Values are trimmed; bytes that
+    /// are not UTF-8 are replaced with U+FFFD.
     pub headers: Vec<(String, String)>,
+    /// The decoded body (chunked framing removed, trailers dropped).
     pub body: Vec<u8>,
     pub peer: SocketAddr,
 }
@@ -37,48 +76,39 @@ impl Request {
     }
 }
 
-/// Handed to the handler to answer one request: either one full response or a stream.
-pub struct Responder<'a> {
-    _p: std::marker::PhantomData<&'a ()>,
-}
+/// Headers whose values are credentials.
+const SECRET_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+];
 
-impl Responder<'_> {
-    /// A complete response with `Content-Length`. Extra headers must not include
-    /// Content-Length / Transfer-Encoding / Connection (the server sets those).
-    pub fn send(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> io::Result<()> {
-        unimplemented!()
-    }
-
-    /// Start a streamed response: HTTP/1.1 → chunked; HTTP/1.0 → raw bytes then close.
-    pub fn stream(&mut self, status: u16, headers: &[(&str, &str)]) -> io::Result<BodyStream<'_>> {
-        unimplemented!()
-    }
-
-    /// True when the peer has closed its side (non-blocking check; no data consumed).
-    pub fn client_gone(&self) -> bool {
-        unimplemented!()
-    }
-}
-
-pub struct BodyStream<'a> {
-    _p: std::marker::PhantomData<&'a ()>,
-}
-
-impl BodyStream<'_> {
-    /// Write one chunk and flush it to the socket. An error means the client is gone.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        unimplemented!()
-    }
-    /// Non-blocking check that the peer closed.
-    pub fn client_gone(&self) -> bool {
-        unimplemented!()
-    }
-    /// Terminate the body (`0\r\n\r\n` for chunked) and flush.
-    pub fn finish(self) -> io::Result<()> {
-        unimplemented!()
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let secret = SECRET_HEADERS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("version", &self.version)
+            .field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
+/// Runs on a worker thread, once per request. It must answer through `resp` (a handler that
+/// returns without answering gets a 500); a panic is caught and becomes a 500 plus a close.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request, resp: &mut Responder<'_>);
 }
@@ -93,7 +123,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Whole head must arrive within this after the first byte.
     pub head_timeout: Duration,
-    /// Per read/write on a socket while a request is being served.
+    /// Per write on a socket while a response is written; also the time the whole request
+    /// body has to arrive after the head.
     pub io_timeout: Duration,
     pub idle_timeout: Duration,
 }
@@ -114,27 +145,209 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    fn validate(&self) -> io::Result<()> {
+        let bad = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("http limits: {what}"),
+            ))
+        };
+        if self.workers == 0 || self.max_in_flight == 0 || self.max_connections == 0 {
+            return bad("workers, max_in_flight and max_connections must be at least 1");
+        }
+        if self.max_head_bytes < 64 || self.max_headers == 0 {
+            return bad("max_head_bytes must be at least 64 and max_headers at least 1");
+        }
+        if self.head_timeout.is_zero() || self.io_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return bad("timeouts must be non-zero");
+        }
+        Ok(())
+    }
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] stops it without draining.
 pub struct Server {
     local_addr: SocketAddr,
+    control: Sender<Control>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    /// The result of the first shutdown, returned again by later calls.
+    outcome: Mutex<Option<bool>>,
 }
 
 impl Server {
     /// Start serving on an already bound listener. Returns at once; threads run in background.
     pub fn start(
-        listener: std::net::TcpListener,
+        listener: TcpListener,
         limits: Limits,
-        handler: std::sync::Arc<dyn Handler>,
+        handler: Arc<dyn Handler>,
     ) -> io::Result<Server> {
-        unimplemented!()
+        limits.validate()?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            waker: sys::Waker::new()?,
+            draining: AtomicBool::new(false),
+        });
+        // Capacity = admission limit, so the poller's `try_send` only fails if it is broken.
+        let (job_tx, job_rx) = bounded(limits.max_in_flight);
+        let (done_tx, done_rx) = bounded(limits.max_in_flight);
+        let (control_tx, control_rx) = bounded(1);
+        let poller = Poller::new(
+            listener,
+            limits.clone(),
+            job_tx,
+            done_rx,
+            control_rx,
+            Arc::clone(&shared),
+        )?;
+
+        let mut threads = Vec::with_capacity(limits.workers + 1);
+        for i in 0..limits.workers {
+            let worker = Worker {
+                handler: Arc::clone(&handler),
+                jobs: job_rx.clone(),
+                done: done_tx.clone(),
+                shared: Arc::clone(&shared),
+            };
+            // On error `poller` is dropped with the job sender, so started workers exit.
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("http-worker-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        threads.insert(
+            0,
+            std::thread::Builder::new()
+                .name("http-poller".into())
+                .spawn(move || poller.run())?,
+        );
+        Ok(Server {
+            local_addr,
+            control: control_tx,
+            shared,
+            threads,
+            outcome: Mutex::new(None),
+        })
     }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
-    /// Stop accepting, let in-flight requests finish up to `drain`, close the rest.
-    /// Returns true when everything finished in time.
+
+    /// Stop accepting (the listener is closed), close idle connections, let in-flight requests
+    /// and streams finish up to `drain`, then shut the remaining sockets (their handlers' next
+    /// write fails). Returns true when everything finished in time. Later calls return the
+    /// first result.
     pub fn shutdown(&self, drain: Duration) -> bool {
-        unimplemented!()
+        let mut outcome = self.outcome.lock();
+        if let Some(done) = *outcome {
+            return done;
+        }
+        let (reply_tx, reply_rx) = bounded(1);
+        let finished = match self.control.try_send(Control::Shutdown {
+            drain,
+            reply: reply_tx,
+        }) {
+            Ok(()) => {
+                self.shared.waker.wake();
+                // The poller answers at the drain deadline at the latest; the margin covers
+                // one loop iteration.
+                reply_rx
+                    .recv_timeout(drain + Duration::from_secs(2))
+                    .unwrap_or_else(|_| {
+                        warn!("http server did not confirm shutdown");
+                        false
+                    })
+            }
+            Err(_) => false,
+        };
+        *outcome = Some(finished);
+        finished
     }
-    /// Block until the server has shut down.
-    pub fn join(self) {}
+
+    /// Block until the poller and all workers have exited (after [`Server::shutdown`]; a worker
+    /// exits once its handler returns).
+    pub fn join(mut self) {
+        for t in std::mem::take(&mut self.threads) {
+            if t.join().is_err() {
+                warn!("http server thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.outcome.lock().is_none() {
+            let (reply, _) = bounded(1);
+            let _ = self.control.try_send(Control::Shutdown {
+                drain: Duration::ZERO,
+                reply,
+            });
+            self.shared.waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_debug_hides_credentials_and_body() {
+        let req = Request {
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            query: String::new(),
+            version: Version::Http11,
+            headers: vec![
+                ("Authorization".into(), "Bearer sk-secret".into()),
+                ("X-Api-Key".into(), "k-secret".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: b"{\"messages\":\"private\"}".to_vec(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let shown = format!("{req:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("private"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("application/json") && shown.contains("body_len: 22"),
+            "{shown}"
+        );
+        assert_eq!(req.header("authorization"), Some("Bearer sk-secret"));
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(Limits::default().validate().is_ok());
+        assert!(
+            Limits {
+                workers: 0,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                max_headers: 0,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                idle_timeout: Duration::ZERO,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
 }

@@ -1,0 +1,476 @@
+//! The poller: one thread with an epoll loop that owns the listener and every connection not
+//! being served. It accepts, reads heads and bodies without blocking, enforces the limits and
+//! timeouts, admits complete requests to the worker pool (or sheds them with 503), takes served
+//! connections back for keep-alive, and runs the shutdown drain.
+//!
+//! Thread model: everything here runs on the poller thread. Workers talk to it only through the
+//! bounded `Done` channel plus the eventfd `Waker`; `Server` talks to it through the control
+//! channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use log::{debug, warn};
+
+use super::Limits;
+use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
+use super::parse::Reject;
+use super::response::{CONTINUE_100, error_response};
+use super::sys::{Epoll, Waker, is_per_connection_error, write_now};
+use super::worker::{Done, Job};
+
+const LISTENER: u64 = 0;
+const WAKER: u64 = 1;
+const FIRST_CONN_ID: u64 = 2;
+/// Accepts per readiness event, so a connection flood cannot starve the other sockets.
+const ACCEPT_BATCH: usize = 64;
+/// Reads per readiness event for one connection (level-triggered: the rest comes next round).
+const READS_PER_EVENT: usize = 4;
+/// How long the listener rests after EMFILE/ENFILE/ENOMEM/ENOBUFS instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// After an error response: at most this long and this many discarded bytes before closing.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+const OVERLOADED: &str = "server overloaded, retry shortly";
+/// Longest sleep in `epoll_wait` when no deadline is nearer.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// State shared with the workers and `Server`.
+pub(super) struct Shared {
+    pub(super) waker: Waker,
+    /// Set when shutdown begins: responses then say `Connection: close`.
+    pub(super) draining: AtomicBool,
+}
+
+pub(super) enum Control {
+    /// Stop accepting, drain in-flight requests for up to `drain`, report whether all finished.
+    Shutdown {
+        drain: Duration,
+        reply: Sender<bool>,
+    },
+}
+
+pub(super) struct Poller {
+    epoll: Epoll,
+    listener: Option<TcpListener>,
+    listener_paused_until: Option<Instant>,
+    limits: Limits,
+    conns: HashMap<u64, Conn>,
+    /// Sockets of connections currently with a worker (counted against both caps).
+    in_flight: HashMap<u64, Arc<TcpStream>>,
+    next_id: u64,
+    jobs: Sender<Job>,
+    done: Receiver<Done>,
+    control: Receiver<Control>,
+    shared: Arc<Shared>,
+    next_timer: Instant,
+    drain: Option<(Instant, Sender<bool>)>,
+    scratch: Vec<u8>,
+}
+
+impl Poller {
+    pub(super) fn new(
+        listener: TcpListener,
+        limits: Limits,
+        jobs: Sender<Job>,
+        done: Receiver<Done>,
+        control: Receiver<Control>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Poller> {
+        let epoll = Epoll::new()?;
+        listener.set_nonblocking(true)?;
+        epoll.add(listener.as_raw_fd(), LISTENER)?;
+        epoll.add(shared.waker.raw_fd(), WAKER)?;
+        let conns = HashMap::with_capacity(limits.max_connections.min(1024));
+        Ok(Poller {
+            epoll,
+            listener: Some(listener),
+            listener_paused_until: None,
+            limits,
+            conns,
+            in_flight: HashMap::new(),
+            next_id: FIRST_CONN_ID,
+            jobs,
+            done,
+            control,
+            shared,
+            next_timer: Instant::now() + MAX_WAIT,
+            drain: None,
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// The event loop; returns after a shutdown completed (or the `Server` was dropped).
+    pub(super) fn run(mut self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        loop {
+            let wait = self.next_timer.saturating_duration_since(Instant::now());
+            // Round up so we do not wake just before a deadline and spin until it passes.
+            let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            let n = match self.epoll.wait(&mut events, timeout_ms) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    warn!("epoll_wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            for ev in &events[..n] {
+                let token = ev.u64;
+                match token {
+                    LISTENER => self.accept_ready(),
+                    WAKER => self.shared.waker.drain(),
+                    id => self.conn_ready(id),
+                }
+            }
+            self.take_back_served();
+            if !self.poll_control() {
+                return;
+            }
+            if Instant::now() >= self.next_timer {
+                self.sweep();
+            }
+            if self.drain_finished() {
+                return;
+            }
+        }
+    }
+
+    fn accept_ready(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit_connection(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_per_connection_error(&e) => debug!("accept: {e}"),
+                Err(e) => {
+                    // Out of descriptors or memory: the pending connection stays queued, so
+                    // level-triggered epoll would report it again at once. Rest instead.
+                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.pause_listener();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pause_listener(&mut self) {
+        if let Some(listener) = &self.listener {
+            if let Err(e) = self.epoll.delete(listener.as_raw_fd()) {
+                warn!("cannot pause listener: {e}");
+            }
+            let until = Instant::now() + ACCEPT_BACKOFF;
+            self.listener_paused_until = Some(until);
+            self.arm(until);
+        }
+    }
+
+    fn admit_connection(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(e) = stream.set_nonblocking(true) {
+            debug!("{peer}: cannot set non-blocking: {e}");
+            return;
+        }
+        if self.conns.len() + self.in_flight.len() >= self.limits.max_connections {
+            debug!("{peer}: connection limit reached, refusing");
+            write_now(
+                &stream,
+                &error_response(503, "too many connections, retry shortly"),
+            );
+            let _ = stream.shutdown(Shutdown::Write);
+            // Closing with unread input sends a reset, which can destroy the 503 in flight;
+            // swallow the request bytes already here (one read, never blocking).
+            let _ = (&stream).read(&mut self.scratch);
+            return;
+        }
+        // Small writes (SSE events) must leave at once rather than wait for an ACK (Nagle).
+        // The write timeout only applies while a worker has the socket in blocking mode.
+        let setup = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(self.limits.io_timeout)));
+        if let Err(e) = setup {
+            debug!("{peer}: cannot set socket options: {e}");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Err(e) = self.epoll.add(stream.as_raw_fd(), id) {
+            warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        debug!("conn {id}: accepted from {peer}");
+        let conn = Conn::new(id, stream, peer, Instant::now());
+        self.arm(conn.deadline(&self.limits));
+        self.conns.insert(id, conn);
+    }
+
+    fn conn_ready(&mut self, id: u64) {
+        // Events for a connection that just went to a worker (same batch) are stale: ignore.
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        if let Some(conn) = self.read_and_advance(conn) {
+            self.arm(conn.deadline(&self.limits));
+            self.conns.insert(id, conn);
+        }
+    }
+
+    /// Read what the connection may read now and act on it. `None`: the connection left the
+    /// table (dispatched to a worker or closed).
+    fn read_and_advance(&mut self, mut conn: Conn) -> Option<Conn> {
+        for _ in 0..READS_PER_EVENT {
+            let budget = conn.read_budget(&self.limits);
+            let n = match (&*conn.stream).read(&mut self.scratch[..budget]) {
+                Ok(0) => {
+                    debug!("conn {}: closed by peer", conn.id);
+                    return None;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("conn {}: read error: {e}", conn.id);
+                    return None;
+                }
+            };
+            if let State::Linger { discarded, .. } = &mut conn.state {
+                *discarded += n;
+                if *discarded > LINGER_BYTES {
+                    debug!(
+                        "conn {}: closing after discarding {} bytes",
+                        conn.id, *discarded
+                    );
+                    return None;
+                }
+                continue;
+            }
+            conn.buf.extend_from_slice(&self.scratch[..n]);
+            conn = self.advance(conn)?;
+        }
+        Some(conn)
+    }
+
+    /// Act on what the buffered bytes complete.
+    fn advance(&mut self, mut conn: Conn) -> Option<Conn> {
+        match conn.advance(&self.limits, Instant::now()) {
+            Advance::NeedMore => Some(conn),
+            Advance::SendContinue => {
+                // Already saturated: refuse now rather than have the client upload a body that
+                // will be refused anyway.
+                if self.in_flight.len() >= self.limits.max_in_flight {
+                    return self.reject(conn, Reject::new(503, OVERLOADED));
+                }
+                if write_now(&conn.stream, CONTINUE_100) {
+                    Some(conn)
+                } else {
+                    debug!("conn {}: cannot send 100 Continue", conn.id);
+                    None
+                }
+            }
+            Advance::Reject(reject) => self.reject(conn, reject),
+            Advance::Ready(ready) => self.dispatch(conn, *ready),
+        }
+    }
+
+    /// Admit a complete request to the pool, or shed it with 503.
+    fn dispatch(&mut self, conn: Conn, ready: Ready) -> Option<Conn> {
+        if self.in_flight.len() >= self.limits.max_in_flight || self.drain.is_some() {
+            debug!("conn {}: in-flight limit reached, answering 503", conn.id);
+            return self.reject(conn, Reject::new(503, OVERLOADED));
+        }
+        // The worker owns the socket now; level-triggered events must not fire meanwhile.
+        if let Err(e) = self.epoll.delete(conn.stream.as_raw_fd()) {
+            debug!("conn {}: cannot deregister: {e}", conn.id);
+            return None;
+        }
+        let (id, stream) = (conn.id, Arc::clone(&conn.stream));
+        let Ready {
+            request,
+            keep_alive,
+            head_only,
+        } = ready;
+        match self.jobs.try_send(Job {
+            conn,
+            request,
+            keep_alive,
+            head_only,
+        }) {
+            Ok(()) => {
+                self.in_flight.insert(id, stream);
+                None
+            }
+            // Unreachable while in_flight < max_in_flight = channel capacity; shed anyway.
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                warn!("conn {id}: job queue unavailable, answering 503");
+                write_now(&job.conn.stream, &error_response(503, OVERLOADED));
+                None
+            }
+        }
+    }
+
+    /// Send an error response, shut our side, and linger briefly before closing.
+    fn reject(&mut self, mut conn: Conn, reject: Reject) -> Option<Conn> {
+        debug!(
+            "conn {}: rejecting with {} ({})",
+            conn.id, reject.status, reject.message
+        );
+        let sent = write_now(&conn.stream, &error_response(reject.status, reject.message));
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        if !sent || self.drain.is_some() {
+            return None;
+        }
+        conn.buf = Vec::new();
+        conn.state = State::Linger {
+            until: Instant::now() + LINGER_TIME,
+            discarded: 0,
+        };
+        Some(conn)
+    }
+
+    /// Take back connections whose response is done: close them or wait for the next request.
+    fn take_back_served(&mut self) {
+        while let Ok(Done {
+            mut conn,
+            keep_alive,
+        }) = self.done.try_recv()
+        {
+            self.in_flight.remove(&conn.id);
+            if !keep_alive || self.drain.is_some() {
+                debug!("conn {}: closing after response", conn.id);
+                continue;
+            }
+            if let Err(e) = conn.stream.set_nonblocking(true) {
+                debug!("conn {}: cannot set non-blocking: {e}", conn.id);
+                continue;
+            }
+            if let Err(e) = self.epoll.add(conn.stream.as_raw_fd(), conn.id) {
+                debug!("conn {}: cannot re-register: {e}", conn.id);
+                continue;
+            }
+            conn.reset_for_next(Instant::now());
+            // Pipelined bytes already buffered are served before reading anything new.
+            if let Some(conn) = self.advance(conn) {
+                self.arm(conn.deadline(&self.limits));
+                self.conns.insert(conn.id, conn);
+            }
+        }
+    }
+
+    /// Handle a shutdown request; false when the `Server` is gone and the loop should end.
+    fn poll_control(&mut self) -> bool {
+        match self.control.try_recv() {
+            Ok(Control::Shutdown { drain, reply }) => {
+                self.begin_drain(drain, reply);
+                true
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => true,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => self.drain.is_some(),
+        }
+    }
+
+    fn begin_drain(&mut self, drain: Duration, reply: Sender<bool>) {
+        if self.drain.is_some() {
+            return;
+        }
+        debug!(
+            "shutdown: closing listener and {} idle connections",
+            self.conns.len()
+        );
+        self.shared.draining.store(true, Ordering::Release);
+        if let Some(listener) = self.listener.take() {
+            let _ = self.epoll.delete(listener.as_raw_fd());
+        }
+        self.listener_paused_until = None;
+        // Dropping a Conn closes its socket (the poller holds the only reference).
+        self.conns.clear();
+        let deadline = Instant::now() + drain;
+        self.arm(deadline);
+        self.drain = Some((deadline, reply));
+    }
+
+    /// True when the drain is over: everything finished, or the deadline forced the rest shut.
+    fn drain_finished(&mut self) -> bool {
+        let Some((deadline, reply)) = &self.drain else {
+            return false;
+        };
+        if self.in_flight.is_empty() {
+            debug!("shutdown: all requests finished");
+            let _ = reply.try_send(true);
+            return true;
+        }
+        if Instant::now() < *deadline {
+            return false;
+        }
+        warn!(
+            "shutdown: {} requests still running at the deadline; closing them",
+            self.in_flight.len()
+        );
+        for stream in self.in_flight.values() {
+            // Their next write fails, so handlers notice and return.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let _ = reply.try_send(false);
+        true
+    }
+
+    /// Time out connections, resume a paused listener, and schedule the next sweep.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline(&self.limits) <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(conn) = self.conns.remove(&id) else {
+                continue;
+            };
+            let kept = match conn.state {
+                State::Head { .. } | State::Body(_) => {
+                    self.reject(conn, Reject::new(408, "request not received in time"))
+                }
+                State::Idle { .. } | State::Linger { .. } => {
+                    debug!("conn {id}: timed out, closing");
+                    None
+                }
+            };
+            if let Some(conn) = kept {
+                self.conns.insert(id, conn);
+            }
+        }
+        if self.listener_paused_until.is_some_and(|t| t <= now) {
+            self.listener_paused_until = None;
+            if let Some(listener) = &self.listener
+                && let Err(e) = self.epoll.add(listener.as_raw_fd(), LISTENER)
+            {
+                warn!("cannot resume listener: {e}");
+                self.pause_listener();
+            }
+        }
+        let mut next = now + MAX_WAIT;
+        for conn in self.conns.values() {
+            next = next.min(conn.deadline(&self.limits));
+        }
+        if let Some(t) = self.listener_paused_until {
+            next = next.min(t);
+        }
+        if let Some((t, _)) = &self.drain {
+            next = next.min(*t);
+        }
+        self.next_timer = next;
+    }
+
+    fn arm(&mut self, at: Instant) {
+        self.next_timer = self.next_timer.min(at);
+    }
+}

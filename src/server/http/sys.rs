@@ -1,0 +1,221 @@
+//! The few Linux syscalls std does not expose: an epoll instance, an eventfd used to wake the
+//! poller, and a non-blocking peek that tells whether a peer closed its side; plus two small
+//! socket helpers of the poller (non-blocking small writes, accept error classification).
+//!
+//! Thread model: `Epoll` is used only by the poller thread; `Waker` is shared (`&self` methods,
+//! eventfd writes are atomic); `peer_closed` may be called from any thread.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Interest for every registered socket: readable, or the peer shut down its write side.
+const READ_INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+
+/// A level-triggered epoll instance. Level-triggered keeps the bookkeeping simple: a socket we
+/// did not fully read is reported again on the next `wait`.
+pub(super) struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub(super) fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall with a valid flag; the result is checked before use.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Watch `fd` for readability; events carry `token`.
+    pub(super) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: READ_INTEREST,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(super) fn delete(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as above; the event argument is ignored for DEL but must be non-null on old kernels.
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Wait up to `timeout_ms` for events; fills the front of `events` and returns how many.
+    pub(super) fn wait(
+        &self,
+        events: &mut [libc::epoll_event],
+        timeout_ms: i32,
+    ) -> io::Result<usize> {
+        let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        // SAFETY: the kernel writes at most `max` entries into `events`, which has that many.
+        let n =
+            unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// An eventfd: workers and `Server::shutdown` write to it so the poller leaves `epoll_wait`.
+pub(super) struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(super) fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall; the result is checked before use.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub(super) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub(super) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64. A failure can only be EAGAIN on counter
+        // overflow, in which case the poller is already due to wake up, so it is ignored.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Reset the counter so level-triggered epoll stops reporting it.
+    pub(super) fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64; EAGAIN (nothing pending) is fine.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
+
+/// True when the peer closed (orderly EOF) or the socket is in error; false when data is
+/// waiting or nothing has happened. Consumes nothing and never blocks.
+pub(super) fn peer_closed(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: peeks at most 1 byte into a valid 1-byte buffer; MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return false,
+            io::ErrorKind::Interrupted => continue,
+            _ => return true,
+        }
+    }
+}
+
+/// Write a small response without blocking; false unless every byte went out. Used only for
+/// short messages on sockets we are about to read from or close, whose send buffer is empty.
+pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
+    let mut s = stream;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match s.write(rest) {
+            Ok(0) => return false,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Errors that concern only the connection being accepted (accept(2): "should treat them
+/// like EAGAIN by retrying"), as opposed to resource exhaustion.
+pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn peer_closed_distinguishes_open_data_and_eof() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(!peer_closed(server.as_raw_fd()), "idle open connection");
+        client.write_all(b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !peer_closed(server.as_raw_fd()),
+            "data waiting is not a close"
+        );
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The unread byte is still queued before the FIN, so the peek still sees data.
+        assert!(!peer_closed(server.as_raw_fd()));
+        let mut b = [0u8; 1];
+        std::io::Read::read(&mut &server, &mut b).unwrap();
+        assert!(peer_closed(server.as_raw_fd()), "EOF after the data");
+    }
+
+    #[test]
+    fn waker_wakes_epoll_and_drains() {
+        let ep = Epoll::new().unwrap();
+        let w = Waker::new().unwrap();
+        ep.add(w.raw_fd(), 7).unwrap();
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(ep.wait(&mut evs, 0).unwrap(), 0);
+        w.wake();
+        w.wake();
+        assert_eq!(ep.wait(&mut evs, 1000).unwrap(), 1);
+        let token = evs[0].u64;
+        assert_eq!(token, 7);
+        w.drain();
+        assert_eq!(ep.wait(&mut evs, 0).unwrap(), 0);
+    }
+}

@@ -1,0 +1,103 @@
+//! The worker pool: each worker takes one complete request at a time from the bounded job
+//! channel, runs the handler (a panic becomes a 500, never a dead worker), and hands the
+//! connection back to the poller for keep-alive or closing.
+//!
+//! Thread model: `Limits::workers` threads, each blocked in `recv` on the job channel until the
+//! poller drops its sender at shutdown. While serving, a worker owns the connection; its socket
+//! is switched to blocking mode with a write timeout, so a client that stops reading cannot hold
+//! the worker longer than `io_timeout` per write.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use log::{debug, warn};
+
+use super::conn::Conn;
+use super::poller::Shared;
+use super::response::{RespState, Responder};
+use super::{Handler, Request};
+
+/// A complete request, admitted and waiting for a worker.
+pub(super) struct Job {
+    pub(super) conn: Conn,
+    pub(super) request: Request,
+    pub(super) keep_alive: bool,
+    pub(super) head_only: bool,
+}
+
+/// A served connection going back to the poller.
+pub(super) struct Done {
+    pub(super) conn: Conn,
+    pub(super) keep_alive: bool,
+}
+
+pub(super) struct Worker {
+    pub(super) handler: Arc<dyn Handler>,
+    pub(super) jobs: Receiver<Job>,
+    pub(super) done: Sender<Done>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Worker {
+    pub(super) fn run(self) {
+        // `recv` ends with an error once the poller drops the job sender (shutdown).
+        while let Ok(job) = self.jobs.recv() {
+            let done = self.serve(job);
+            let id = done.conn.id;
+            match self.done.try_send(done) {
+                Ok(()) => self.shared.waker.wake(),
+                // Cannot be full: it holds at most one message per admitted request and its
+                // capacity is the admission limit. Disconnected: the poller has stopped.
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    debug!("conn {id}: poller gone, closing");
+                }
+            }
+        }
+    }
+
+    fn serve(&self, job: Job) -> Done {
+        let Job {
+            conn,
+            request,
+            keep_alive,
+            head_only,
+        } = job;
+        // Blocking writes bounded by the write timeout the poller set at accept (`io_timeout`).
+        if let Err(e) = conn.stream.set_nonblocking(false) {
+            debug!("conn {}: cannot prepare socket: {e}", conn.id);
+            return Done {
+                conn,
+                keep_alive: false,
+            };
+        }
+        let (method, path) = (request.method.clone(), request.path.clone());
+        let version = request.version;
+        let mut resp = Responder::new(
+            &conn.stream,
+            version,
+            head_only,
+            keep_alive,
+            &self.shared.draining,
+        );
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.handler.handle(request, &mut resp)));
+        match outcome {
+            Err(_) => {
+                warn!("handler panicked on {method} {path}; answering 500 and closing");
+                resp.fail_internal(true);
+            }
+            Ok(()) if resp.state() == RespState::Pending => {
+                warn!("handler sent no response to {method} {path}; answering 500");
+                resp.fail_internal(false);
+            }
+            Ok(()) => {}
+        }
+        let keep_alive = resp.reusable() && !self.shared.draining.load(Ordering::Acquire);
+        debug!(
+            "conn {}: {method} {path} served, keep-alive {keep_alive}",
+            conn.id
+        );
+        Done { conn, keep_alive }
+    }
+}

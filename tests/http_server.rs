@@ -1,0 +1,991 @@
+//! The HTTP/1.1 server against real clients (curl) and raw sockets that abuse it: limits,
+//! slow and idle clients, load shedding, panics, streaming timing, pipelining, shutdown.
+//! Every socket has read/write timeouts and every wait is bounded, so nothing can hang.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aiproxy::server::http::{Handler, Limits, Request, Responder, Server, Version};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use parking_lot::Mutex;
+
+/// Tests that measure time or open hundreds of sockets run one at a time (2 shared cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const IO: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------- test handler
+
+/// Routes: `/echo` (body back, request facts in headers), `/sleep?ms`, `/stream?n&ms`,
+/// `/panic`, `/noreply`, `/block` (until released), `/gone` (reports `client_gone`).
+struct TestHandler {
+    started: Sender<()>,
+    release: Receiver<()>,
+    gone: Sender<(bool, bool)>,
+}
+
+struct Probes {
+    started: Receiver<()>,
+    release: Sender<()>,
+    gone: Receiver<(bool, bool)>,
+}
+
+fn param(req: &Request, key: &str, default: u64) -> u64 {
+    req.query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Handler for TestHandler {
+    fn handle(&self, req: Request, resp: &mut Responder<'_>) {
+        match req.path.as_str() {
+            "/echo" => {
+                let version = if req.version == Version::Http10 {
+                    "1.0"
+                } else {
+                    "1.1"
+                };
+                let headers = [
+                    ("X-Method", req.method.as_str()),
+                    ("X-Query", req.query.as_str()),
+                    ("X-Version", version),
+                    ("Content-Type", "application/octet-stream"),
+                ];
+                let _ = resp.send(200, &headers, &req.body);
+            }
+            "/sleep" => {
+                thread::sleep(Duration::from_millis(param(&req, "ms", 100)));
+                let _ = resp.send(200, &[], b"slept");
+            }
+            "/stream" => {
+                let (n, ms) = (param(&req, "n", 5), param(&req, "ms", 100));
+                let Ok(mut body) = resp.stream(200, &[("Content-Type", "text/event-stream")])
+                else {
+                    return;
+                };
+                for i in 0..n {
+                    if i > 0 {
+                        thread::sleep(Duration::from_millis(ms));
+                    }
+                    if body.write(format!("data: {i}\n\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+                let _ = body.finish();
+            }
+            "/panic" => panic!("test handler panics on purpose"),
+            "/noreply" => {}
+            "/block" => {
+                let _ = self.started.send_timeout((), IO);
+                let _ = self.release.recv_timeout(Duration::from_secs(10));
+                let _ = resp.send(200, &[], b"released");
+            }
+            "/gone" => {
+                let Ok(body) = resp.stream(200, &[]) else {
+                    return;
+                };
+                let before = body.client_gone();
+                let deadline = Instant::now() + IO;
+                while !body.client_gone() && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                let _ = self.gone.send_timeout((before, body.client_gone()), IO);
+            }
+            _ => {
+                let _ = resp.send(404, &[("Content-Type", "text/plain")], b"not found");
+            }
+        }
+    }
+}
+
+fn start(limits: Limits) -> (Server, Probes) {
+    let (started_tx, started_rx) = bounded(16);
+    let (release_tx, release_rx) = bounded(16);
+    let (gone_tx, gone_rx) = bounded(16);
+    let handler = TestHandler {
+        started: started_tx,
+        release: release_rx,
+        gone: gone_tx,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Server::start(listener, limits, Arc::new(handler)).unwrap();
+    (
+        server,
+        Probes {
+            started: started_rx,
+            release: release_tx,
+            gone: gone_rx,
+        },
+    )
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        workers: 4,
+        max_in_flight: 16,
+        max_connections: 1000,
+        ..Limits::default()
+    }
+}
+
+// ---------------------------------------------------------------- raw client
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO)).unwrap();
+    s.set_write_timeout(Some(IO)).unwrap();
+    s
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn read_line(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.ends_with("\r\n"), "truncated line {line:?}");
+    line.trim_end().to_string()
+}
+
+fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let status_line = read_line(r);
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect(&status_line);
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r);
+        if line.is_empty() {
+            return (status, headers);
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.push((k.to_string(), v.trim().to_string()));
+    }
+}
+
+/// One chunk of a chunked body; `None` at the terminator (trailers must be empty).
+fn read_chunk(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let size = usize::from_str_radix(&read_line(r), 16).unwrap();
+    if size == 0 {
+        assert_eq!(read_line(r), "");
+        return None;
+    }
+    let mut data = vec![0; size];
+    r.read_exact(&mut data).unwrap();
+    assert_eq!(read_line(r), "");
+    Some(data)
+}
+
+fn read_response(r: &mut impl BufRead, head_request: bool) -> Resp {
+    let (status, headers) = read_head(r);
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_request || status == 204 || status == 304 {
+        return resp;
+    }
+    if let Some(n) = resp.header("content-length") {
+        resp.body = vec![0; n.parse().unwrap()];
+        r.read_exact(&mut resp.body).unwrap();
+    } else if resp.header("transfer-encoding") == Some("chunked") {
+        while let Some(chunk) = read_chunk(r) {
+            resp.body.extend(chunk);
+        }
+    } else {
+        r.read_to_end(&mut resp.body).unwrap();
+    }
+    resp
+}
+
+/// Send raw bytes on a new connection and read one response.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> (Resp, BufReader<TcpStream>) {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let mut r = BufReader::new(s);
+    (read_response(&mut r, false), r)
+}
+
+fn get(addr: SocketAddr, path: &str) -> Resp {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    exchange(addr, req.as_bytes()).0
+}
+
+/// After the server answered and closed, the next read sees EOF (or a reset), never a hang.
+fn assert_closed(r: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest.is_empty(),
+            "unexpected bytes after close: {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// A normal request must still be answered quickly.
+fn assert_served_within(addr: SocketAddr, limit: Duration) {
+    let t = Instant::now();
+    let resp = get(addr, "/echo?probe=1");
+    let took = t.elapsed();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-query"), Some("probe=1"));
+    assert!(took < limit, "normal request took {took:?}");
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output();
+    let out = out.expect("curl must be installed");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+// ---------------------------------------------------------------- real clients
+
+#[test]
+fn curl_keep_alive_reuses_one_connection() {
+    let (server, _p) = start(small_limits());
+    let base = format!("http://{}", server.local_addr());
+    let urls = [
+        format!("{base}/echo"),
+        format!("{base}/echo?b"),
+        format!("{base}/stream?n=2&ms=10"),
+        format!("{base}/echo?c"),
+    ];
+    let mut args = vec!["-w", "%{http_code} %{num_connects}\n"];
+    for url in &urls {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    let out = curl(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 1\n200 0\n200 0\n200 0\n"
+    );
+}
+
+#[test]
+fn curl_http10_gets_close_delimited_stream_and_plain_responses() {
+    let (server, _p) = start(small_limits());
+    let base = format!("http://{}", server.local_addr());
+    let out = curl(&["--http1.0", "-i", &format!("{base}/stream?n=3&ms=20")]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("Connection: close"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(body, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+    let out = curl(&[
+        "--http1.0",
+        "-i",
+        &format!("{base}/echo"),
+        "--data-binary",
+        "hello",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("X-Version: 1.0"), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+}
+
+#[test]
+fn curl_expect_100_continue_is_answered_at_once() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(small_limits());
+    let url = format!("http://{}/echo", server.local_addr());
+    let body = "x".repeat(5000);
+    let t = Instant::now();
+    let out = curl(&[
+        "-v",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &body,
+        &url,
+    ]);
+    // curl waits 1 s for the 100 before sending the body anyway; we must not make it wait.
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP/1.1 100 Continue"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+}
+
+#[test]
+fn curl_chunked_upload_is_decoded() {
+    let (server, _p) = start(small_limits());
+    let url = format!("http://{}/echo", server.local_addr());
+    let body: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let out = curl(&[
+        "-v",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &body,
+        &url,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Transfer-Encoding: chunked"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+}
+
+// ---------------------------------------------------------------- protocol basics
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    let chunked = "POST /echo?3 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nthr\r\n2\r\nee\r\n0\r\n\r\n";
+    let all = format!(
+        "POST /echo?1 HTTP/1.1\r\nContent-Length: 3\r\n\r\none\
+         GET /stream?n=2&ms=1 HTTP/1.1\r\n\r\n\
+         {chunked}\
+         HEAD /echo?4 HTTP/1.1\r\n\r\n\
+         GET /echo?5 HTTP/1.1\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(all.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let one = read_response(&mut r, false);
+    assert_eq!(
+        (one.header("x-query"), one.text().as_str()),
+        (Some("1"), "one")
+    );
+    assert_eq!(
+        read_response(&mut r, false).text(),
+        "data: 0\n\ndata: 1\n\n"
+    );
+    let three = read_response(&mut r, false);
+    assert_eq!(
+        (three.header("x-query"), three.text().as_str()),
+        (Some("3"), "three")
+    );
+    let four = read_response(&mut r, true);
+    assert_eq!(
+        (four.header("x-method"), four.header("content-length")),
+        (Some("HEAD"), Some("0"))
+    );
+    let five = read_response(&mut r, false);
+    assert_eq!(
+        (five.header("x-query"), five.header("connection")),
+        (Some("5"), Some("close"))
+    );
+    assert_closed(&mut r);
+}
+
+#[test]
+fn head_request_gets_headers_but_no_body() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"HEAD /stream?n=3&ms=1 HTTP/1.1\r\n\r\nGET /echo?after HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let head = read_response(&mut r, true);
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    // The next response follows immediately: no body bytes were sent for HEAD.
+    let next = read_response(&mut r, false);
+    assert_eq!(next.header("x-query"), Some("after"));
+}
+
+#[test]
+fn http10_keep_alive_is_honoured_and_plain_10_closes() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /echo?a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let a = read_response(&mut r, false);
+    assert_eq!(a.header("connection"), Some("keep-alive"));
+    s.write_all(b"GET /echo?b HTTP/1.0\r\n\r\n").unwrap();
+    let b = read_response(&mut r, false);
+    assert_eq!(
+        (b.header("x-query"), b.header("connection")),
+        (Some("b"), Some("close"))
+    );
+    assert_closed(&mut r);
+}
+
+#[test]
+fn bare_lf_request_is_served() {
+    let (server, _p) = start(small_limits());
+    let (resp, _) = exchange(
+        server.local_addr(),
+        b"POST /echo?lf HTTP/1.1\nContent-Length: 2\nConnection: close\n\nok",
+    );
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+}
+
+#[test]
+fn garbage_http2_preface_and_smuggling_attempts_get_400_and_close() {
+    let (server, _p) = start(small_limits());
+    let addr = server.local_addr();
+    let cases: &[(&[u8], u16)] = &[
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400),
+        (b"GARBAGE\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\n", 417),
+    ];
+    for (raw, status) in cases {
+        let t = Instant::now();
+        let (resp, mut r) = exchange(addr, raw);
+        assert_eq!(resp.status, *status, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(resp.header("connection"), Some("close"));
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert!(v["error"]["message"].is_string());
+        assert_closed(&mut r);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "slow rejection {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn handler_panic_gives_500_and_the_server_keeps_working() {
+    let (server, _p) = start(Limits {
+        workers: 1,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    for _ in 0..3 {
+        let (resp, mut r) = exchange(addr, b"GET /panic HTTP/1.1\r\n\r\n");
+        assert_eq!(resp.status, 500);
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert_closed(&mut r);
+    }
+    // Only one worker: it survived the panics.
+    assert_eq!(get(addr, "/echo?ok").status, 200);
+    let (resp, _) = exchange(addr, b"GET /noreply HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(resp.status, 500);
+}
+
+// ---------------------------------------------------------------- limits and abuse
+
+#[test]
+fn huge_declared_content_length_gets_413_without_reading_and_server_lives() {
+    let (server, _p) = start(small_limits());
+    let addr = server.local_addr();
+    let t = Instant::now();
+    let (resp, mut r) = exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nContent-Length: 100000000000\r\n\r\n",
+    );
+    assert_eq!(resp.status, 413);
+    assert_closed(&mut r);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_served_within(addr, Duration::from_secs(1));
+    // Same with Expect: answered before any body is sent, and no 100 Continue first.
+    let raw =
+        b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 100000000000\r\n\r\n";
+    let (resp, _) = exchange(addr, raw);
+    assert_eq!(resp.status, 413);
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    let (server, _p) = start(Limits {
+        max_body_bytes: 1000,
+        ..small_limits()
+    });
+    let mut s = connect(server.local_addr());
+    s.write_all(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        s.write_all(format!("190\r\n{}\r\n", "a".repeat(400)).as_bytes())
+            .unwrap();
+    }
+    let mut r = BufReader::new(s);
+    assert_eq!(read_response(&mut r, false).status, 413);
+}
+
+#[test]
+fn one_mib_header_line_gets_431_and_server_lives() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(small_limits());
+    let addr = server.local_addr();
+    let s = connect(addr);
+    let mut w = s.try_clone().unwrap();
+    // Written from another thread: the server stops reading after 32 KiB, so the write may
+    // fail with a reset while we read the 431.
+    let writer = thread::spawn(move || {
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+        let _ = w.write_all(big.as_bytes());
+    });
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.status, 431);
+    let _ = s.shutdown(Shutdown::Both);
+    writer.join().unwrap();
+    assert_served_within(addr, Duration::from_secs(1));
+}
+
+#[test]
+fn too_many_headers_gets_431() {
+    let (server, _p) = start(Limits {
+        max_headers: 10,
+        ..small_limits()
+    });
+    let mut raw = String::from("GET /echo HTTP/1.1\r\n");
+    for i in 0..11 {
+        raw.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    raw.push_str("\r\n");
+    assert_eq!(exchange(server.local_addr(), raw.as_bytes()).0.status, 431);
+}
+
+#[test]
+fn three_hundred_idle_connections_do_not_block_service() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(Limits {
+        workers: 2,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let idle: Vec<TcpStream> = (0..300).map(|_| connect(addr)).collect();
+    thread::sleep(Duration::from_millis(200));
+    assert_served_within(addr, Duration::from_secs(1));
+    // Also idle keep-alive connections that already made a request.
+    let mut kept = Vec::new();
+    for _ in 0..50 {
+        let mut s = connect(addr);
+        s.write_all(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+        let mut r = BufReader::new(s);
+        assert_eq!(read_response(&mut r, false).status, 200);
+        kept.push(r);
+    }
+    assert_served_within(addr, Duration::from_secs(1));
+    drop(idle);
+}
+
+#[test]
+fn three_hundred_slowloris_connections_do_not_block_service() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(Limits {
+        workers: 2,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let mut slow: Vec<TcpStream> = (0..300).map(|_| connect(addr)).collect();
+    for s in &mut slow {
+        s.write_all(b"POST /echo HTTP/1.1\r\nX-Slow: ").unwrap();
+    }
+    let (stop_tx, stop_rx) = bounded::<()>(1);
+    let trickler = thread::spawn(move || {
+        while stop_rx.recv_timeout(Duration::from_millis(50)).is_err() {
+            for s in &mut slow {
+                let _ = s.write_all(b"a");
+            }
+        }
+        slow
+    });
+    thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        assert_served_within(addr, Duration::from_secs(1));
+    }
+    // Slow bodies too: the heads complete, the bodies trickle; the service is unaffected.
+    let mut slow_bodies: Vec<TcpStream> = (0..50).map(|_| connect(addr)).collect();
+    for s in &mut slow_bodies {
+        s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\nabc")
+            .unwrap();
+    }
+    assert_served_within(addr, Duration::from_secs(1));
+    stop_tx.send(()).unwrap();
+    drop(trickler.join().unwrap());
+}
+
+#[test]
+fn slow_head_gets_408_and_slow_body_gets_408() {
+    let limits = Limits {
+        head_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_millis(300),
+        ..small_limits()
+    };
+    let (server, _p) = start(limits);
+    let addr = server.local_addr();
+    for partial in [
+        &b"GET /echo HTTP/1.1\r\nX-Slow: "[..],
+        b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+    ] {
+        let t = Instant::now();
+        let (resp, mut r) = exchange(addr, partial);
+        assert_eq!(resp.status, 408);
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_closed(&mut r);
+    }
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let (server, _p) = start(Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..small_limits()
+    });
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_response(&mut r, false).status, 200);
+    let t = Instant::now();
+    assert_closed(&mut r);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn connection_cap_answers_503() {
+    let (server, _p) = start(Limits {
+        max_connections: 2,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let _a = connect(addr);
+    let _b = connect(addr);
+    thread::sleep(Duration::from_millis(100));
+    let (resp, mut r) = exchange(addr, b"GET /echo HTTP/1.1\r\n\r\n");
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_closed(&mut r);
+    drop((_a, _b));
+    // Slots free once the poller sees the closes.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while get(addr, "/echo").status != 200 {
+        assert!(Instant::now() < deadline, "slots never freed");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn in_flight_cap_answers_503_with_retry_after() {
+    let (server, probes) = start(Limits {
+        workers: 1,
+        max_in_flight: 1,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let mut blocked = connect(addr);
+    blocked.write_all(b"GET /block HTTP/1.1\r\n\r\n").unwrap();
+    probes.started.recv_timeout(IO).expect("handler started");
+
+    let (resp, mut r) = exchange(addr, b"GET /echo HTTP/1.1\r\n\r\n");
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(v["error"]["param"].is_null() && v["error"]["code"].is_null());
+    assert_closed(&mut r);
+    // A client waiting for 100 Continue is refused before it uploads anything.
+    let raw = b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    let (resp, _) = exchange(addr, raw);
+    assert_eq!(resp.status, 503);
+
+    probes.release.send(()).unwrap();
+    let mut r = BufReader::new(blocked);
+    assert_eq!(read_response(&mut r, false).text(), "released");
+    // The slot frees when the poller takes the connection back, just after the client has its
+    // response, so allow a moment.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while get(addr, "/echo").status != 200 {
+        assert!(Instant::now() < deadline, "slot never freed");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------- streaming
+
+#[test]
+fn streamed_chunks_arrive_one_by_one() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /stream?n=5&ms=100 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    assert_eq!(status, 200);
+    assert!(headers.contains(&("Transfer-Encoding".into(), "chunked".into())));
+    let t0 = Instant::now();
+    let mut arrivals = Vec::new();
+    while let Some(chunk) = read_chunk(&mut r) {
+        arrivals.push((t0.elapsed(), String::from_utf8(chunk).unwrap()));
+    }
+    let texts: Vec<&str> = arrivals.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "data: 0\n\n",
+            "data: 1\n\n",
+            "data: 2\n\n",
+            "data: 3\n\n",
+            "data: 4\n\n"
+        ]
+    );
+    assert!(
+        arrivals[0].0 < Duration::from_millis(300),
+        "first event late: {arrivals:?}"
+    );
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= Duration::from_millis(60) && gap < Duration::from_millis(400),
+            "{arrivals:?}"
+        );
+    }
+    // The connection is still usable.
+    r.get_mut()
+        .write_all(b"GET /echo?again HTTP/1.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut r, false).header("x-query"),
+        Some("again")
+    );
+}
+
+#[test]
+fn http10_stream_is_raw_and_closes_at_the_end() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /stream?n=3&ms=30 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(resp.header("transfer-encoding"), None);
+    assert_eq!(resp.text(), "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+}
+
+#[test]
+fn client_gone_turns_true_after_the_peer_closes() {
+    let (server, probes) = start(small_limits());
+    let s = connect(server.local_addr());
+    (&s).write_all(b"GET /gone HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_head(&mut r).0, 200);
+    thread::sleep(Duration::from_millis(100));
+    assert!(probes.gone.is_empty(), "handler must still see the client");
+    drop(r);
+    let (before, after) = probes
+        .gone
+        .recv_timeout(Duration::from_secs(3))
+        .expect("handler noticed");
+    assert!(!before && after);
+}
+
+// ---------------------------------------------------------------- shutdown
+
+#[test]
+fn shutdown_drains_an_in_flight_stream_and_stops_accepting() {
+    let _serial = SERIAL.lock();
+    let (server, _p) = start(small_limits());
+    let addr = server.local_addr();
+    let idle = connect(addr);
+    let mut s = connect(addr);
+    s.write_all(b"GET /stream?n=5&ms=100 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_head(&mut r).0, 200);
+    assert_eq!(read_chunk(&mut r).unwrap(), b"data: 0\n\n");
+
+    let server = Arc::new(server);
+    let stopper = {
+        let server = Arc::clone(&server);
+        thread::spawn(move || {
+            let t = Instant::now();
+            (server.shutdown(Duration::from_secs(5)), t.elapsed())
+        })
+    };
+    let mut events = 1;
+    while read_chunk(&mut r).is_some() {
+        events += 1;
+    }
+    assert_eq!(events, 5, "the stream ran to its end");
+    let (finished, took) = stopper.join().unwrap();
+    assert!(finished, "drain reported unfinished work");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_closed(&mut r);
+    // The idle connection was closed and the listener is gone.
+    assert_closed(&mut BufReader::new(idle));
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    let server = Arc::try_unwrap(server).ok().expect("sole owner");
+    server.join();
+}
+
+#[test]
+fn shutdown_cuts_streams_that_outlive_the_drain() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /stream?n=50&ms=100 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_head(&mut r).0, 200);
+    assert!(read_chunk(&mut r).is_some());
+    let t = Instant::now();
+    assert!(!server.shutdown(Duration::from_millis(300)));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(
+        !server.shutdown(Duration::from_secs(5)),
+        "later calls repeat the first result"
+    );
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(
+        !rest.ends_with(b"0\r\n\r\n"),
+        "the stream must not look complete"
+    );
+    let t = Instant::now();
+    server.join();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "workers exit once their handlers notice"
+    );
+}
+
+// ---------------------------------------------------------------- descriptor exhaustion
+
+const EMFILE_CHILD_ENV: &str = "AIPROXY_HTTP_EMFILE_CHILD";
+
+/// Lowering RLIMIT_NOFILE would break the tests running in parallel, so the scenario runs in a
+/// child process: this test binary again, with only `emfile_child` selected.
+#[test]
+fn accept_survives_running_out_of_descriptors() {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "http_server::emfile_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(EMFILE_CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("emfile child timed out");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child test did not run: {stdout}"
+    );
+}
+
+#[test]
+#[ignore = "runs only inside accept_survives_running_out_of_descriptors"]
+fn emfile_child() {
+    assert!(
+        std::env::var_os(EMFILE_CHILD_ENV).is_some(),
+        "run via accept_survives_running_out_of_descriptors"
+    );
+    let (server, _p) = start(Limits {
+        workers: 2,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    assert_served_within(addr, Duration::from_secs(1));
+
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + 20,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to rlimit structs.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        let limit = libc::rlimit {
+            rlim_max: old.rlim_max,
+            ..limit
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    // Client and server sockets share the process: connect until no descriptor is left, so the
+    // server's accept fails with EMFILE while connections wait in the backlog.
+    let mut clients = Vec::new();
+    while let Ok(s) = TcpStream::connect(addr) {
+        clients.push(s);
+        assert!(clients.len() < 100, "the descriptor limit did not apply");
+    }
+    let cpu = || {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer to a rusage struct.
+        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
+        Duration::from_micros((u.ru_utime.tv_sec * 1_000_000 + u.ru_utime.tv_usec) as u64)
+            + Duration::from_micros((u.ru_stime.tv_sec * 1_000_000 + u.ru_stime.tv_usec) as u64)
+    };
+    let before = cpu();
+    thread::sleep(Duration::from_millis(600));
+    let spent = cpu() - before;
+    assert!(
+        spent < Duration::from_millis(150),
+        "poller spun on EMFILE: {spent:?} CPU in 600 ms"
+    );
+
+    drop(clients);
+    // SAFETY: restores the limit read above.
+    unsafe { assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &old), 0) };
+    thread::sleep(Duration::from_millis(200));
+    assert_served_within(addr, Duration::from_secs(1));
+}
