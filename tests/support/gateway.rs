@@ -161,9 +161,10 @@ pub fn request(
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // The server may answer (413) and close before reading a big body: read the answer anyway.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let _ = s.read_to_end(&mut raw);
     parse_response(&raw)
 }
 
