@@ -989,3 +989,35 @@ fn emfile_child() {
     thread::sleep(Duration::from_millis(200));
     assert_served_within(addr, Duration::from_secs(1));
 }
+
+#[test]
+fn shutdown_deadline_discards_requests_no_worker_started() {
+    let (server, probes) = start(Limits {
+        workers: 1,
+        max_in_flight: 4,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let mut running = connect(addr);
+    running.write_all(b"GET /block HTTP/1.1\r\n\r\n").unwrap();
+    probes
+        .started
+        .recv_timeout(IO)
+        .expect("first handler started");
+    let mut queued = connect(addr);
+    queued.write_all(b"GET /block HTTP/1.1\r\n\r\n").unwrap();
+    thread::sleep(Duration::from_millis(100));
+
+    assert!(!server.shutdown(Duration::from_millis(200)));
+    probes.release.send(()).unwrap();
+    // The queued request is closed unanswered, and its handler never runs.
+    assert_closed(&mut BufReader::new(queued));
+    assert!(
+        probes
+            .started
+            .recv_timeout(Duration::from_millis(300))
+            .is_err()
+    );
+    assert_closed(&mut BufReader::new(running));
+    server.join();
+}

@@ -196,7 +196,7 @@ impl Server {
         let poller = Poller::new(
             listener,
             limits.clone(),
-            job_tx,
+            (job_tx, job_rx.clone()),
             done_rx,
             control_rx,
             Arc::clone(&shared),

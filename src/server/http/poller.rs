@@ -66,6 +66,8 @@ pub(super) struct Poller {
     in_flight: HashMap<u64, Arc<TcpStream>>,
     next_id: u64,
     jobs: Sender<Job>,
+    /// Kept to discard requests still queued when a drain runs out of time.
+    queued: Receiver<Job>,
     done: Receiver<Done>,
     control: Receiver<Control>,
     shared: Arc<Shared>,
@@ -78,7 +80,7 @@ impl Poller {
     pub(super) fn new(
         listener: TcpListener,
         limits: Limits,
-        jobs: Sender<Job>,
+        (jobs, queued): (Sender<Job>, Receiver<Job>),
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
@@ -97,6 +99,7 @@ impl Poller {
             in_flight: HashMap::new(),
             next_id: FIRST_CONN_ID,
             jobs,
+            queued,
             done,
             control,
             shared,
@@ -414,6 +417,10 @@ impl Poller {
             "shutdown: {} requests still running at the deadline; closing them",
             self.in_flight.len()
         );
+        // Requests no worker has started would otherwise run after the deadline for nobody.
+        while let Ok(job) = self.queued.try_recv() {
+            self.in_flight.remove(&job.conn.id);
+        }
         for stream in self.in_flight.values() {
             // Their next write fails, so handlers notice and return.
             let _ = stream.shutdown(Shutdown::Both);
