@@ -118,6 +118,11 @@ impl App {
         Ok(out)
     }
 
+    /// A variable from the config's environment (process env > `.env` > built-ins).
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        self.source.lock().env.get(name)
+    }
+
     pub fn config_path(&self) -> Option<PathBuf> {
         self.source.lock().path.clone()
     }

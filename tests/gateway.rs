@@ -223,7 +223,7 @@ fn a_hanging_tool_becomes_a_tool_error_after_call_timeout() {
         .unwrap()
         .to_string();
     assert!(
-        content.contains("[tool error]") && content.contains("timed out"),
+        content.contains("failed") && content.contains("timed out"),
         "{content}"
     );
 }

@@ -143,7 +143,8 @@ fn client_disconnect_closes_the_upstream_connection() {
 #[test]
 fn upstream_failures_map_to_openai_errors() {
     let up = FakeOpenAi::start();
-    let gw = TestGateway::start(&config(&up.url(), 8, "1s"));
+    // A generous timeout: the fake builds its 20 MB answer slowly in a debug build.
+    let gw = TestGateway::start(&config(&up.url(), 8, "20s"));
     let cases: Vec<(Reply, u16, Option<&str>)> = vec![
         (
             Reply::error(429, "slow down").retry_after("7"),
@@ -156,7 +157,6 @@ fn upstream_failures_map_to_openai_errors() {
         (Reply::error(503, "overloaded"), 503, None),
         (Reply::invalid_json(), 502, None),
         (Reply::huge(20 * 1024 * 1024), 502, None),
-        (Reply::hang(), 504, None),
     ];
     for stream in [false, true] {
         for (reply, status, retry_after) in &cases {
@@ -172,6 +172,14 @@ fn upstream_failures_map_to_openai_errors() {
             assert!(!r.text().contains("sk-upstream"), "no secret in errors");
             assert_eq!(r.header("Retry-After"), *retry_after);
         }
+    }
+    let gw = TestGateway::start(&config(&up.url(), 8, "1s"));
+    for stream in [false, true] {
+        up.push(Reply::hang());
+        let t = std::time::Instant::now();
+        let r = gw.chat(&ask("hi", stream));
+        assert_eq!(r.status, 504, "a hung upstream is a timeout: {}", r.text());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }
 

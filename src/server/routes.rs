@@ -11,11 +11,13 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::admin;
 use crate::agent::{self, Collect, LoopError, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::{App, Snapshot, unix_now};
 use crate::cancel::Cancel;
 use crate::error::ApiError;
+use crate::secret::constant_time_eq;
 use crate::server::http::{Handler, Request, Responder};
 use crate::server::sse::ChunkWriter;
 use crate::tools::ToolSet;
@@ -74,6 +76,15 @@ impl Handler for Gateway {
             ("POST", "/v1/chat/completions") => {
                 served = self.chat(&req, resp, &request_id);
             }
+            (_, path) if path == "/admin" || path.starts_with("/admin/") => {
+                served.status = match self.admin_allowed(&req) {
+                    Ok(()) => {
+                        let reply = admin::handle(&self.app, &req);
+                        send_json(resp, reply.status, &id_header, &reply.body)
+                    }
+                    Err(e) => send_error(resp, &id_header, &e),
+                };
+            }
             (_, "/health" | "/v1/models" | "/v1/chat/completions") => {
                 let e = ApiError::new(
                     405,
@@ -100,6 +111,38 @@ impl Handler for Gateway {
 }
 
 impl Gateway {
+    /// `/admin/*`: `ADMIN_API_KEY` as a Bearer token (constant time); without it, loopback
+    /// peers only (SPEC §8).
+    fn admin_allowed(&self, req: &Request) -> Result<(), ApiError> {
+        match self.app.env_var("ADMIN_API_KEY").filter(|k| !k.is_empty()) {
+            Some(key) => {
+                let given = req
+                    .header("Authorization")
+                    .and_then(|h| {
+                        h.get(..7)
+                            .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                            .map(|_| &h[7..])
+                    })
+                    .unwrap_or("");
+                if constant_time_eq(given.trim().as_bytes(), key.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        401,
+                        "authentication_error",
+                        "invalid or missing admin key",
+                    ))
+                }
+            }
+            None if is_loopback(req.peer.ip()) => Ok(()),
+            None => Err(ApiError::new(
+                403,
+                "permission_error",
+                "the admin API answers loopback clients only; set ADMIN_API_KEY to use it remotely",
+            )),
+        }
+    }
+
     fn chat(&self, req: &Request, resp: &mut Responder<'_>, request_id: &str) -> Served {
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id)];
@@ -319,5 +362,15 @@ fn request_id(req: &Request) -> String {
             id.to_string()
         }
         _ => format!("req-{}", unique_hex()),
+    }
+}
+
+/// 127.0.0.0/8, ::1 and IPv4-mapped loopback.
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
