@@ -6,6 +6,7 @@ mod backend_anthropic;
 mod backend_openai;
 mod config;
 mod gateway;
+mod gateway_anthropic;
 mod gateway_upstream;
 mod http_server;
 mod mcp_stdio;
