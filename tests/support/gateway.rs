@@ -38,16 +38,7 @@ pub struct TestGateway {
 impl TestGateway {
     pub fn start(yaml: &str) -> TestGateway {
         let cfg = config::parse(yaml, "test", &TestEnv::new()).unwrap_or_else(|e| panic!("{e}"));
-        let limits = aiproxy::cli::limits(&cfg);
-        let app = Arc::new(App::new(cfg));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server =
-            Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))).unwrap();
-        TestGateway {
-            addr: server.local_addr(),
-            app,
-            server: Some(server),
-        }
+        TestGateway::from_app(cfg.clone(), App::new(cfg))
     }
 
     /// From a config file, with reload and persistence as `aiproxy serve --config` has them.
