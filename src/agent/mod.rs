@@ -1,0 +1,368 @@
+//! The tool loop of one chat completion (SPEC §5), over a `dyn Backend`, a [`ToolSet`] and a
+//! [`LoopSink`]. No HTTP in here: the route prepares the request, the sink writes the stream
+//! (or nothing, for non-streaming requests).
+//!
+//! Runs on the worker thread that owns the request. Each round calls the backend once; tool
+//! calls of a round run concurrently on scoped threads while this thread waits on a channel
+//! with a timeout and pokes the sink about once a second (keep-alives, client-gone checks).
+//! Up to `max_tool_iterations` rounds offer tools; the round after that cannot call tools.
+//! Text of every round reaches the client in both modes, rounds joined by a blank line.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::api::openai::{
+    ChatRequest, Content, FinishReason, Message, Role, Tool, ToolCall, Usage,
+};
+use crate::backend::{self, Backend, Cancelled, TurnRequest, TurnSink};
+use crate::cancel::Cancel;
+use crate::config::AssistantConfig;
+use crate::error::ApiError;
+
+/// Request fields the loop interprets itself; everything else passes through to the upstream.
+const INTERPRETED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "n",
+];
+
+/// How often the waiting thread pokes the sink while tools run.
+const WAIT_TICK: Duration = Duration::from_secs(1);
+
+/// A validated request, ready for the loop.
+pub struct Prepared {
+    pub messages: Vec<Message>,
+    pub params: Map<String, Value>,
+    pub client_tools: Vec<Tool>,
+    pub tool_choice: Option<Value>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// Check a chat request against an assistant and merge parameters: assistant defaults first,
+/// then every non-null client value (SPEC §4).
+pub fn prepare(req: ChatRequest, assistant: &AssistantConfig) -> Result<Prepared, ApiError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(ApiError::bad_request("n > 1 is not supported").with_param("n"));
+    }
+    if req.messages.is_empty() {
+        return Err(
+            ApiError::bad_request("'messages' must contain at least one message")
+                .with_param("messages"),
+        );
+    }
+    let client_tools = req.tools.unwrap_or_default();
+    for (i, t) in client_tools.iter().enumerate() {
+        if t.kind != "function" || t.function.name.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "tools[{i}] must be a function with a name"
+            ))
+            .with_param(format!("tools[{i}]")));
+        }
+    }
+
+    let mut params = Map::new();
+    let client_sets_completion_tokens = req
+        .rest
+        .get("max_completion_tokens")
+        .is_some_and(|v| !v.is_null());
+    if let Some(t) = assistant.temperature {
+        params.insert("temperature".into(), Value::from(t));
+    }
+    if let Some(p) = assistant.top_p {
+        params.insert("top_p".into(), Value::from(p));
+    }
+    if let (Some(m), false) = (assistant.max_tokens, client_sets_completion_tokens) {
+        params.insert("max_tokens".into(), Value::from(m));
+    }
+    for (k, v) in req.rest {
+        if !v.is_null() && !INTERPRETED.contains(&k.as_str()) {
+            params.insert(k, v);
+        }
+    }
+
+    let mut messages = req.messages;
+    let has_system_first = matches!(
+        messages.first().map(|m| m.role),
+        Some(Role::System | Role::Developer)
+    );
+    if let (Some(prompt), false) = (&assistant.system_prompt, has_system_first) {
+        messages.insert(0, Message::text(Role::System, prompt.clone()));
+    }
+
+    Ok(Prepared {
+        messages,
+        params,
+        client_tools,
+        tool_choice: req.tool_choice,
+        stream: req.stream.unwrap_or(false),
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+/// What the loop tells the response writer.
+pub trait LoopSink {
+    /// A text delta for the client (streaming only; non-streaming sinks may ignore it).
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled>;
+    /// A tool round is about to run.
+    fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled>;
+    /// Called about once a second while tools run.
+    fn waiting(&mut self) -> Result<(), Cancelled>;
+}
+
+/// The result of the whole loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Text of every round, joined by blank lines.
+    pub content: String,
+    /// Calls of client-defined tools, returned to the client (finish reason `tool_calls`).
+    pub client_tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub rounds: u32,
+    /// MCP tool calls executed.
+    pub tool_calls: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoopError {
+    Backend(backend::Error),
+    /// The request ran past its `request_timeout`.
+    Deadline,
+    /// The client went away.
+    Cancelled,
+}
+
+impl From<&LoopError> for ApiError {
+    fn from(e: &LoopError) -> Self {
+        match e {
+            LoopError::Backend(b) => ApiError::from(b),
+            LoopError::Deadline => ApiError::new(504, "timeout_error", "request timed out"),
+            LoopError::Cancelled => {
+                ApiError::new(499, "client_closed_request", "client disconnected")
+            }
+        }
+    }
+}
+
+/// The tools a run may call (the request's `ToolSet`; scripted executors in tests).
+pub trait ToolExecutor: Sync {
+    /// Definitions offered to the model, under their exposed names.
+    fn definitions(&self) -> &[Tool];
+    /// Run the calls (concurrently where possible); one tool message per call, in order.
+    fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message>;
+}
+
+pub struct Run<'a> {
+    pub assistant: &'a AssistantConfig,
+    pub backend: &'a dyn Backend,
+    pub tools: &'a dyn ToolExecutor,
+    pub cancel: &'a Cancel,
+    pub deadline: Instant,
+}
+
+impl Run<'_> {
+    pub fn run(&self, prepared: &Prepared, sink: &mut dyn LoopSink) -> Result<Outcome, LoopError> {
+        let mut messages = prepared.messages.clone();
+        let offered: Vec<Tool> = self
+            .tools
+            .definitions()
+            .iter()
+            .chain(&prepared.client_tools)
+            .cloned()
+            .collect();
+        let max = self.assistant.max_tool_iterations;
+        let mut out = Outcome {
+            content: String::new(),
+            client_tool_calls: Vec::new(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            rounds: 0,
+            tool_calls: 0,
+        };
+        for round in 0..=max {
+            self.check()?;
+            let final_round = round == max || offered.is_empty();
+            let request = TurnRequest {
+                model: &self.assistant.model,
+                messages: &messages,
+                tools: &offered,
+                tool_choice: prepared.tool_choice.as_ref(),
+                final_round,
+                params: &prepared.params,
+                extra_body: &self.assistant.extra_body,
+                stream: prepared.stream,
+            };
+            let mut round_sink = RoundSink {
+                sink: &mut *sink,
+                separate: !out.content.is_empty(),
+                wrote: false,
+            };
+            let turn = self
+                .backend
+                .turn(&request, &mut round_sink)
+                .map_err(|e| match e {
+                    backend::Error::Cancelled => LoopError::Cancelled,
+                    other => LoopError::Backend(other),
+                })?;
+            out.rounds += 1;
+            out.usage.add(&turn.usage);
+            if !turn.content.is_empty() {
+                if !out.content.is_empty() {
+                    out.content.push_str("\n\n");
+                }
+                out.content.push_str(&turn.content);
+            }
+            if turn.tool_calls.is_empty() || final_round {
+                // On the final round tools were not offered; a model that calls one anyway is
+                // answered with what it said.
+                out.finish_reason = match turn.finish_reason {
+                    FinishReason::ToolCalls => FinishReason::Stop,
+                    other => other,
+                };
+                return Ok(out);
+            }
+            let client_calls: Vec<ToolCall> = turn
+                .tool_calls
+                .iter()
+                .filter(|c| {
+                    prepared
+                        .client_tools
+                        .iter()
+                        .any(|t| t.function.name == c.function.name)
+                })
+                .cloned()
+                .collect();
+            if !client_calls.is_empty() {
+                // The client runs its own tools and continues the conversation with their
+                // results; MCP calls of the same turn are dropped (the model can ask again).
+                out.client_tool_calls = client_calls;
+                out.finish_reason = FinishReason::ToolCalls;
+                return Ok(out);
+            }
+
+            sink.tool_round(&turn.tool_calls)
+                .map_err(|_| self.cancelled())?;
+            let mut assistant_msg = Message::new(
+                Role::Assistant,
+                (!turn.content.is_empty()).then(|| Content::Text(turn.content.clone())),
+            );
+            assistant_msg.tool_calls = Some(turn.tool_calls.clone());
+            assistant_msg.provider_state = turn.provider_state.clone();
+            messages.push(assistant_msg);
+            out.tool_calls += turn.tool_calls.len() as u32;
+            let results = self.run_tools(&turn.tool_calls, sink)?;
+            messages.extend(results);
+        }
+        Ok(out)
+    }
+
+    fn check(&self) -> Result<(), LoopError> {
+        if self.cancel.is_cancelled() {
+            return Err(LoopError::Cancelled);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(LoopError::Deadline);
+        }
+        Ok(())
+    }
+
+    fn cancelled(&self) -> LoopError {
+        self.cancel.cancel();
+        LoopError::Cancelled
+    }
+
+    /// Run the tools on a helper thread while this one keeps the sink alive.
+    fn run_tools(
+        &self,
+        calls: &[ToolCall],
+        sink: &mut dyn LoopSink,
+    ) -> Result<Vec<Message>, LoopError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let tools = self.tools;
+        let cancel = self.cancel;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // The receiver outlives this scope's threads, so the send cannot fail.
+                let _ = tx.send(tools.call_all(calls, cancel));
+            });
+            loop {
+                match rx.recv_timeout(WAIT_TICK) {
+                    Ok(results) => return Ok(results),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if sink.waiting().is_err() {
+                            self.cancel.cancel();
+                        }
+                        if Instant::now() >= self.deadline {
+                            self.cancel.cancel();
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        return Err(LoopError::Backend(backend::Error::Protocol(
+                            "tool runner failed".into(),
+                        )));
+                    }
+                }
+            }
+        })
+        .and_then(|results| {
+            self.check()?;
+            Ok(results)
+        })
+    }
+}
+
+/// Passes one round's deltas to the loop sink, putting a blank line between rounds' text.
+struct RoundSink<'a> {
+    sink: &'a mut dyn LoopSink,
+    separate: bool,
+    wrote: bool,
+}
+
+impl TurnSink for RoundSink<'_> {
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+        if delta.is_empty() {
+            return Ok(());
+        }
+        if self.separate && !self.wrote {
+            self.sink.text("\n\n")?;
+        }
+        self.wrote = true;
+        self.sink.text(delta)
+    }
+
+    fn idle(&mut self) -> Result<(), Cancelled> {
+        self.sink.waiting()
+    }
+}
+
+/// A sink for non-streaming requests: it only checks that the client is still there.
+pub struct Collect<F: FnMut() -> bool> {
+    pub client_gone: F,
+}
+
+impl<F: FnMut() -> bool> LoopSink for Collect<F> {
+    fn text(&mut self, _delta: &str) -> Result<(), Cancelled> {
+        Ok(())
+    }
+
+    fn tool_round(&mut self, _calls: &[ToolCall]) -> Result<(), Cancelled> {
+        self.waiting()
+    }
+
+    fn waiting(&mut self) -> Result<(), Cancelled> {
+        if (self.client_gone)() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

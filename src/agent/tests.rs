@@ -1,0 +1,371 @@
+//! The loop over a scripted backend and a scripted tool executor.
+
+use super::*;
+use crate::backend::{Error, Turn};
+use crate::tools::result::ToolOutput;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::collections::VecDeque;
+
+/// A backend that plays scripted turns and records what it was asked.
+struct Scripted {
+    turns: Mutex<VecDeque<Result<Turn, Error>>>,
+    seen: Mutex<Vec<(usize, usize, bool)>>, // (messages, tools offered, final_round)
+    last_messages: Mutex<Vec<Message>>,
+}
+
+impl Scripted {
+    fn new(turns: Vec<Result<Turn, Error>>) -> Self {
+        Scripted {
+            turns: Mutex::new(turns.into()),
+            seen: Mutex::new(vec![]),
+            last_messages: Mutex::new(vec![]),
+        }
+    }
+}
+
+impl Backend for Scripted {
+    fn turn(&self, req: &TurnRequest<'_>, sink: &mut dyn TurnSink) -> Result<Turn, Error> {
+        self.seen
+            .lock()
+            .push((req.messages.len(), req.tools.len(), req.final_round));
+        *self.last_messages.lock() = req.messages.to_vec();
+        let turn = self
+            .turns
+            .lock()
+            .pop_front()
+            .unwrap_or_else(|| Ok(text("(script ended)")))?;
+        if req.stream {
+            for w in turn.content.split_inclusive(' ') {
+                sink.text(w)?;
+            }
+        }
+        Ok(turn)
+    }
+}
+
+fn text(s: &str) -> Turn {
+    Turn {
+        content: s.into(),
+        tool_calls: vec![],
+        finish_reason: FinishReason::Stop,
+        usage: Usage {
+            prompt_tokens: 10,
+            completion_tokens: 2,
+            ..Default::default()
+        },
+        provider_state: None,
+    }
+}
+
+fn calls(lead: &str, calls: &[(&str, &str)]) -> Turn {
+    Turn {
+        tool_calls: calls
+            .iter()
+            .enumerate()
+            .map(|(i, (n, a))| ToolCall::new(format!("call_{i}"), *n, *a))
+            .collect(),
+        finish_reason: FinishReason::ToolCalls,
+        ..text(lead)
+    }
+}
+
+/// Tools `t__add` (sums a and b), `t__fail` (always errors) and `t__sleep` (sleeps ms).
+struct FakeTools {
+    defs: Vec<Tool>,
+}
+
+impl FakeTools {
+    fn new() -> Self {
+        let defs = ["t__add", "t__fail", "t__sleep"]
+            .iter()
+            .map(|n| {
+                serde_json::from_value(json!({"type":"function","function":{"name":n}})).unwrap()
+            })
+            .collect();
+        FakeTools { defs }
+    }
+}
+
+impl ToolExecutor for FakeTools {
+    fn definitions(&self) -> &[Tool] {
+        &self.defs
+    }
+    fn call_all(&self, calls: &[ToolCall], _cancel: &Cancel) -> Vec<Message> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = calls
+                .iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let a: Value =
+                            serde_json::from_str(&c.function.arguments).unwrap_or(json!({}));
+                        let out = match c.function.name.as_str() {
+                            "t__add" => ToolOutput {
+                                text: (a["a"].as_i64().unwrap_or(0) + a["b"].as_i64().unwrap_or(0))
+                                    .to_string(),
+                                ..Default::default()
+                            },
+                            "t__sleep" => {
+                                std::thread::sleep(Duration::from_millis(
+                                    a["ms"].as_u64().unwrap_or(0),
+                                ));
+                                ToolOutput {
+                                    text: "slept".into(),
+                                    ..Default::default()
+                                }
+                            }
+                            "t__fail" => ToolOutput::error("it broke"),
+                            other => ToolOutput::error(format!("unknown tool '{other}'")),
+                        };
+                        out.into_message(&c.id)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    text: String,
+    tool_rounds: usize,
+}
+
+impl LoopSink for Recorder {
+    fn text(&mut self, d: &str) -> Result<(), Cancelled> {
+        self.text.push_str(d);
+        Ok(())
+    }
+    fn tool_round(&mut self, _c: &[ToolCall]) -> Result<(), Cancelled> {
+        self.tool_rounds += 1;
+        Ok(())
+    }
+    fn waiting(&mut self) -> Result<(), Cancelled> {
+        Ok(())
+    }
+}
+
+fn assistant(max: u32) -> AssistantConfig {
+    AssistantConfig {
+        name: "a".into(),
+        backend: "b".into(),
+        model: "m".into(),
+        description: None,
+        system_prompt: Some("Be brief.".into()),
+        mcp_servers: vec![],
+        max_tool_iterations: max,
+        temperature: Some(0.2),
+        top_p: None,
+        max_tokens: Some(100),
+        extra_body: Map::new(),
+        allowed_tools: vec![],
+        denied_tools: vec![],
+    }
+}
+
+fn request(body: Value) -> ChatRequest {
+    serde_json::from_value(body).unwrap()
+}
+
+fn run(backend: &Scripted, max: u32, body: Value) -> (Result<Outcome, LoopError>, Recorder) {
+    let a = assistant(max);
+    let prepared = prepare(request(body), &a).unwrap();
+    let tools = FakeTools::new();
+    let cancel = Cancel::new();
+    let r = Run {
+        assistant: &a,
+        backend,
+        tools: &tools,
+        cancel: &cancel,
+        deadline: Instant::now() + Duration::from_secs(30),
+    };
+    let mut rec = Recorder::default();
+    (r.run(&prepared, &mut rec), rec)
+}
+
+fn user(text: &str, stream: bool) -> Value {
+    json!({"model":"a","stream":stream,"messages":[{"role":"user","content":text}]})
+}
+
+#[test]
+fn tool_round_then_answer_in_both_modes_alike() {
+    for stream in [false, true] {
+        let b = Scripted::new(vec![
+            Ok(calls("Let me add.", &[("t__add", r#"{"a":2,"b":3}"#)])),
+            Ok(text("2 + 3 = 5.")),
+        ]);
+        let (out, rec) = run(&b, 8, user("what is 2 + 3?", stream));
+        let out = out.unwrap();
+        assert_eq!(out.content, "Let me add.\n\n2 + 3 = 5.");
+        assert_eq!(out.finish_reason, FinishReason::Stop);
+        assert_eq!(out.rounds, 2);
+        assert_eq!(out.tool_calls, 1);
+        assert_eq!(out.usage.prompt_tokens, 20, "usage summed over rounds");
+        assert_eq!(out.usage.completion_tokens, 4);
+        if stream {
+            assert_eq!(
+                rec.text, out.content,
+                "streamed text equals the non-stream content"
+            );
+        }
+        assert_eq!(rec.tool_rounds, 1);
+        // Round 2 saw: system, user, assistant(tool_calls), tool result.
+        let msgs = b.last_messages.lock().clone();
+        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs[0].role, Role::System);
+        assert_eq!(
+            msgs[2].tool_calls.as_ref().unwrap()[0].function.name,
+            "t__add"
+        );
+        assert_eq!(msgs[3].text_content(), "5");
+        assert_eq!(msgs[3].tool_call_id.as_deref(), Some("call_0"));
+    }
+}
+
+#[test]
+fn tool_errors_reach_the_model_and_the_loop_goes_on() {
+    let b = Scripted::new(vec![
+        Ok(calls("", &[("t__fail", "{}"), ("t__nope", "{}")])),
+        Ok(text("Sorry, that failed.")),
+    ]);
+    let (out, _) = run(&b, 8, user("do it", false));
+    assert_eq!(out.unwrap().content, "Sorry, that failed.");
+    let msgs = b.last_messages.lock().clone();
+    assert_eq!(msgs[3].text_content(), "[tool error] it broke");
+    assert!(msgs[3].tool_error);
+    assert_eq!(
+        msgs[4].text_content(),
+        "[tool error] unknown tool 't__nope'"
+    );
+}
+
+#[test]
+fn iteration_cap_ends_with_a_round_that_cannot_call_tools() {
+    let b = Scripted::new(vec![
+        Ok(calls("", &[("t__add", r#"{"a":1,"b":1}"#)])),
+        Ok(calls("", &[("t__add", r#"{"a":1,"b":1}"#)])),
+        Ok(calls(
+            "Still want tools.",
+            &[("t__add", r#"{"a":1,"b":1}"#)],
+        )),
+    ]);
+    let (out, _) = run(&b, 2, user("loop", false));
+    let out = out.unwrap();
+    let seen = b.seen.lock().clone();
+    assert_eq!(
+        seen.iter().map(|s| s.2).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    assert_eq!(out.rounds, 3);
+    assert_eq!(out.tool_calls, 2, "the final round's calls are not run");
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+    assert_eq!(out.content, "Still want tools.");
+}
+
+#[test]
+fn zero_iterations_means_one_round_without_tools() {
+    let b = Scripted::new(vec![Ok(text("plain"))]);
+    let (out, _) = run(&b, 0, user("hi", true));
+    assert_eq!(out.unwrap().content, "plain");
+    assert!(b.seen.lock()[0].2);
+}
+
+#[test]
+fn client_tools_go_back_to_the_client() {
+    let b = Scripted::new(vec![Ok(calls(
+        "",
+        &[("get_weather", r#"{"city":"Paris"}"#)],
+    ))]);
+    let body = json!({"model":"a","messages":[{"role":"user","content":"weather?"}],
+        "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]});
+    let (out, rec) = run(&b, 8, body);
+    let out = out.unwrap();
+    assert_eq!(out.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(out.client_tool_calls[0].function.name, "get_weather");
+    assert_eq!(out.tool_calls, 0);
+    assert_eq!(rec.tool_rounds, 0);
+    assert_eq!(b.seen.lock()[0].1, 4, "3 MCP tools + 1 client tool offered");
+}
+
+#[test]
+fn parallel_calls_run_concurrently_and_keep_order() {
+    let b = Scripted::new(vec![
+        Ok(calls(
+            "",
+            &[
+                ("t__sleep", r#"{"ms":300}"#),
+                ("t__add", r#"{"a":1,"b":2}"#),
+                ("t__sleep", r#"{"ms":300}"#),
+            ],
+        )),
+        Ok(text("done")),
+    ]);
+    let t = Instant::now();
+    let (out, _) = run(&b, 8, user("go", false));
+    assert!(out.is_ok());
+    assert!(
+        t.elapsed() < Duration::from_millis(550),
+        "took {:?}",
+        t.elapsed()
+    );
+    let msgs = b.last_messages.lock().clone();
+    let results: Vec<String> = msgs[3..].iter().map(|m| m.text_content()).collect();
+    assert_eq!(results, ["slept", "3", "slept"]);
+}
+
+#[test]
+fn backend_errors_stop_the_loop() {
+    let b = Scripted::new(vec![Err(Error::Timeout)]);
+    let (out, _) = run(&b, 8, user("hi", false));
+    assert_eq!(out.unwrap_err(), LoopError::Backend(Error::Timeout));
+}
+
+#[test]
+fn prepare_merges_parameters_and_system_prompt() {
+    let a = assistant(8);
+    let p = prepare(
+        request(json!({"model":"a","messages":[{"role":"user","content":"x"}],
+            "temperature":0.9,"seed":7,"top_p":null,"stream":true,"stream_options":{"include_usage":true}})),
+        &a,
+    )
+    .unwrap();
+    assert_eq!(
+        p.params["temperature"],
+        json!(0.9),
+        "client overrides the assistant"
+    );
+    assert_eq!(p.params["max_tokens"], json!(100), "assistant default kept");
+    assert_eq!(
+        p.params["seed"],
+        json!(7),
+        "unknown parameters pass through"
+    );
+    assert!(!p.params.contains_key("top_p"), "nulls are not sent");
+    assert!(!p.params.contains_key("stream"));
+    assert!(p.stream && p.include_usage);
+    assert_eq!(p.messages[0].text_content(), "Be brief.");
+
+    let p = prepare(
+        request(json!({"model":"a","max_completion_tokens":5,"messages":[{"role":"system","content":"Mine."},{"role":"user","content":"x"}]})),
+        &a,
+    )
+    .unwrap();
+    assert_eq!(
+        p.messages.len(),
+        2,
+        "a client system message replaces the prompt"
+    );
+    assert!(
+        !p.params.contains_key("max_tokens"),
+        "max_completion_tokens wins"
+    );
+
+    let e = prepare(
+        request(json!({"model":"a","n":2,"messages":[{"role":"user","content":"x"}]})),
+        &a,
+    );
+    assert_eq!(e.err().map(|e| e.status), Some(400));
+    let e = prepare(request(json!({"model":"a","messages":[]})), &a);
+    assert_eq!(e.err().map(|e| e.status), Some(400));
+}
