@@ -4,6 +4,7 @@
 mod admin;
 mod backend_anthropic;
 mod backend_openai;
+mod cli;
 mod config;
 mod gateway;
 mod gateway_anthropic;

@@ -1,0 +1,156 @@
+//! The real binary: commands, exit codes, config path / .env / listen precedence (SPEC §2).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_aiproxy");
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aiproxy-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(dir: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(EXE)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CONFIG_PATH")
+        .env_remove("AIPROXY_LISTEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_help_and_usage_errors() {
+    let d = tmpdir("version");
+    let (code, out, _) = run(&d, &["--version"], &[]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, concat!("aiproxy ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, out, _) = run(&d, &["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("aiproxy check") && out.contains("demo-mcp"));
+    let (code, _, err) = run(&d, &["serve", "--bogus"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--bogus"));
+}
+
+#[test]
+fn check_uses_the_demo_config_without_a_file_and_lists_every_problem() {
+    let d = tmpdir("check");
+    let (code, out, _) = run(&d, &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("embedded demo config"), "{out}");
+
+    std::fs::write(
+        d.join("config.yaml"),
+        "backends:\n  b: {kind: mock}\nassistants:\n  - name: a\n    backend: nope\n    temprature: 1\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&d, &["check"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("assistants[0].temprature: unknown field"),
+        "{all}"
+    );
+    assert!(all.contains("assistants[0].backend"), "{all}");
+
+    let (code, _, err) = run(&d, &["check", "--config", "missing.yaml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.yaml"), "{err}");
+    let (code, _, _) = run(&d, &["check"], &[("CONFIG_PATH", "also-missing.yaml")]);
+    assert_eq!(
+        code, 2,
+        "an explicitly named file that is missing is an error"
+    );
+}
+
+#[test]
+fn env_file_feeds_the_config_and_real_environment_wins() {
+    let d = tmpdir("envfile");
+    std::fs::write(
+        d.join("config.yaml"),
+        "backends:\n  b: {kind: mock}\nassistants:\n  - {name: '${NAME_A}', backend: b}\n  - {name: '${NAME_B}', backend: b}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join(".env"), "NAME_A=from-dotenv\nNAME_B=from-dotenv-b\n").unwrap();
+    std::fs::write(d.join("other.env"), "NAME_A=from-other\nNAME_B=other-b\n").unwrap();
+    let (code, out, err) = run(&d, &["check", "--connect"], &[("NAME_B", "from-env")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("from-dotenv") && out.contains("from-env"),
+        "{out}"
+    );
+    let (code, out, _) = run(&d, &["check", "--connect", "--env-file", "other.env"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("from-other") && out.contains("other-b"),
+        "{out}"
+    );
+    let (code, _, err) = run(&d, &["check", "--env-file", "nope.env"], &[]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn serve_listens_where_told_and_stops_on_sigterm() {
+    let d = tmpdir("serve");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(EXE)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&d)
+        .env("AIPROXY_LISTEN", "127.0.0.1:1") // the flag wins
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let t = Instant::now();
+    let mut ready = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("listening on") {
+            ready = true;
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+    assert!(ready);
+    let body = ureq::get(&format!("http://127.0.0.1:{port}/health"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(body, r#"{"status":"ok"}"#);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
