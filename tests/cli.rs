@@ -154,3 +154,88 @@ fn serve_listens_where_told_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Start `serve` on a free port in `dir`; returns the child and the port once it listens.
+fn start_serve(dir: &PathBuf) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(EXE)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let t = Instant::now();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("listening on") {
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, port);
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve did not start listening");
+}
+
+fn model_ids(port: u16) -> Vec<String> {
+    let body = ureq::get(&format!("http://127.0.0.1:{port}/v1/models"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
+    let d = tmpdir("sighup");
+    let cfg = |name: &str| {
+        format!("backends:\n  b: {{kind: mock}}\nassistants:\n  - {{name: {name}, backend: b}}\n")
+    };
+    std::fs::write(d.join("config.yaml"), cfg("first")).unwrap();
+    let (mut child, port) = start_serve(&d);
+    assert_eq!(model_ids(port), ["first"]);
+    let hup = |child: &std::process::Child| unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    };
+    std::fs::write(
+        d.join("config.yaml"),
+        "assistants:\n  - {name: broken, backend: nope}\n",
+    )
+    .unwrap();
+    hup(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        model_ids(port),
+        ["first"],
+        "a broken file is refused; the running config stays"
+    );
+    std::fs::write(d.join("config.yaml"), cfg("second")).unwrap();
+    hup(&child);
+    let t = Instant::now();
+    while model_ids(port) != ["second"] {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
