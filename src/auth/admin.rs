@@ -112,7 +112,9 @@ impl AdminAuth {
 pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }
 
@@ -127,7 +129,13 @@ mod tests {
 
     #[test]
     fn loopback_rule() {
-        for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "::ffff:127.1.2.3"] {
+        for ip in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:127.1.2.3",
+        ] {
             assert!(is_loopback(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
@@ -179,7 +187,10 @@ mod tests {
             assert!(ok(&[("Authorization", "Bearer adm-key")]));
             assert!(ok(&[("authorization", "bearer  adm-key")]));
             assert!(!ok(&[]));
-            assert!(!ok(&[("Authorization", "adm-key")]), "raw header without Bearer");
+            assert!(
+                !ok(&[("Authorization", "adm-key")]),
+                "raw header without Bearer"
+            );
             assert!(!ok(&[("Authorization", "Basic adm-key")]));
             assert!(!ok(&[("Authorization", "Bearer adm-ke")]));
             assert!(!ok(&[("Authorization", "Bearer adm-key2")]));

@@ -46,14 +46,6 @@ impl ApimanProbe {
     /// A provider for `cfg`; it takes over `previous`'s cache when the URL, key header and TTL
     /// are the same (a cached answer is only valid for the gateway and header that gave it).
     pub(super) fn new(cfg: &ApimanConfig, previous: Option<&ApimanProbe>) -> ApimanProbe {
-        ApimanProbe::with_capacity(cfg, previous, DEFAULT_CAPACITY)
-    }
-
-    pub(super) fn with_capacity(
-        cfg: &ApimanConfig,
-        previous: Option<&ApimanProbe>,
-        capacity: usize,
-    ) -> ApimanProbe {
         let url = probe_url(cfg);
         if url.is_none() {
             log::error!(
@@ -65,7 +57,7 @@ impl ApimanProbe {
             Some(p) if p.url == url && p.header == header && p.cache.ttl() == cfg.cache_ttl => {
                 Arc::clone(&p.cache)
             }
-            _ => Arc::new(ProbeCache::new(cfg.cache_ttl, capacity)),
+            _ => Arc::new(ProbeCache::new(cfg.cache_ttl, DEFAULT_CAPACITY)),
         };
         ApimanProbe {
             url,
@@ -93,11 +85,11 @@ impl ApimanProbe {
         else {
             return Outcome::Invalid;
         };
-        let (outcome, source) = self
-            .cache
-            .lookup(key.as_bytes(), self.timeout + COALESCE_MARGIN, || {
-                self.probe(url, key)
-            });
+        let (outcome, source) =
+            self.cache
+                .lookup(key.as_bytes(), self.timeout + COALESCE_MARGIN, || {
+                    self.probe(url, key)
+                });
         log::debug!("auth: apiman probe: {outcome:?} ({})", source_name(source));
         outcome
     }
@@ -174,16 +166,17 @@ impl Provider for ApimanProbe {
         let Some(url) = &self.url else {
             return Verdict::Reject;
         };
-        // Candidates one after another: at most three, and most requests carry one.
-        let mut verdict = Verdict::Reject;
+        // Candidates one after another (at most three; most requests carry one). After an
+        // unavailable answer the rest are not probed: a request waits for at most one probe
+        // timeout, not one per candidate.
         for key in keys {
             match self.check_key(url, key) {
                 Outcome::Valid => return Verdict::Accept,
-                Outcome::Unavailable => verdict = Verdict::Unavailable,
+                Outcome::Unavailable => return Verdict::Unavailable,
                 Outcome::Invalid => {}
             }
         }
-        verdict
+        Verdict::Reject
     }
 }
 
@@ -223,7 +216,7 @@ mod tests {
     use super::*;
     use crate::config::ApimanMode;
 
-    pub(crate) fn cfg(gw: &str, api: &str, path: &str) -> ApimanConfig {
+    fn cfg(gw: &str, api: &str, path: &str) -> ApimanConfig {
         ApimanConfig {
             enabled: true,
             mode: ApimanMode::GatewayProbe,
@@ -239,11 +232,21 @@ mod tests {
         let u = |gw, api, path| probe_url(&cfg(gw, api, path));
         let want = "http://gw/apiman-gateway/aiproxy/authcheck/1.0/health";
         assert_eq!(
-            u("http://gw/apiman-gateway", "aiproxy/authcheck/1.0", "health").as_deref(),
+            u(
+                "http://gw/apiman-gateway",
+                "aiproxy/authcheck/1.0",
+                "health"
+            )
+            .as_deref(),
             Some(want)
         );
         assert_eq!(
-            u("http://gw/apiman-gateway//", "/aiproxy/authcheck/1.0/", "/health").as_deref(),
+            u(
+                "http://gw/apiman-gateway//",
+                "/aiproxy/authcheck/1.0/",
+                "/health"
+            )
+            .as_deref(),
             Some(want)
         );
         assert_eq!(
@@ -273,7 +276,13 @@ mod tests {
         // Nothing listens on port 9 of loopback (discard): a probe would be Unavailable.
         let p = ApimanProbe::new(&cfg("http://127.0.0.1:9", "o/a/1", ""), None);
         let req = crate::auth::tests::request(&[], "");
-        for k in [&b"a b"[..], b"k\r\nX-Evil: 1", b"\xff", "é".as_bytes(), b"\x00"] {
+        for k in [
+            &b"a b"[..],
+            b"k\r\nX-Evil: 1",
+            b"\xff",
+            "é".as_bytes(),
+            b"\x00",
+        ] {
             assert_eq!(p.check(&req, &[ApiKey(k.to_vec())]), Verdict::Reject);
         }
         assert_eq!(p.cache.len(), 0);

@@ -61,7 +61,9 @@ impl fmt::Debug for ApiKey {
 /// once, at their first position.
 pub fn extract_keys(req: &Request) -> Vec<ApiKey> {
     let bearer = req.header("Authorization").and_then(bearer_token);
-    let x_api_key = req.header("X-API-Key").map(|v| v.trim().as_bytes().to_vec());
+    let x_api_key = req
+        .header("X-API-Key")
+        .map(|v| v.trim().as_bytes().to_vec());
     let query = query_param(&req.query, "apikey");
     let mut keys: Vec<ApiKey> = Vec::with_capacity(3);
     for k in [bearer.map(|b| b.as_bytes().to_vec()), x_api_key, query]
@@ -270,7 +272,12 @@ impl Auth {
         for p in &self.providers {
             match p.check(req, &keys) {
                 Verdict::Accept => {
-                    log::debug!("auth: {} {}: accepted by {}", req.method, req.path, p.name());
+                    log::debug!(
+                        "auth: {} {}: accepted by {}",
+                        req.method,
+                        req.path,
+                        p.name()
+                    );
                     return Ok(());
                 }
                 Verdict::Unavailable => worst = Verdict::Unavailable,

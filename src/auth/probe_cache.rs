@@ -273,7 +273,10 @@ mod tests {
         let t0 = Instant::now();
         let at = |t| c.lookup_at(b"k", t, WAIT, counting(&calls, Outcome::Valid));
         assert_eq!(at(t0), (Outcome::Valid, Source::Probe));
-        assert_eq!(at(t0 + TTL - Duration::from_millis(1)), (Outcome::Valid, Source::Cache));
+        assert_eq!(
+            at(t0 + TTL - Duration::from_millis(1)),
+            (Outcome::Valid, Source::Cache)
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(at(t0 + TTL), (Outcome::Valid, Source::Probe));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -370,7 +373,8 @@ mod tests {
         c.lookup_at(&key(cap), at(cap), WAIT, counting(&calls, Outcome::Valid));
         assert_eq!(c.len(), cap - 1);
         let probed = |i: usize| {
-            c.lookup_at(&key(i), at(cap), WAIT, counting(&calls, Outcome::Valid)).1
+            c.lookup_at(&key(i), at(cap), WAIT, counting(&calls, Outcome::Valid))
+                .1
                 == Source::Probe
         };
         assert!(!probed(cap));
@@ -479,6 +483,9 @@ mod tests {
             assert!(leader.join().is_err());
         });
         assert_eq!(c.in_flight(), 0);
-        assert_eq!(c.lookup(b"k", WAIT, || Outcome::Valid), (Outcome::Valid, Source::Probe));
+        assert_eq!(
+            c.lookup(b"k", WAIT, || Outcome::Valid),
+            (Outcome::Valid, Source::Probe)
+        );
     }
 }

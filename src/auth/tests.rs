@@ -19,7 +19,7 @@ pub(crate) fn request_from(peer: SocketAddr, headers: &[(&str, &str)], query: &s
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         body: Vec::new(),
-        peer: peer,
+        peer,
     }
 }
 
@@ -41,7 +41,10 @@ fn strs(v: &[&str]) -> Vec<Vec<u8>> {
 #[test]
 fn keys_in_order_bearer_header_query() {
     let got = keys(
-        &[("X-API-Key", "from-header"), ("Authorization", "Bearer from-bearer")],
+        &[
+            ("X-API-Key", "from-header"),
+            ("Authorization", "Bearer from-bearer"),
+        ],
         "a=1&apikey=from-query",
     );
     assert_eq!(got, strs(&["from-bearer", "from-header", "from-query"]));
@@ -79,7 +82,10 @@ fn query_is_percent_decoded() {
     // `+` stays a plus; a malformed escape stays literal.
     assert_eq!(keys(&[], "apikey=a+b%zz%4"), strs(&["a+b%zz%4"]));
     // The first non-empty value wins; other parameters and look-alikes are ignored.
-    assert_eq!(keys(&[], "apikey=&xapikey=no&apikey=yes&apikey=later"), strs(&["yes"]));
+    assert_eq!(
+        keys(&[], "apikey=&xapikey=no&apikey=yes&apikey=later"),
+        strs(&["yes"])
+    );
     assert_eq!(keys(&[], "api%6Bey=enc"), strs(&["enc"]));
     assert!(keys(&[], "apikey").is_empty());
     assert!(keys(&[], "").is_empty());
@@ -92,7 +98,10 @@ fn empty_and_oversized_candidates_are_skipped() {
     let long = "k".repeat(MAX_KEY_BYTES + 1);
     let max = "m".repeat(MAX_KEY_BYTES);
     let got = keys(
-        &[("Authorization", &format!("Bearer {long}")), ("X-API-Key", "")],
+        &[
+            ("Authorization", &format!("Bearer {long}")),
+            ("X-API-Key", ""),
+        ],
         &format!("apikey={max}"),
     );
     assert_eq!(got, vec![max.into_bytes()]);
@@ -140,14 +149,26 @@ fn static_chain_decisions() {
     assert_eq!(auth.provider_names(), vec!["static"]);
     let check = |h: &[(&str, &str)], q: &str| auth.check(&request(h, q));
     assert_eq!(check(&[], ""), Err(AuthError::Missing));
-    assert_eq!(check(&[("Authorization", "Bearer nope")], ""), Err(AuthError::Invalid));
-    assert_eq!(check(&[("Authorization", "sk-a")], ""), Err(AuthError::Missing));
+    assert_eq!(
+        check(&[("Authorization", "Bearer nope")], ""),
+        Err(AuthError::Invalid)
+    );
+    assert_eq!(
+        check(&[("Authorization", "sk-a")], ""),
+        Err(AuthError::Missing)
+    );
     assert_eq!(check(&[("Authorization", "Bearer sk-a")], ""), Ok(()));
     assert_eq!(check(&[("X-API-Key", "sk-b")], ""), Ok(()));
     assert_eq!(check(&[], "apikey=sk%2Db"), Ok(()));
     // A wrong first candidate does not hide a right later one.
     assert_eq!(
-        check(&[("Authorization", "Bearer \u{e9}\u{fffd}"), ("X-API-Key", "x")], "apikey=sk-a"),
+        check(
+            &[
+                ("Authorization", "Bearer \u{e9}\u{fffd}"),
+                ("X-API-Key", "x")
+            ],
+            "apikey=sk-a"
+        ),
         Ok(())
     );
 }
@@ -162,7 +183,10 @@ fn trusted_header_and_static_keys_together() {
         ..ApimanConfig::default()
     };
     let auth = Auth::from_config(&config(&["sk-a"], apiman));
-    assert_eq!(auth.provider_names(), vec!["static", "apiman_trusted_header"]);
+    assert_eq!(
+        auth.provider_names(),
+        vec!["static", "apiman_trusted_header"]
+    );
     let check = |h: &[(&str, &str)]| auth.check(&request(h, ""));
     assert_eq!(check(&[("X-Gw", "gw-secret")]), Ok(()));
     assert_eq!(check(&[("X-API-Key", "sk-a")]), Ok(()));
@@ -189,7 +213,11 @@ fn any_accept_wins_and_stops_the_chain() {
     let (rej, acc, later) = (v(Verdict::Reject), v(Verdict::Accept), v(Verdict::Reject));
     let auth = Auth::with_providers(vec![rej.clone(), acc.clone(), later.clone()]);
     assert_eq!(auth.check(&request(&[], "")), Ok(()));
-    assert_eq!(later.1.load(Ordering::SeqCst), 0, "no provider runs after an accept");
+    assert_eq!(
+        later.1.load(Ordering::SeqCst),
+        0,
+        "no provider runs after an accept"
+    );
     // Unavailable outranks Invalid, which outranks Missing.
     let chain = |vs: &[Verdict]| {
         let ps = vs.iter().map(|x| v(*x) as Arc<dyn Provider>).collect();
@@ -199,7 +227,10 @@ fn any_accept_wins_and_stops_the_chain() {
     assert_eq!(chain(&[Unavailable, Reject]), Err(AuthError::Unavailable));
     assert_eq!(chain(&[Reject, Unavailable]), Err(AuthError::Unavailable));
     assert_eq!(chain(&[NoCredential, Reject]), Err(AuthError::Invalid));
-    assert_eq!(chain(&[NoCredential, NoCredential]), Err(AuthError::Missing));
+    assert_eq!(
+        chain(&[NoCredential, NoCredential]),
+        Err(AuthError::Missing)
+    );
     assert_eq!(chain(&[Unavailable, Accept]), Ok(()));
 }
 
@@ -225,7 +256,10 @@ fn rebuild_keeps_the_probe_cache_for_the_same_probe() {
     };
     let first = Auth::from_config(&config(&[], probe.clone()));
     let again = first.rebuild(&config(&["sk-new"], probe.clone()));
-    assert_eq!(again.provider_names(), vec!["static", "apiman_gateway_probe"]);
+    assert_eq!(
+        again.provider_names(),
+        vec!["static", "apiman_gateway_probe"]
+    );
     let (a, b) = (first.probe.as_ref().unwrap(), again.probe.as_ref().unwrap());
     assert!(b.shares_cache_with(a));
     let moved = ApimanConfig {
@@ -234,5 +268,9 @@ fn rebuild_keeps_the_probe_cache_for_the_same_probe() {
     };
     let changed = again.rebuild(&config(&[], moved));
     assert!(!changed.probe.as_ref().unwrap().shares_cache_with(b));
-    assert!(again.rebuild(&config(&[], ApimanConfig::default())).is_open());
+    assert!(
+        again
+            .rebuild(&config(&[], ApimanConfig::default()))
+            .is_open()
+    );
 }

@@ -15,7 +15,11 @@ pub(super) struct TrustedHeader {
 
 impl TrustedHeader {
     pub(super) fn new(cfg: &ApimanConfig) -> TrustedHeader {
-        let header = cfg.header.as_deref().map(str::trim).filter(|h| !h.is_empty());
+        let header = cfg
+            .header
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
         let secret = cfg.secret.as_ref().filter(|s| !s.is_empty());
         let expected = match (header, secret) {
             (Some(h), Some(s)) => Some((h.to_string(), s.clone())),
@@ -69,12 +73,27 @@ mod tests {
     fn header_must_carry_the_secret() {
         let p = TrustedHeader::new(&cfg(Some("X-Apiman-Gateway-Token"), Some("s3cret")));
         let check = |h: &[(&str, &str)]| p.check(&request(h, ""), &[]);
-        assert_eq!(check(&[("x-apiman-gateway-token", "s3cret")]), Verdict::Accept);
-        assert_eq!(check(&[("X-Apiman-Gateway-Token", "s3cre")]), Verdict::Reject);
-        assert_eq!(check(&[("X-Apiman-Gateway-Token", "s3cret2")]), Verdict::Reject);
+        assert_eq!(
+            check(&[("x-apiman-gateway-token", "s3cret")]),
+            Verdict::Accept
+        );
+        assert_eq!(
+            check(&[("X-Apiman-Gateway-Token", "s3cre")]),
+            Verdict::Reject
+        );
+        assert_eq!(
+            check(&[("X-Apiman-Gateway-Token", "s3cret2")]),
+            Verdict::Reject
+        );
         assert_eq!(check(&[("X-Apiman-Gateway-Token", "")]), Verdict::Reject);
-        assert_eq!(check(&[("X-Apiman-Gateway-Token", "\u{fffd}")]), Verdict::Reject);
-        assert_eq!(check(&[("Authorization", "Bearer s3cret")]), Verdict::NoCredential);
+        assert_eq!(
+            check(&[("X-Apiman-Gateway-Token", "\u{fffd}")]),
+            Verdict::Reject
+        );
+        assert_eq!(
+            check(&[("Authorization", "Bearer s3cret")]),
+            Verdict::NoCredential
+        );
     }
 
     #[test]
