@@ -71,9 +71,11 @@ impl std::error::Error for AdminError {}
 
 impl AdminAuth {
     /// From the value of `ADMIN_API_KEY`; unset, empty or all-whitespace means loopback only.
+    /// Surrounding whitespace (a trailing newline from a secrets file) is dropped: a Bearer
+    /// token is read trimmed, so such a key could never match.
     pub fn from_env_value(value: Option<Secret>) -> AdminAuth {
-        match value {
-            Some(k) if !k.expose().trim().is_empty() => AdminAuth::Key(k),
+        match value.map(|k| k.expose().trim().to_string()) {
+            Some(k) if !k.is_empty() => AdminAuth::Key(Secret::new(k)),
             _ => AdminAuth::LoopbackOnly,
         }
     }
@@ -176,6 +178,14 @@ mod tests {
         for v in [Some(Secret::new("")), Some(Secret::new("  ")), None] {
             assert_eq!(AdminAuth::from_env_value(v), AdminAuth::LoopbackOnly);
         }
+    }
+
+    #[test]
+    fn key_from_a_secrets_file_is_trimmed() {
+        let a = AdminAuth::from_env_value(Some(Secret::new(" adm-key\n")));
+        assert_eq!(a, AdminAuth::Key(Secret::new("adm-key")));
+        let r = req("10.0.0.1:1", &[("Authorization", "Bearer adm-key")], "");
+        assert_eq!(a.check(&r), Ok(()));
     }
 
     #[test]
