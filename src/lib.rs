@@ -16,6 +16,7 @@ pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod cancel;
 pub mod cli;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod auth;
 mod backend_anthropic;
 mod backend_openai;
 mod cli;

@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
+pub mod fake_apiman;
 pub mod fake_openai;
 pub mod gateway;
