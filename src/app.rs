@@ -13,12 +13,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::auth::Auth;
 use crate::backend::{self, Backend};
 use crate::config::{self, Config, EnvLookup};
 use crate::mcp::McpServer;
 
 pub struct Snapshot {
     pub config: Arc<Config>,
+    /// The `/v1/*` auth chain for this config (the Apiman probe cache carries over).
+    pub auth: Auth,
     pub backends: HashMap<String, Arc<dyn Backend>>,
     pub mcp: HashMap<String, Arc<McpServer>>,
     /// Unix seconds when this config was loaded (the `created` of `/v1/models`).
@@ -60,7 +63,12 @@ impl Snapshot {
                 )
             })
             .collect();
+        let auth = match previous {
+            Some(prev) => prev.auth.rebuild(&config),
+            None => Auth::from_config(&config),
+        };
         Snapshot {
+            auth,
             config: Arc::new(config),
             backends,
             mcp,

@@ -170,9 +170,6 @@ fn serve(opts: &Opts) -> i32 {
             "no config file found: running the embedded demo config (assistant 'demo', offline mock model, demo MCP tools)"
         ),
     }
-    if cfg.proxy_api_keys.is_empty() && !cfg.apiman.enabled {
-        log::warn!("no auth provider configured: /v1/* is open to anyone who can reach this port");
-    }
     let listen = opts
         .listen
         .clone()
@@ -194,6 +191,18 @@ fn serve(opts: &Opts) -> i32 {
         document,
     };
     let app = Arc::new(App::with_source(cfg, source));
+    match app.snapshot().auth.provider_names().as_slice() {
+        [] => log::warn!(
+            "no auth provider configured: /v1/* is open to anyone who can reach this port"
+        ),
+        names => log::info!("/v1/* auth providers: {}", names.join(", ")),
+    }
+    if app
+        .env_var("ADMIN_API_KEY")
+        .is_none_or(|k| k.trim().is_empty())
+    {
+        log::info!("ADMIN_API_KEY not set: the admin API answers loopback clients only");
+    }
     crate::signals::block();
     let server = match Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))) {
         Ok(s) => s,

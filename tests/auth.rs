@@ -280,3 +280,96 @@ fn reload_with_the_same_probe_keeps_the_cache() {
     assert_eq!(changed.check(&bearer("sk-good")), Ok(()));
     assert_eq!(gw.probes("sk-good"), 2);
 }
+
+mod through_the_gateway {
+    //! The chain wired into the routes: `/v1/*` guarded, `/health` open, admin separate.
+
+    use crate::support::gateway::{TestGateway, request};
+
+    const YAML: &str = "backends:\n  b: {kind: mock}\nassistants:\n  - {name: a, backend: b}\nproxy_api_keys: [\"k-123\", \"${UNSET_KEY:-}\"]\n";
+
+    fn get(
+        gw: &TestGateway,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> crate::support::gateway::Response {
+        request(gw.addr, "GET", path, headers, b"")
+    }
+
+    #[test]
+    fn v1_needs_a_key_from_any_of_the_three_places() {
+        let gw = TestGateway::start(YAML);
+        let r = get(&gw, "/v1/models", &[]);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
+        assert_eq!(r.json()["error"]["type"], "authentication_error");
+        assert_eq!(
+            get(&gw, "/v1/models", &[("Authorization", "Bearer wrong")]).status,
+            401
+        );
+        assert!(
+            !get(&gw, "/v1/models", &[("Authorization", "Bearer wrong")])
+                .text()
+                .contains("wrong"),
+            "key not echoed"
+        );
+        assert_eq!(
+            get(&gw, "/v1/models", &[("Authorization", "Bearer k-123")]).status,
+            200
+        );
+        assert_eq!(
+            get(&gw, "/v1/models", &[("X-API-Key", "k-123")]).status,
+            200
+        );
+        assert_eq!(get(&gw, "/v1/models?apikey=k-123", &[]).status, 200);
+        let body = br#"{"model":"a","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            request(gw.addr, "POST", "/v1/chat/completions", &[], body).status,
+            401
+        );
+        assert_eq!(
+            request(
+                gw.addr,
+                "POST",
+                "/v1/chat/completions",
+                &[("Authorization", "Bearer k-123")],
+                body
+            )
+            .status,
+            200
+        );
+        assert_eq!(get(&gw, "/health", &[]).status, 200, "health stays open");
+    }
+
+    #[test]
+    fn an_empty_key_entry_does_not_switch_auth_on() {
+        let gw = TestGateway::start(
+            "backends:\n  b: {kind: mock}\nassistants:\n  - {name: a, backend: b}\nproxy_api_keys: [\"${UNSET_KEY:-}\"]\n",
+        );
+        assert_eq!(get(&gw, "/v1/models", &[]).status, 200);
+    }
+
+    #[test]
+    fn admin_key_is_separate_from_proxy_keys() {
+        let gw = TestGateway::start_with_env(YAML, &[("ADMIN_API_KEY", "adm-9")]);
+        assert_eq!(get(&gw, "/admin/config", &[]).status, 401);
+        assert_eq!(
+            get(&gw, "/admin/config", &[("Authorization", "Bearer k-123")]).status,
+            401,
+            "a proxy key is not an admin key"
+        );
+        assert_eq!(
+            get(&gw, "/admin/config", &[("Authorization", "adm-9")]).status,
+            401,
+            "Bearer scheme required"
+        );
+        let r = get(&gw, "/admin/config", &[("Authorization", "Bearer adm-9")]);
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains("k-123") && !r.text().contains("adm-9"));
+        // Without ADMIN_API_KEY, loopback peers (this test) are served.
+        assert_eq!(
+            get(&TestGateway::start(YAML), "/admin/config", &[]).status,
+            200
+        );
+    }
+}

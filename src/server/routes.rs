@@ -15,20 +15,27 @@ use crate::admin;
 use crate::agent::{self, Collect, LoopError, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::{App, Snapshot, unix_now};
+use crate::auth::AdminAuth;
 use crate::cancel::Cancel;
 use crate::error::ApiError;
-use crate::secret::constant_time_eq;
+use crate::secret::Secret;
 use crate::server::http::{Handler, Request, Responder};
 use crate::server::sse::ChunkWriter;
 use crate::tools::ToolSet;
 
 pub struct Gateway {
     app: Arc<App>,
+    /// `/admin/*`: `ADMIN_API_KEY` as a Bearer token, else loopback peers only.
+    admin_auth: AdminAuth,
 }
 
 impl Gateway {
     pub fn new(app: Arc<App>) -> Gateway {
-        Gateway { app }
+        let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
+        Gateway {
+            admin_auth: AdminAuth::from_env_value(key),
+            app,
+        }
     }
 }
 
@@ -46,12 +53,24 @@ impl Handler for Gateway {
         let request_id = request_id(&req);
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id.as_str())];
+        // The snapshot this request works with, start to end (auth included).
+        let snap = self.app.snapshot();
+        let denied = req
+            .path
+            .starts_with("/v1/")
+            .then(|| snap.auth.check(&req).err())
+            .flatten();
         match (req.method.as_str(), req.path.as_str()) {
+            _ if denied.is_some() => {
+                let e = denied
+                    .map(|d| d.api_error())
+                    .unwrap_or_else(ApiError::unauthorized);
+                served.status = send_error(resp, &id_header, &e);
+            }
             ("GET" | "HEAD", "/health") => {
                 served.status = send_json(resp, 200, &id_header, &json!({"status": "ok"}));
             }
             ("GET" | "HEAD", "/v1/models") => {
-                let snap = self.app.snapshot();
                 let data: Vec<Value> = snap
                     .config
                     .assistants
@@ -67,17 +86,16 @@ impl Handler for Gateway {
             }
             ("GET" | "HEAD", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
-                let snap = self.app.snapshot();
                 served.status = match snap.config.assistant(id) {
                     Some(a) => send_json(resp, 200, &id_header, &model_json(&a.name, &snap)),
                     None => send_error(resp, &id_header, &ApiError::model_not_found(id)),
                 };
             }
             ("POST", "/v1/chat/completions") => {
-                served = self.chat(&req, resp, &request_id);
+                served = self.chat(&snap, &req, resp, &request_id);
             }
             (_, path) if path == "/admin" || path.starts_with("/admin/") => {
-                served.status = match self.admin_allowed(&req) {
+                served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
                     Ok(()) => {
                         let reply = admin::handle(&self.app, &req);
                         send_json(resp, reply.status, &id_header, &reply.body)
@@ -111,39 +129,13 @@ impl Handler for Gateway {
 }
 
 impl Gateway {
-    /// `/admin/*`: `ADMIN_API_KEY` as a Bearer token (constant time); without it, loopback
-    /// peers only (SPEC §8).
-    fn admin_allowed(&self, req: &Request) -> Result<(), ApiError> {
-        match self.app.env_var("ADMIN_API_KEY").filter(|k| !k.is_empty()) {
-            Some(key) => {
-                let given = req
-                    .header("Authorization")
-                    .and_then(|h| {
-                        h.get(..7)
-                            .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                            .map(|_| &h[7..])
-                    })
-                    .unwrap_or("");
-                if constant_time_eq(given.trim().as_bytes(), key.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(ApiError::new(
-                        401,
-                        "authentication_error",
-                        "invalid or missing admin key",
-                    ))
-                }
-            }
-            None if is_loopback(req.peer.ip()) => Ok(()),
-            None => Err(ApiError::new(
-                403,
-                "permission_error",
-                "the admin API answers loopback clients only; set ADMIN_API_KEY to use it remotely",
-            )),
-        }
-    }
-
-    fn chat(&self, req: &Request, resp: &mut Responder<'_>, request_id: &str) -> Served {
+    fn chat(
+        &self,
+        snap: &Snapshot,
+        req: &Request,
+        resp: &mut Responder<'_>,
+        request_id: &str,
+    ) -> Served {
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id)];
         let chat: ChatRequest = match parse_body(&req.body) {
@@ -153,7 +145,6 @@ impl Gateway {
                 return served;
             }
         };
-        let snap = self.app.snapshot();
         let Some(assistant) = snap.config.assistant(&chat.model) else {
             served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
             return served;
@@ -362,15 +353,5 @@ fn request_id(req: &Request) -> String {
             id.to_string()
         }
         _ => format!("req-{}", unique_hex()),
-    }
-}
-
-/// 127.0.0.0/8, ::1 and IPv4-mapped loopback.
-fn is_loopback(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
     }
 }

@@ -41,6 +41,21 @@ impl TestGateway {
         TestGateway::from_app(cfg.clone(), App::new(cfg))
     }
 
+    /// From YAML, with extra variables in the app's environment (e.g. `ADMIN_API_KEY`).
+    pub fn start_with_env(yaml: &str, vars: &[(&str, &str)]) -> TestGateway {
+        let mut env = TestEnv::new();
+        for (k, v) in vars {
+            env.0.insert(k.to_string(), v.to_string());
+        }
+        let cfg = config::parse(yaml, "test", &env).unwrap_or_else(|e| panic!("{e}"));
+        let source = aiproxy::app::Source {
+            path: None,
+            env: Box::new(env),
+            document: Value::Null,
+        };
+        TestGateway::from_app(cfg.clone(), App::with_source(cfg, source))
+    }
+
     /// From a config file, with reload and persistence as `aiproxy serve --config` has them.
     pub fn start_file(path: &std::path::Path) -> TestGateway {
         let env = TestEnv::new();
