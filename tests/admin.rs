@@ -112,6 +112,7 @@ fn no_admin_response_contains_a_secret() {
     assert_eq!(cfg["backends"]["openai"]["api_key"], "***");
     assert_eq!(cfg["mcp_servers"]["demo"]["env"]["TOKEN"], "***");
     assert_eq!(cfg["proxy_api_keys"], json!(["***"]));
+    assert_eq!(cfg["auth_providers"], json!(["static"]));
     // PUT responses are redacted too.
     let (status, v) = admin(
         &gw,

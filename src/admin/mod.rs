@@ -71,7 +71,12 @@ pub fn handle(app: &App, req: &Request) -> Reply {
         _ => None,
     };
     match (method, kind, parts.as_slice()) {
-        ("GET", None, ["config"]) => Reply::ok(dump::config(&app.snapshot().config)),
+        ("GET", None, ["config"]) => {
+            let snap = app.snapshot();
+            let mut v = dump::config(&snap.config);
+            v["auth_providers"] = json!(snap.auth.provider_names());
+            Reply::ok(v)
+        }
         ("POST", None, ["reload"]) => reload(app),
         ("GET", Some(k), [_]) => list(app, k),
         ("GET", Some(Kind::Mcp), [_, name, "tools"]) => mcp_tools(app, name),
