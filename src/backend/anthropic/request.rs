@@ -8,18 +8,6 @@ use super::types::DEFAULT_MAX_TOKENS;
 use crate::api::openai::Tool;
 use crate::backend::TurnRequest;
 
-/// Parameters handled elsewhere in the request (never reported as dropped).
-const HANDLED_ELSEWHERE: &[&str] = &[
-    "model",
-    "messages",
-    "stream",
-    "stream_options",
-    "tools",
-    "tool_choice",
-    "n",
-    "parallel_tool_calls",
-];
-
 /// Build the body for `POST /messages`. `prompt_caching` marks the fixed prefix (the last tool
 /// definition and the last system block) with `cache_control: ephemeral`.
 pub fn build(req: &TurnRequest<'_>, prompt_caching: bool) -> Value {
@@ -210,7 +198,8 @@ fn sampling(params: &Map<String, Value>, body: &mut Map<String, Value>) {
                 }
             }
             "user" | "safety_identifier" | "metadata" => {}
-            k if HANDLED_ELSEWHERE.contains(&k) => {}
+            // Mapped into `tool_choice` (the loop strips model, messages, stream, tools, …).
+            "parallel_tool_calls" => {}
             _ => dropped.push(key.as_str()),
         }
     }
