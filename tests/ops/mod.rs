@@ -3,6 +3,7 @@
 //! static build under qemu-user. `proc` holds the helpers that run and watch processes.
 
 mod check;
+mod deploy;
 mod lifecycle;
 mod metrics;
 mod nginx;
