@@ -262,6 +262,13 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
 
+    #[test]
+    fn no_emulator_when_running_natively() {
+        // The test binary runs natively: /proc/self/exe and /proc/thread-self/exe agree.
+        assert_eq!(user_mode_emulator(), None);
+        assert!(std::fs::read_link("/proc/thread-self/exe").is_ok());
+    }
+
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs
             .iter()

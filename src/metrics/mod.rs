@@ -9,14 +9,15 @@
 //! interned into fixed-capacity tables on first use; once a table is full, further values are
 //! folded into `other`, so memory is bounded whatever the config or the clients do. Names the
 //! client or the model makes up (unknown models, unknown tools) never become labels.
+//! `render` writes the text exposition.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::mcp::{ServerState, ServerStatus};
 use crate::server::http::HttpStats;
+
+mod render;
 
 /// Distinct assistants / backends / tools tracked; the rest are reported as `other`.
 pub const MAX_ASSISTANTS: usize = 32;
@@ -174,41 +175,10 @@ impl Histogram {
         self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
         self.count.fetch_add(1, Relaxed);
     }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Relaxed);
-            let le = self
-                .bounds
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count.load(Relaxed));
-    }
 }
 
 fn histograms(n: usize, bounds: &'static [f64]) -> Box<[Histogram]> {
     (0..n).map(|_| Histogram::new(bounds)).collect()
-}
-
-/// Label value escaping of the text format: backslash, double quote, newline.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The registry. One per gateway; cheap to share (`Arc`).
@@ -304,268 +274,12 @@ impl Metrics {
         self.tool_calls[t * TOOL_OUTCOMES.len() + outcome as usize].fetch_add(1, Relaxed);
         self.tool_latency[t].observe(elapsed.as_secs_f64());
     }
-
-    /// The exposition text. `mcp` is the state of the configured MCP servers, read by the
-    /// caller from the current config snapshot.
-    pub fn render(&self, mcp: &[(String, ServerStatus)]) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        header(
-            &mut out,
-            "aiproxy_build_info",
-            "gauge",
-            "Version of the running binary.",
-        );
-        let _ = writeln!(
-            out,
-            "aiproxy_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        header(
-            &mut out,
-            "aiproxy_start_time_seconds",
-            "gauge",
-            "Unix time the process started.",
-        );
-        let _ = writeln!(out, "aiproxy_start_time_seconds {}", self.started_at);
-        self.render_http(&mut out);
-        self.render_chat(&mut out);
-        self.render_upstream(&mut out);
-        self.render_tools(&mut out);
-        render_mcp(&mut out, mcp);
-        out
-    }
-
-    fn render_http(&self, out: &mut String) {
-        header(
-            out,
-            "aiproxy_http_requests_total",
-            "counter",
-            "Answered HTTP requests by route and status.",
-        );
-        for (r, route) in ROUTES.iter().enumerate() {
-            for s in 0..N_STATUS {
-                let n = self.http[r * N_STATUS + s].load(Relaxed);
-                if n > 0 {
-                    let status = status_label(s);
-                    let _ = writeln!(
-                        out,
-                        "aiproxy_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                    );
-                }
-            }
-        }
-        let Some(stats) = self.http_stats.get() else {
-            return;
-        };
-        let (in_flight, open, shed) = stats.read();
-        header(
-            out,
-            "aiproxy_in_flight_requests",
-            "gauge",
-            "Requests admitted and not yet answered (queued or running).",
-        );
-        let _ = writeln!(out, "aiproxy_in_flight_requests {in_flight}");
-        header(
-            out,
-            "aiproxy_open_connections",
-            "gauge",
-            "Open client connections.",
-        );
-        let _ = writeln!(out, "aiproxy_open_connections {open}");
-        header(
-            out,
-            "aiproxy_shed_requests_total",
-            "counter",
-            "Requests and connections refused with 503 because a limit was reached.",
-        );
-        let _ = writeln!(out, "aiproxy_shed_requests_total {shed}");
-    }
-
-    fn render_chat(&self, out: &mut String) {
-        header(
-            out,
-            "aiproxy_requests_total",
-            "counter",
-            "Chat completions by assistant and status (499: the client went away).",
-        );
-        for (a, name) in self.assistants.used() {
-            let name = escape(name);
-            for s in 0..N_STATUS {
-                let n = self.chat[a * N_STATUS + s].load(Relaxed);
-                if n > 0 {
-                    let status = status_label(s);
-                    let _ = writeln!(
-                        out,
-                        "aiproxy_requests_total{{assistant=\"{name}\",status=\"{status}\"}} {n}"
-                    );
-                }
-            }
-        }
-        let families: [(&str, &str, &[Histogram]); 2] = [
-            (
-                "aiproxy_request_duration_seconds",
-                "Chat completion duration, whole stream included.",
-                &self.chat_latency,
-            ),
-            (
-                "aiproxy_loop_iterations",
-                "LLM rounds per chat completion (1 = answered without tools).",
-                &self.rounds,
-            ),
-        ];
-        for (family, help, hists) in families {
-            header(out, family, "histogram", help);
-            for (a, name) in self.assistants.used() {
-                if hists[a].count.load(Relaxed) > 0 {
-                    hists[a].render(out, family, &format!("assistant=\"{}\"", escape(name)));
-                }
-            }
-        }
-    }
-
-    fn render_upstream(&self, out: &mut String) {
-        header(
-            out,
-            "aiproxy_upstream_requests_total",
-            "counter",
-            "Calls to upstream LLMs (one per round) by backend.",
-        );
-        for (b, name) in self.backends.used() {
-            let n = self.upstream_calls[b].load(Relaxed);
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "aiproxy_upstream_requests_total{{backend=\"{}\"}} {n}",
-                    escape(name)
-                );
-            }
-        }
-        header(
-            out,
-            "aiproxy_upstream_errors_total",
-            "counter",
-            "Failed upstream calls by backend and kind.",
-        );
-        for (b, name) in self.backends.used() {
-            for (k, kind) in UPSTREAM_ERRORS.iter().enumerate() {
-                let n = self.upstream_errors[b * UPSTREAM_ERRORS.len() + k].load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "aiproxy_upstream_errors_total{{backend=\"{}\",kind=\"{kind}\"}} {n}",
-                        escape(name)
-                    );
-                }
-            }
-        }
-        header(
-            out,
-            "aiproxy_upstream_duration_seconds",
-            "histogram",
-            "Upstream call duration (one round, streamed body included).",
-        );
-        for (b, name) in self.backends.used() {
-            if self.upstream_latency[b].count.load(Relaxed) > 0 {
-                self.upstream_latency[b].render(
-                    out,
-                    "aiproxy_upstream_duration_seconds",
-                    &format!("backend=\"{}\"", escape(name)),
-                );
-            }
-        }
-    }
-
-    fn render_tools(&self, out: &mut String) {
-        header(
-            out,
-            "aiproxy_tool_calls_total",
-            "counter",
-            "MCP tool calls by exposed tool name and outcome.",
-        );
-        for (t, name) in self.tools.used() {
-            for (o, outcome) in TOOL_OUTCOMES.iter().enumerate() {
-                let n = self.tool_calls[t * TOOL_OUTCOMES.len() + o].load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "aiproxy_tool_calls_total{{tool=\"{}\",outcome=\"{outcome}\"}} {n}",
-                        escape(name)
-                    );
-                }
-            }
-        }
-        header(
-            out,
-            "aiproxy_tool_call_duration_seconds",
-            "histogram",
-            "MCP tool call duration by exposed tool name.",
-        );
-        for (t, name) in self.tools.used() {
-            if self.tool_latency[t].count.load(Relaxed) > 0 {
-                self.tool_latency[t].render(
-                    out,
-                    "aiproxy_tool_call_duration_seconds",
-                    &format!("tool=\"{}\"", escape(name)),
-                );
-            }
-        }
-    }
-}
-
-fn render_mcp(out: &mut String, mcp: &[(String, ServerStatus)]) {
-    header(
-        out,
-        "aiproxy_mcp_server_up",
-        "gauge",
-        "1 when the MCP server's session is ready (servers start on first use).",
-    );
-    for (name, st) in mcp {
-        let up = u8::from(st.state == ServerState::Ready);
-        let _ = writeln!(
-            out,
-            "aiproxy_mcp_server_up{{server=\"{}\"}} {up}",
-            escape(name)
-        );
-    }
-    header(
-        out,
-        "aiproxy_mcp_server_restarts_total",
-        "counter",
-        "Sessions started to replace one that had been ready.",
-    );
-    for (name, st) in mcp {
-        let _ = writeln!(
-            out,
-            "aiproxy_mcp_server_restarts_total{{server=\"{}\"}} {}",
-            escape(name),
-            st.restarts
-        );
-    }
-    header(
-        out,
-        "aiproxy_mcp_server_tools",
-        "gauge",
-        "Tools the MCP server lists (absent until it started).",
-    );
-    for (name, st) in mcp {
-        if let Some(n) = st.tool_count {
-            let _ = writeln!(
-                out,
-                "aiproxy_mcp_server_tools{{server=\"{}\"}} {n}",
-                escape(name)
-            );
-        }
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::{ServerState, ServerStatus};
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines()
