@@ -41,15 +41,16 @@ static: static-x86 static-arm
 
 static-x86:
 	$(CARGO) build --release --locked --target $(MUSL_X86)
-	@$(call check_static,target/$(MUSL_X86)/release/aiproxy)
+	$(call check_static,target/$(MUSL_X86)/release/aiproxy)
 
 static-arm:
 	$(CARGO) build --release --locked --target $(MUSL_ARM)
-	@$(call check_static,target/$(MUSL_ARM)/release/aiproxy)
+	$(call check_static,target/$(MUSL_ARM)/release/aiproxy)
 
 MAX_STATIC_BYTES := 8388608
 define check_static
-	file $(1) | tee /dev/stderr | grep -Eq 'static-pie linked|statically linked'
+	@kind=$$(file $(1)); echo "$$kind"; \
+		echo "$$kind" | grep -Eq 'static-pie linked|statically linked' || { echo "$(1) is not static" >&2; exit 1; }
 	@bytes=$$(stat -c %s $(1)); echo "$(1): $$bytes bytes ($$((bytes / 1024)) KiB)"; \
 		test $$bytes -le $(MAX_STATIC_BYTES) || { echo "$(1) is larger than 8 MiB" >&2; exit 1; }
 endef

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::proc::{TempDir, serve, serve_cmd};
+use super::proc::{TempDir, serve, serve_cmd, wait_for};
 use crate::support::gateway::{Response, SseClient, request};
 
 const CONFIG: &str = r#"
@@ -117,7 +117,19 @@ fn metrics_follow_what_was_served() {
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     }
 
-    let (_, text) = scrape(addr);
+    // A stream's numbers are recorded when its handler returns, just after `[DONE]` left.
+    let text = wait_for(
+        Duration::from_secs(10),
+        "the streams to be recorded",
+        || {
+            let (_, text) = scrape(addr);
+            let done = value(
+                &text,
+                "aiproxy_requests_total{assistant=\"demo\",status=\"200\"}",
+            );
+            (done == Some(3.0)).then_some(text)
+        },
+    );
     let m = |s: &str| must(&text, s);
     assert_eq!(
         m("aiproxy_http_requests_total{route=\"chat\",status=\"200\"}"),
