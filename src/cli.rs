@@ -164,18 +164,13 @@ fn serve(opts: &Opts) -> i32 {
             return 2;
         }
     };
-    match &path {
-        Some(p) => log::info!("config loaded from {}", p.display()),
-        None => log::info!(
-            "no config file found: running the embedded demo config (assistant 'demo', offline mock model, demo MCP tools)"
-        ),
-    }
     let listen = opts
         .listen
         .clone()
         .or_else(|| env.get("AIPROXY_LISTEN").filter(|s| !s.is_empty()))
         .or_else(|| cfg.server.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    // Bound before anything is logged, so a failure is the one line on stderr.
     let listener = match TcpListener::bind(&listen) {
         Ok(l) => l,
         Err(e) => {
@@ -183,6 +178,12 @@ fn serve(opts: &Opts) -> i32 {
             return 1;
         }
     };
+    match &path {
+        Some(p) => log::info!("config loaded from {}", p.display()),
+        None => log::info!(
+            "no config file found: running the embedded demo config (assistant 'demo', offline mock model, demo MCP tools)"
+        ),
+    }
     let limits = limits(&cfg);
     let drain = cfg.server.drain_timeout;
     let source = Source {
@@ -204,13 +205,15 @@ fn serve(opts: &Opts) -> i32 {
         log::info!("ADMIN_API_KEY not set: the admin API answers loopback clients only");
     }
     crate::signals::block();
-    let server = match Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))) {
+    let gateway = Arc::new(Gateway::new(Arc::clone(&app)));
+    let server = match Server::start(listener, limits, Arc::clone(&gateway) as _) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aiproxy: cannot start the server: {e}");
             return 1;
         }
     };
+    gateway.metrics().attach_http(server.stats());
     log::info!(
         "aiproxy {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
@@ -287,10 +290,7 @@ fn check(opts: &Opts) -> i32 {
             .filter_map(|n| snap.mcp.get(n).cloned())
             .collect();
         let set = crate::tools::ToolSet::build(&servers, &a.allowed_tools, &a.denied_tools);
-        println!("assistant {} ({} tools):", a.name, set.tools.len());
-        for t in &set.tools {
-            println!("  {}", t.function.name);
-        }
+        print!("{}", describe_tools(&a.name, &set));
         for (server, err) in &set.degraded {
             failed = true;
             println!("  ! MCP server '{server}' failed: {err}");
@@ -298,6 +298,67 @@ fn check(opts: &Opts) -> i32 {
     }
     app.stop_mcp_servers();
     if failed { 1 } else { 0 }
+}
+
+/// Rough tokens of a JSON text: about 4 bytes per token for English and JSON punctuation.
+fn approx_tokens(bytes: usize) -> usize {
+    bytes.div_ceil(4)
+}
+
+/// `check --connect` report for one assistant: each tool under the name the model sees, its
+/// schema size, and a note when the name is not the plain `<server>__<tool>` (characters
+/// replaced, shortened to the 64-character limit, or suffixed because two tools collided).
+fn describe_tools(assistant: &str, set: &crate::tools::ToolSet) -> String {
+    use crate::tools::naming::{MAX_NAME, sanitize};
+    use std::fmt::Write as _;
+    let sizes: Vec<usize> = set
+        .tools
+        .iter()
+        .map(|t| serde_json::to_string(t).map_or(0, |s| s.len()))
+        .collect();
+    let total: usize = sizes.iter().sum();
+    let mut out = format!(
+        "assistant {assistant}: {} tools, tool schemas ~{} tokens ({total} bytes of JSON)\n",
+        set.tools.len(),
+        approx_tokens(total)
+    );
+    let width = set
+        .tools
+        .iter()
+        .map(|t| t.function.name.len())
+        .max()
+        .unwrap_or(0);
+    for (tool, size) in set.tools.iter().zip(sizes) {
+        let name = &tool.function.name;
+        let note = match set.origin(name) {
+            Some((server, original)) => {
+                let plain = format!("{}__{}", sanitize(server), sanitize(original));
+                if *name != plain && plain.len() > MAX_NAME {
+                    format!(
+                        "  [shortened: '{server}' / '{original}' is {} characters, the limit is {MAX_NAME}]",
+                        plain.len()
+                    )
+                } else if *name != plain {
+                    format!(
+                        "  [collision: '{plain}' is exposed by several tools; '{server}' / '{original}' got a suffix]"
+                    )
+                } else if plain != format!("{server}__{original}") {
+                    format!(
+                        "  [renamed: '{server}' / '{original}' has characters outside [A-Za-z0-9_-]]"
+                    )
+                } else {
+                    String::new()
+                }
+            }
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {name:<width$}  ~{} tokens{note}",
+            approx_tokens(size)
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //!
 //! Configuration lives in `config` (strict YAML → typed values); the live registry (config +
 //! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.
+//! `metrics` holds the Prometheus counters recorded at the edges (routes, backend calls, tool
+//! calls, the HTTP server) and served on `GET /metrics`.
 
 pub mod admin;
 pub mod agent;
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod mcp;
+pub mod metrics;
 pub mod secret;
 pub mod server;
 pub mod signals;

@@ -12,5 +12,6 @@ mod gateway_anthropic;
 mod gateway_upstream;
 mod http_server;
 mod mcp_stdio;
+mod ops;
 mod sdk;
 mod support;

@@ -1,6 +1,8 @@
 //! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions`. Every error leaves here OpenAI-shaped; this is the edge where
-//! domain errors are mapped and logged once, with one access line per request.
+//! `POST /v1/chat/completions`, plus `/admin/*` and `GET /metrics` behind the admin guard.
+//! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
+//! logged once, with one access line per request, and where requests and upstream calls are
+//! counted for the metrics.
 //!
 //! Runs on the HTTP worker thread that owns the request; a chat completion runs its whole tool
 //! loop here.
@@ -16,8 +18,10 @@ use crate::agent::{self, Collect, LoopError, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::{App, Snapshot, unix_now};
 use crate::auth::AdminAuth;
+use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::cancel::Cancel;
 use crate::error::ApiError;
+use crate::metrics::{Metrics, Route, UpstreamError};
 use crate::secret::Secret;
 use crate::server::http::{Handler, Request, Responder};
 use crate::server::sse::ChunkWriter;
@@ -25,7 +29,8 @@ use crate::tools::ToolSet;
 
 pub struct Gateway {
     app: Arc<App>,
-    /// `/admin/*`: `ADMIN_API_KEY` as a Bearer token, else loopback peers only.
+    metrics: Arc<Metrics>,
+    /// `/admin/*` and `/metrics`: `ADMIN_API_KEY` as a Bearer token, else loopback peers only.
     admin_auth: AdminAuth,
 }
 
@@ -34,17 +39,25 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
+            metrics: Arc::new(Metrics::new()),
             app,
         }
     }
+
+    /// The registry behind `GET /metrics` (the caller attaches the HTTP server's counters).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
 }
 
-/// What the access line reports about a request.
+/// What the access line and the metrics report about a request.
 #[derive(Default)]
 struct Served {
     status: u16,
     assistant: Option<String>,
     tool_calls: u32,
+    /// LLM rounds the tool loop ran (0 when it did not get that far).
+    rounds: u32,
 }
 
 impl Handler for Gateway {
@@ -53,6 +66,7 @@ impl Handler for Gateway {
         let request_id = request_id(&req);
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id.as_str())];
+        let route = route_of(&req.path);
         // The snapshot this request works with, start to end (auth included).
         let snap = self.app.snapshot();
         let denied = req
@@ -94,6 +108,12 @@ impl Handler for Gateway {
             ("POST", "/v1/chat/completions") => {
                 served = self.chat(&snap, &req, resp, &request_id);
             }
+            ("GET" | "HEAD", "/metrics") => {
+                served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
+                    Ok(()) => self.send_metrics(resp, &id_header),
+                    Err(e) => send_error(resp, &id_header, &e),
+                };
+            }
             (_, path) if path == "/admin" || path.starts_with("/admin/") => {
                 served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
                     Ok(()) => {
@@ -103,7 +123,7 @@ impl Handler for Gateway {
                     Err(e) => send_error(resp, &id_header, &e),
                 };
             }
-            (_, "/health" | "/v1/models" | "/v1/chat/completions") => {
+            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
                 let e = ApiError::new(
                     405,
                     "invalid_request_error",
@@ -116,19 +136,85 @@ impl Handler for Gateway {
                 served.status = send_error(resp, &id_header, &e);
             }
         }
+        let elapsed = started.elapsed();
+        self.metrics.request(route, served.status);
+        if let Some(assistant) = &served.assistant {
+            self.metrics
+                .chat(assistant, served.status, elapsed, served.rounds);
+        }
         log::info!(
             "{request_id} {} {} assistant={} status={} duration_ms={} tool_calls={}",
             req.method,
             req.path,
             served.assistant.as_deref().unwrap_or("-"),
             served.status,
-            started.elapsed().as_millis(),
+            elapsed.as_millis(),
             served.tool_calls,
         );
     }
 }
 
+fn route_of(path: &str) -> Route {
+    match path {
+        "/health" => Route::Health,
+        "/v1/chat/completions" => Route::Chat,
+        "/metrics" => Route::Metrics,
+        "/v1/models" => Route::Models,
+        p if p.starts_with("/v1/models/") => Route::Models,
+        p if p == "/admin" || p.starts_with("/admin/") => Route::Admin,
+        _ => Route::Other,
+    }
+}
+
+/// The backend of one request, timing and counting each upstream call for the metrics.
+struct Metered<'a> {
+    inner: &'a dyn Backend,
+    name: &'a str,
+    metrics: &'a Metrics,
+}
+
+impl Backend for Metered<'_> {
+    fn turn(
+        &self,
+        req: &TurnRequest<'_>,
+        sink: &mut dyn TurnSink,
+    ) -> Result<backend::Turn, backend::Error> {
+        let started = Instant::now();
+        let result = self.inner.turn(req, sink);
+        let error = match &result {
+            Ok(_) => None,
+            // The client left; the upstream did nothing wrong.
+            Err(backend::Error::Cancelled) => return result,
+            Err(backend::Error::Connect(_)) => Some(UpstreamError::Connect),
+            Err(backend::Error::Timeout) => Some(UpstreamError::Timeout),
+            Err(backend::Error::Status { status: 429, .. }) => Some(UpstreamError::RateLimited),
+            Err(backend::Error::Status { .. }) => Some(UpstreamError::Status),
+            Err(backend::Error::Protocol(_)) => Some(UpstreamError::Protocol),
+            Err(backend::Error::TooLarge) => Some(UpstreamError::TooLarge),
+        };
+        self.metrics.upstream(self.name, started.elapsed(), error);
+        result
+    }
+}
+
 impl Gateway {
+    fn send_metrics(&self, resp: &mut Responder<'_>, headers: &[(&str, &str)]) -> u16 {
+        let snap = self.app.snapshot();
+        let mut mcp: Vec<(String, crate::mcp::ServerStatus)> = snap
+            .mcp
+            .iter()
+            .map(|(name, server)| (name.clone(), server.status()))
+            .collect();
+        mcp.sort_by(|a, b| a.0.cmp(&b.0));
+        let body = self.metrics.render(&mcp);
+        let mut h: Vec<(&str, &str)> =
+            vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8")];
+        h.extend_from_slice(headers);
+        // A failed write means the client left; there is nobody to tell.
+        let _ = resp.send(200, &h, body.as_bytes());
+        200
+    }
+
     fn chat(
         &self,
         snap: &Snapshot,
@@ -167,12 +253,18 @@ impl Gateway {
             .iter()
             .filter_map(|n| snap.mcp.get(n).cloned())
             .collect();
-        let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools);
+        let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
+            .with_metrics(Arc::clone(&self.metrics));
         let headers = run_headers(request_id, &tools);
         let cancel = Cancel::new();
+        let metered = Metered {
+            inner: backend.as_ref(),
+            name: &assistant.backend,
+            metrics: &self.metrics,
+        };
         let run = Run {
             assistant,
-            backend: backend.as_ref(),
+            backend: &metered,
             tools: &tools,
             cancel: &cancel,
             deadline: Instant::now() + snap.config.server.request_timeout,
@@ -193,6 +285,7 @@ impl Gateway {
             match result {
                 Ok(out) => {
                     served.tool_calls = out.tool_calls;
+                    served.rounds = out.rounds;
                     let usage = prepared.include_usage.then_some(&out.usage);
                     if writer
                         .finish(&out.client_tool_calls, out.finish_reason, usage)
@@ -222,6 +315,7 @@ impl Gateway {
         served.status = match result {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
+                served.rounds = out.rounds;
                 send_json(
                     resp,
                     200,

@@ -6,13 +6,15 @@
 //! cannot start is left out and reported as degraded instead of failing the request. All tool
 //! calls of one turn run concurrently in scoped threads (at most [`MAX_PARALLEL_CALLS`] at a
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
-//! results come back in the model's order.
+//! results come back in the model's order. Each call is timed and counted in the gateway's
+//! metrics when the set carries them.
 
 pub mod naming;
 pub mod result;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
@@ -20,6 +22,7 @@ use crate::agent::ToolExecutor;
 use crate::api::openai::{FunctionDef, Message, Tool, ToolCall};
 use crate::cancel::Cancel;
 use crate::mcp::{self, McpServer};
+use crate::metrics::{Metrics, ToolOutcome};
 use result::ToolOutput;
 
 /// Tool calls of one turn running at once.
@@ -36,6 +39,7 @@ pub struct ToolSet {
     routes: HashMap<String, Route>,
     /// Servers left out because they could not start, with the reason.
     pub degraded: Vec<(String, String)>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ToolSet {
@@ -44,7 +48,14 @@ impl ToolSet {
             tools: Vec::new(),
             routes: HashMap::new(),
             degraded: Vec::new(),
+            metrics: None,
         }
+    }
+
+    /// Count and time every call of this set in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ToolSet {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Start (if needed) and list the given servers, apply the assistant's filters.
@@ -107,21 +118,60 @@ impl ToolSet {
         set
     }
 
+    /// The MCP server and original tool name behind an exposed name.
+    pub fn origin(&self, exposed: &str) -> Option<(&str, &str)> {
+        self.routes
+            .get(exposed)
+            .map(|r| (r.server.name(), r.tool.as_str()))
+    }
+
     fn call_one(&self, call: &ToolCall, cancel: &Cancel) -> ToolOutput {
+        let started = Instant::now();
+        let name = &call.function.name;
+        let (output, outcome) = self.run_call(call, cancel);
+        if let Some(m) = &self.metrics {
+            // A name the model made up is not a label (it would be unbounded).
+            let known = self.routes.contains_key(name).then_some(name.as_str());
+            m.tool_call(known, outcome, started.elapsed());
+        }
+        output
+    }
+
+    fn run_call(&self, call: &ToolCall, cancel: &Cancel) -> (ToolOutput, ToolOutcome) {
         let name = &call.function.name;
         let Some(route) = self.routes.get(name) else {
-            return ToolOutput::error(format!("unknown tool '{name}'"));
+            let out = ToolOutput::error(format!("unknown tool '{name}'"));
+            return (out, ToolOutcome::Invalid);
         };
         let args = match parse_arguments(&call.function.arguments) {
             Ok(a) => a,
             Err(e) => {
-                return ToolOutput::error(format!("invalid JSON arguments for '{name}': {e}"));
+                let out = ToolOutput::error(format!("invalid JSON arguments for '{name}': {e}"));
+                return (out, ToolOutcome::Invalid);
             }
         };
         match route.server.call_tool(&route.tool, args, cancel) {
-            Ok(r) => result::from_call_result(&r),
-            Err(mcp::Error::Timeout) => ToolOutput::error(format!("'{name}' timed out")),
-            Err(e) => ToolOutput::error(format!("'{name}' failed: {e}")),
+            Ok(r) => {
+                let out = result::from_call_result(&r);
+                let outcome = if out.is_error {
+                    ToolOutcome::Error
+                } else {
+                    ToolOutcome::Ok
+                };
+                (out, outcome)
+            }
+            Err(mcp::Error::Timeout) => (
+                ToolOutput::error(format!("'{name}' timed out")),
+                ToolOutcome::Timeout,
+            ),
+            Err(mcp::Error::Cancelled) => (
+                ToolOutput::error(format!("'{name}' failed: cancelled")),
+                ToolOutcome::Cancelled,
+            ),
+            Err(e) => (
+                ToolOutput::error(format!("'{name}' failed: {e}")),
+                ToolOutcome::Error,
+            ),
         }
     }
 }

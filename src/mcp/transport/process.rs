@@ -33,6 +33,17 @@ pub fn child_env(
     out
 }
 
+/// The user-mode emulator (e.g. `qemu-aarch64-static`) this process runs under, if any. Such an
+/// emulator fakes `/proc/self/exe` as the guest binary but not `/proc/thread-self/exe`, so the
+/// two differ only under emulation. Without a binfmt_misc registration a foreign binary (this
+/// one, spawned as `${AIPROXY_EXE} demo-mcp`) cannot be exec'd directly; it has to go through
+/// the emulator again.
+pub fn user_mode_emulator() -> Option<std::path::PathBuf> {
+    let guest = std::fs::read_link("/proc/self/exe").ok()?;
+    let host = std::fs::read_link("/proc/thread-self/exe").ok()?;
+    (guest != host).then_some(host)
+}
+
 /// Wait until `fd` is readable (or writable with `write`), at most `timeout`. `Ok(false)` on
 /// timeout. Hang-up and errors count as ready: the following read or write reports them.
 pub fn poll_fd(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
@@ -250,6 +261,13 @@ pub fn signal_group(pid: u32, sig: libc::c_int) {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn no_emulator_when_running_natively() {
+        // The test binary runs natively: /proc/self/exe and /proc/thread-self/exe agree.
+        assert_eq!(user_mode_emulator(), None);
+        assert!(std::fs::read_link("/proc/thread-self/exe").is_ok());
+    }
 
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs

@@ -27,7 +27,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::process::{
     LineReader, ReadEvent, child_env, exit_status_nowait, set_nonblocking, signal_group,
-    write_all_until,
+    user_mode_emulator, write_all_until,
 };
 use super::{Grace, Inbound, Outbound, SendError, Transport};
 use crate::mcp::jsonrpc::{Message, decode_frame};
@@ -88,22 +88,39 @@ impl StdioTransport {
         spec: &StdioSpec<'_>,
         inbound: Arc<dyn Inbound>,
     ) -> Result<StdioTransport, String> {
-        let mut cmd = Command::new(spec.command);
-        cmd.args(spec.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .env_clear()
-            .envs(child_env(
-                std::env::vars_os(),
-                spec.env.iter().cloned(),
-                spec.inherit_env,
-            ));
-        if let Some(cwd) = spec.cwd {
-            cmd.current_dir(cwd);
-        }
-        let mut child = cmd.spawn().map_err(|e| match spec.cwd {
+        let command = |program: &std::ffi::OsStr| {
+            let mut cmd = Command::new(program);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .env_clear()
+                .envs(child_env(
+                    std::env::vars_os(),
+                    spec.env.iter().cloned(),
+                    spec.inherit_env,
+                ));
+            if let Some(cwd) = spec.cwd {
+                cmd.current_dir(cwd);
+            }
+            cmd
+        };
+        let mut cmd = command(spec.command.as_ref());
+        cmd.args(spec.args);
+        let spawned = match cmd.spawn() {
+            // Under a user-mode emulator without binfmt_misc, a foreign binary (this one, as
+            // `${AIPROXY_EXE} demo-mcp`) only runs through the emulator.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => match user_mode_emulator() {
+                Some(emulator) => {
+                    let mut cmd = command(emulator.as_os_str());
+                    cmd.arg(spec.command).args(spec.args);
+                    cmd.spawn()
+                }
+                None => Err(e),
+            },
+            other => other,
+        };
+        let mut child = spawned.map_err(|e| match spec.cwd {
             Some(cwd) => format!("cannot run {:?} in {}: {e}", spec.command, cwd.display()),
             None => format!("cannot run {:?}: {e}", spec.command),
         })?;

@@ -20,7 +20,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -166,6 +166,26 @@ impl Limits {
     }
 }
 
+/// Live numbers of a running server for `/metrics`: gauges refreshed by the poller once per
+/// loop iteration, the shed counter bumped at every 503 the poller answers for a limit.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    in_flight: AtomicUsize,
+    open_connections: AtomicUsize,
+    shed: AtomicU64,
+}
+
+impl HttpStats {
+    /// (requests in flight, open connections, requests and connections shed so far).
+    pub fn read(&self) -> (usize, usize, u64) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.open_connections.load(Ordering::Relaxed),
+            self.shed.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A running server. Dropping it without [`Server::shutdown`] stops it without draining.
 pub struct Server {
     local_addr: SocketAddr,
@@ -188,6 +208,7 @@ impl Server {
         let shared = Arc::new(Shared {
             waker: sys::Waker::new()?,
             draining: AtomicBool::new(false),
+            stats: Arc::new(HttpStats::default()),
         });
         // Capacity = admission limit, so the poller's `try_send` only fails if it is broken.
         let (job_tx, job_rx) = bounded(limits.max_in_flight);
@@ -234,6 +255,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Live counters (in flight, open connections, shed), for metrics.
+    pub fn stats(&self) -> Arc<HttpStats> {
+        Arc::clone(&self.shared.stats)
     }
 
     /// Stop accepting (the listener is closed), close idle connections, let in-flight requests

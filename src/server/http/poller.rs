@@ -46,6 +46,7 @@ pub(super) struct Shared {
     pub(super) waker: Waker,
     /// Set when shutdown begins: responses then say `Connection: close`.
     pub(super) draining: AtomicBool,
+    pub(super) stats: Arc<super::HttpStats>,
 }
 
 pub(super) enum Control {
@@ -143,7 +144,17 @@ impl Poller {
             if self.drain_finished() {
                 return;
             }
+            let stats = &self.shared.stats;
+            stats
+                .in_flight
+                .store(self.in_flight.len(), Ordering::Relaxed);
+            let open = self.conns.len() + self.in_flight.len();
+            stats.open_connections.store(open, Ordering::Relaxed);
         }
+    }
+
+    fn count_shed(&self) {
+        self.shared.stats.shed.fetch_add(1, Ordering::Relaxed);
     }
 
     fn accept_ready(&mut self) {
@@ -185,6 +196,7 @@ impl Poller {
         }
         if self.conns.len() + self.in_flight.len() >= self.limits.max_connections {
             debug!("{peer}: connection limit reached, refusing");
+            self.count_shed();
             write_now(
                 &stream,
                 &error_response(503, "too many connections, retry shortly"),
@@ -270,6 +282,7 @@ impl Poller {
                 // Already saturated: refuse now rather than have the client upload a body that
                 // will be refused anyway.
                 if self.in_flight.len() >= self.limits.max_in_flight {
+                    self.count_shed();
                     return self.reject(conn, Reject::new(503, OVERLOADED));
                 }
                 if write_now(&conn.stream, CONTINUE_100) {
@@ -288,6 +301,7 @@ impl Poller {
     fn dispatch(&mut self, conn: Conn, ready: Ready) -> Option<Conn> {
         if self.in_flight.len() >= self.limits.max_in_flight || self.drain.is_some() {
             debug!("conn {}: in-flight limit reached, answering 503", conn.id);
+            self.count_shed();
             return self.reject(conn, Reject::new(503, OVERLOADED));
         }
         // The worker owns the socket now; level-triggered events must not fire meanwhile.
@@ -314,6 +328,7 @@ impl Poller {
             // Unreachable while in_flight < max_in_flight = channel capacity; shed anyway.
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 warn!("conn {id}: job queue unavailable, answering 503");
+                self.count_shed();
                 write_now(&job.conn.stream, &error_response(503, OVERLOADED));
                 None
             }
