@@ -95,7 +95,8 @@ impl ToolSet {
             .collect();
         let names = naming::assign_names(&pairs);
         for ((srv, info), name) in entries.into_iter().zip(names) {
-            if !naming::tool_allowed(&name, allowed, denied) {
+            let plain = naming::base_name(srv.name(), &info.name);
+            if !naming::tool_allowed(&[&name, &plain], allowed, denied) {
                 continue;
             }
             set.tools.push(Tool {

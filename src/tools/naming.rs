@@ -90,9 +90,11 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// A tool is offered when it matches `allowed` (or `allowed` is empty) and no `denied` pattern.
-pub fn tool_allowed(name: &str, allowed: &[String], denied: &[String]) -> bool {
-    (allowed.is_empty() || allowed.iter().any(|p| glob_match(p, name)))
-        && !denied.iter().any(|p| glob_match(p, name))
+/// Patterns are matched against the exposed name and against the plain `server__tool` form, so
+/// `*__add` still matches a tool whose exposed name got a hash suffix.
+pub fn tool_allowed(names: &[&str], allowed: &[String], denied: &[String]) -> bool {
+    let matches = |p: &String| names.iter().any(|n| glob_match(p, n));
+    (allowed.is_empty() || allowed.iter().any(matches)) && !denied.iter().any(matches)
 }
 
 #[cfg(test)]
@@ -147,9 +149,14 @@ mod tests {
     fn allow_and_deny() {
         let allow = vec!["demo__*".to_string()];
         let deny = vec!["*__sleep".to_string()];
-        assert!(tool_allowed("demo__add", &allow, &deny));
-        assert!(!tool_allowed("demo__sleep", &allow, &deny));
-        assert!(!tool_allowed("other__add", &allow, &deny));
-        assert!(tool_allowed("other__add", &[], &deny));
+        assert!(tool_allowed(&["demo__add"], &allow, &deny));
+        assert!(!tool_allowed(&["demo__sleep"], &allow, &deny));
+        assert!(!tool_allowed(&["other__add"], &allow, &deny));
+        assert!(tool_allowed(&["other__add"], &[], &deny));
+        let suffixed = ["demo__sleep_d4e8e2df", "demo__sleep"];
+        assert!(
+            !tool_allowed(&suffixed, &allow, &deny),
+            "deny sees through the suffix"
+        );
     }
 }
