@@ -126,6 +126,13 @@ fn load_env(opts: &Opts) -> Result<Env, String> {
     Env::load(dotenv.as_deref())
 }
 
+/// The environment, then the config read with it (usage and config errors are exit code 2).
+fn load(opts: &Opts) -> Result<(Env, (Config, Option<PathBuf>, Value)), String> {
+    let env = load_env(opts)?;
+    let loaded = load_config(opts, &env)?;
+    Ok((env, loaded))
+}
+
 /// The config and where it came from (`path: None` = the embedded demo config).
 fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value), String> {
     let explicit = opts.config.clone().or_else(|| {
@@ -150,14 +157,7 @@ fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value
 }
 
 fn serve(opts: &Opts) -> i32 {
-    let env = match load_env(opts) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("aiproxy: {e}");
-            return 2;
-        }
-    };
-    let (cfg, path, document) = match load_config(opts, &env) {
+    let (env, (cfg, path, document)) = match load(opts) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("aiproxy: {e}");
@@ -252,17 +252,10 @@ pub fn limits(cfg: &Config) -> Limits {
 }
 
 fn check(opts: &Opts) -> i32 {
-    let env = match load_env(opts) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("aiproxy: {e}");
-            return 2;
-        }
-    };
-    let (cfg, path, _) = match load_config(opts, &env) {
+    let (_, (cfg, path, _)) = match load(opts) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("aiproxy: {e}");
             return 2;
         }
     };
