@@ -126,11 +126,26 @@ fn load_env(opts: &Opts) -> Result<Env, String> {
     Env::load(dotenv.as_deref())
 }
 
+/// What `serve` and `check` start from.
+struct Loaded {
+    env: Env,
+    config: Config,
+    /// `None` for the embedded demo config.
+    path: Option<PathBuf>,
+    /// The file as written, before `${VAR}` expansion (admin edits and persistence).
+    document: Value,
+}
+
 /// The environment, then the config read with it (usage and config errors are exit code 2).
-fn load(opts: &Opts) -> Result<(Env, (Config, Option<PathBuf>, Value)), String> {
+fn load(opts: &Opts) -> Result<Loaded, String> {
     let env = load_env(opts)?;
-    let loaded = load_config(opts, &env)?;
-    Ok((env, loaded))
+    let (config, path, document) = load_config(opts, &env)?;
+    Ok(Loaded {
+        env,
+        config,
+        path,
+        document,
+    })
 }
 
 /// The config and where it came from (`path: None` = the embedded demo config).
@@ -157,7 +172,12 @@ fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value
 }
 
 fn serve(opts: &Opts) -> i32 {
-    let (env, (cfg, path, document)) = match load(opts) {
+    let Loaded {
+        env,
+        config: cfg,
+        path,
+        document,
+    } = match load(opts) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("aiproxy: {e}");
@@ -252,7 +272,9 @@ pub fn limits(cfg: &Config) -> Limits {
 }
 
 fn check(opts: &Opts) -> i32 {
-    let (_, (cfg, path, _)) = match load(opts) {
+    let Loaded {
+        config: cfg, path, ..
+    } = match load(opts) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("aiproxy: {e}");
