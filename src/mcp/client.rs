@@ -1,25 +1,27 @@
-//! One MCP session over any transport: the handshake, requests multiplexed by JSON-RPC id, and
-//! the dispatcher that the transport's reader thread calls for every incoming message.
+//! One MCP session over any transport: requests multiplexed by JSON-RPC id, the dispatcher that
+//! the transport's threads call for every incoming message, the 2026-07-28 request envelope, and
+//! tool listing / calling. The handshake (era detection, `initialize`) is in `handshake.rs`.
 //!
 //! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
-//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the reader
-//! thread routes each reply to its waiter by id, answers server→client requests (`ping` → `{}`,
-//! everything else → -32601) and handles notifications. When the transport dies, every waiter
-//! fails at once with [`Error::Closed`]. The pending map is locked only to insert or remove an
-//! entry, never across I/O.
+//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the
+//! transport's threads route each reply to its waiter by id, answer server→client requests
+//! (`ping` → `{}`, everything else → -32601) and handle notifications. When the transport dies,
+//! every waiter fails at once with [`Error::Closed`]. The pending map is locked only to insert
+//! or remove an entry, never across I/O.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message};
-use super::protocol::{self, Initialized, cut};
-use super::transport::{Grace, Inbound, Outbound, SendError, Transport};
+use super::era::{self, Round};
+use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message, RpcError};
+use super::protocol::{self, cut};
+use super::transport::{Grace, Inbound, Outbound, RequestFailure, SendError, Transport};
 use super::{Error, ToolInfo};
 use crate::cancel::Cancel;
 
@@ -36,17 +38,40 @@ const MAX_TOOL_PAGES: usize = 1000;
 pub enum RequestError {
     NotSent(Error),
     Failed(Error),
+    /// The server answered with a JSON-RPC error (kept whole: `data` carries the versions a
+    /// `-32022` offers).
+    Rejected(RpcError),
 }
 
 impl RequestError {
     pub fn into_error(self) -> Error {
         match self {
             RequestError::NotSent(e) | RequestError::Failed(e) => e,
+            RequestError::Rejected(e) => Error::Rpc {
+                code: e.code,
+                message: cut(&e.message, 500),
+            },
+        }
+    }
+
+    /// Once a call has been delivered, a later failure to send must not look retryable.
+    fn delivered(self) -> RequestError {
+        match self {
+            RequestError::NotSent(e) => RequestError::Failed(e),
+            other => other,
         }
     }
 }
 
-type Reply = Result<Value, Error>;
+/// What a waiter receives instead of a result.
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    Rpc(RpcError),
+    Transport(RequestFailure),
+    Closed(String),
+}
+
+type Reply = Result<Value, Failure>;
 
 #[derive(Default)]
 struct Pending {
@@ -55,21 +80,32 @@ struct Pending {
     closed: Option<String>,
 }
 
-/// The client side of the reader thread: routes replies, answers server requests.
+/// The client side of the transport's threads: routes replies, answers server requests.
 struct Dispatcher {
     name: String,
     pending: Mutex<Pending>,
     tools_stale: AtomicBool,
 }
 
+/// We only send integer ids; a server that echoes them as strings is tolerated.
+fn id_key(id: &Id) -> Option<i64> {
+    match id {
+        Id::Int(n) => Some(*n),
+        Id::Str(s) => s.parse().ok(),
+    }
+}
+
 impl Dispatcher {
+    fn new(name: &str) -> Dispatcher {
+        Dispatcher {
+            name: name.to_string(),
+            pending: Mutex::new(Pending::default()),
+            tools_stale: AtomicBool::new(false),
+        }
+    }
+
     fn route(&self, id: &Id, reply: Reply) {
-        // We only send integer ids; a server that echoes them as strings is tolerated.
-        let key = match id {
-            Id::Int(n) => Some(*n),
-            Id::Str(s) => s.parse().ok(),
-        };
-        let waiter = key.and_then(|k| self.pending.lock().waiters.remove(&k));
+        let waiter = id_key(id).and_then(|k| self.pending.lock().waiters.remove(&k));
         match waiter {
             // bounded(1) and one reply per id: this never blocks.
             Some(tx) => {
@@ -113,13 +149,7 @@ impl Inbound for Dispatcher {
             Message::Error {
                 id: Some(id),
                 error,
-            } => self.route(
-                &id,
-                Err(Error::Rpc {
-                    code: error.code,
-                    message: cut(&error.message, 500),
-                }),
-            ),
+            } => self.route(&id, Err(Failure::Rpc(error))),
             Message::Error { id: None, error } => log::warn!(
                 "mcp[{}]: server reported an error for no request: {} {}",
                 self.name,
@@ -151,6 +181,14 @@ impl Inbound for Dispatcher {
         }
     }
 
+    fn on_request_failed(&self, id: &Id, failure: RequestFailure) {
+        self.route(id, Err(Failure::Transport(failure)));
+    }
+
+    fn wants(&self, id: &Id) -> bool {
+        id_key(id).is_some_and(|k| self.pending.lock().waiters.contains_key(&k))
+    }
+
     fn on_closed(&self, reason: &str) {
         let waiters = {
             let mut p = self.pending.lock();
@@ -158,107 +196,96 @@ impl Inbound for Dispatcher {
             std::mem::take(&mut p.waiters)
         };
         for (_, tx) in waiters {
-            let _ = tx.try_send(Err(Error::Closed(reason.to_string())));
+            let _ = tx.try_send(Err(Failure::Closed(reason.to_string())));
         }
     }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub protocol_version: String,
+    /// Stateless 2026-07-28: every request carries the `_meta` envelope.
+    pub modern: bool,
+    pub server_name: Option<String>,
+    pub server_version: Option<String>,
 }
 
 /// One live session with one server.
 pub struct Session {
-    name: String,
-    transport: Box<dyn Transport>,
+    pub(super) name: String,
+    pub(super) transport: Box<dyn Transport>,
     dispatch: Arc<Dispatcher>,
     next_id: AtomicI64,
-    init: Option<Initialized>,
+    info: OnceLock<SessionInfo>,
 }
 
 impl Session {
-    /// Connect (via `connect`, which receives the dispatcher to deliver messages to), then run
-    /// the handshake: `initialize` (never cancelled, lifecycle.mdx) and
-    /// `notifications/initialized`, all before `deadline`. Every failure is an [`Error::Start`].
-    pub fn start(
+    /// Connect via `connect`, which receives the dispatcher to deliver messages to. No
+    /// handshake yet (see `handshake.rs`).
+    pub(super) fn connect(
         name: &str,
         connect: impl FnOnce(Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String>,
-        deadline: Instant,
     ) -> Result<Session, Error> {
-        let dispatch = Arc::new(Dispatcher {
-            name: name.to_string(),
-            pending: Mutex::new(Pending::default()),
-            tools_stale: AtomicBool::new(false),
-        });
+        let dispatch = Arc::new(Dispatcher::new(name));
         let transport = connect(dispatch.clone()).map_err(Error::Start)?;
-        let mut session = Session {
+        Ok(Session {
             name: name.to_string(),
             transport,
             dispatch,
             next_id: AtomicI64::new(1),
-            init: None,
-        };
-        let t0 = Instant::now();
-        let result = session
-            .request(
-                "initialize",
-                Some(protocol::initialize_params()),
-                deadline,
-                None,
-            )
-            .map_err(|e| session.start_error("initialize", e.into_error(), t0))?;
-        let init = protocol::parse_initialize(&result)
-            .map_err(|e| session.start_error("initialize", e, t0))?;
-        session
-            .notify("notifications/initialized", None)
-            .map_err(|e| session.start_error("initialized", e, t0))?;
-        log::info!(
-            "mcp[{name}]: session ready (protocol {}, server {} {})",
-            init.protocol_version,
-            init.server_name.as_deref().unwrap_or("?"),
-            init.server_version.as_deref().unwrap_or("?"),
-        );
-        session.init = Some(init);
-        Ok(session)
+            info: OnceLock::new(),
+        })
     }
 
-    /// A start failure as a useful message; the half-started server is stopped quickly.
-    fn start_error(&self, step: &str, e: Error, t0: Instant) -> Error {
-        let e = match e {
-            // A write to a child that just exited fails before the reader has described the
-            // exit (status, stderr); that description is the useful message, so wait for it.
-            Error::Closed(raw) => {
-                let limit = Instant::now() + Duration::from_secs(1);
-                let mut reason = self.closed_reason();
-                while reason.is_none() && Instant::now() < limit {
-                    std::thread::sleep(Duration::from_millis(10));
-                    reason = self.closed_reason();
-                }
-                Error::Closed(reason.unwrap_or(raw))
+    pub(super) fn set_info(&self, info: SessionInfo) {
+        let _ = self.info.set(info);
+    }
+
+    pub fn info(&self) -> Option<&SessionInfo> {
+        self.info.get()
+    }
+
+    /// Send a request and wait for its reply until `deadline`, or until `cancel` fires. In the
+    /// modern era the `_meta` envelope is added, and a `-32022` naming a version we speak is
+    /// answered by one retry with that version (2026-07-28 versioning.mdx).
+    pub fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+    ) -> Result<Value, RequestError> {
+        let Some(version) = self.info.get().filter(|i| i.modern) else {
+            return self.request_once(method, params, deadline, cancel);
+        };
+        let first = era::with_meta(params.clone(), &version.protocol_version);
+        match self.request_once(method, Some(first), deadline, cancel) {
+            Err(RequestError::Rejected(e)) if e.code == era::UNSUPPORTED_PROTOCOL_VERSION => {
+                let Some(retry) = era::pick_supported(&e) else {
+                    return Err(RequestError::Rejected(e));
+                };
+                log::debug!(
+                    "mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    self.name,
+                    version.protocol_version
+                );
+                self.request_once(
+                    method,
+                    Some(era::with_meta(params, retry)),
+                    deadline,
+                    cancel,
+                )
             }
             other => other,
-        };
-        let tail = self.transport.stderr_tail();
-        self.transport.close(Grace::QUICK);
-        let msg = match e {
-            Error::Timeout => format!("no answer to {step} after {} ms", t0.elapsed().as_millis()),
-            Error::Closed(reason) => reason,
-            Error::Rpc { code, message } => format!("{step} refused: error {code}: {message}"),
-            Error::Protocol(m) => m,
-            Error::Start(m) => m,
-            Error::Cancelled => format!("{step} cancelled"),
-        };
-        match tail {
-            Some(t) if !msg.contains(&t) => Error::Start(format!("{msg}; stderr: {t}")),
-            _ => Error::Start(msg),
         }
     }
 
-    pub fn initialized(&self) -> Option<&Initialized> {
-        self.init.as_ref()
-    }
-
-    /// Send a request and wait for its reply until `deadline`, or until `cancel` fires. On
-    /// timeout or cancel, a `notifications/cancelled` goes out (when `cancel` is given: the
-    /// handshake passes `None` because `initialize` must not be cancelled) and a late reply is
-    /// dropped by the dispatcher.
-    pub fn request(
+    /// One request on the wire, without the modern envelope logic. On timeout or cancel, a
+    /// `notifications/cancelled` goes out (when `cancel` is given: the handshake passes `None`
+    /// because `initialize` must not be cancelled) and a late reply is dropped by the
+    /// dispatcher.
+    pub(super) fn request_once(
         &self,
         method: &str,
         params: Option<Value>,
@@ -280,6 +307,7 @@ impl Session {
             return Err(RequestError::NotSent(match e {
                 SendError::Closed(r) => Error::Closed(r),
                 SendError::Timeout => Error::Timeout,
+                SendError::Rejected(r) => Error::Protocol(r),
             }));
         }
         loop {
@@ -294,7 +322,7 @@ impl Session {
             }
             match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => return Err(RequestError::Failed(e)),
+                Ok(Err(f)) => return Err(failure_error(f)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(RequestError::Failed(Error::Closed(
@@ -325,6 +353,7 @@ impl Session {
             .map_err(|e| match e {
                 SendError::Closed(r) => Error::Closed(r),
                 SendError::Timeout => Error::Timeout,
+                SendError::Rejected(r) => Error::Protocol(r),
             })
     }
 
@@ -347,11 +376,8 @@ impl Session {
             );
             let result = result.map_err(|e| {
                 self.dispatch.tools_stale.store(true, Ordering::Release);
-                match e {
-                    // Only the first page can be "never sent" for the caller's purposes.
-                    RequestError::NotSent(e) if page > 0 => RequestError::Failed(e),
-                    other => other,
-                }
+                // Only the first page can be "never sent" for the caller's purposes.
+                if page > 0 { e.delivered() } else { e }
             })?;
             let (items, next) =
                 protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
@@ -376,6 +402,38 @@ impl Session {
         ))))
     }
 
+    /// `tools/call`, following 2026-07-28 `input_required` rounds that only carry a
+    /// `requestState` (echoed byte for byte with a new request id; mrtr.mdx). Returns the raw
+    /// final result.
+    pub fn call_tool(
+        &self,
+        params: Value,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Result<Value, RequestError> {
+        let mut params = params;
+        for n in 0..era::MAX_INPUT_ROUNDS {
+            let result = self
+                .request("tools/call", Some(params.clone()), deadline, Some(cancel))
+                .map_err(|e| if n > 0 { e.delivered() } else { e })?;
+            match era::round(&result) {
+                Round::Complete => return Ok(result),
+                Round::Again(state) => {
+                    if let Value::Object(m) = &mut params {
+                        m.insert("requestState".into(), state);
+                    }
+                }
+                Round::Unanswerable(why) => {
+                    return Err(RequestError::Failed(Error::Protocol(why)));
+                }
+            }
+        }
+        Err(RequestError::Failed(Error::Protocol(format!(
+            "still input_required after {} rounds",
+            era::MAX_INPUT_ROUNDS
+        ))))
+    }
+
     /// Whether the server announced a tool-list change since the last listing.
     pub fn tools_stale(&self) -> bool {
         self.dispatch.tools_stale.load(Ordering::Acquire)
@@ -397,6 +455,19 @@ impl Session {
     /// Close the session (blocks until the server is gone; see [`Transport::close`]).
     pub fn close(&self, grace: Grace) {
         self.transport.close(grace);
+    }
+}
+
+fn failure_error(f: Failure) -> RequestError {
+    match f {
+        Failure::Rpc(e) => RequestError::Rejected(e),
+        Failure::Transport(RequestFailure::NotDelivered(r)) => {
+            RequestError::NotSent(Error::Closed(r))
+        }
+        Failure::Transport(RequestFailure::Lost(r)) | Failure::Closed(r) => {
+            RequestError::Failed(Error::Closed(r))
+        }
+        Failure::Transport(RequestFailure::Refused(r)) => RequestError::Failed(Error::Protocol(r)),
     }
 }
 
@@ -433,17 +504,12 @@ mod tests {
     fn session() -> (Session, Arc<Recorder>) {
         let rec = Arc::new(Recorder::default());
         rec.open.store(true, Ordering::Release);
-        let dispatch = Arc::new(Dispatcher {
-            name: "t".into(),
-            pending: Mutex::new(Pending::default()),
-            tools_stale: AtomicBool::new(false),
-        });
         let s = Session {
             name: "t".into(),
             transport: Box::new(rec.clone()),
-            dispatch,
+            dispatch: Arc::new(Dispatcher::new("t")),
             next_id: AtomicI64::new(1),
-            init: None,
+            info: OnceLock::new(),
         };
         (s, rec)
     }
@@ -626,9 +692,10 @@ mod tests {
             .on_message(Message::error(Some(Id::Int(1)), -32602, "bad"), &rec);
         assert_eq!(
             h.join().unwrap(),
-            Err(RequestError::Failed(Error::Rpc {
+            Err(RequestError::Rejected(RpcError {
                 code: -32602,
-                message: "bad".into()
+                message: "bad".into(),
+                data: None
             }))
         );
     }

@@ -1,14 +1,18 @@
 //! The hand-written MCP client (SPEC §7).
 //!
 //! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
-//! results), `client` (one session: requests multiplexed by id, a reader thread dispatching
-//! replies to waiting callers, server requests answered), `transport/` (stdio today, behind one
-//! trait), `server` ([`McpServer`]: a configured server whose session is started lazily,
-//! shared by all requests, bounded per server, restarted when it dies), `demo` (the built-in demo
-//! server behind `aiproxy demo-mcp`).
+//! results), `era` (the stateless 2026-07-28 revision: request envelope, era probe,
+//! multi-round-trip results), `client` (one session: requests multiplexed by id, a dispatcher
+//! routing replies to waiting callers, server requests answered), `handshake` (era detection and
+//! the opening of a session), `transport/` (stdio, legacy HTTP+SSE and streamable HTTP behind one
+//! trait), `server` ([`McpServer`]: a configured server whose session is started lazily, shared
+//! by all requests, bounded per server, restarted when it dies or its HTTP session expires),
+//! `demo` (the built-in demo server behind `aiproxy demo-mcp`).
 
 mod client;
 pub mod demo;
+pub mod era;
+mod handshake;
 pub mod jsonrpc;
 pub mod protocol;
 mod server;
@@ -18,6 +22,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub use era::Era;
 pub use server::{McpServer, ServerState, ServerStatus};
 
 /// A tool as the server lists it.

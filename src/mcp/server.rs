@@ -1,10 +1,12 @@
 //! [`McpServer`]: one configured MCP server as the rest of the proxy sees it.
 //!
-//! Owns the server's single session: started lazily on first use (spawn + handshake + first
-//! `tools/list`, within `startup_timeout`), shared by all requests, restarted on the next use
-//! after it dies, with a growing back-off after failed starts so a broken server is not
-//! respawned per request. Also owns the tool-list cache and the per-server bound on concurrent
-//! calls.
+//! Owns the server's single session: started lazily on first use (spawn or connect + handshake
+//! + first `tools/list`, within `startup_timeout`), shared by all requests, restarted on the
+//! next use after it dies (child exited, stream closed, HTTP session expired, server
+//! unreachable), with a growing, jittered back-off after failed starts so a broken server is not
+//! reconnected per request and many servers do not retry in step. Also owns the tool-list cache
+//! and the per-server bound on concurrent calls. Each server has its own transport, threads and
+//! HTTP agent, so one server's failure never touches another.
 //!
 //! Thread model: any number of request threads call in. State lives under one small mutex that
 //! is never held across I/O: the thread that starts a session marks the state `Starting`,
@@ -18,18 +20,29 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 use super::client::{RequestError, Session};
+use super::era::Era;
 use super::protocol;
+use super::transport::http::HttpTransport;
+use super::transport::sse::SseTransport;
 use super::transport::stdio::{StdioSpec, StdioTransport};
-use super::transport::{Grace, Inbound, Transport};
+use super::transport::{Grace, Inbound, RemoteSpec, Transport};
 use super::{CallResult, Error, ToolInfo};
 use crate::cancel::Cancel;
 use crate::config::{McpServerConfig, McpTransport};
+use crate::secret::Secret;
 
 /// Waits for a start in progress or a free slot wake up this often to check cancel/deadline.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// First back-off after a failed start; doubled per failure up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A long-lived remote stream silent for longer than this (and longer than a call may take) is
+/// considered dead.
+const MIN_STREAM_IDLE: Duration = Duration::from_secs(300);
+/// Reply streams (threads) per remote connection beyond `max_concurrency` (listings, the GET
+/// stream), and the overall cap.
+const EXTRA_STREAMS: usize = 8;
+const MAX_STREAMS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
@@ -71,6 +84,7 @@ struct Inner {
 pub struct McpServer {
     name: String,
     cfg: McpServerConfig,
+    era: Era,
     inner: Mutex<Inner>,
     start_done: Condvar,
     slots: Slots,
@@ -78,10 +92,16 @@ pub struct McpServer {
 
 impl McpServer {
     pub fn new(name: &str, cfg: McpServerConfig) -> Arc<McpServer> {
+        McpServer::with_era(name, cfg, Era::Auto)
+    }
+
+    /// A server that speaks a fixed protocol era instead of detecting it (tests, diagnostics).
+    pub fn with_era(name: &str, cfg: McpServerConfig, era: Era) -> Arc<McpServer> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
         Arc::new(McpServer {
             name: name.to_string(),
             cfg,
+            era,
             inner: Mutex::new(Inner {
                 state: ServerState::Idle,
                 session: None,
@@ -152,7 +172,7 @@ impl McpServer {
         let params = protocol::call_params(tool, arguments);
         for attempt in 0..2 {
             let session = self.session(Some(cancel))?;
-            match session.request("tools/call", Some(params.clone()), deadline, Some(cancel)) {
+            match session.call_tool(params.clone(), deadline, cancel) {
                 Ok(result) => return protocol::parse_call_result(result),
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
                     if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
@@ -188,7 +208,7 @@ impl McpServer {
             tool_count: g.tools.as_ref().map(|t| t.len()),
             pid: live.and_then(|s| s.pid()),
             protocol_version: live
-                .and_then(|s| s.initialized())
+                .and_then(|s| s.info())
                 .map(|i| i.protocol_version.clone()),
         }
     }
@@ -284,18 +304,20 @@ impl McpServer {
                     g.state = ServerState::Failed;
                 }
                 g.failures = g.failures.saturating_add(1);
-                let backoff = FIRST_BACKOFF
-                    .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
-                    .min(MAX_BACKOFF);
+                let backoff = jittered(
+                    FIRST_BACKOFF
+                        .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
+                        .min(MAX_BACKOFF),
+                );
                 g.retry_at = Some(Instant::now() + backoff);
                 let msg = match &e {
                     Error::Start(m) => m.clone(),
                     other => other.to_string(),
                 };
                 log::warn!(
-                    "mcp[{}]: start failed ({msg}); next attempt in {} s at the earliest",
+                    "mcp[{}]: start failed ({msg}); next attempt in {} ms at the earliest",
                     self.name,
-                    backoff.as_secs()
+                    backoff.as_millis()
                 );
                 g.last_error = Some(msg);
                 Err(e)
@@ -307,7 +329,12 @@ impl McpServer {
     fn start(&self) -> Result<(Session, Vec<ToolInfo>), Error> {
         let t0 = Instant::now();
         let deadline = t0 + self.cfg.startup_timeout;
-        let session = Session::start(&self.name, |inbound| self.connect(inbound), deadline)?;
+        let session = Session::start(
+            &self.name,
+            |inbound| self.connect(inbound, deadline),
+            deadline,
+            self.era,
+        )?;
         let tools = session.list_tools(deadline, None).map_err(|e| {
             session.close(Grace::QUICK);
             match e.into_error() {
@@ -327,7 +354,11 @@ impl McpServer {
         Ok((session, tools))
     }
 
-    fn connect(&self, inbound: Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String> {
+    fn connect(
+        &self,
+        inbound: Arc<dyn Inbound>,
+        deadline: Instant,
+    ) -> Result<Box<dyn Transport>, String> {
         match &self.cfg.transport {
             McpTransport::Stdio {
                 command,
@@ -348,12 +379,33 @@ impl McpServer {
                 };
                 Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
             }
-            McpTransport::Sse { .. } => {
-                Err("the sse transport is not available in this build".into())
-            }
-            McpTransport::StreamableHttp { .. } => {
-                Err("the streamable-http transport is not available in this build".into())
-            }
+            McpTransport::Sse { url, headers } => Ok(Box::new(SseTransport::connect(
+                &self.name,
+                self.remote(url, headers),
+                inbound,
+                deadline,
+            )?)),
+            McpTransport::StreamableHttp { url, headers } => Ok(Box::new(HttpTransport::connect(
+                &self.name,
+                self.remote(url, headers),
+                inbound,
+            )?)),
+        }
+    }
+
+    fn remote(
+        &self,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, Secret>,
+    ) -> RemoteSpec {
+        RemoteSpec {
+            url: url.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            idle: MIN_STREAM_IDLE.max(self.cfg.call_timeout + Duration::from_secs(30)),
+            max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
         }
     }
 }
@@ -362,6 +414,20 @@ impl Drop for McpServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `base` shortened by up to 10 %, at random, so servers that failed together do not retry in
+/// step (never longer: callers may rely on the documented back-off as an upper bound).
+fn jittered(base: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let tenth_permille = h.finish() % 1000;
+    base - base / 10 * u32::try_from(tenth_permille).unwrap_or(0) / 1000
 }
 
 /// A counting semaphore bounding concurrent calls to one server.
