@@ -4,6 +4,8 @@
 mod admin;
 mod config;
 mod gateway;
+mod mcp_conformance;
+mod mcp_remote;
 mod mcp_stdio;
 mod sdk;
 mod support;

@@ -63,6 +63,15 @@ fn run(server: &McpServer, scenario: &str) -> Result<(), String> {
     match scenario {
         "tools_call" => expect_ok(call(server, "add_numbers", json!({"a": 5, "b": 3}))?),
         "sse-retry" => expect_ok(call(server, "test_reconnection", json!({}))?),
+        // Hand back the focal tool's schema exactly as our client kept it (SEP-1613, SEP-2106).
+        "json-schema-2020-12-preservation" => {
+            let focal = tools
+                .iter()
+                .find(|t| t.name == "json_schema_2020_12_tool")
+                .ok_or("focal tool not listed")?;
+            let args = json!({"schema": focal.input_schema});
+            expect_ok(call(server, "json_schema_echo", args)?)
+        }
         // Handshake, listing and request metadata are judged on what was already sent.
         _ => Ok(()),
     }

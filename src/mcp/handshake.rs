@@ -128,6 +128,7 @@ impl Session {
             .map_err(|e| self.start_error("initialize", e.into_error(), t0))?;
         let init = protocol::parse_initialize(&result)
             .map_err(|e| self.start_error("initialize", e, t0))?;
+        self.transport.negotiated(&init.protocol_version);
         self.notify("notifications/initialized", None)
             .map_err(|e| self.start_error("initialized", e, t0))?;
         Ok(SessionInfo {

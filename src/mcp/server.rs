@@ -1,7 +1,7 @@
 //! [`McpServer`]: one configured MCP server as the rest of the proxy sees it.
 //!
-//! Owns the server's single session: started lazily on first use (spawn or connect + handshake
-//! + first `tools/list`, within `startup_timeout`), shared by all requests, restarted on the
+//! Owns the server's single session: started lazily on first use (spawn or connect, handshake
+//! and first `tools/list`, within `startup_timeout`), shared by all requests, restarted on the
 //! next use after it dies (child exited, stream closed, HTTP session expired, server
 //! unreachable), with a growing, jittered back-off after failed starts so a broken server is not
 //! reconnected per request and many servers do not retry in step. Also owns the tool-list cache

@@ -3,10 +3,9 @@ revisions), for the client tests. One tool per content kind.
 
     python py_mcp_server.py stdio
     python py_mcp_server.py sse PORT
-    python py_mcp_server.py http PORT [json] [stateless] [idle=SECONDS]
+    python py_mcp_server.py http PORT [json] [stateless]
 
-HTTP modes bind 127.0.0.1. `idle=` expires sessions idle that long (the SDK's
-`session_idle_timeout`): the next request with the old session id gets 404.
+HTTP modes bind 127.0.0.1.
 """
 
 import asyncio
@@ -78,14 +77,12 @@ def main():
         srv.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     elif mode == "http":
         opts = sys.argv[3:]
-        idle = [float(o.split("=", 1)[1]) for o in opts if o.startswith("idle=")]
         srv.run(
             "streamable-http",
             host="127.0.0.1",
             port=int(sys.argv[2]),
             json_response="json" in opts,
             stateless_http="stateless" in opts,
-            session_idle_timeout=idle[0] if idle else None,
         )
     else:
         sys.exit("unknown mode " + mode)

@@ -103,6 +103,9 @@ impl Transport for HttpTransport {
     fn is_open(&self) -> bool {
         self.shared.open.load(Ordering::Acquire)
     }
+    fn negotiated(&self, protocol_version: &str) {
+        *self.shared.version.lock() = Some(protocol_version.to_string());
+    }
     fn session_ready(&self, protocol_version: &str) {
         if era::is_modern(protocol_version) {
             self.shared.modern.store(true, Ordering::Release);
@@ -147,11 +150,10 @@ impl Outbound for Arc<Shared> {
 /// `Mcp-Name` / `Mcp-Param-*` values: plain when header-safe, else `=?base64?…?=` (also when
 /// the plain value merely looks like that form; 2026-07-28 streamable-http.mdx).
 pub fn header_value(v: &str) -> String {
-    let plain = !v.is_empty()
-        && v.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !v.starts_with(' ')
-        && !v.ends_with(' ')
-        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    let printable = v.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
+    let plain =
+        !v.is_empty() && printable && !v.starts_with(' ') && !v.ends_with(' ') && !looks_encoded;
     if plain {
         v.to_string()
     } else {

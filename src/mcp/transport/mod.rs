@@ -112,8 +112,11 @@ pub trait Transport: Outbound {
     fn close(&self, grace: Grace);
     /// False once the connection is known dead, closing, or its session expired.
     fn is_open(&self) -> bool;
-    /// The handshake is done and `protocol_version` was agreed. Streamable HTTP sends it in a
-    /// header from now on and opens its standalone GET stream (legacy revisions only).
+    /// `initialize` agreed on `protocol_version`: streamable HTTP sends it in a header on every
+    /// later message, starting with `notifications/initialized`.
+    fn negotiated(&self, _protocol_version: &str) {}
+    /// The opening is done (legacy: `notifications/initialized` sent; modern: era settled).
+    /// Streamable HTTP opens its standalone GET stream now (legacy revisions only).
     fn session_ready(&self, _protocol_version: &str) {}
     /// Whether the 2026-07-28 revision can run over this transport (legacy HTTP+SSE cannot).
     fn supports_modern(&self) -> bool {
