@@ -278,9 +278,31 @@ fn restarted_server_everything_400_session_is_recovered() {
         text(&call(&s, "echo", json!({"message": "before"})).unwrap()),
         "Echo: before"
     );
+    // A call in flight when the server dies fails within a resumption attempt, never hangs.
+    let in_flight = {
+        let s = s.clone();
+        thread::spawn(move || {
+            let r = call(
+                &s,
+                "trigger-long-running-operation",
+                json!({"duration": 10, "steps": 10}),
+            );
+            (r, Instant::now())
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let killed_at = Instant::now();
     // Restart under the proxy: the new process knows no session and answers 400
     // "No valid session ID provided" (its quirk; the spec says 404).
     peer.kill();
+    let (r, ended) = in_flight.join().unwrap();
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+    let after = ended.duration_since(killed_at);
+    eprintln!(
+        "in-flight call failed {} ms after the kill",
+        after.as_millis()
+    );
+    assert!(after < Duration::from_secs(3), "{after:?}");
     let _peer2 = everything("streamableHttp", port);
     let t0 = Instant::now();
     assert_eq!(
@@ -303,7 +325,29 @@ fn legacy_sse_server_restart_is_recovered_after_backoff() {
         text(&call(&s, "echo", json!({"message": "a"})).unwrap()),
         "Echo: a"
     );
+    // The stream is cut mid-call: the call fails at once, never hangs.
+    let in_flight = {
+        let s = s.clone();
+        thread::spawn(move || {
+            let r = call(
+                &s,
+                "trigger-long-running-operation",
+                json!({"duration": 10, "steps": 10}),
+            );
+            (r, Instant::now())
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let killed_at = Instant::now();
     peer.kill();
+    let (r, ended) = in_flight.join().unwrap();
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+    let after = ended.duration_since(killed_at);
+    eprintln!(
+        "legacy SSE: in-flight call failed {} ms after the kill",
+        after.as_millis()
+    );
+    assert!(after < Duration::from_secs(1), "{after:?}");
     // The stream ends with the process: the session is over, and with the server down the
     // restart fails fast (connection refused) and backs off.
     let t0 = Instant::now();

@@ -31,6 +31,13 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 const NOTIFY_WRITE: Duration = Duration::from_secs(2);
 /// A server that pages forever is cut off here.
 const MAX_TOOL_PAGES: usize = 1000;
+/// 2026-07-28 sessions get no `list_changed` notifications (no stream to carry them); the tool
+/// list is re-fetched when its `ttlMs` runs out (caching.mdx), and at least this often when
+/// the server gives none or 0 ("immediately stale": re-fetching per use MAY be done, but would
+/// cost a round trip per chat request).
+const DEFAULT_TOOLS_TTL: Duration = Duration::from_secs(60);
+/// Shortest `ttlMs` honoured.
+const MIN_TOOLS_TTL: Duration = Duration::from_secs(1);
 
 /// How a request failed, and whether the server can have seen it. A request that was never
 /// delivered may be retried on a fresh session; one that was delivered may have had effects.
@@ -218,6 +225,8 @@ pub struct Session {
     dispatch: Arc<Dispatcher>,
     next_id: AtomicI64,
     info: OnceLock<SessionInfo>,
+    /// Modern era: when the listed tools go stale.
+    tools_fresh_until: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -235,6 +244,7 @@ impl Session {
             dispatch,
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
+            tools_fresh_until: Mutex::new(None),
         })
     }
 
@@ -365,6 +375,8 @@ impl Session {
         cancel: Option<&Cancel>,
     ) -> Result<Vec<ToolInfo>, RequestError> {
         self.dispatch.tools_stale.store(false, Ordering::Release);
+        let listed_at = Instant::now();
+        let mut ttl: Option<Duration> = None;
         let mut tools: Vec<ToolInfo> = Vec::new();
         let mut cursor: Option<String> = None;
         for page in 0..MAX_TOOL_PAGES {
@@ -381,6 +393,10 @@ impl Session {
             })?;
             let (items, next) =
                 protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
+                let d = Duration::from_millis(ms);
+                ttl = Some(ttl.map_or(d, |t| t.min(d)));
+            }
             for t in items {
                 if tools.iter().any(|x| x.name == t.name) {
                     log::warn!(
@@ -394,7 +410,16 @@ impl Session {
             }
             match next {
                 Some(c) => cursor = Some(c),
-                None => return Ok(tools),
+                None => {
+                    if self.info.get().is_some_and(|i| i.modern) {
+                        let ttl = match ttl {
+                            Some(t) if !t.is_zero() => t.max(MIN_TOOLS_TTL),
+                            _ => DEFAULT_TOOLS_TTL,
+                        };
+                        *self.tools_fresh_until.lock() = Some(listed_at + ttl);
+                    }
+                    return Ok(tools);
+                }
             }
         }
         Err(RequestError::Failed(Error::Protocol(format!(
@@ -434,9 +459,14 @@ impl Session {
         ))))
     }
 
-    /// Whether the server announced a tool-list change since the last listing.
+    /// Whether the server announced a tool-list change since the last listing, or (modern
+    /// era) the listing's time to live ran out.
     pub fn tools_stale(&self) -> bool {
         self.dispatch.tools_stale.load(Ordering::Acquire)
+            || self
+                .tools_fresh_until
+                .lock()
+                .is_some_and(|t| Instant::now() >= t)
     }
 
     pub fn is_open(&self) -> bool {
@@ -510,6 +540,7 @@ mod tests {
             dispatch: Arc::new(Dispatcher::new("t")),
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
+            tools_fresh_until: Mutex::new(None),
         };
         (s, rec)
     }
@@ -698,5 +729,171 @@ mod tests {
                 data: None
             }))
         );
+    }
+
+    /// Run `f` against a modern session whose peer answers each sent request with `peer`.
+    fn with_modern_peer<T: Send + 'static>(
+        peer: impl Fn(&str, &Value) -> Message + Send + 'static,
+        f: impl FnOnce(&Session) -> T + Send + 'static,
+    ) -> (T, Vec<Message>) {
+        let (s, rec) = session();
+        s.set_info(SessionInfo {
+            protocol_version: era::MODERN_VERSION.into(),
+            modern: true,
+            server_name: None,
+            server_version: None,
+        });
+        let s = Arc::new(s);
+        let s2 = s.clone();
+        let h = std::thread::spawn(move || f(&s2));
+        let mut seen = 0;
+        while !h.is_finished() {
+            let new: Vec<Message> = rec.sent.lock()[seen..].to_vec();
+            seen += new.len();
+            for m in new {
+                if let Message::Request { id, method, params } = m {
+                    let reply = match peer(&method, params.as_ref().unwrap_or(&Value::Null)) {
+                        Message::Response { result, .. } => Message::Response { id, result },
+                        Message::Error { error, .. } => Message::Error {
+                            id: Some(id),
+                            error,
+                        },
+                        other => other,
+                    };
+                    s.dispatch.on_message(reply, &rec);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = h.join().unwrap();
+        let sent = rec.sent.lock().clone();
+        (out, sent)
+    }
+
+    fn ok(result: Value) -> Message {
+        Message::Response {
+            id: Id::Int(0),
+            result,
+        }
+    }
+
+    fn params_of(m: &Message) -> (Id, Value) {
+        match m {
+            Message::Request { id, params, .. } => (id.clone(), params.clone().unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn modern_requests_carry_meta_and_retry_a_rejected_version_once() {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let (r, sent) = with_modern_peer(
+            move |_, params| {
+                assert_eq!(params["_meta"][era::META_VERSION], "2026-07-28");
+                if first.swap(false, Ordering::AcqRel) {
+                    Message::Error {
+                        id: None,
+                        error: RpcError {
+                            code: era::UNSUPPORTED_PROTOCOL_VERSION,
+                            message: "Unsupported protocol version".into(),
+                            data: Some(json!({"supported": ["2026-07-28"], "requested": "x"})),
+                        },
+                    }
+                } else {
+                    ok(json!({"tools": []}))
+                }
+            },
+            |s| {
+                s.request(
+                    "tools/list",
+                    None,
+                    Instant::now() + Duration::from_secs(5),
+                    None,
+                )
+            },
+        );
+        assert_eq!(r, Ok(json!({"tools": []})));
+        assert_eq!(sent.len(), 2);
+        let (id1, p1) = params_of(&sent[0]);
+        let (id2, p2) = params_of(&sent[1]);
+        assert_ne!(id1, id2, "a retry gets a new id");
+        assert_eq!(p1, p2);
+        assert_eq!(
+            p1["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+            json!({})
+        );
+        // A second rejection is the answer.
+        let (r, sent) = with_modern_peer(
+            |_, _| Message::error(None, era::UNSUPPORTED_PROTOCOL_VERSION, "no"),
+            |s| {
+                s.request(
+                    "tools/list",
+                    None,
+                    Instant::now() + Duration::from_secs(5),
+                    None,
+                )
+            },
+        );
+        assert!(matches!(r, Err(RequestError::Rejected(e)) if e.code == -32022));
+        assert_eq!(sent.len(), 1, "no supported list, no retry");
+    }
+
+    #[test]
+    fn input_required_with_request_state_is_followed() {
+        let round = std::sync::atomic::AtomicUsize::new(0);
+        let (r, sent) = with_modern_peer(
+            move |_, params| match round.fetch_add(1, Ordering::AcqRel) {
+                0 => {
+                    assert!(params.get("requestState").is_none());
+                    ok(json!({"resultType": "input_required", "requestState": "opaque-1"}))
+                }
+                _ => {
+                    assert_eq!(params["requestState"], "opaque-1");
+                    ok(json!({"content": [{"type": "text", "text": "done"}]}))
+                }
+            },
+            |s| {
+                s.call_tool(
+                    protocol::call_params("t", json!({"x": 1})),
+                    Instant::now() + Duration::from_secs(5),
+                    &Cancel::new(),
+                )
+            },
+        );
+        assert_eq!(r.unwrap()["content"][0]["text"], "done");
+        let (id1, p1) = params_of(&sent[0]);
+        let (id2, p2) = params_of(&sent[1]);
+        assert_ne!(id1, id2);
+        assert_eq!(p2["arguments"], p1["arguments"]);
+        // Questions we cannot answer end the call with a clear error.
+        let (r, _) = with_modern_peer(
+            |_, _| {
+                ok(json!({"resultType": "input_required",
+                          "inputRequests": {"q": {"method": "elicitation/create"}}}))
+            },
+            |s| {
+                s.call_tool(
+                    protocol::call_params("t", json!({})),
+                    Instant::now() + Duration::from_secs(5),
+                    &Cancel::new(),
+                )
+            },
+        );
+        assert!(matches!(r, Err(RequestError::Failed(Error::Protocol(m))) if m.contains("input")));
+    }
+
+    #[test]
+    fn modern_tool_lists_go_stale_after_their_ttl() {
+        let ((fresh, stale_later), _) = with_modern_peer(
+            |_, _| ok(json!({"tools": [{"name": "a"}], "ttlMs": 300})),
+            |s| {
+                s.list_tools(Instant::now() + Duration::from_secs(5), None)
+                    .unwrap();
+                let fresh = !s.tools_stale();
+                std::thread::sleep(MIN_TOOLS_TTL + Duration::from_millis(50));
+                (fresh, s.tools_stale())
+            },
+        );
+        assert!(fresh && stale_later);
     }
 }

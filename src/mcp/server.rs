@@ -78,6 +78,9 @@ struct Inner {
     ever_ready: bool,
     failures: u32,
     retry_at: Option<Instant>,
+    /// The era the last good session spoke: later sessions skip the probe (notes A.14: cache
+    /// the era per server, re-probe when the assumption fails).
+    learned_era: Option<Era>,
 }
 
 /// A configured MCP server with its lazily started, shared session.
@@ -111,6 +114,7 @@ impl McpServer {
                 ever_ready: false,
                 failures: 0,
                 retry_at: None,
+                learned_era: None,
             }),
             start_done: Condvar::new(),
             slots,
@@ -272,11 +276,15 @@ impl McpServer {
             break;
         }
         g.state = ServerState::Starting;
+        let era = match self.era {
+            Era::Auto => g.learned_era.unwrap_or(Era::Auto),
+            fixed => fixed,
+        };
         drop(g);
         // The dead session's transport already shut itself down; releasing it outside the lock
         // keeps even a slow drop away from other callers.
         drop(dead);
-        let result = self.start();
+        let result = self.start(era);
         let mut g = self.inner.lock();
         self.start_done.notify_all();
         match result {
@@ -286,6 +294,9 @@ impl McpServer {
                     g.restarts += 1;
                 }
                 g.ever_ready = true;
+                g.learned_era = session
+                    .info()
+                    .map(|i| if i.modern { Era::Modern } else { Era::Legacy });
                 g.state = ServerState::Ready;
                 g.failures = 0;
                 g.retry_at = None;
@@ -304,6 +315,7 @@ impl McpServer {
                     g.state = ServerState::Failed;
                 }
                 g.failures = g.failures.saturating_add(1);
+                g.learned_era = None;
                 let backoff = jittered(
                     FIRST_BACKOFF
                         .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
@@ -326,14 +338,14 @@ impl McpServer {
     }
 
     /// Connect, handshake, first tool listing; all within `startup_timeout`.
-    fn start(&self) -> Result<(Session, Vec<ToolInfo>), Error> {
+    fn start(&self, era: Era) -> Result<(Session, Vec<ToolInfo>), Error> {
         let t0 = Instant::now();
         let deadline = t0 + self.cfg.startup_timeout;
         let session = Session::start(
             &self.name,
             |inbound| self.connect(inbound, deadline),
             deadline,
-            self.era,
+            era,
         )?;
         let tools = session.list_tools(deadline, None).map_err(|e| {
             session.close(Grace::QUICK);

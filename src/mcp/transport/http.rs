@@ -255,11 +255,16 @@ impl Shared {
         for (k, v) in self.protocol_headers(msg) {
             req = req.header(k, v);
         }
-        req.config()
+        let mut cfg = req
+            .config()
+            .timeout_connect(web::connect_within(deadline))
             .timeout_recv_response(web::until(deadline))
-            .timeout_per_read(web::until(deadline))
-            .build()
-            .send(msg.to_line())
+            .timeout_per_read(web::until(deadline));
+        if !matches!(msg, Message::Request { .. }) {
+            // One-way messages are waited for on the caller's thread: all of it in time.
+            cfg = cfg.timeout_global(web::until(deadline));
+        }
+        cfg.build().send(msg.to_line())
     }
 
     /// A worker thread: POST one request and deliver its reply (or its failure).
@@ -269,9 +274,10 @@ impl Shared {
             Err(e) => {
                 let f = web::classify(&e);
                 if f.not_delivered && !self.closing.load(Ordering::Acquire) {
-                    self.die(&format!("cannot reach the server: {}", f.reason));
+                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
+                    self.die(&reason);
                     self.inbound
-                        .on_request_failed(id, RequestFailure::NotDelivered(f.reason));
+                        .on_request_failed(id, RequestFailure::NotDelivered(reason));
                 } else {
                     self.inbound
                         .on_request_failed(id, RequestFailure::Lost(f.reason));
@@ -284,6 +290,12 @@ impl Shared {
             matches!(msg, Message::Request { method, .. } if method == "initialize");
         if is_initialize && (200..300).contains(&status) {
             self.keep_session_id(&res);
+        }
+        if (300..400).contains(&status) {
+            let why = web::redirect_text(&res);
+            return self
+                .inbound
+                .on_request_failed(id, RequestFailure::Refused(why));
         }
         if !(200..300).contains(&status) {
             return self.request_refused(id, status, res.into_body(), had_session);
@@ -409,8 +421,9 @@ impl Shared {
             Err(e) => {
                 let f = web::classify(&e);
                 if f.not_delivered {
-                    self.die(&format!("cannot reach the server: {}", f.reason));
-                    Err(SendError::Closed(f.reason))
+                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
+                    self.die(&reason);
+                    Err(SendError::Closed(reason))
                 } else {
                     Err(SendError::Rejected(format!("POST failed: {}", f.reason)))
                 }
@@ -466,8 +479,7 @@ impl Shared {
         let req = self
             .request(self.agent.delete(&self.spec.url))
             .config()
-            .timeout_recv_response(Some(limit))
-            .timeout_per_read(Some(limit))
+            .timeout_global(Some(limit))
             .build();
         match req.call() {
             Ok(res) => {

@@ -34,12 +34,16 @@ const MAX_RESUMES: u32 = 5;
 /// Standalone GET stream: reconnects after failures, with doubling back-off, before giving up.
 const MAX_LISTEN_FAILURES: u32 = 6;
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
+/// A GET stream that ends sooner than this without an event counts as a failed attempt.
+const QUICK_END: Duration = Duration::from_secs(5);
 
 /// Where a stream left off.
 #[derive(Default)]
 struct Cursor {
     last_event_id: Option<String>,
     retry: Option<Duration>,
+    /// Events seen so far (a stream that ends without any counts as a failure).
+    events: u64,
 }
 
 enum End {
@@ -82,7 +86,7 @@ impl Shared {
                 self.name,
                 wait.as_millis()
             );
-            match self.get(Some(&last), deadline) {
+            match self.get(Some(&last), deadline, web::until(deadline)) {
                 Ok(res) if is_stream(&res) => body = res.into_body(),
                 Ok(res) => {
                     let status = res.status().as_u16();
@@ -128,14 +132,22 @@ impl Shared {
         while self.is_open() {
             // Far enough that only the idle limit and closing end a healthy stream.
             let horizon = Instant::now() + self.spec.idle;
-            match self.get(cursor.last_event_id.as_deref(), horizon) {
+            match self.get(
+                cursor.last_event_id.as_deref(),
+                horizon,
+                Some(self.spec.idle),
+            ) {
                 Ok(res) if is_stream(&res) => {
-                    failures = 0;
+                    let (before, opened) = (cursor.events, Instant::now());
                     if let End::Ended(reason) =
                         self.pump(res.into_body(), None, &mut cursor, horizon)
                     {
                         log::debug!("mcp[{}]: GET stream: {reason}", self.name);
                     }
+                    // A server that keeps closing an empty stream at once is not polled at full
+                    // speed (a quiet stream that lived a while is fine).
+                    let useful = cursor.events > before || opened.elapsed() > QUICK_END;
+                    failures = if useful { 0 } else { failures + 1 };
                 }
                 Ok(res) => {
                     let status = res.status().as_u16();
@@ -150,27 +162,30 @@ impl Shared {
                         self.name,
                         web::classify(&e).reason
                     );
-                    if failures >= MAX_LISTEN_FAILURES {
-                        return;
-                    }
                 }
+            }
+            if failures >= MAX_LISTEN_FAILURES {
+                return;
             }
             let backoff = DEFAULT_RETRY.saturating_mul(1 << failures.min(5));
             let wait = match failures {
                 0 => cursor.retry.unwrap_or(DEFAULT_RETRY),
                 _ => backoff,
             };
-            if !self.sleep(wait.min(MAX_RETRY), Instant::now() + MAX_RETRY, None) {
+            let wait = wait.min(MAX_RETRY);
+            if !self.sleep(wait, Instant::now() + wait + SLEEP_SLICE, None) {
                 return;
             }
         }
     }
 
-    /// GET the endpoint as an event stream (resumption or standalone).
+    /// GET the endpoint as an event stream (resumption or standalone); `per_read` bounds each
+    /// silence on it.
     fn get(
         &self,
         last_event_id: Option<&str>,
         deadline: Instant,
+        per_read: Option<Duration>,
     ) -> Result<Response<ureq::Body>, ureq::Error> {
         let mut req = self.request(
             self.agent
@@ -181,8 +196,9 @@ impl Shared {
             req = req.header("Last-Event-ID", last);
         }
         req.config()
+            .timeout_connect(web::connect_within(deadline))
             .timeout_recv_response(web::until(deadline))
-            .timeout_per_read(Some(self.spec.idle))
+            .timeout_per_read(per_read)
             .build()
             .call()
     }
@@ -206,6 +222,7 @@ impl Shared {
                 Ok(None) => return End::Ended("the server closed the stream".into()),
                 Err(e) => return End::Ended(format!("reading the stream: {e}")),
             };
+            cursor.events += 1;
             if let Some(id) = ev.id.clone() {
                 cursor.last_event_id = (!id.is_empty()).then_some(id);
             }

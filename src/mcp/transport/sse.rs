@@ -64,6 +64,7 @@ impl SseTransport {
             &spec.headers,
         )
         .config()
+        .timeout_connect(web::connect_within(deadline))
         .timeout_recv_response(Some(deadline.saturating_duration_since(Instant::now())))
         .timeout_per_read(Some(spec.idle))
         .build();
@@ -71,6 +72,9 @@ impl SseTransport {
             .call()
             .map_err(|e| format!("GET {}: {}", spec.url, web::classify(&e).reason))?;
         let status = res.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(format!("GET {}: {}", spec.url, web::redirect_text(&res)));
+        }
         if !(200..300).contains(&status) {
             let text = web::error_text(res.into_body());
             return Err(format!("GET {}: HTTP {status}: {text}", spec.url));
@@ -169,8 +173,7 @@ impl Outbound for Shared {
             &self.spec.headers,
         )
         .config()
-        .timeout_recv_response(Some(left))
-        .timeout_per_read(Some(left))
+        .timeout_global(Some(left))
         .build();
         match req.send(msg.to_line()) {
             Ok(res) => {
@@ -192,8 +195,10 @@ impl Outbound for Shared {
             Err(e) => {
                 let f = web::classify(&e);
                 if f.not_delivered {
-                    self.die(&format!("cannot reach the server: {}", f.reason));
-                    Err(SendError::Closed(f.reason))
+                    // Not the endpoint itself: its query carries the session id.
+                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
+                    self.die(&reason);
+                    Err(SendError::Closed(reason))
                 } else {
                     // The body may have been read by the server: not safe to call "not sent"
                     // for a retry, so it is reported as refused.
@@ -252,7 +257,7 @@ impl Shared {
         if web::origin(&url) != web::origin(&self.spec.url) {
             return Err(format!(
                 "the server named an endpoint on another origin ({}); refused",
-                cut(&url, 200)
+                web::origin(&url).unwrap_or_default()
             ));
         }
         Ok(url)

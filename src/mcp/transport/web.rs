@@ -67,6 +67,9 @@ pub fn agent(max_conns: usize) -> Agent {
         .http_status_as_error(false)
         .proxy(None)
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        // Redirects are not followed: a POST would lose its body, and configured credential
+        // headers must not travel to another host. A 3xx is reported with its target instead.
+        .max_redirects(0)
         .max_idle_connections(max_conns)
         .max_idle_connections_per_host(max_conns)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
@@ -83,6 +86,15 @@ pub fn with_headers<B>(
         req = req.header(name.as_str(), value.expose());
     }
     req
+}
+
+/// Connection setup within `deadline` (and never beyond [`CONNECT_TIMEOUT`]).
+pub fn connect_within(deadline: Instant) -> Option<Duration> {
+    Some(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), CONNECT_TIMEOUT),
+    )
 }
 
 /// Time left until `deadline` plus [`MARGIN`], as ureq wants it.
@@ -141,6 +153,22 @@ pub fn error_text(body: ureq::Body) -> String {
         .take(MAX_ERROR_BODY)
         .read_to_end(&mut out);
     crate::mcp::protocol::cut(String::from_utf8_lossy(&out).trim(), 300)
+}
+
+/// A 3xx answer as an error message naming where the server points.
+pub fn redirect_text(res: &ureq::http::Response<ureq::Body>) -> String {
+    let to = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || "elsewhere".to_string(),
+            |l| crate::mcp::protocol::cut(l, 200),
+        );
+    format!(
+        "HTTP {} redirect to {to} (redirects are not followed: configure that URL)",
+        res.status().as_u16()
+    )
 }
 
 /// The media type of a response (`text/event-stream`, `application/json`), lowercased.
