@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aiproxy::cancel::Cancel;
 use aiproxy::config::McpTransport;
-use aiproxy::mcp::{CallResult, Era, Error, McpServer, ServerState};
+use aiproxy::mcp::{CallResult, ClientOptions, Era, Error, McpServer, ServerState};
 use serde_json::{Value, json};
 
 use crate::support::peers::{
@@ -619,4 +619,42 @@ assistants:
     // The header value is a secret: not in any log line, even at debug level.
     assert!(!stderr.contains("tok-very-secret") && !stdout.contains("tok-very-secret"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn silent_sessions_are_pinged_and_a_hung_one_is_replaced() {
+    let transport = McpTransport::Stdio {
+        command: env!("CARGO_BIN_EXE_aiproxy").into(),
+        args: vec!["demo-mcp".into()],
+        env: Default::default(),
+        cwd: None,
+        inherit_env: false,
+    };
+    let opts = ClientOptions {
+        ping_after_idle: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(500),
+        ..ClientOptions::default()
+    };
+    let s = McpServer::with_options("ping", server_config(transport, 10_000, 10_000), opts);
+    assert_eq!(text(&call(&s, "echo", json!({"text": "a"})).unwrap()), "a");
+    let pid = s.status().pid.unwrap();
+    // Idle but healthy: the ping is answered and the session kept.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(text(&call(&s, "echo", json!({"text": "b"})).unwrap()), "b");
+    assert_eq!(s.status().pid, Some(pid));
+    // Hung (stopped): the ping goes unanswered, the child is replaced, the call succeeds.
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGSTOP);
+    }
+    thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    assert_eq!(text(&call(&s, "echo", json!({"text": "c"})).unwrap()), "c");
+    eprintln!(
+        "hung session detected by ping and replaced in {} ms",
+        t0.elapsed().as_millis()
+    );
+    let st = s.status();
+    assert_ne!(st.pid, Some(pid));
+    assert_eq!(st.restarts, 1);
 }

@@ -1,6 +1,7 @@
-//! One MCP session over any transport: requests multiplexed by JSON-RPC id, the dispatcher that
-//! the transport's threads call for every incoming message, the 2026-07-28 request envelope, and
-//! tool listing / calling. The handshake (era detection, `initialize`) is in `handshake.rs`.
+//! One MCP session over any transport: requests multiplexed by JSON-RPC id (replies come back
+//! through the dispatcher in `dispatch.rs`), the 2026-07-28 request envelope and its version
+//! retry, liveness pings, and tool listing / calling. The handshake (era detection,
+//! `initialize`) is in `handshake.rs`.
 //!
 //! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
 //! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the
@@ -9,19 +10,19 @@
 //! every waiter fails at once with [`Error::Closed`]. The pending map is locked only to insert
 //! or remove an entry, never across I/O.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{RecvTimeoutError, bounded};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::dispatch::{Dispatcher, Failure};
 use super::era::{self, Round};
-use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message, RpcError};
+use super::jsonrpc::{Id, Message, RpcError};
 use super::protocol::{self, cut};
-use super::transport::{Grace, Inbound, Outbound, RequestFailure, SendError, Transport};
+use super::transport::{Grace, Inbound, RequestFailure, SendError, Transport};
 use super::{Error, ToolInfo};
 use crate::cancel::Cancel;
 
@@ -70,144 +71,6 @@ impl RequestError {
     }
 }
 
-/// What a waiter receives instead of a result.
-#[derive(Debug, Clone, PartialEq)]
-enum Failure {
-    Rpc(RpcError),
-    Transport(RequestFailure),
-    Closed(String),
-}
-
-type Reply = Result<Value, Failure>;
-
-#[derive(Default)]
-struct Pending {
-    waiters: HashMap<i64, Sender<Reply>>,
-    /// Set once the transport is gone; no new waiter is registered after that.
-    closed: Option<String>,
-}
-
-/// The client side of the transport's threads: routes replies, answers server requests.
-struct Dispatcher {
-    name: String,
-    pending: Mutex<Pending>,
-    tools_stale: AtomicBool,
-}
-
-/// We only send integer ids; a server that echoes them as strings is tolerated.
-fn id_key(id: &Id) -> Option<i64> {
-    match id {
-        Id::Int(n) => Some(*n),
-        Id::Str(s) => s.parse().ok(),
-    }
-}
-
-impl Dispatcher {
-    fn new(name: &str) -> Dispatcher {
-        Dispatcher {
-            name: name.to_string(),
-            pending: Mutex::new(Pending::default()),
-            tools_stale: AtomicBool::new(false),
-        }
-    }
-
-    fn route(&self, id: &Id, reply: Reply) {
-        let waiter = id_key(id).and_then(|k| self.pending.lock().waiters.remove(&k));
-        match waiter {
-            // bounded(1) and one reply per id: this never blocks.
-            Some(tx) => {
-                let _ = tx.try_send(reply);
-            }
-            None => log::debug!(
-                "mcp[{}]: dropping a reply to unknown or abandoned request {id}",
-                self.name
-            ),
-        }
-    }
-
-    fn answer(&self, id: Id, method: &str, out: &dyn Outbound) {
-        let reply = if method == "ping" {
-            Message::Response {
-                id,
-                result: json!({}),
-            }
-        } else {
-            log::debug!(
-                "mcp[{}]: refusing server request {}",
-                self.name,
-                cut(method, 80)
-            );
-            Message::error(Some(id), METHOD_NOT_FOUND, "Method not found")
-        };
-        if let Err(e) = out.send(&reply, Instant::now() + NOTIFY_WRITE) {
-            log::debug!(
-                "mcp[{}]: could not answer {}: {e}",
-                self.name,
-                cut(method, 80)
-            );
-        }
-    }
-}
-
-impl Inbound for Dispatcher {
-    fn on_message(&self, msg: Message, out: &dyn Outbound) {
-        match msg {
-            Message::Response { id, result } => self.route(&id, Ok(result)),
-            Message::Error {
-                id: Some(id),
-                error,
-            } => self.route(&id, Err(Failure::Rpc(error))),
-            Message::Error { id: None, error } => log::warn!(
-                "mcp[{}]: server reported an error for no request: {} {}",
-                self.name,
-                error.code,
-                cut(&error.message, 200)
-            ),
-            Message::Request { id, method, .. } => self.answer(id, &method, out),
-            Message::Notification { method, params } => match method.as_str() {
-                "notifications/tools/list_changed" => {
-                    log::debug!("mcp[{}]: tool list changed", self.name);
-                    self.tools_stale.store(true, Ordering::Release);
-                }
-                // We never ask for progress; a server may still send it (also for requests we
-                // cancelled, notes A.8): nothing waits for it, so it is dropped.
-                "notifications/progress" => {}
-                "notifications/message" => {
-                    let data = params
-                        .as_ref()
-                        .map(|p| cut(&p.to_string(), 300))
-                        .unwrap_or_default();
-                    log::debug!("mcp[{}] log: {data}", self.name);
-                }
-                other => log::trace!(
-                    "mcp[{}]: ignoring notification {}",
-                    self.name,
-                    cut(other, 80)
-                ),
-            },
-        }
-    }
-
-    fn on_request_failed(&self, id: &Id, failure: RequestFailure) {
-        self.route(id, Err(Failure::Transport(failure)));
-    }
-
-    fn wants(&self, id: &Id) -> bool {
-        id_key(id).is_some_and(|k| self.pending.lock().waiters.contains_key(&k))
-    }
-
-    fn on_closed(&self, reason: &str) {
-        let waiters = {
-            let mut p = self.pending.lock();
-            p.closed = Some(reason.to_string());
-            std::mem::take(&mut p.waiters)
-        };
-        for (_, tx) in waiters {
-            let _ = tx.try_send(Err(Failure::Closed(reason.to_string())));
-        }
-    }
-}
-
 /// What the handshake settled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionInfo {
@@ -227,6 +90,8 @@ pub struct Session {
     info: OnceLock<SessionInfo>,
     /// Modern era: when the listed tools go stale.
     tools_fresh_until: Mutex<Option<Instant>>,
+    /// A liveness ping is in flight (one at a time).
+    pinging: AtomicBool,
 }
 
 impl Session {
@@ -245,6 +110,7 @@ impl Session {
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
             tools_fresh_until: Mutex::new(None),
+            pinging: AtomicBool::new(false),
         })
     }
 
@@ -459,6 +325,33 @@ impl Session {
         ))))
     }
 
+    /// Ping the server if it has been silent for `after` (legacy eras: 2026-07-28 has no
+    /// ping) and nobody else is pinging it right now (ping.mdx: a timeout means the connection
+    /// is dead). An error answer is still an answer. `Err` means the session is unusable.
+    pub fn check_alive(&self, after: Duration, timeout: Duration) -> Result<(), Error> {
+        let legacy = self.info.get().is_some_and(|i| !i.modern);
+        if !legacy || self.dispatch.silent_for() < after {
+            return Ok(());
+        }
+        if self.pinging.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let r = self.request_once("ping", None, t0 + timeout, None);
+        self.pinging.store(false, Ordering::Release);
+        match r {
+            Ok(_) | Err(RequestError::Rejected(_)) => {
+                log::debug!(
+                    "mcp[{}]: alive (ping {} ms)",
+                    self.name,
+                    t0.elapsed().as_millis()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into_error()),
+        }
+    }
+
     /// Whether the server announced a tool-list change since the last listing, or (modern
     /// era) the listing's time to live ran out.
     pub fn tools_stale(&self) -> bool {
@@ -504,6 +397,8 @@ fn failure_error(f: Failure) -> RequestError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
+    use crate::mcp::transport::Outbound;
 
     /// A transport double: records what was sent; replies are injected through the dispatcher.
     #[derive(Default)]
@@ -541,6 +436,7 @@ mod tests {
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
             tools_fresh_until: Mutex::new(None),
+            pinging: AtomicBool::new(false),
         };
         (s, rec)
     }

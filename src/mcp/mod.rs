@@ -3,7 +3,8 @@
 //! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
 //! results), `era` (the stateless 2026-07-28 revision: request envelope, era probe,
 //! multi-round-trip results), `client` (one session: requests multiplexed by id, a dispatcher
-//! routing replies to waiting callers, server requests answered), `handshake` (era detection and
+//! routing replies to waiting callers, server requests answered; the dispatcher itself is in
+//! `dispatch`), `handshake` (era detection and
 //! the opening of a session), `transport/` (stdio, legacy HTTP+SSE and streamable HTTP behind one
 //! trait), `server` ([`McpServer`]: a configured server whose session is started lazily, shared
 //! by all requests, bounded per server, restarted when it dies or its HTTP session expires),
@@ -11,9 +12,11 @@
 
 mod client;
 pub mod demo;
+mod dispatch;
 pub mod era;
 mod handshake;
 pub mod jsonrpc;
+mod limits;
 pub mod protocol;
 mod server;
 pub mod transport;
@@ -23,7 +26,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
-pub use server::{McpServer, ServerState, ServerStatus};
+pub use server::{ClientOptions, McpServer, ServerState, ServerStatus};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

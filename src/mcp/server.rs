@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::client::{RequestError, Session};
 use super::era::Era;
+use super::limits::{Slots, jittered};
 use super::protocol;
 use super::transport::http::HttpTransport;
 use super::transport::sse::SseTransport;
@@ -31,7 +32,7 @@ use crate::cancel::Cancel;
 use crate::config::{McpServerConfig, McpTransport};
 use crate::secret::Secret;
 
-/// Waits for a start in progress or a free slot wake up this often to check cancel/deadline.
+/// Waits for a start in progress wake up this often to check cancel/deadline.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// First back-off after a failed start; doubled per failure up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -43,6 +44,28 @@ const MIN_STREAM_IDLE: Duration = Duration::from_secs(300);
 /// stream), and the overall cap.
 const EXTRA_STREAMS: usize = 8;
 const MAX_STREAMS: usize = 256;
+
+/// How a server's client behaves beyond its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Which protocol era to speak ([`Era::Auto`]: detect).
+    pub era: Era,
+    /// A legacy session silent this long is pinged before its next use; without an answer
+    /// within `ping_timeout` it is replaced by a fresh one (a half-open connection or a hung
+    /// server would otherwise fail the call itself).
+    pub ping_after_idle: Duration,
+    pub ping_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            era: Era::Auto,
+            ping_after_idle: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
@@ -87,7 +110,7 @@ struct Inner {
 pub struct McpServer {
     name: String,
     cfg: McpServerConfig,
-    era: Era,
+    opts: ClientOptions,
     inner: Mutex<Inner>,
     start_done: Condvar,
     slots: Slots,
@@ -95,16 +118,24 @@ pub struct McpServer {
 
 impl McpServer {
     pub fn new(name: &str, cfg: McpServerConfig) -> Arc<McpServer> {
-        McpServer::with_era(name, cfg, Era::Auto)
+        McpServer::with_options(name, cfg, ClientOptions::default())
     }
 
     /// A server that speaks a fixed protocol era instead of detecting it (tests, diagnostics).
     pub fn with_era(name: &str, cfg: McpServerConfig, era: Era) -> Arc<McpServer> {
+        let opts = ClientOptions {
+            era,
+            ..ClientOptions::default()
+        };
+        McpServer::with_options(name, cfg, opts)
+    }
+
+    pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<McpServer> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
         Arc::new(McpServer {
             name: name.to_string(),
             cfg,
-            era,
+            opts,
             inner: Mutex::new(Inner {
                 state: ServerState::Idle,
                 session: None,
@@ -129,7 +160,7 @@ impl McpServer {
     /// after `notifications/tools/list_changed`.
     pub fn tools(&self) -> Result<Arc<Vec<ToolInfo>>, Error> {
         for attempt in 0..2 {
-            let session = self.session(None)?;
+            let session = self.live_session(None)?;
             {
                 let g = self.inner.lock();
                 if let (Some(tools), Some(current)) = (&g.tools, &g.session)
@@ -175,7 +206,7 @@ impl McpServer {
         let _slot = self.slots.acquire(deadline, cancel)?;
         let params = protocol::call_params(tool, arguments);
         for attempt in 0..2 {
-            let session = self.session(Some(cancel))?;
+            let session = self.live_session(Some(cancel))?;
             match session.call_tool(params.clone(), deadline, cancel) {
                 Ok(result) => return protocol::parse_call_result(result),
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
@@ -233,6 +264,23 @@ impl McpServer {
         }
     }
 
+    /// The session, checked with a ping when it has been silent for long; one that does not
+    /// answer is closed and replaced.
+    fn live_session(&self, cancel: Option<&Cancel>) -> Result<Arc<Session>, Error> {
+        let session = self.session(cancel)?;
+        match session.check_alive(self.opts.ping_after_idle, self.opts.ping_timeout) {
+            Ok(()) => Ok(session),
+            Err(e) => {
+                log::warn!(
+                    "mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    self.name
+                );
+                session.close(Grace::QUICK);
+                self.session(cancel)
+            }
+        }
+    }
+
     /// The live session, starting one if there is none (or it died).
     fn session(&self, cancel: Option<&Cancel>) -> Result<Arc<Session>, Error> {
         // Waiting for someone else's start is bounded by that start's own timeout.
@@ -276,7 +324,7 @@ impl McpServer {
             break;
         }
         g.state = ServerState::Starting;
-        let era = match self.era {
+        let era = match self.opts.era {
             Era::Auto => g.learned_era.unwrap_or(Era::Auto),
             fixed => fixed,
         };
@@ -425,62 +473,5 @@ impl McpServer {
 impl Drop for McpServer {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// `base` shortened by up to 10 %, at random, so servers that failed together do not retry in
-/// step (never longer: callers may rely on the documented back-off as an upper bound).
-fn jittered(base: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let tenth_permille = h.finish() % 1000;
-    base - base / 10 * u32::try_from(tenth_permille).unwrap_or(0) / 1000
-}
-
-/// A counting semaphore bounding concurrent calls to one server.
-struct Slots {
-    max: usize,
-    used: Mutex<usize>,
-    freed: Condvar,
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Slots {
-    fn new(max: usize) -> Slots {
-        Slots {
-            max,
-            used: Mutex::new(0),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, Error> {
-        let mut used = self.used.lock();
-        while *used >= self.max {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Timeout);
-            }
-            self.freed
-                .wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
-        }
-        *used += 1;
-        Ok(SlotGuard(self))
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.used.lock() -= 1;
-        self.0.freed.notify_one();
     }
 }
