@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::peers::{node, peers_dir};
+use crate::support::peers::{die_with_parent, node, peers_dir};
 
 const STABLE: &str = "node_modules/@modelcontextprotocol/conformance/dist/index.js";
 const NEXT: &str = "node_modules/conformance-next/dist/index.js";
@@ -62,7 +62,9 @@ fn run(suite: &str, scenario: &str, extra: &[&str]) -> Outcome {
     let dir = out_dir(&format!("{scenario}{}", extra.join("")));
     let log = dir.join("suite.log");
     let t0 = Instant::now();
-    let child = Command::new(node())
+    let mut cmd = Command::new(node());
+    die_with_parent(&mut cmd);
+    let child = cmd
         .arg(&script)
         .args([
             "client",

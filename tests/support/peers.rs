@@ -59,6 +59,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Make the child die when the thread that spawned it ends, so a test process killed by the
+/// runner's timeout (no `Drop` runs then) leaves no peer behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl(2) is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// A running peer process; dropping it kills its process group.
 pub struct Peer {
     child: Option<Child>,
@@ -80,6 +92,7 @@ impl Peer {
                 Stdio::null()
             })
             .process_group(0);
+        die_with_parent(&mut cmd);
         for (k, v) in env {
             cmd.env(k, v);
         }
