@@ -2,7 +2,7 @@
 //! and the 0.2.0-alpha.12 line for 2026-07-28), run with Node 22 against the
 //! `mcp-conformance-client` binary, which drives aiproxy's own MCP client. Each scenario must
 //! pass with every check SUCCESS (the suite fails a run on any WARNING too); the scenarios we do
-//! not pass by design are listed with reasons in `tests/conformance/baseline.yml`.
+//! not pass by design are listed with reasons in `tests/conformance/baseline-<version>.yml`.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -59,7 +59,7 @@ fn run(suite: &str, scenario: &str, extra: &[&str]) -> Outcome {
         "missing {} (run tests/peers/install.sh)",
         script.display()
     );
-    let dir = out_dir(&format!("{scenario}{}", extra.join("")));
+    let dir = out_dir(&format!("{scenario}{}", extra.join("")).replace(['/', '.'], "_"));
     let log = dir.join("suite.log");
     let t0 = Instant::now();
     let mut cmd = Command::new(node());
@@ -71,7 +71,12 @@ fn run(suite: &str, scenario: &str, extra: &[&str]) -> Outcome {
             "--command",
             env!("CARGO_BIN_EXE_mcp-conformance-client"),
         ])
-        .args(["--scenario", scenario, "-o"])
+        .args(if scenario.is_empty() {
+            vec![]
+        } else {
+            vec!["--scenario", scenario]
+        })
+        .arg("-o")
         .arg(&dir)
         .args(extra)
         .env("RUST_LOG", "aiproxy=debug")
@@ -195,31 +200,43 @@ fn conformance_2026_request_metadata() {
 }
 
 #[test]
-fn conformance_2026_standard_headers_and_schemas() {
+fn conformance_2026_headers() {
     assert_passes(NEXT, "http-standard-headers", &[]);
+    assert_passes(NEXT, "http-custom-headers", &[]);
+    assert_passes(NEXT, "http-invalid-tool-headers", &[]);
+}
+
+#[test]
+fn conformance_2026_schemas() {
     assert_passes(NEXT, "json-schema-ref-no-deref", &[]);
     assert_passes(NEXT, "json-schema-2020-12-preservation", &[]);
 }
 
+fn baseline(suite: &str) -> String {
+    let file = if suite == STABLE {
+        "baseline-0.1.16.yml"
+    } else {
+        "baseline-0.2.0-alpha.12.yml"
+    };
+    format!("{}/tests/conformance/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every client scenario of both suite versions: all pass except exactly those in the
+/// version's baseline (a baseline entry that passes is "stale" and fails the run as well).
 #[test]
-fn conformance_baseline_covers_out_of_scope_scenarios() {
-    let baseline = format!(
-        "{}/tests/conformance/baseline.yml",
-        env!("CARGO_MANIFEST_DIR")
-    );
+fn conformance_whole_suite_matches_the_baseline() {
     for suite in [STABLE, NEXT] {
-        // OAuth is out of scope: the scenario fails, and the baseline turns that into exit 0.
-        let plain = run(suite, "auth/metadata-default", &[]);
-        assert!(
-            !plain.success,
-            "auth unexpectedly passed:\n{}",
-            plain.output
-        );
         let o = run(
             suite,
-            "auth/metadata-default",
-            &["--expected-failures", &baseline],
+            "",
+            &["--suite", "all", "--expected-failures", &baseline(suite)],
         );
-        assert!(o.success, "baseline not accepted:\n{}", o.output);
+        let summary: Vec<&str> = o
+            .output
+            .lines()
+            .filter(|l| l.contains('✓') || l.contains('✗') || l.contains("Total"))
+            .collect();
+        eprintln!("{suite}: {} ms\n{}", o.took.as_millis(), summary.join("\n"));
+        assert!(o.success, "{suite}: baseline mismatch:\n{}", o.output);
     }
 }

@@ -72,9 +72,42 @@ fn run(server: &McpServer, scenario: &str) -> Result<(), String> {
             let args = json!({"schema": focal.input_schema});
             expect_ok(call(server, "json_schema_echo", args)?)
         }
-        // Handshake, listing and request metadata are judged on what was already sent.
-        _ => Ok(()),
+        // Valid tools are offered and callable; tools with broken annotations were left out.
+        "http-invalid-tool-headers" => {
+            for t in tools.iter() {
+                call(server, &t.name, json!({"region": "us-west1"}))?;
+            }
+            Ok(())
+        }
+        // Calls the scenario asks for in its context (e.g. `http-custom-headers`); otherwise
+        // handshake, listing and request metadata are judged on what was already sent.
+        _ => {
+            for (tool, args) in context_calls() {
+                call(server, &tool, args)?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// `toolCalls` from `MCP_CONFORMANCE_CONTEXT`, as (name, arguments).
+fn context_calls() -> Vec<(String, Value)> {
+    let ctx: Value = std::env::var("MCP_CONFORMANCE_CONTEXT")
+        .ok()
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or(Value::Null);
+    ctx.get("toolCalls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .filter_map(|c| {
+                    let name = c.get("name")?.as_str()?.to_string();
+                    Some((name, c.get("arguments").cloned().unwrap_or(json!({}))))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn call(server: &McpServer, tool: &str, args: Value) -> Result<CallResult, String> {

@@ -10,6 +10,7 @@
 //! every waiter fails at once with [`Error::Closed`]. The pending map is locked only to insert
 //! or remove an entry, never across I/O.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::dispatch::{Dispatcher, Failure};
 use super::era::{self, Round};
+use super::headers::{self, ParamHeader};
 use super::jsonrpc::{Id, Message, RpcError};
 use super::protocol::{self, cut};
 use super::transport::{Grace, Inbound, RequestFailure, SendError, Transport};
@@ -90,6 +92,8 @@ pub struct Session {
     info: OnceLock<SessionInfo>,
     /// Modern era: when the listed tools go stale.
     tools_fresh_until: Mutex<Option<Instant>>,
+    /// Modern era: the `x-mcp-header` parameters of each listed tool.
+    param_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
     /// A liveness ping is in flight (one at a time).
     pinging: AtomicBool,
 }
@@ -110,6 +114,7 @@ impl Session {
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
             tools_fresh_until: Mutex::new(None),
+            param_headers: Mutex::new(HashMap::new()),
             pinging: AtomicBool::new(false),
         })
     }
@@ -132,11 +137,23 @@ impl Session {
         deadline: Instant,
         cancel: Option<&Cancel>,
     ) -> Result<Value, RequestError> {
+        self.request_with_headers(method, params, deadline, cancel, &[])
+    }
+
+    /// [`Session::request`] with extra HTTP headers (`Mcp-Param-*`).
+    fn request_with_headers(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+        headers: &[(String, String)],
+    ) -> Result<Value, RequestError> {
         let Some(version) = self.info.get().filter(|i| i.modern) else {
-            return self.request_once(method, params, deadline, cancel);
+            return self.exchange(method, params, deadline, cancel, headers);
         };
         let first = era::with_meta(params.clone(), &version.protocol_version);
-        match self.request_once(method, Some(first), deadline, cancel) {
+        match self.exchange(method, Some(first), deadline, cancel, headers) {
             Err(RequestError::Rejected(e)) if e.code == era::UNSUPPORTED_PROTOCOL_VERSION => {
                 let Some(retry) = era::pick_supported(&e) else {
                     return Err(RequestError::Rejected(e));
@@ -146,12 +163,8 @@ impl Session {
                     self.name,
                     version.protocol_version
                 );
-                self.request_once(
-                    method,
-                    Some(era::with_meta(params, retry)),
-                    deadline,
-                    cancel,
-                )
+                let again = era::with_meta(params, retry);
+                self.exchange(method, Some(again), deadline, cancel, headers)
             }
             other => other,
         }
@@ -168,6 +181,17 @@ impl Session {
         deadline: Instant,
         cancel: Option<&Cancel>,
     ) -> Result<Value, RequestError> {
+        self.exchange(method, params, deadline, cancel, &[])
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+        headers: &[(String, String)],
+    ) -> Result<Value, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
         {
@@ -178,7 +202,7 @@ impl Session {
             p.waiters.insert(id, tx);
         }
         let msg = Message::request(Id::Int(id), method, params);
-        if let Err(e) = self.transport.send(&msg, deadline) {
+        if let Err(e) = self.transport.send_with_headers(&msg, deadline, headers) {
             self.dispatch.pending.lock().waiters.remove(&id);
             return Err(RequestError::NotSent(match e {
                 SendError::Closed(r) => Error::Closed(r),
@@ -283,6 +307,7 @@ impl Session {
                             _ => DEFAULT_TOOLS_TTL,
                         };
                         *self.tools_fresh_until.lock() = Some(listed_at + ttl);
+                        tools = self.keep_valid_param_headers(tools);
                     }
                     return Ok(tools);
                 }
@@ -302,10 +327,17 @@ impl Session {
         deadline: Instant,
         cancel: &Cancel,
     ) -> Result<Value, RequestError> {
+        let headers = self.param_headers_for(&params);
         let mut params = params;
         for n in 0..era::MAX_INPUT_ROUNDS {
             let result = self
-                .request("tools/call", Some(params.clone()), deadline, Some(cancel))
+                .request_with_headers(
+                    "tools/call",
+                    Some(params.clone()),
+                    deadline,
+                    Some(cancel),
+                    &headers,
+                )
                 .map_err(|e| if n > 0 { e.delivered() } else { e })?;
             match era::round(&result) {
                 Round::Complete => return Ok(result),
@@ -323,6 +355,46 @@ impl Session {
             "still input_required after {} rounds",
             era::MAX_INPUT_ROUNDS
         ))))
+    }
+
+    /// 2026-07-28: record each tool's `x-mcp-header` parameters; a tool whose annotations are
+    /// invalid is dropped with a warning (SEP-2243: it MUST NOT be offered).
+    fn keep_valid_param_headers(&self, tools: Vec<ToolInfo>) -> Vec<ToolInfo> {
+        let mut map = HashMap::new();
+        let kept = tools
+            .into_iter()
+            .filter(|t| match headers::param_headers(&t.input_schema) {
+                Ok(params) => {
+                    if !params.is_empty() {
+                        map.insert(t.name.clone(), params);
+                    }
+                    true
+                }
+                Err(why) => {
+                    log::warn!(
+                        "mcp[{}]: leaving out tool {:?}: {why}",
+                        self.name,
+                        cut(&t.name, 80)
+                    );
+                    false
+                }
+            })
+            .collect();
+        *self.param_headers.lock() = map;
+        kept
+    }
+
+    /// The `Mcp-Param-*` headers of a `tools/call` (modern era, annotated tools only).
+    fn param_headers_for(&self, params: &Value) -> Vec<(String, String)> {
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        let args = params.get("arguments").unwrap_or(&Value::Null);
+        self.param_headers
+            .lock()
+            .get(name)
+            .map(|p| headers::mirror(p, args))
+            .unwrap_or_default()
     }
 
     /// Ping the server if it has been silent for `after` (legacy eras: 2026-07-28 has no
@@ -436,6 +508,7 @@ mod tests {
             next_id: AtomicI64::new(1),
             info: OnceLock::new(),
             tools_fresh_until: Mutex::new(None),
+            param_headers: Mutex::new(HashMap::new()),
             pinging: AtomicBool::new(false),
         };
         (s, rec)

@@ -76,7 +76,9 @@ impl Session {
                 ));
             }
         };
-        session.transport.session_ready(&info.protocol_version);
+        session
+            .transport
+            .session_ready(&info.protocol_version, deadline);
         log::info!(
             "mcp[{name}]: session ready (protocol {}{}, server {} {})",
             info.protocol_version,

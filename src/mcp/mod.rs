@@ -15,6 +15,7 @@ pub mod demo;
 mod dispatch;
 pub mod era;
 mod handshake;
+pub mod headers;
 pub mod jsonrpc;
 mod limits;
 pub mod protocol;

@@ -32,9 +32,9 @@ use ureq::http::Response;
 
 use super::web::{self, RemoteSpec, Slots};
 use super::{Grace, Inbound, Outbound, RequestFailure, SendError, Transport};
-use crate::mcp::era;
 use crate::mcp::jsonrpc::{Id, Message, decode_frame};
 use crate::mcp::protocol::cut;
+use crate::mcp::{era, headers};
 
 /// A connected streamable-HTTP server. Dropping it ends the session.
 pub struct HttpTransport {
@@ -94,6 +94,14 @@ impl Outbound for HttpTransport {
     fn send(&self, msg: &Message, deadline: Instant) -> Result<(), SendError> {
         self.shared.send(msg, deadline)
     }
+    fn send_with_headers(
+        &self,
+        msg: &Message,
+        deadline: Instant,
+        headers: &[(String, String)],
+    ) -> Result<(), SendError> {
+        self.shared.send_with_headers(msg, deadline, headers)
+    }
 }
 
 impl Transport for HttpTransport {
@@ -106,13 +114,17 @@ impl Transport for HttpTransport {
     fn negotiated(&self, protocol_version: &str) {
         *self.shared.version.lock() = Some(protocol_version.to_string());
     }
-    fn session_ready(&self, protocol_version: &str) {
+    fn session_ready(&self, protocol_version: &str, deadline: Instant) {
         if era::is_modern(protocol_version) {
             self.shared.modern.store(true, Ordering::Release);
             return;
         }
         *self.shared.version.lock() = Some(protocol_version.to_string());
-        self.shared.clone().start_listening();
+        // Without a session the server cannot tell whose stream a GET would be (stateless
+        // servers answer 405, or hold it open for nothing).
+        if self.shared.session_id.lock().is_some() {
+            self.shared.clone().start_listening(deadline);
+        }
     }
 }
 
@@ -124,6 +136,15 @@ impl Drop for HttpTransport {
 
 impl Outbound for Arc<Shared> {
     fn send(&self, msg: &Message, deadline: Instant) -> Result<(), SendError> {
+        self.send_with_headers(msg, deadline, &[])
+    }
+
+    fn send_with_headers(
+        &self,
+        msg: &Message,
+        deadline: Instant,
+        headers: &[(String, String)],
+    ) -> Result<(), SendError> {
         if !self.open.load(Ordering::Acquire) {
             return Err(SendError::Closed("the session is over".into()));
         }
@@ -131,13 +152,13 @@ impl Outbound for Arc<Shared> {
             Message::Request { id, .. } => {
                 let slot = self.streams.acquire(deadline).ok_or(SendError::Timeout)?;
                 let me = self.clone();
-                let (id, msg) = (id.clone(), msg.clone());
+                let (id, msg, headers) = (id.clone(), msg.clone(), headers.to_vec());
                 let had_session = self.session_id.lock().is_some();
                 thread::Builder::new()
                     .name(format!("mcp-{}-req", self.name))
                     .spawn(move || {
                         let _slot = slot;
-                        me.run_request(&id, &msg, deadline, had_session);
+                        me.run_request(&id, &msg, &headers, deadline, had_session);
                     })
                     .map(|_| ())
                     .map_err(|e| SendError::Closed(format!("cannot start a thread: {e}")))
@@ -169,7 +190,7 @@ impl Shared {
             Some(v) => {
                 out.push(("MCP-Protocol-Version", v.to_string()));
                 if let Some(m) = method {
-                    out.push(("Mcp-Method", web::header_value(m)));
+                    out.push(("Mcp-Method", headers::header_value(m)));
                     let key = match m {
                         "tools/call" | "prompts/get" => Some("name"),
                         "resources/read" => Some("uri"),
@@ -179,7 +200,7 @@ impl Shared {
                         .and_then(|k| params.and_then(|p| p.get(k)))
                         .and_then(|v| v.as_str())
                     {
-                        out.push(("Mcp-Name", web::header_value(name)));
+                        out.push(("Mcp-Name", headers::header_value(name)));
                     }
                 }
             }
@@ -206,7 +227,12 @@ impl Shared {
         req
     }
 
-    fn post(&self, msg: &Message, deadline: Instant) -> Result<Response<ureq::Body>, ureq::Error> {
+    fn post(
+        &self,
+        msg: &Message,
+        extra: &[(String, String)],
+        deadline: Instant,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
         let mut req = web::with_headers(
             self.agent
                 .post(&self.spec.url)
@@ -219,6 +245,9 @@ impl Shared {
         }
         for (k, v) in self.protocol_headers(msg) {
             req = req.header(k, v);
+        }
+        for (k, v) in extra {
+            req = req.header(k.as_str(), v.as_str());
         }
         let mut cfg = req
             .config()
@@ -233,8 +262,15 @@ impl Shared {
     }
 
     /// A worker thread: POST one request and deliver its reply (or its failure).
-    fn run_request(self: &Arc<Self>, id: &Id, msg: &Message, deadline: Instant, had_session: bool) {
-        let res = match self.post(msg, deadline) {
+    fn run_request(
+        self: &Arc<Self>,
+        id: &Id,
+        msg: &Message,
+        extra: &[(String, String)],
+        deadline: Instant,
+        had_session: bool,
+    ) {
+        let res = match self.post(msg, extra, deadline) {
             Ok(res) => res,
             Err(e) => {
                 let f = web::classify(&e);
@@ -364,7 +400,7 @@ impl Shared {
             return Ok(());
         }
         let had_session = self.session_id.lock().is_some();
-        match self.post(msg, deadline) {
+        match self.post(msg, &[], deadline) {
             Ok(res) => {
                 let status = res.status().as_u16();
                 let streamed = web::media_type(&res) == "text/event-stream";

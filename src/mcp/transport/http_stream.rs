@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Sender, bounded};
 use ureq::http::Response;
 
 use super::RequestFailure;
@@ -34,6 +35,8 @@ const MAX_RESUMES: u32 = 5;
 /// Standalone GET stream: reconnects after failures, with doubling back-off, before giving up.
 const MAX_LISTEN_FAILURES: u32 = 6;
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
+/// The handshake waits this long at most for the GET stream to open.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
 /// A GET stream that ends sooner than this without an event counts as a failed attempt.
 const QUICK_END: Duration = Duration::from_secs(5);
 
@@ -103,42 +106,53 @@ impl Shared {
         }
     }
 
-    /// Open the standalone GET stream on a thread of its own, when a slot is free.
-    pub(super) fn start_listening(self: Arc<Self>) {
+    /// Open the standalone GET stream on a thread of its own, when a slot is free, and wait
+    /// (until `deadline`, at most [`OPEN_WAIT`]) for the server's answer to the first GET.
+    pub(super) fn start_listening(self: Arc<Self>, deadline: Instant) {
         let Some(slot) = self.streams.acquire(Instant::now()) else {
             log::debug!("mcp[{}]: no thread slot for the GET stream", self.name);
             return;
         };
+        let (opened_tx, opened) = bounded::<()>(1);
         let name = format!("mcp-{}-get", self.name);
         let me = self.clone();
         let spawned = thread::Builder::new().name(name).spawn(move || {
             let _slot = slot;
-            me.listen();
+            me.listen(opened_tx);
         });
-        if let Err(e) = spawned {
-            log::warn!(
+        match spawned {
+            Ok(_) => {
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(OPEN_WAIT);
+                let _ = opened.recv_timeout(wait);
+            }
+            Err(e) => log::warn!(
                 "mcp[{}]: cannot start the GET stream thread: {e}",
                 self.name
-            );
+            ),
         }
     }
 
     /// The standalone GET stream: server requests and notifications unrelated to any request.
     /// A server without one answers 405 (or 404, as the conformance mocks do): then there is
     /// none. A stream that ends is reopened after `retry`, with `Last-Event-ID` when known.
-    fn listen(self: Arc<Self>) {
+    fn listen(self: Arc<Self>, opened: Sender<()>) {
         let mut cursor = Cursor::default();
         let mut failures = 0u32;
         while self.is_open() {
             // Far enough that only the idle limit and closing end a healthy stream.
             let horizon = Instant::now() + self.spec.idle;
-            match self.get(
+            let res = self.get(
                 cursor.last_event_id.as_deref(),
                 horizon,
                 Some(self.spec.idle),
-            ) {
+            );
+            // The first answer (stream, refusal or failure) releases the handshake.
+            let _ = opened.try_send(());
+            match res {
                 Ok(res) if is_stream(&res) => {
-                    let (before, opened) = (cursor.events, Instant::now());
+                    let (before, opened_at) = (cursor.events, Instant::now());
                     if let End::Ended(reason) =
                         self.pump(res.into_body(), None, &mut cursor, horizon)
                     {
@@ -146,7 +160,7 @@ impl Shared {
                     }
                     // A server that keeps closing an empty stream at once is not polled at full
                     // speed (a quiet stream that lived a while is fine).
-                    let useful = cursor.events > before || opened.elapsed() > QUICK_END;
+                    let useful = cursor.events > before || opened_at.elapsed() > QUICK_END;
                     failures = if useful { 0 } else { failures + 1 };
                 }
                 Ok(res) => {

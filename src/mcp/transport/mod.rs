@@ -52,6 +52,16 @@ impl fmt::Display for SendError {
 /// return before a request's reply (or its failure) arrives: both come through [`Inbound`].
 pub trait Outbound: Send + Sync {
     fn send(&self, msg: &Message, deadline: Instant) -> Result<(), SendError>;
+    /// [`Outbound::send`] with extra HTTP headers for this one message (2026-07-28
+    /// `Mcp-Param-*`); transports without headers ignore them.
+    fn send_with_headers(
+        &self,
+        msg: &Message,
+        deadline: Instant,
+        _headers: &[(String, String)],
+    ) -> Result<(), SendError> {
+        self.send(msg, deadline)
+    }
 }
 
 /// How a request that was handed to the transport failed without a JSON-RPC reply.
@@ -116,8 +126,10 @@ pub trait Transport: Outbound {
     /// later message, starting with `notifications/initialized`.
     fn negotiated(&self, _protocol_version: &str) {}
     /// The opening is done (legacy: `notifications/initialized` sent; modern: era settled).
-    /// Streamable HTTP opens its standalone GET stream now (legacy revisions only).
-    fn session_ready(&self, _protocol_version: &str) {}
+    /// Streamable HTTP opens its standalone GET stream now (legacy sessions only) and waits,
+    /// until `deadline` at most, for the server to answer it, so that server messages sent from
+    /// now on have a stream to arrive on.
+    fn session_ready(&self, _protocol_version: &str, _deadline: Instant) {}
     /// Whether the 2026-07-28 revision can run over this transport (legacy HTTP+SSE cannot).
     fn supports_modern(&self) -> bool {
         true

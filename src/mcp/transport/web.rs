@@ -1,6 +1,6 @@
 //! What the two HTTP transports (legacy HTTP+SSE and streamable HTTP) share: the ureq agent
 //! (one per connection, so closing it interrupts every blocked read at once), configured
-//! headers, the header-safe encoding of 2026-07-28 header values, classification of ureq errors into "never delivered" or "maybe delivered",
+//! headers, classification of ureq errors into "never delivered" or "maybe delivered",
 //! bounded body reads, relative-URL resolution for the legacy `endpoint` event, and a bounded
 //! count of stream-reading threads.
 //!
@@ -226,41 +226,6 @@ pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     Ok(format!("{origin}{dir}{reference}"))
 }
 
-/// `Mcp-Name` / `Mcp-Param-*` values: plain when header-safe, else `=?base64?…?=` (also when
-/// the plain value merely looks like that form; 2026-07-28 streamable-http.mdx).
-pub fn header_value(v: &str) -> String {
-    let printable = v.bytes().all(|b| (0x20..=0x7e).contains(&b));
-    let looks_encoded = v.starts_with("=?base64?") && v.ends_with("?=");
-    let plain =
-        !v.is_empty() && printable && !v.starts_with(' ') && !v.ends_with(' ') && !looks_encoded;
-    if plain {
-        v.to_string()
-    } else {
-        format!("=?base64?{}?=", base64(v.as_bytes()))
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(A[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A bounded count of live stream threads. A slot is taken before a thread is spawned and
 /// released when the thread ends (the guard moves into the thread).
 #[derive(Clone)]
@@ -315,20 +280,6 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_values_are_plain_or_base64() {
-        assert_eq!(header_value("get_weather"), "get_weather");
-        assert_eq!(header_value("file:///a b.txt"), "file:///a b.txt");
-        assert_eq!(header_value("héllo"), "=?base64?aMOpbGxv?=");
-        assert_eq!(header_value(" lead"), "=?base64?IGxlYWQ=?=");
-        assert_eq!(header_value("=?base64?x?="), "=?base64?PT9iYXNlNjQ/eD89?=");
-        assert_eq!(header_value("a\nb"), "=?base64?YQpi?=");
-        assert_eq!(base64(b"Hello"), "SGVsbG8=");
-        assert_eq!(base64(b"Hi"), "SGk=");
-        assert_eq!(base64(b"Hey"), "SGV5");
-        assert_eq!(base64(b""), "");
-    }
 
     #[test]
     fn endpoints_resolve_like_links() {
