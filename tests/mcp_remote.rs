@@ -658,3 +658,73 @@ fn silent_sessions_are_pinged_and_a_hung_one_is_replaced() {
     assert_ne!(st.pid, Some(pid));
     assert_eq!(st.restarts, 1);
 }
+
+/// A raw HTTP server for one connection: answers the first request with an event-stream head
+/// and `events`, then holds the connection open until `hold` has passed.
+fn raw_event_stream(events: &'static str, hold: Duration) -> (u16, thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let h = thread::spawn(move || {
+        let deadline = Instant::now() + hold;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Err(_) => return,
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let _ = conn.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{events}")
+                .as_bytes(),
+        );
+        let _ = conn.flush();
+        thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    });
+    (port, h)
+}
+
+#[test]
+fn legacy_sse_endpoint_must_arrive_in_time_and_stay_on_the_origin() {
+    // A stream that never names its endpoint: the start fails at the startup timeout.
+    let (port, h) = raw_event_stream(": just a comment\n\n", Duration::from_millis(1500));
+    let s = McpServer::new(
+        "no-endpoint",
+        server_config(sse_transport(sse_url(port)), 1_000, 5_000),
+    );
+    let t0 = Instant::now();
+    let err = s.tools().unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        matches!(&err, Error::Start(m) if m.contains("no endpoint")),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
+    h.join().unwrap();
+    // An endpoint on another host would carry our configured headers there: refused.
+    let (port, h) = raw_event_stream(
+        "event: endpoint\ndata: http://evil.example:9/message?s=1\n\n",
+        Duration::from_millis(500),
+    );
+    let s = McpServer::new(
+        "cross-origin",
+        server_config(sse_transport(sse_url(port)), 5_000, 5_000),
+    );
+    let err = s.tools().unwrap_err();
+    assert!(
+        matches!(&err, Error::Start(m) if m.contains("another origin") && !m.contains("s=1")),
+        "{err:?}"
+    );
+    h.join().unwrap();
+}

@@ -67,14 +67,8 @@ impl Session {
                 log::debug!("mcp[{name}]: using initialize ({why})");
                 session.initialize(deadline, t0)?
             }
-            // `probe` resolves retries itself.
-            Probe::Retry(v) => {
-                return Err(session.start_error(
-                    "server/discover",
-                    Error::Protocol(format!("unresolved version retry {v}")),
-                    t0,
-                ));
-            }
+            // `probe` settles retries itself; an unsettled one would mean legacy.
+            Probe::Retry(_) => session.initialize(deadline, t0)?,
         };
         session
             .transport

@@ -104,10 +104,13 @@ impl SseTransport {
         let (tx, rx) = bounded::<Result<String, String>>(1);
         let body = res.into_body();
         let s = shared.clone();
-        thread::Builder::new()
+        if let Err(e) = thread::Builder::new()
             .name(format!("mcp-{name}-sse"))
             .spawn(move || s.read_stream(body, tx))
-            .map_err(|e| format!("cannot start reader thread: {e}"))?;
+        {
+            *shared.reader_done.lock() = true;
+            return Err(format!("cannot start reader thread: {e}"));
+        }
         let wait = deadline.saturating_duration_since(Instant::now());
         let endpoint = match rx.recv_timeout(wait) {
             Ok(Ok(endpoint)) => endpoint,
