@@ -53,8 +53,27 @@ fn sse_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/sse")
 }
 
+/// Start-up (connect, handshake, first listing) and the mean of 20 sequential calls, printed
+/// for the record.
+fn measure(s: &McpServer, tool: &str, args: Value) {
+    let t0 = Instant::now();
+    s.tools().unwrap();
+    let start = t0.elapsed();
+    let t1 = Instant::now();
+    for _ in 0..20 {
+        call(s, tool, args.clone()).unwrap();
+    }
+    eprintln!(
+        "{}: ready in {} ms, {tool} {} µs per call",
+        s.name(),
+        start.as_millis(),
+        t1.elapsed().as_micros() / 20
+    );
+}
+
 /// The same checks for server-everything over any transport.
 fn exercise_everything(s: &McpServer) {
+    measure(s, "echo", json!({"message": "m"}));
     let tools = names(s);
     for t in [
         "echo",
@@ -145,6 +164,7 @@ fn everything_over_streamable_http() {
 
 /// The Python SDK server's tools, one per content kind.
 fn exercise_python(s: &McpServer, protocol: &str) {
+    measure(s, "echo", json!({"text": "m"}));
     assert_eq!(
         names(s),
         ["echo", "add", "image", "audio", "link", "fail", "slow"]

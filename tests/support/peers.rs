@@ -81,6 +81,8 @@ pub struct Peer {
 impl Peer {
     /// Spawn `program args` (with `env`) and wait until `port` accepts connections.
     pub fn spawn(program: &str, args: &[&str], env: &[(&str, String)], port: u16) -> Peer {
+        // The client's own logs, when asked for with RUST_LOG.
+        let _ = env_logger::builder().is_test(true).try_init();
         let what = format!("{program} {}", args.join(" "));
         let mut cmd = Command::new(program);
         cmd.args(args)
