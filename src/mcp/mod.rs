@@ -2,13 +2,17 @@
 //!
 //! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
 //! results), `era` (the stateless 2026-07-28 revision: request envelope, era probe,
-//! multi-round-trip results), `client` (one session: requests multiplexed by id, a dispatcher
-//! routing replies to waiting callers, server requests answered; the dispatcher itself is in
-//! `dispatch`), `handshake` (era detection and
-//! the opening of a session), `transport/` (stdio, legacy HTTP+SSE and streamable HTTP behind one
-//! trait), `server` ([`McpServer`]: a configured server whose session is started lazily, shared
-//! by all requests, bounded per server, restarted when it dies or its HTTP session expires),
-//! `demo` (the built-in demo server behind `aiproxy demo-mcp`).
+//! multi-round-trip results), `headers` (2026-07-28 header values and `x-mcp-header`
+//! parameters), `client` (one session: requests multiplexed by id, liveness pings, tool
+//! listing and calls), `dispatch` (routing replies to waiting callers, answering server
+//! requests), `handshake` (era detection and the opening of a session), `transport/` (stdio,
+//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`McpServer`]: a configured
+//! server whose session is started lazily, shared by all requests, bounded per server,
+//! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
+//! back-off jitter), `demo` (the built-in demo server behind `aiproxy demo-mcp`).
+//!
+//! Thread model: callers block on their own request with a deadline; each transport owns the
+//! threads that read its connection (see `transport/`); no lock is held across I/O.
 
 mod client;
 pub mod demo;
