@@ -11,6 +11,8 @@ mod gateway;
 mod gateway_anthropic;
 mod gateway_upstream;
 mod http_server;
+mod mcp_conformance;
+mod mcp_remote;
 mod mcp_stdio;
 mod ops;
 mod sdk;

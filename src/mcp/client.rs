@@ -1,25 +1,30 @@
-//! One MCP session over any transport: the handshake, requests multiplexed by JSON-RPC id, and
-//! the dispatcher that the transport's reader thread calls for every incoming message.
+//! One MCP session over any transport: requests multiplexed by JSON-RPC id (replies come back
+//! through the dispatcher in `dispatch.rs`), the 2026-07-28 request envelope and its version
+//! retry, liveness pings, and tool listing / calling. The handshake (era detection,
+//! `initialize`) is in `handshake.rs`.
 //!
 //! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
-//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the reader
-//! thread routes each reply to its waiter by id, answers server→client requests (`ping` → `{}`,
-//! everything else → -32601) and handles notifications. When the transport dies, every waiter
-//! fails at once with [`Error::Closed`]. The pending map is locked only to insert or remove an
-//! entry, never across I/O.
+//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the
+//! transport's threads route each reply to its waiter by id, answer server→client requests
+//! (`ping` → `{}`, everything else → -32601) and handle notifications. When the transport dies,
+//! every waiter fails at once with [`Error::Closed`]. The pending map is locked only to insert
+//! or remove an entry, never across I/O.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded};
+use crossbeam_channel::{RecvTimeoutError, bounded};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message};
-use super::protocol::{self, Initialized, cut};
-use super::transport::{Grace, Inbound, Outbound, SendError, Transport};
+use super::dispatch::{Dispatcher, Failure};
+use super::era::{self, Round};
+use super::headers::{self, ParamHeader};
+use super::jsonrpc::{Id, Message, RpcError};
+use super::protocol::{self, cut};
+use super::transport::{Grace, Inbound, RequestFailure, SendError, Transport};
 use super::{Error, ToolInfo};
 use crate::cancel::Cancel;
 
@@ -29,6 +34,13 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 const NOTIFY_WRITE: Duration = Duration::from_secs(2);
 /// A server that pages forever is cut off here.
 const MAX_TOOL_PAGES: usize = 1000;
+/// 2026-07-28 sessions get no `list_changed` notifications (no stream to carry them); the tool
+/// list is re-fetched when its `ttlMs` runs out (caching.mdx), and at least this often when
+/// the server gives none or 0 ("immediately stale": re-fetching per use MAY be done, but would
+/// cost a round trip per chat request).
+const DEFAULT_TOOLS_TTL: Duration = Duration::from_secs(60);
+/// Shortest `ttlMs` honoured.
+const MIN_TOOLS_TTL: Duration = Duration::from_secs(1);
 
 /// How a request failed, and whether the server can have seen it. A request that was never
 /// delivered may be retried on a fresh session; one that was delivered may have had effects.
@@ -36,234 +48,149 @@ const MAX_TOOL_PAGES: usize = 1000;
 pub enum RequestError {
     NotSent(Error),
     Failed(Error),
+    /// The server answered with a JSON-RPC error (kept whole: `data` carries the versions a
+    /// `-32022` offers).
+    Rejected(RpcError),
 }
 
 impl RequestError {
     pub fn into_error(self) -> Error {
         match self {
             RequestError::NotSent(e) | RequestError::Failed(e) => e,
-        }
-    }
-}
-
-type Reply = Result<Value, Error>;
-
-#[derive(Default)]
-struct Pending {
-    waiters: HashMap<i64, Sender<Reply>>,
-    /// Set once the transport is gone; no new waiter is registered after that.
-    closed: Option<String>,
-}
-
-/// The client side of the reader thread: routes replies, answers server requests.
-struct Dispatcher {
-    name: String,
-    pending: Mutex<Pending>,
-    tools_stale: AtomicBool,
-}
-
-impl Dispatcher {
-    fn route(&self, id: &Id, reply: Reply) {
-        // We only send integer ids; a server that echoes them as strings is tolerated.
-        let key = match id {
-            Id::Int(n) => Some(*n),
-            Id::Str(s) => s.parse().ok(),
-        };
-        let waiter = key.and_then(|k| self.pending.lock().waiters.remove(&k));
-        match waiter {
-            // bounded(1) and one reply per id: this never blocks.
-            Some(tx) => {
-                let _ = tx.try_send(reply);
-            }
-            None => log::debug!(
-                "mcp[{}]: dropping a reply to unknown or abandoned request {id}",
-                self.name
-            ),
-        }
-    }
-
-    fn answer(&self, id: Id, method: &str, out: &dyn Outbound) {
-        let reply = if method == "ping" {
-            Message::Response {
-                id,
-                result: json!({}),
-            }
-        } else {
-            log::debug!(
-                "mcp[{}]: refusing server request {}",
-                self.name,
-                cut(method, 80)
-            );
-            Message::error(Some(id), METHOD_NOT_FOUND, "Method not found")
-        };
-        if let Err(e) = out.send(&reply, Instant::now() + NOTIFY_WRITE) {
-            log::debug!(
-                "mcp[{}]: could not answer {}: {e}",
-                self.name,
-                cut(method, 80)
-            );
-        }
-    }
-}
-
-impl Inbound for Dispatcher {
-    fn on_message(&self, msg: Message, out: &dyn Outbound) {
-        match msg {
-            Message::Response { id, result } => self.route(&id, Ok(result)),
-            Message::Error {
-                id: Some(id),
-                error,
-            } => self.route(
-                &id,
-                Err(Error::Rpc {
-                    code: error.code,
-                    message: cut(&error.message, 500),
-                }),
-            ),
-            Message::Error { id: None, error } => log::warn!(
-                "mcp[{}]: server reported an error for no request: {} {}",
-                self.name,
-                error.code,
-                cut(&error.message, 200)
-            ),
-            Message::Request { id, method, .. } => self.answer(id, &method, out),
-            Message::Notification { method, params } => match method.as_str() {
-                "notifications/tools/list_changed" => {
-                    log::debug!("mcp[{}]: tool list changed", self.name);
-                    self.tools_stale.store(true, Ordering::Release);
-                }
-                // We never ask for progress; a server may still send it (also for requests we
-                // cancelled, notes A.8): nothing waits for it, so it is dropped.
-                "notifications/progress" => {}
-                "notifications/message" => {
-                    let data = params
-                        .as_ref()
-                        .map(|p| cut(&p.to_string(), 300))
-                        .unwrap_or_default();
-                    log::debug!("mcp[{}] log: {data}", self.name);
-                }
-                other => log::trace!(
-                    "mcp[{}]: ignoring notification {}",
-                    self.name,
-                    cut(other, 80)
-                ),
+            RequestError::Rejected(e) => Error::Rpc {
+                code: e.code,
+                message: cut(&e.message, 500),
             },
         }
     }
 
-    fn on_closed(&self, reason: &str) {
-        let waiters = {
-            let mut p = self.pending.lock();
-            p.closed = Some(reason.to_string());
-            std::mem::take(&mut p.waiters)
-        };
-        for (_, tx) in waiters {
-            let _ = tx.try_send(Err(Error::Closed(reason.to_string())));
+    /// Once a call has been delivered, a later failure to send must not look retryable.
+    fn delivered(self) -> RequestError {
+        match self {
+            RequestError::NotSent(e) => RequestError::Failed(e),
+            other => other,
         }
     }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub protocol_version: String,
+    /// Stateless 2026-07-28: every request carries the `_meta` envelope.
+    pub modern: bool,
+    pub server_name: Option<String>,
+    pub server_version: Option<String>,
 }
 
 /// One live session with one server.
 pub struct Session {
-    name: String,
-    transport: Box<dyn Transport>,
+    pub(super) name: String,
+    pub(super) transport: Box<dyn Transport>,
     dispatch: Arc<Dispatcher>,
     next_id: AtomicI64,
-    init: Option<Initialized>,
+    info: OnceLock<SessionInfo>,
+    /// Modern era: when the listed tools go stale.
+    tools_fresh_until: Mutex<Option<Instant>>,
+    /// Modern era: the `x-mcp-header` parameters of each listed tool.
+    param_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
+    /// A liveness ping is in flight (one at a time).
+    pinging: AtomicBool,
 }
 
 impl Session {
-    /// Connect (via `connect`, which receives the dispatcher to deliver messages to), then run
-    /// the handshake: `initialize` (never cancelled, lifecycle.mdx) and
-    /// `notifications/initialized`, all before `deadline`. Every failure is an [`Error::Start`].
-    pub fn start(
+    /// Connect via `connect`, which receives the dispatcher to deliver messages to. No
+    /// handshake yet (see `handshake.rs`).
+    pub(super) fn connect(
         name: &str,
         connect: impl FnOnce(Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String>,
-        deadline: Instant,
     ) -> Result<Session, Error> {
-        let dispatch = Arc::new(Dispatcher {
-            name: name.to_string(),
-            pending: Mutex::new(Pending::default()),
-            tools_stale: AtomicBool::new(false),
-        });
+        let dispatch = Arc::new(Dispatcher::new(name));
         let transport = connect(dispatch.clone()).map_err(Error::Start)?;
-        let mut session = Session {
+        Ok(Session {
             name: name.to_string(),
             transport,
             dispatch,
             next_id: AtomicI64::new(1),
-            init: None,
-        };
-        let t0 = Instant::now();
-        let result = session
-            .request(
-                "initialize",
-                Some(protocol::initialize_params()),
-                deadline,
-                None,
-            )
-            .map_err(|e| session.start_error("initialize", e.into_error(), t0))?;
-        let init = protocol::parse_initialize(&result)
-            .map_err(|e| session.start_error("initialize", e, t0))?;
-        session
-            .notify("notifications/initialized", None)
-            .map_err(|e| session.start_error("initialized", e, t0))?;
-        log::info!(
-            "mcp[{name}]: session ready (protocol {}, server {} {})",
-            init.protocol_version,
-            init.server_name.as_deref().unwrap_or("?"),
-            init.server_version.as_deref().unwrap_or("?"),
-        );
-        session.init = Some(init);
-        Ok(session)
+            info: OnceLock::new(),
+            tools_fresh_until: Mutex::new(None),
+            param_headers: Mutex::new(HashMap::new()),
+            pinging: AtomicBool::new(false),
+        })
     }
 
-    /// A start failure as a useful message; the half-started server is stopped quickly.
-    fn start_error(&self, step: &str, e: Error, t0: Instant) -> Error {
-        let e = match e {
-            // A write to a child that just exited fails before the reader has described the
-            // exit (status, stderr); that description is the useful message, so wait for it.
-            Error::Closed(raw) => {
-                let limit = Instant::now() + Duration::from_secs(1);
-                let mut reason = self.closed_reason();
-                while reason.is_none() && Instant::now() < limit {
-                    std::thread::sleep(Duration::from_millis(10));
-                    reason = self.closed_reason();
-                }
-                Error::Closed(reason.unwrap_or(raw))
-            }
-            other => other,
-        };
-        let tail = self.transport.stderr_tail();
-        self.transport.close(Grace::QUICK);
-        let msg = match e {
-            Error::Timeout => format!("no answer to {step} after {} ms", t0.elapsed().as_millis()),
-            Error::Closed(reason) => reason,
-            Error::Rpc { code, message } => format!("{step} refused: error {code}: {message}"),
-            Error::Protocol(m) => m,
-            Error::Start(m) => m,
-            Error::Cancelled => format!("{step} cancelled"),
-        };
-        match tail {
-            Some(t) if !msg.contains(&t) => Error::Start(format!("{msg}; stderr: {t}")),
-            _ => Error::Start(msg),
-        }
+    pub(super) fn set_info(&self, info: SessionInfo) {
+        let _ = self.info.set(info);
     }
 
-    pub fn initialized(&self) -> Option<&Initialized> {
-        self.init.as_ref()
+    pub fn info(&self) -> Option<&SessionInfo> {
+        self.info.get()
     }
 
-    /// Send a request and wait for its reply until `deadline`, or until `cancel` fires. On
-    /// timeout or cancel, a `notifications/cancelled` goes out (when `cancel` is given: the
-    /// handshake passes `None` because `initialize` must not be cancelled) and a late reply is
-    /// dropped by the dispatcher.
+    /// Send a request and wait for its reply until `deadline`, or until `cancel` fires. In the
+    /// modern era the `_meta` envelope is added, and a `-32022` naming a version we speak is
+    /// answered by one retry with that version (2026-07-28 versioning.mdx).
     pub fn request(
         &self,
         method: &str,
         params: Option<Value>,
         deadline: Instant,
         cancel: Option<&Cancel>,
+    ) -> Result<Value, RequestError> {
+        self.request_with_headers(method, params, deadline, cancel, &[])
+    }
+
+    /// [`Session::request`] with extra HTTP headers (`Mcp-Param-*`).
+    fn request_with_headers(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+        headers: &[(String, String)],
+    ) -> Result<Value, RequestError> {
+        let Some(version) = self.info.get().filter(|i| i.modern) else {
+            return self.exchange(method, params, deadline, cancel, headers);
+        };
+        let first = era::with_meta(params.clone(), &version.protocol_version);
+        match self.exchange(method, Some(first), deadline, cancel, headers) {
+            Err(RequestError::Rejected(e)) if e.code == era::UNSUPPORTED_PROTOCOL_VERSION => {
+                let Some(retry) = era::pick_supported(&e) else {
+                    return Err(RequestError::Rejected(e));
+                };
+                log::debug!(
+                    "mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    self.name,
+                    version.protocol_version
+                );
+                let again = era::with_meta(params, retry);
+                self.exchange(method, Some(again), deadline, cancel, headers)
+            }
+            other => other,
+        }
+    }
+
+    /// One request on the wire, without the modern envelope logic. On timeout or cancel, a
+    /// `notifications/cancelled` goes out (when `cancel` is given: the handshake passes `None`
+    /// because `initialize` must not be cancelled) and a late reply is dropped by the
+    /// dispatcher.
+    pub(super) fn request_once(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+    ) -> Result<Value, RequestError> {
+        self.exchange(method, params, deadline, cancel, &[])
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        deadline: Instant,
+        cancel: Option<&Cancel>,
+        headers: &[(String, String)],
     ) -> Result<Value, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = bounded(1);
@@ -275,11 +202,12 @@ impl Session {
             p.waiters.insert(id, tx);
         }
         let msg = Message::request(Id::Int(id), method, params);
-        if let Err(e) = self.transport.send(&msg, deadline) {
+        if let Err(e) = self.transport.send_with_headers(&msg, deadline, headers) {
             self.dispatch.pending.lock().waiters.remove(&id);
             return Err(RequestError::NotSent(match e {
                 SendError::Closed(r) => Error::Closed(r),
                 SendError::Timeout => Error::Timeout,
+                SendError::Rejected(r) => Error::Protocol(r),
             }));
         }
         loop {
@@ -294,7 +222,7 @@ impl Session {
             }
             match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => return Err(RequestError::Failed(e)),
+                Ok(Err(f)) => return Err(failure_error(f)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(RequestError::Failed(Error::Closed(
@@ -325,6 +253,7 @@ impl Session {
             .map_err(|e| match e {
                 SendError::Closed(r) => Error::Closed(r),
                 SendError::Timeout => Error::Timeout,
+                SendError::Rejected(r) => Error::Protocol(r),
             })
     }
 
@@ -336,6 +265,8 @@ impl Session {
         cancel: Option<&Cancel>,
     ) -> Result<Vec<ToolInfo>, RequestError> {
         self.dispatch.tools_stale.store(false, Ordering::Release);
+        let listed_at = Instant::now();
+        let mut ttl: Option<Duration> = None;
         let mut tools: Vec<ToolInfo> = Vec::new();
         let mut cursor: Option<String> = None;
         for page in 0..MAX_TOOL_PAGES {
@@ -347,14 +278,15 @@ impl Session {
             );
             let result = result.map_err(|e| {
                 self.dispatch.tools_stale.store(true, Ordering::Release);
-                match e {
-                    // Only the first page can be "never sent" for the caller's purposes.
-                    RequestError::NotSent(e) if page > 0 => RequestError::Failed(e),
-                    other => other,
-                }
+                // Only the first page can be "never sent" for the caller's purposes.
+                if page > 0 { e.delivered() } else { e }
             })?;
             let (items, next) =
                 protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
+                let d = Duration::from_millis(ms);
+                ttl = Some(ttl.map_or(d, |t| t.min(d)));
+            }
             for t in items {
                 if tools.iter().any(|x| x.name == t.name) {
                     log::warn!(
@@ -368,7 +300,17 @@ impl Session {
             }
             match next {
                 Some(c) => cursor = Some(c),
-                None => return Ok(tools),
+                None => {
+                    if self.info.get().is_some_and(|i| i.modern) {
+                        let ttl = match ttl {
+                            Some(t) if !t.is_zero() => t.max(MIN_TOOLS_TTL),
+                            _ => DEFAULT_TOOLS_TTL,
+                        };
+                        *self.tools_fresh_until.lock() = Some(listed_at + ttl);
+                        tools = self.keep_valid_param_headers(tools);
+                    }
+                    return Ok(tools);
+                }
             }
         }
         Err(RequestError::Failed(Error::Protocol(format!(
@@ -376,9 +318,120 @@ impl Session {
         ))))
     }
 
-    /// Whether the server announced a tool-list change since the last listing.
+    /// `tools/call`, following 2026-07-28 `input_required` rounds that only carry a
+    /// `requestState` (echoed byte for byte with a new request id; mrtr.mdx). Returns the raw
+    /// final result.
+    pub fn call_tool(
+        &self,
+        params: Value,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Result<Value, RequestError> {
+        let headers = self.param_headers_for(&params);
+        let mut params = params;
+        for n in 0..era::MAX_INPUT_ROUNDS {
+            let result = self
+                .request_with_headers(
+                    "tools/call",
+                    Some(params.clone()),
+                    deadline,
+                    Some(cancel),
+                    &headers,
+                )
+                .map_err(|e| if n > 0 { e.delivered() } else { e })?;
+            match era::round(&result) {
+                Round::Complete => return Ok(result),
+                Round::Again(state) => {
+                    if let Value::Object(m) = &mut params {
+                        m.insert("requestState".into(), state);
+                    }
+                }
+                Round::Unanswerable(why) => {
+                    return Err(RequestError::Failed(Error::Protocol(why)));
+                }
+            }
+        }
+        Err(RequestError::Failed(Error::Protocol(format!(
+            "still input_required after {} rounds",
+            era::MAX_INPUT_ROUNDS
+        ))))
+    }
+
+    /// 2026-07-28: record each tool's `x-mcp-header` parameters; a tool whose annotations are
+    /// invalid is dropped with a warning (SEP-2243: it MUST NOT be offered).
+    fn keep_valid_param_headers(&self, tools: Vec<ToolInfo>) -> Vec<ToolInfo> {
+        let mut map = HashMap::new();
+        let kept = tools
+            .into_iter()
+            .filter(|t| match headers::param_headers(&t.input_schema) {
+                Ok(params) => {
+                    if !params.is_empty() {
+                        map.insert(t.name.clone(), params);
+                    }
+                    true
+                }
+                Err(why) => {
+                    log::warn!(
+                        "mcp[{}]: leaving out tool {:?}: {why}",
+                        self.name,
+                        cut(&t.name, 80)
+                    );
+                    false
+                }
+            })
+            .collect();
+        *self.param_headers.lock() = map;
+        kept
+    }
+
+    /// The `Mcp-Param-*` headers of a `tools/call` (modern era, annotated tools only).
+    fn param_headers_for(&self, params: &Value) -> Vec<(String, String)> {
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        let args = params.get("arguments").unwrap_or(&Value::Null);
+        self.param_headers
+            .lock()
+            .get(name)
+            .map(|p| headers::mirror(p, args))
+            .unwrap_or_default()
+    }
+
+    /// Ping the server if it has been silent for `after` (legacy eras: 2026-07-28 has no
+    /// ping) and nobody else is pinging it right now (ping.mdx: a timeout means the connection
+    /// is dead). An error answer is still an answer. `Err` means the session is unusable.
+    pub fn check_alive(&self, after: Duration, timeout: Duration) -> Result<(), Error> {
+        let legacy = self.info.get().is_some_and(|i| !i.modern);
+        if !legacy || self.dispatch.silent_for() < after {
+            return Ok(());
+        }
+        if self.pinging.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let r = self.request_once("ping", None, t0 + timeout, None);
+        self.pinging.store(false, Ordering::Release);
+        match r {
+            Ok(_) | Err(RequestError::Rejected(_)) => {
+                log::debug!(
+                    "mcp[{}]: alive (ping {} ms)",
+                    self.name,
+                    t0.elapsed().as_millis()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into_error()),
+        }
+    }
+
+    /// Whether the server announced a tool-list change since the last listing, or (modern
+    /// era) the listing's time to live ran out.
     pub fn tools_stale(&self) -> bool {
         self.dispatch.tools_stale.load(Ordering::Acquire)
+            || self
+                .tools_fresh_until
+                .lock()
+                .is_some_and(|t| Instant::now() >= t)
     }
 
     pub fn is_open(&self) -> bool {
@@ -400,9 +453,24 @@ impl Session {
     }
 }
 
+fn failure_error(f: Failure) -> RequestError {
+    match f {
+        Failure::Rpc(e) => RequestError::Rejected(e),
+        Failure::Transport(RequestFailure::NotDelivered(r)) => {
+            RequestError::NotSent(Error::Closed(r))
+        }
+        Failure::Transport(RequestFailure::Lost(r)) | Failure::Closed(r) => {
+            RequestError::Failed(Error::Closed(r))
+        }
+        Failure::Transport(RequestFailure::Refused(r)) => RequestError::Failed(Error::Protocol(r)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
+    use crate::mcp::transport::Outbound;
 
     /// A transport double: records what was sent; replies are injected through the dispatcher.
     #[derive(Default)]
@@ -433,17 +501,15 @@ mod tests {
     fn session() -> (Session, Arc<Recorder>) {
         let rec = Arc::new(Recorder::default());
         rec.open.store(true, Ordering::Release);
-        let dispatch = Arc::new(Dispatcher {
-            name: "t".into(),
-            pending: Mutex::new(Pending::default()),
-            tools_stale: AtomicBool::new(false),
-        });
         let s = Session {
             name: "t".into(),
             transport: Box::new(rec.clone()),
-            dispatch,
+            dispatch: Arc::new(Dispatcher::new("t")),
             next_id: AtomicI64::new(1),
-            init: None,
+            info: OnceLock::new(),
+            tools_fresh_until: Mutex::new(None),
+            param_headers: Mutex::new(HashMap::new()),
+            pinging: AtomicBool::new(false),
         };
         (s, rec)
     }
@@ -626,10 +692,177 @@ mod tests {
             .on_message(Message::error(Some(Id::Int(1)), -32602, "bad"), &rec);
         assert_eq!(
             h.join().unwrap(),
-            Err(RequestError::Failed(Error::Rpc {
+            Err(RequestError::Rejected(RpcError {
                 code: -32602,
-                message: "bad".into()
+                message: "bad".into(),
+                data: None
             }))
         );
+    }
+
+    /// Run `f` against a modern session whose peer answers each sent request with `peer`.
+    fn with_modern_peer<T: Send + 'static>(
+        peer: impl Fn(&str, &Value) -> Message + Send + 'static,
+        f: impl FnOnce(&Session) -> T + Send + 'static,
+    ) -> (T, Vec<Message>) {
+        let (s, rec) = session();
+        s.set_info(SessionInfo {
+            protocol_version: era::MODERN_VERSION.into(),
+            modern: true,
+            server_name: None,
+            server_version: None,
+        });
+        let s = Arc::new(s);
+        let s2 = s.clone();
+        let h = std::thread::spawn(move || f(&s2));
+        let mut seen = 0;
+        while !h.is_finished() {
+            let new: Vec<Message> = rec.sent.lock()[seen..].to_vec();
+            seen += new.len();
+            for m in new {
+                if let Message::Request { id, method, params } = m {
+                    let reply = match peer(&method, params.as_ref().unwrap_or(&Value::Null)) {
+                        Message::Response { result, .. } => Message::Response { id, result },
+                        Message::Error { error, .. } => Message::Error {
+                            id: Some(id),
+                            error,
+                        },
+                        other => other,
+                    };
+                    s.dispatch.on_message(reply, &rec);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = h.join().unwrap();
+        let sent = rec.sent.lock().clone();
+        (out, sent)
+    }
+
+    fn ok(result: Value) -> Message {
+        Message::Response {
+            id: Id::Int(0),
+            result,
+        }
+    }
+
+    fn params_of(m: &Message) -> (Id, Value) {
+        match m {
+            Message::Request { id, params, .. } => (id.clone(), params.clone().unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn modern_requests_carry_meta_and_retry_a_rejected_version_once() {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let (r, sent) = with_modern_peer(
+            move |_, params| {
+                assert_eq!(params["_meta"][era::META_VERSION], "2026-07-28");
+                if first.swap(false, Ordering::AcqRel) {
+                    Message::Error {
+                        id: None,
+                        error: RpcError {
+                            code: era::UNSUPPORTED_PROTOCOL_VERSION,
+                            message: "Unsupported protocol version".into(),
+                            data: Some(json!({"supported": ["2026-07-28"], "requested": "x"})),
+                        },
+                    }
+                } else {
+                    ok(json!({"tools": []}))
+                }
+            },
+            |s| {
+                s.request(
+                    "tools/list",
+                    None,
+                    Instant::now() + Duration::from_secs(5),
+                    None,
+                )
+            },
+        );
+        assert_eq!(r, Ok(json!({"tools": []})));
+        assert_eq!(sent.len(), 2);
+        let (id1, p1) = params_of(&sent[0]);
+        let (id2, p2) = params_of(&sent[1]);
+        assert_ne!(id1, id2, "a retry gets a new id");
+        assert_eq!(p1, p2);
+        assert_eq!(
+            p1["_meta"]["io.modelcontextprotocol/clientCapabilities"],
+            json!({})
+        );
+        // A second rejection is the answer.
+        let (r, sent) = with_modern_peer(
+            |_, _| Message::error(None, era::UNSUPPORTED_PROTOCOL_VERSION, "no"),
+            |s| {
+                s.request(
+                    "tools/list",
+                    None,
+                    Instant::now() + Duration::from_secs(5),
+                    None,
+                )
+            },
+        );
+        assert!(matches!(r, Err(RequestError::Rejected(e)) if e.code == -32022));
+        assert_eq!(sent.len(), 1, "no supported list, no retry");
+    }
+
+    #[test]
+    fn input_required_with_request_state_is_followed() {
+        let round = std::sync::atomic::AtomicUsize::new(0);
+        let (r, sent) = with_modern_peer(
+            move |_, params| match round.fetch_add(1, Ordering::AcqRel) {
+                0 => {
+                    assert!(params.get("requestState").is_none());
+                    ok(json!({"resultType": "input_required", "requestState": "opaque-1"}))
+                }
+                _ => {
+                    assert_eq!(params["requestState"], "opaque-1");
+                    ok(json!({"content": [{"type": "text", "text": "done"}]}))
+                }
+            },
+            |s| {
+                s.call_tool(
+                    protocol::call_params("t", json!({"x": 1})),
+                    Instant::now() + Duration::from_secs(5),
+                    &Cancel::new(),
+                )
+            },
+        );
+        assert_eq!(r.unwrap()["content"][0]["text"], "done");
+        let (id1, p1) = params_of(&sent[0]);
+        let (id2, p2) = params_of(&sent[1]);
+        assert_ne!(id1, id2);
+        assert_eq!(p2["arguments"], p1["arguments"]);
+        // Questions we cannot answer end the call with a clear error.
+        let (r, _) = with_modern_peer(
+            |_, _| {
+                ok(json!({"resultType": "input_required",
+                          "inputRequests": {"q": {"method": "elicitation/create"}}}))
+            },
+            |s| {
+                s.call_tool(
+                    protocol::call_params("t", json!({})),
+                    Instant::now() + Duration::from_secs(5),
+                    &Cancel::new(),
+                )
+            },
+        );
+        assert!(matches!(r, Err(RequestError::Failed(Error::Protocol(m))) if m.contains("input")));
+    }
+
+    #[test]
+    fn modern_tool_lists_go_stale_after_their_ttl() {
+        let ((fresh, stale_later), _) = with_modern_peer(
+            |_, _| ok(json!({"tools": [{"name": "a"}], "ttlMs": 300})),
+            |s| {
+                s.list_tools(Instant::now() + Duration::from_secs(5), None)
+                    .unwrap();
+                let fresh = !s.tools_stale();
+                std::thread::sleep(MIN_TOOLS_TTL + Duration::from_millis(50));
+                (fresh, s.tools_stale())
+            },
+        );
+        assert!(fresh && stale_later);
     }
 }

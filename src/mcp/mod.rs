@@ -1,15 +1,27 @@
 //! The hand-written MCP client (SPEC §7).
 //!
 //! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
-//! results), `client` (one session: requests multiplexed by id, a reader thread dispatching
-//! replies to waiting callers, server requests answered), `transport/` (stdio today, behind one
-//! trait), `server` ([`McpServer`]: a configured server whose session is started lazily,
-//! shared by all requests, bounded per server, restarted when it dies), `demo` (the built-in demo
-//! server behind `aiproxy demo-mcp`).
+//! results), `era` (the stateless 2026-07-28 revision: request envelope, era probe,
+//! multi-round-trip results), `headers` (2026-07-28 header values and `x-mcp-header`
+//! parameters), `client` (one session: requests multiplexed by id, liveness pings, tool
+//! listing and calls), `dispatch` (routing replies to waiting callers, answering server
+//! requests), `handshake` (era detection and the opening of a session), `transport/` (stdio,
+//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`McpServer`]: a configured
+//! server whose session is started lazily, shared by all requests, bounded per server,
+//! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
+//! back-off jitter), `demo` (the built-in demo server behind `aiproxy demo-mcp`).
+//!
+//! Thread model: callers block on their own request with a deadline; each transport owns the
+//! threads that read its connection (see `transport/`); no lock is held across I/O.
 
 mod client;
 pub mod demo;
+mod dispatch;
+pub mod era;
+mod handshake;
+pub mod headers;
 pub mod jsonrpc;
+mod limits;
 pub mod protocol;
 mod server;
 pub mod transport;
@@ -18,7 +30,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use server::{McpServer, ServerState, ServerStatus};
+pub use era::Era;
+pub use server::{ClientOptions, McpServer, ServerState, ServerStatus};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

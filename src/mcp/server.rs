@@ -1,10 +1,12 @@
 //! [`McpServer`]: one configured MCP server as the rest of the proxy sees it.
 //!
-//! Owns the server's single session: started lazily on first use (spawn + handshake + first
-//! `tools/list`, within `startup_timeout`), shared by all requests, restarted on the next use
-//! after it dies, with a growing back-off after failed starts so a broken server is not
-//! respawned per request. Also owns the tool-list cache and the per-server bound on concurrent
-//! calls.
+//! Owns the server's single session: started lazily on first use (spawn or connect, handshake
+//! and first `tools/list`, within `startup_timeout`), shared by all requests, restarted on the
+//! next use after it dies (child exited, stream closed, HTTP session expired, server
+//! unreachable), with a growing, jittered back-off after failed starts so a broken server is not
+//! reconnected per request and many servers do not retry in step. Also owns the tool-list cache
+//! and the per-server bound on concurrent calls. Each server has its own transport, threads and
+//! HTTP agent, so one server's failure never touches another.
 //!
 //! Thread model: any number of request threads call in. State lives under one small mutex that
 //! is never held across I/O: the thread that starts a session marks the state `Starting`,
@@ -18,18 +20,52 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
 use super::client::{RequestError, Session};
+use super::era::Era;
+use super::limits::{Slots, jittered};
 use super::protocol;
+use super::transport::http::HttpTransport;
+use super::transport::sse::SseTransport;
 use super::transport::stdio::{StdioSpec, StdioTransport};
-use super::transport::{Grace, Inbound, Transport};
+use super::transport::{Grace, Inbound, RemoteSpec, Transport};
 use super::{CallResult, Error, ToolInfo};
 use crate::cancel::Cancel;
 use crate::config::{McpServerConfig, McpTransport};
+use crate::secret::Secret;
 
-/// Waits for a start in progress or a free slot wake up this often to check cancel/deadline.
+/// Waits for a start in progress wake up this often to check cancel/deadline.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// First back-off after a failed start; doubled per failure up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A long-lived remote stream silent for longer than this (and longer than a call may take) is
+/// considered dead.
+const MIN_STREAM_IDLE: Duration = Duration::from_secs(300);
+/// Reply streams (threads) per remote connection beyond `max_concurrency` (listings, the GET
+/// stream), and the overall cap.
+const EXTRA_STREAMS: usize = 8;
+const MAX_STREAMS: usize = 256;
+
+/// How a server's client behaves beyond its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Which protocol era to speak ([`Era::Auto`]: detect).
+    pub era: Era,
+    /// A legacy session silent this long is pinged before its next use; without an answer
+    /// within `ping_timeout` it is replaced by a fresh one (a half-open connection or a hung
+    /// server would otherwise fail the call itself).
+    pub ping_after_idle: Duration,
+    pub ping_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            era: Era::Auto,
+            ping_after_idle: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
@@ -65,12 +101,16 @@ struct Inner {
     ever_ready: bool,
     failures: u32,
     retry_at: Option<Instant>,
+    /// The era the last good session spoke: later sessions skip the probe (notes A.14: cache
+    /// the era per server, re-probe when the assumption fails).
+    learned_era: Option<Era>,
 }
 
 /// A configured MCP server with its lazily started, shared session.
 pub struct McpServer {
     name: String,
     cfg: McpServerConfig,
+    opts: ClientOptions,
     inner: Mutex<Inner>,
     start_done: Condvar,
     slots: Slots,
@@ -78,10 +118,24 @@ pub struct McpServer {
 
 impl McpServer {
     pub fn new(name: &str, cfg: McpServerConfig) -> Arc<McpServer> {
+        McpServer::with_options(name, cfg, ClientOptions::default())
+    }
+
+    /// A server that speaks a fixed protocol era instead of detecting it (tests, diagnostics).
+    pub fn with_era(name: &str, cfg: McpServerConfig, era: Era) -> Arc<McpServer> {
+        let opts = ClientOptions {
+            era,
+            ..ClientOptions::default()
+        };
+        McpServer::with_options(name, cfg, opts)
+    }
+
+    pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<McpServer> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
         Arc::new(McpServer {
             name: name.to_string(),
             cfg,
+            opts,
             inner: Mutex::new(Inner {
                 state: ServerState::Idle,
                 session: None,
@@ -91,6 +145,7 @@ impl McpServer {
                 ever_ready: false,
                 failures: 0,
                 retry_at: None,
+                learned_era: None,
             }),
             start_done: Condvar::new(),
             slots,
@@ -105,7 +160,7 @@ impl McpServer {
     /// after `notifications/tools/list_changed`.
     pub fn tools(&self) -> Result<Arc<Vec<ToolInfo>>, Error> {
         for attempt in 0..2 {
-            let session = self.session(None)?;
+            let session = self.live_session(None)?;
             {
                 let g = self.inner.lock();
                 if let (Some(tools), Some(current)) = (&g.tools, &g.session)
@@ -151,8 +206,8 @@ impl McpServer {
         let _slot = self.slots.acquire(deadline, cancel)?;
         let params = protocol::call_params(tool, arguments);
         for attempt in 0..2 {
-            let session = self.session(Some(cancel))?;
-            match session.request("tools/call", Some(params.clone()), deadline, Some(cancel)) {
+            let session = self.live_session(Some(cancel))?;
+            match session.call_tool(params.clone(), deadline, cancel) {
                 Ok(result) => return protocol::parse_call_result(result),
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
                     if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
@@ -188,7 +243,7 @@ impl McpServer {
             tool_count: g.tools.as_ref().map(|t| t.len()),
             pid: live.and_then(|s| s.pid()),
             protocol_version: live
-                .and_then(|s| s.initialized())
+                .and_then(|s| s.info())
                 .map(|i| i.protocol_version.clone()),
         }
     }
@@ -206,6 +261,23 @@ impl McpServer {
         };
         if let Some(s) = session {
             s.close(Grace::NORMAL);
+        }
+    }
+
+    /// The session, checked with a ping when it has been silent for long; one that does not
+    /// answer is closed and replaced.
+    fn live_session(&self, cancel: Option<&Cancel>) -> Result<Arc<Session>, Error> {
+        let session = self.session(cancel)?;
+        match session.check_alive(self.opts.ping_after_idle, self.opts.ping_timeout) {
+            Ok(()) => Ok(session),
+            Err(e) => {
+                log::warn!(
+                    "mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    self.name
+                );
+                session.close(Grace::QUICK);
+                self.session(cancel)
+            }
         }
     }
 
@@ -252,11 +324,15 @@ impl McpServer {
             break;
         }
         g.state = ServerState::Starting;
+        let era = match self.opts.era {
+            Era::Auto => g.learned_era.unwrap_or(Era::Auto),
+            fixed => fixed,
+        };
         drop(g);
         // The dead session's transport already shut itself down; releasing it outside the lock
         // keeps even a slow drop away from other callers.
         drop(dead);
-        let result = self.start();
+        let result = self.start(era);
         let mut g = self.inner.lock();
         self.start_done.notify_all();
         match result {
@@ -266,6 +342,9 @@ impl McpServer {
                     g.restarts += 1;
                 }
                 g.ever_ready = true;
+                g.learned_era = session
+                    .info()
+                    .map(|i| if i.modern { Era::Modern } else { Era::Legacy });
                 g.state = ServerState::Ready;
                 g.failures = 0;
                 g.retry_at = None;
@@ -284,18 +363,21 @@ impl McpServer {
                     g.state = ServerState::Failed;
                 }
                 g.failures = g.failures.saturating_add(1);
-                let backoff = FIRST_BACKOFF
-                    .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
-                    .min(MAX_BACKOFF);
+                g.learned_era = None;
+                let backoff = jittered(
+                    FIRST_BACKOFF
+                        .saturating_mul(1u32 << g.failures.saturating_sub(1).min(5))
+                        .min(MAX_BACKOFF),
+                );
                 g.retry_at = Some(Instant::now() + backoff);
                 let msg = match &e {
                     Error::Start(m) => m.clone(),
                     other => other.to_string(),
                 };
                 log::warn!(
-                    "mcp[{}]: start failed ({msg}); next attempt in {} s at the earliest",
+                    "mcp[{}]: start failed ({msg}); next attempt in {} ms at the earliest",
                     self.name,
-                    backoff.as_secs()
+                    backoff.as_millis()
                 );
                 g.last_error = Some(msg);
                 Err(e)
@@ -304,10 +386,15 @@ impl McpServer {
     }
 
     /// Connect, handshake, first tool listing; all within `startup_timeout`.
-    fn start(&self) -> Result<(Session, Vec<ToolInfo>), Error> {
+    fn start(&self, era: Era) -> Result<(Session, Vec<ToolInfo>), Error> {
         let t0 = Instant::now();
         let deadline = t0 + self.cfg.startup_timeout;
-        let session = Session::start(&self.name, |inbound| self.connect(inbound), deadline)?;
+        let session = Session::start(
+            &self.name,
+            |inbound| self.connect(inbound, deadline),
+            deadline,
+            era,
+        )?;
         let tools = session.list_tools(deadline, None).map_err(|e| {
             session.close(Grace::QUICK);
             match e.into_error() {
@@ -327,7 +414,11 @@ impl McpServer {
         Ok((session, tools))
     }
 
-    fn connect(&self, inbound: Arc<dyn Inbound>) -> Result<Box<dyn Transport>, String> {
+    fn connect(
+        &self,
+        inbound: Arc<dyn Inbound>,
+        deadline: Instant,
+    ) -> Result<Box<dyn Transport>, String> {
         match &self.cfg.transport {
             McpTransport::Stdio {
                 command,
@@ -348,12 +439,33 @@ impl McpServer {
                 };
                 Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
             }
-            McpTransport::Sse { .. } => {
-                Err("the sse transport is not available in this build".into())
-            }
-            McpTransport::StreamableHttp { .. } => {
-                Err("the streamable-http transport is not available in this build".into())
-            }
+            McpTransport::Sse { url, headers } => Ok(Box::new(SseTransport::connect(
+                &self.name,
+                self.remote(url, headers),
+                inbound,
+                deadline,
+            )?)),
+            McpTransport::StreamableHttp { url, headers } => Ok(Box::new(HttpTransport::connect(
+                &self.name,
+                self.remote(url, headers),
+                inbound,
+            )?)),
+        }
+    }
+
+    fn remote(
+        &self,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, Secret>,
+    ) -> RemoteSpec {
+        RemoteSpec {
+            url: url.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            idle: MIN_STREAM_IDLE.max(self.cfg.call_timeout + Duration::from_secs(30)),
+            max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
         }
     }
 }
@@ -361,48 +473,5 @@ impl McpServer {
 impl Drop for McpServer {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A counting semaphore bounding concurrent calls to one server.
-struct Slots {
-    max: usize,
-    used: Mutex<usize>,
-    freed: Condvar,
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Slots {
-    fn new(max: usize) -> Slots {
-        Slots {
-            max,
-            used: Mutex::new(0),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, Error> {
-        let mut used = self.used.lock();
-        while *used >= self.max {
-            if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::Timeout);
-            }
-            self.freed
-                .wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
-        }
-        *used += 1;
-        Ok(SlotGuard(self))
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.used.lock() -= 1;
-        self.0.freed.notify_one();
     }
 }

@@ -5,3 +5,4 @@ pub mod fake_anthropic;
 pub mod fake_apiman;
 pub mod fake_openai;
 pub mod gateway;
+pub mod peers;

@@ -1,29 +1,41 @@
 //! The transport seam of the MCP client: how JSON-RPC messages travel to and from one server.
 //!
-//! A transport owns its connection and its own reader thread(s). The client (`client.rs`) hands
-//! it an [`Inbound`] at connect time; the transport's reader thread decodes each frame and calls
+//! A transport owns its connection and its own threads. The client (`client.rs`) hands it an
+//! [`Inbound`] at connect time; the transport's threads decode each frame and call
 //! [`Inbound::on_message`] (passing an [`Outbound`] so the client can answer server→client
-//! requests such as `ping` from that same thread), and calls [`Inbound::on_closed`] exactly once
-//! when the connection dies or is closed. Callers send with [`Outbound::send`], bounded by a
-//! deadline. stdio lives in `stdio.rs`; legacy SSE and streamable HTTP plug in beside it.
+//! requests such as `ping` from that same thread), report a request whose reply can no longer
+//! come with [`Inbound::on_request_failed`], and call [`Inbound::on_closed`] once when the
+//! connection dies or is closed. Callers send with [`Outbound::send`], bounded by a deadline.
+//!
+//! Transports: `stdio.rs` (a child process), `sse.rs` (legacy HTTP+SSE, 2024-11-05) and
+//! `http.rs` (streamable HTTP, 2025-03-26 on, and the stateless 2026-07-28 revision); `web.rs`
+//! holds what the two HTTP transports share.
 
+pub mod http;
+mod http_stream;
 pub mod process;
+pub mod sse;
 pub mod stdio;
+mod web;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::jsonrpc::Message;
+use super::jsonrpc::{Id, Message};
 
-/// Why a message was not sent. In both cases the message was not delivered as a whole, so the
+pub use web::RemoteSpec;
+
+/// Why a message was not sent. In every case the message was not delivered as a whole, so the
 /// peer cannot have acted on it (a partly written stdio line kills the session, because the
 /// framing is lost).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendError {
-    /// The connection is closed or broke while writing.
+    /// The connection is closed, broke while writing, or the session expired.
     Closed(String),
     /// The peer did not take the message before the deadline.
     Timeout,
+    /// The peer refused this one message (an HTTP error status); the connection stays usable.
+    Rejected(String),
 }
 
 impl fmt::Display for SendError {
@@ -31,20 +43,50 @@ impl fmt::Display for SendError {
         match self {
             SendError::Closed(r) => write!(f, "connection closed: {r}"),
             SendError::Timeout => f.write_str("write timed out"),
+            SendError::Rejected(r) => write!(f, "refused: {r}"),
         }
     }
 }
 
-/// Sending half: one whole message at a time, safe to call from many threads.
+/// Sending half: one whole message at a time, safe to call from many threads. A transport may
+/// return before a request's reply (or its failure) arrives: both come through [`Inbound`].
 pub trait Outbound: Send + Sync {
     fn send(&self, msg: &Message, deadline: Instant) -> Result<(), SendError>;
+    /// [`Outbound::send`] with extra HTTP headers for this one message (2026-07-28
+    /// `Mcp-Param-*`); transports without headers ignore them.
+    fn send_with_headers(
+        &self,
+        msg: &Message,
+        deadline: Instant,
+        _headers: &[(String, String)],
+    ) -> Result<(), SendError> {
+        self.send(msg, deadline)
+    }
+}
+
+/// How a request that was handed to the transport failed without a JSON-RPC reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestFailure {
+    /// The server never received it (connection refused, session expired): safe to retry on a
+    /// fresh session.
+    NotDelivered(String),
+    /// The server may have received it, but its reply is lost (stream cut and not resumable).
+    Lost(String),
+    /// The server answered with something that is not a JSON-RPC reply (an HTTP error status
+    /// without a JSON-RPC body).
+    Refused(String),
 }
 
 /// Receiving half, implemented by the client's dispatcher and called from the transport's
-/// reader thread. Implementations must not block for long: they run on the only thread that
-/// reads the connection.
+/// threads. Implementations must not block for long: they run on the threads that read the
+/// connection.
 pub trait Inbound: Send + Sync {
     fn on_message(&self, msg: Message, out: &dyn Outbound);
+    /// The request `id` will get no reply.
+    fn on_request_failed(&self, id: &Id, failure: RequestFailure);
+    /// Whether someone still waits for the reply to `id` (a stream read only for that reply
+    /// can stop when nobody does).
+    fn wants(&self, id: &Id) -> bool;
     /// The connection is gone (peer exited, stream ended, protocol error, or we closed it).
     /// Called once.
     fn on_closed(&self, reason: &str);
@@ -53,7 +95,7 @@ pub trait Inbound: Send + Sync {
 /// How patiently a connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grace {
-    /// After the polite close (stdin closed), how long the peer may take to exit by itself.
+    /// After the polite close (stdin closed, HTTP DELETE), how long the peer may take.
     pub polite: Duration,
     /// After SIGTERM, how long before SIGKILL.
     pub term: Duration,
@@ -75,11 +117,23 @@ impl Grace {
 /// One live connection to an MCP server.
 pub trait Transport: Outbound {
     /// Close the connection and release everything it holds (for stdio: the child and its
-    /// process group are gone when this returns). Idempotent; concurrent callers all wait for
-    /// the one shutdown.
+    /// process group are gone when this returns; for HTTP: the session is deleted and every
+    /// connection closed). Idempotent; concurrent callers all wait for the one shutdown.
     fn close(&self, grace: Grace);
-    /// False once the connection is known dead or closing.
+    /// False once the connection is known dead, closing, or its session expired.
     fn is_open(&self) -> bool;
+    /// `initialize` agreed on `protocol_version`: streamable HTTP sends it in a header on every
+    /// later message, starting with `notifications/initialized`.
+    fn negotiated(&self, _protocol_version: &str) {}
+    /// The opening is done (legacy: `notifications/initialized` sent; modern: era settled).
+    /// Streamable HTTP opens its standalone GET stream now (legacy sessions only) and waits,
+    /// until `deadline` at most, for the server to answer it, so that server messages sent from
+    /// now on have a stream to arrive on.
+    fn session_ready(&self, _protocol_version: &str, _deadline: Instant) {}
+    /// Whether the 2026-07-28 revision can run over this transport (legacy HTTP+SSE cannot).
+    fn supports_modern(&self) -> bool {
+        true
+    }
     /// The child's process id, for stdio.
     fn pid(&self) -> Option<u32> {
         None
