@@ -11,7 +11,7 @@ run:
 	$(CARGO) run --release --quiet -- serve $(ARGS)
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --bin aiproxy
 
 ## peers: install the pinned real test peers (npm MCP servers + conformance, Python SDKs)
 peers:
@@ -40,11 +40,11 @@ lint: fmt clippy
 static: static-x86 static-arm
 
 static-x86:
-	$(CARGO) build --release --locked --target $(MUSL_X86)
+	$(CARGO) build --release --locked --bin aiproxy --target $(MUSL_X86)
 	$(call check_static,target/$(MUSL_X86)/release/aiproxy)
 
 static-arm:
-	$(CARGO) build --release --locked --target $(MUSL_ARM)
+	$(CARGO) build --release --locked --bin aiproxy --target $(MUSL_ARM)
 	$(call check_static,target/$(MUSL_ARM)/release/aiproxy)
 
 MAX_STATIC_BYTES := 8388608
