@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod gateway;
 mod gateway_anthropic;
+mod gateway_mcp;
 mod gateway_upstream;
 mod http_server;
 mod mcp_conformance;

@@ -144,6 +144,17 @@ pub fn probe_error(error: &RpcError, retried: bool) -> Probe {
     }
 }
 
+/// `initialize` refused with a modern error: the server speaks 2026-07-28 after all (a stdio
+/// server that got our `server/discover` probe too late for its timeout may have switched to
+/// the modern era). Returns the version to use.
+pub fn modern_refusal(error: &RpcError) -> Option<&'static str> {
+    match error.code {
+        UNSUPPORTED_PROTOCOL_VERSION => pick_supported(error),
+        HEADER_MISMATCH | MISSING_CLIENT_CAPABILITY => Some(MODERN_VERSION),
+        _ => None,
+    }
+}
+
 /// What to do with a `tools/call` result in the multi-round-trip pattern (mrtr.mdx).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Round {
@@ -183,6 +194,24 @@ mod tests {
             message: "m".into(),
             data,
         }
+    }
+
+    #[test]
+    fn modern_refusals_of_initialize() {
+        let supported = Some(json!({"supported": ["2026-07-28"]}));
+        assert_eq!(
+            modern_refusal(&err(UNSUPPORTED_PROTOCOL_VERSION, supported)),
+            Some(MODERN_VERSION)
+        );
+        assert_eq!(
+            modern_refusal(&err(UNSUPPORTED_PROTOCOL_VERSION, None)),
+            None
+        );
+        assert_eq!(
+            modern_refusal(&err(HEADER_MISMATCH, None)),
+            Some(MODERN_VERSION)
+        );
+        assert_eq!(modern_refusal(&err(-32601, None)), None);
     }
 
     #[test]

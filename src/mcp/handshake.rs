@@ -114,14 +114,29 @@ impl Session {
 
     /// The legacy opening: `initialize`, check the chosen version, `notifications/initialized`.
     fn initialize(&self, deadline: Instant, t0: Instant) -> Result<SessionInfo, Error> {
-        let result = self
-            .request_once(
-                "initialize",
-                Some(protocol::initialize_params()),
-                deadline,
-                None,
-            )
-            .map_err(|e| self.start_error("initialize", e.into_error(), t0))?;
+        let reply = self.request_once(
+            "initialize",
+            Some(protocol::initialize_params()),
+            deadline,
+            None,
+        );
+        let result = match reply {
+            Ok(result) => result,
+            Err(RequestError::Rejected(e)) if era::modern_refusal(&e).is_some() => {
+                let version = era::modern_refusal(&e).unwrap_or(era::MODERN_VERSION);
+                log::debug!(
+                    "mcp[{}]: initialize refused as modern; using {version}",
+                    self.name
+                );
+                return Ok(SessionInfo {
+                    protocol_version: version.to_string(),
+                    modern: true,
+                    server_name: None,
+                    server_version: None,
+                });
+            }
+            Err(e) => return Err(self.start_error("initialize", e.into_error(), t0)),
+        };
         let init = protocol::parse_initialize(&result)
             .map_err(|e| self.start_error("initialize", e, t0))?;
         self.transport.negotiated(&init.protocol_version);

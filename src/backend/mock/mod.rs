@@ -85,6 +85,7 @@ fn decide(req: &TurnRequest<'_>) -> Turn {
     let mut names: Vec<&str> = Vec::new();
     for (intent, tool) in &wanted {
         let (args, copies) = intent.arguments();
+        let args = fit_text_argument(args, tool);
         for _ in 0..copies {
             let id = format!("call_{}", first_id + calls.len());
             calls.push(ToolCall::new(
@@ -159,6 +160,36 @@ fn text_turn(content: String) -> Turn {
         finish_reason: FinishReason::Stop,
         usage: Usage::default(),
         provider_state: None,
+    }
+}
+
+/// A one-text-argument call (`{"text": …}`) renamed to the tool's own string parameter when its
+/// schema has exactly one (server-everything's `echo` takes `message`), so the mock can drive
+/// real servers too.
+fn fit_text_argument(args: Value, tool: &Tool) -> Value {
+    let Some(text) = args
+        .get("text")
+        .filter(|_| args.as_object().is_some_and(|o| o.len() == 1))
+    else {
+        return args;
+    };
+    let props = tool
+        .function
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object);
+    let strings: Vec<&String> = props
+        .map(|p| {
+            p.iter()
+                .filter(|(_, v)| v.get("type").and_then(Value::as_str) == Some("string"))
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default();
+    match strings.as_slice() {
+        [only] if only.as_str() != "text" => serde_json::json!({ only.as_str(): text }),
+        _ => args,
     }
 }
 
