@@ -2,7 +2,8 @@
 //! vLLM, Ollama, llama.cpp, …).
 //!
 //! One ureq [`Agent`] per backend, built once and shared by every worker thread (it is a
-//! connection pool; up to 64 idle connections per host are kept so workers reuse them). Its
+//! connection pool; up to 64 idle connections per host are kept so workers reuse them; names are
+//! resolved through [`super::resolve::CachingResolver`], not once per request). Its
 //! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
 //! for the response head, and **per read** — an idle-gap limit, never a global one, which would
 //! cut long streams. Non-2xx answers are read (not turned into ureq errors) so the upstream's
@@ -27,7 +28,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use ureq::Agent;
 use ureq::http::Response;
+use ureq::unversioned::transport::DefaultConnector;
 
+use super::resolve::CachingResolver;
 use super::{Backend, Error, Turn, TurnRequest, TurnSink, truncate_for_error};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
@@ -121,7 +124,7 @@ impl Backend for OpenAiBackend {
 
 fn build_agent(timeout: Duration) -> Agent {
     let t = Some(timeout);
-    Agent::config_builder()
+    let config = Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
@@ -136,8 +139,13 @@ fn build_agent(timeout: Duration) -> Agent {
         .max_idle_connections(IDLE_PER_HOST)
         .max_idle_connections_per_host(IDLE_PER_HOST)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+        .build();
+    // Our resolver: ureq's default looks the host up (on a new thread) for every request.
+    Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    )
 }
 
 /// The upstream payload (SPEC §6): model, messages, the merged params, tools unless this is the
