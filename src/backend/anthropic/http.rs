@@ -56,6 +56,10 @@ impl Http {
             .timeout_per_read(t)
             .timeout_per_write(t)
             .max_idle_connections_per_host(MAX_IDLE_PER_HOST)
+            // Small per-connection buffers (ureq's 128 KiB defaults are all resident).
+            .input_buffer_size(crate::backend::openai::INPUT_BUFFER)
+            .output_buffer_size(crate::backend::openai::OUTPUT_BUFFER)
+            .max_response_header_size(crate::backend::openai::MAX_RESPONSE_HEAD)
             .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
             .build();
         // Our resolver: ureq's default looks the host up again for every request.

@@ -41,6 +41,15 @@ const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// Idle connections kept per upstream host: about the worker count.
 const IDLE_PER_HOST: usize = 64;
+/// Per-connection buffers. ureq's defaults (128 KiB each way) are zero-filled when a connection
+/// first sends, so every pooled or streaming connection cost 256 KiB of resident memory: 64 MiB
+/// of a 256-stream load (`make bench`). Bodies stream through these in pieces, so their size
+/// bounds only the response head (and the request head: ours are small).
+pub(crate) const INPUT_BUFFER: usize = 32 * 1024;
+pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
+/// Largest upstream response head (ureq's default is 64 KiB); must stay below `INPUT_BUFFER`
+/// so an oversized head is reported as too large.
+pub(crate) const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 pub struct OpenAiBackend {
     agent: Agent,
@@ -138,6 +147,9 @@ fn build_agent(timeout: Duration) -> Agent {
         .timeout_per_write(t)
         .max_idle_connections(IDLE_PER_HOST)
         .max_idle_connections_per_host(IDLE_PER_HOST)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .max_response_header_size(MAX_RESPONSE_HEAD)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
     // Our resolver: ureq's default looks the host up (on a new thread) for every request.
