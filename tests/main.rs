@@ -9,5 +9,6 @@ mod gateway;
 mod gateway_upstream;
 mod http_server;
 mod mcp_stdio;
+mod resilience;
 mod sdk;
 mod support;

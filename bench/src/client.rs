@@ -153,7 +153,10 @@ impl Conn {
 }
 
 fn eof() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-response")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed mid-response",
+    )
 }
 
 /// Incremental SSE event splitter (events end at a blank line; `\n` line ends, as both the
@@ -225,11 +228,19 @@ mod tests {
         let mut out = Outcome::default();
         let mut sse = Sse::default();
         let t = Instant::now();
-        sse.feed(b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n", &mut out, t);
+        sse.feed(
+            b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            &mut out,
+            t,
+        );
         assert_eq!(out.content_events, 0);
         sse.feed(b"data: {\"delta\":{\"content\":\"t0 \"}}\n", &mut out, t);
         assert_eq!(out.content_events, 0, "event not complete yet");
-        sse.feed(b"\n: comment\n\ndata: {\"delta\":{\"content\":\"t1 \"}}\n\ndata: [DONE]\n\n", &mut out, t);
+        sse.feed(
+            b"\n: comment\n\ndata: {\"delta\":{\"content\":\"t1 \"}}\n\ndata: [DONE]\n\n",
+            &mut out,
+            t,
+        );
         assert_eq!(out.content_events, 2);
         assert!(out.first_content.is_some() && out.done && !out.error_event);
         sse.feed(b"data: {\"error\":{\"message\":\"x\"}}\n\n", &mut out, t);

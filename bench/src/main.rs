@@ -63,12 +63,15 @@ fn secs(f: &HashMap<String, String>, name: &str, default: f64) -> Result<Duratio
 }
 
 fn number(f: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, String> {
-    f.get(name)
-        .map_or(Ok(default), |v| v.parse().map_err(|_| format!("--{name} takes a number")))
+    f.get(name).map_or(Ok(default), |v| {
+        v.parse().map_err(|_| format!("--{name} takes a number"))
+    })
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let (cmd, rest) = args.split_first().ok_or("usage: aiproxy-bench upstream|run|load …")?;
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or("usage: aiproxy-bench upstream|run|load …")?;
     let f = flags(rest)?;
     match cmd.as_str() {
         "upstream" => upstream::run(

@@ -52,8 +52,10 @@ pub fn echo_round_trips(aiproxy: &Path, warm: usize, n: usize) -> io::Result<Vec
             }
         }
     };
-    send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":
-        {"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}))?;
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":
+        {"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}),
+    )?;
     wait_for(1)?;
     send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))?;
     let mut out = Vec::with_capacity(n);
@@ -67,7 +69,7 @@ pub fn echo_round_trips(aiproxy: &Path, warm: usize, n: usize) -> io::Result<Vec
             out.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
         }
     }
-    drop(send);
+    drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
     out.sort_unstable();

@@ -47,7 +47,10 @@ impl Shape {
     pub fn upstream(&self) -> String {
         let mut s = format!("{} ms", self.latency_ms);
         if self.stream {
-            s.push_str(&format!(", {} chunks, {} ms apart", self.chunks, self.gap_ms));
+            s.push_str(&format!(
+                ", {} chunks, {} ms apart",
+                self.chunks, self.gap_ms
+            ));
         }
         s
     }
@@ -278,7 +281,10 @@ fn sanity(proxy: SocketAddr, upstream: SocketAddr) -> io::Result<()> {
     for (addr, model) in [(upstream, "fake-model"), (proxy, "bench")] {
         let body = json!({"model": model, "messages": [{"role": "user", "content": "chunks=2"}]});
         let mut c = client::Conn::open(addr, Duration::from_secs(10))?;
-        let out = c.exchange(&client::post(PROXY_PATH, body.to_string().as_bytes()), false)?;
+        let out = c.exchange(
+            &client::post(PROXY_PATH, body.to_string().as_bytes()),
+            false,
+        )?;
         if out.status != 200 || !String::from_utf8_lossy(&out.body).contains("t0 t1 ") {
             return Err(io::Error::other(format!(
                 "sanity check against {addr} failed: {} {}",
@@ -325,7 +331,13 @@ fn tool_loop(env: &Env<'_>, proxy: SocketAddr) -> io::Result<ToolLoop> {
         ));
         eprintln!(
             "  tools=0 p50 {:.3} ms, tools={ITER} p50 {:.3} ms ({} ok, {} failed)",
-            load::quantile_ms(&t.base.last().map(|s| s.latency_us.clone()).unwrap_or_default(), 0.5),
+            load::quantile_ms(
+                &t.base
+                    .last()
+                    .map(|s| s.latency_us.clone())
+                    .unwrap_or_default(),
+                0.5
+            ),
             load::quantile_ms(&looped.latency_us, 0.5),
             looped.ok,
             looped.io_errors + looped.incomplete + looped.other_status,

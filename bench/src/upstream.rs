@@ -31,7 +31,10 @@ struct Shape {
 }
 
 fn shape(body: &Value) -> Shape {
-    let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let messages = body["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let last_user = messages
         .iter()
         .rev()
@@ -157,7 +160,12 @@ fn stream_reply(resp: &mut Responder<'_>, s: &Shape, model: &str, usage: bool) -
             "stop"
         }
     };
-    out.write(event(&format!(r#"{{"index":0,"delta":{{}},"finish_reason":"{finish}"}}"#)).as_bytes())?;
+    out.write(
+        event(&format!(
+            r#"{{"index":0,"delta":{{}},"finish_reason":"{finish}"}}"#
+        ))
+        .as_bytes(),
+    )?;
     if usage {
         out.write(
             format!(
@@ -204,7 +212,10 @@ mod tests {
         let done = json!({"messages":[{"role":"user","content":"tools=1"},{"role":"tool","content":"x"}],
             "tools":[{"type":"function","function":{"name":"demo__echo"}}]});
         assert!(shape(&done).tool.is_none());
-        let text = completion(&shape(&json!({"messages":[{"role":"user","content":"chunks=2"}]})), "m");
+        let text = completion(
+            &shape(&json!({"messages":[{"role":"user","content":"chunks=2"}]})),
+            "m",
+        );
         assert_eq!(text["choices"][0]["message"]["content"], "t0 t1 ");
     }
 }

@@ -4,3 +4,4 @@
 pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod gateway;
+pub mod proc_gateway;
