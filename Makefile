@@ -44,8 +44,13 @@ static-x86:
 ## ci: everything CI checks: format, lints, tests, the static build
 ci: lint test static
 
+## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:
 	./bench/run.sh
+
+## fuzz: each cargo-fuzz target for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly; not in CI)
+fuzz:
+	./fuzz/run.sh
 
 clean:
 	$(CARGO) clean
