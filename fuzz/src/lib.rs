@@ -61,7 +61,10 @@ pub fn jsonrpc(data: &[u8]) {
     };
     for m in messages {
         let line = m.to_line();
-        assert!(!line.contains('\n'), "a frame line must not contain a newline");
+        assert!(
+            !line.contains('\n'),
+            "a frame line must not contain a newline"
+        );
         let again = decode_frame(line.as_bytes());
         assert!(
             matches!(&again, Ok((ms, bad)) if ms.len() == 1 && ms[0] == m && bad.is_empty()),
@@ -105,6 +108,9 @@ pub fn config(data: &[u8]) {
         .with("KEY", "sk-fuzz")
         .with("EMPTY", "");
     if let Err(e) = config::parse(text, "fuzz.yaml", &env) {
-        assert!(!e.to_string().trim().is_empty(), "an error without a message");
+        assert!(
+            !e.to_string().trim().is_empty(),
+            "an error without a message"
+        );
     }
 }

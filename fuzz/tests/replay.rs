@@ -60,7 +60,13 @@ fn fixtures(dir: &str, ext: &str, run: fn(&[u8])) -> usize {
 #[test]
 fn sse_codec_inputs() {
     assert!(replay("sse_codec", aiproxy_fuzz::sse_codec) >= 3);
-    assert!(fixtures("tests/fixtures/anthropic/stream", "sse", aiproxy_fuzz::sse_codec) >= 5);
+    assert!(
+        fixtures(
+            "tests/fixtures/anthropic/stream",
+            "sse",
+            aiproxy_fuzz::sse_codec
+        ) >= 5
+    );
 }
 
 #[test]
@@ -72,7 +78,11 @@ fn jsonrpc_inputs() {
 fn anthropic_stream_inputs() {
     assert!(replay("anthropic_stream", aiproxy_fuzz::anthropic_stream) >= 3);
     assert!(
-        fixtures("tests/fixtures/anthropic/stream", "sse", aiproxy_fuzz::anthropic_stream) >= 5
+        fixtures(
+            "tests/fixtures/anthropic/stream",
+            "sse",
+            aiproxy_fuzz::anthropic_stream
+        ) >= 5
     );
 }
 
