@@ -59,8 +59,13 @@ endef
 ## by the tests), then all tests
 ci: lint static test
 
+## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:
 	./bench/run.sh
+
+## fuzz: each cargo-fuzz target for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly; not in CI)
+fuzz:
+	./fuzz/run.sh
 
 clean:
 	$(CARGO) clean

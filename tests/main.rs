@@ -16,5 +16,6 @@ mod mcp_conformance;
 mod mcp_remote;
 mod mcp_stdio;
 mod ops;
+mod resilience;
 mod sdk;
 mod support;

@@ -1,2 +1,3 @@
 //! Wire types of the APIs we serve.
+pub mod diagnose;
 pub mod openai;

@@ -10,6 +10,7 @@
 pub mod anthropic;
 pub mod mock;
 pub mod openai;
+mod resolve;
 
 use std::fmt;
 use std::sync::Arc;

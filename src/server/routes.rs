@@ -374,8 +374,16 @@ fn parse_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
             );
         }
     }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        // Name the field at fault: serde's message alone does not say where it is.
+        let reparsed = serde_json::from_str(text).unwrap_or(Value::Null);
+        match crate::api::diagnose::locate(&reparsed) {
+            Some((path, msg)) if !path.is_empty() => {
+                ApiError::bad_request(format!("invalid request: {path}: {msg}")).with_param(path)
+            }
+            _ => ApiError::bad_request(format!("invalid request: {e}")),
+        }
+    })
 }
 
 fn model_json(name: &str, snap: &Snapshot) -> Value {

@@ -6,3 +6,4 @@ pub mod fake_apiman;
 pub mod fake_openai;
 pub mod gateway;
 pub mod peers;
+pub mod proc_gateway;

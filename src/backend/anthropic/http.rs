@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use ureq::Agent;
 use ureq::http::Response;
+use ureq::unversioned::transport::DefaultConnector;
 
 use super::response::Reply;
 use super::stream::StreamMachine;
 use super::types::{API_VERSION, error_text, parse_error};
+use crate::backend::resolve::CachingResolver;
 use crate::backend::{Error, TurnSink, truncate_for_error};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
@@ -46,7 +48,7 @@ pub struct Http {
 impl Http {
     pub fn new(cfg: &BackendConfig) -> Http {
         let t = Some(cfg.timeout);
-        let agent: Agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
             .timeout_connect(t)
@@ -54,9 +56,18 @@ impl Http {
             .timeout_per_read(t)
             .timeout_per_write(t)
             .max_idle_connections_per_host(MAX_IDLE_PER_HOST)
+            // Small per-connection buffers (ureq's 128 KiB defaults are all resident).
+            .input_buffer_size(crate::backend::openai::INPUT_BUFFER)
+            .output_buffer_size(crate::backend::openai::OUTPUT_BUFFER)
+            .max_response_header_size(crate::backend::openai::MAX_RESPONSE_HEAD)
             .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        // Our resolver: ureq's default looks the host up again for every request.
+        let agent = Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            CachingResolver::default(),
+        );
         Http {
             agent,
             url: format!("{}/messages", cfg.base_url.trim_end_matches('/')),

@@ -2,7 +2,8 @@
 //! vLLM, Ollama, llama.cpp, …).
 //!
 //! One ureq [`Agent`] per backend, built once and shared by every worker thread (it is a
-//! connection pool; up to 64 idle connections per host are kept so workers reuse them). Its
+//! connection pool; up to 64 idle connections per host are kept so workers reuse them; names are
+//! resolved through [`super::resolve::CachingResolver`], not once per request). Its
 //! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
 //! for the response head, and **per read** — an idle-gap limit, never a global one, which would
 //! cut long streams. Non-2xx answers are read (not turned into ureq errors) so the upstream's
@@ -27,7 +28,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use ureq::Agent;
 use ureq::http::Response;
+use ureq::unversioned::transport::DefaultConnector;
 
+use super::resolve::CachingResolver;
 use super::{Backend, Error, Turn, TurnRequest, TurnSink, truncate_for_error};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
@@ -38,6 +41,15 @@ const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// Idle connections kept per upstream host: about the worker count.
 const IDLE_PER_HOST: usize = 64;
+/// Per-connection buffers. ureq's defaults (128 KiB each way) are zero-filled when a connection
+/// first sends, so every pooled or streaming connection cost 256 KiB of resident memory: 64 MiB
+/// of a 256-stream load (`make bench`). Bodies stream through these in pieces, so their size
+/// bounds only the response head (and the request head: ours are small).
+pub(crate) const INPUT_BUFFER: usize = 32 * 1024;
+pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
+/// Largest upstream response head (ureq's default is 64 KiB); must stay below `INPUT_BUFFER`
+/// so an oversized head is reported as too large.
+pub(crate) const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
 pub struct OpenAiBackend {
     agent: Agent,
@@ -121,7 +133,7 @@ impl Backend for OpenAiBackend {
 
 fn build_agent(timeout: Duration) -> Agent {
     let t = Some(timeout);
-    Agent::config_builder()
+    let config = Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .max_redirects(0)
@@ -135,9 +147,17 @@ fn build_agent(timeout: Duration) -> Agent {
         .timeout_per_write(t)
         .max_idle_connections(IDLE_PER_HOST)
         .max_idle_connections_per_host(IDLE_PER_HOST)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .max_response_header_size(MAX_RESPONSE_HEAD)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent()
+        .build();
+    // Our resolver: ureq's default looks the host up (on a new thread) for every request.
+    Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    )
 }
 
 /// The upstream payload (SPEC §6): model, messages, the merged params, tools unless this is the

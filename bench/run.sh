@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make bench`: build aiproxy (release, plus the static musl build when musl-gcc exists) and the
+# harness, then run the suite and write bench/RESULTS.md. Not part of CI's pass/fail.
+#   BENCH_SECS (3)  measured seconds per run     BENCH_REPEATS (3)  repeats of each pair
+#   BENCH_STATIC (auto)  0 skips the static build (its size is then not reported)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=never
+secs=${BENCH_SECS:-3}
+repeats=${BENCH_REPEATS:-3}
+
+echo "== building aiproxy (release)"
+cargo build --release --quiet
+static_args=()
+if [ "${BENCH_STATIC:-1}" != "0" ] && command -v musl-gcc >/dev/null 2>&1 \
+   && rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  echo "== building the static binary (make static)"
+  make --no-print-directory static >/dev/null
+  static_args=(--static target/x86_64-unknown-linux-musl/release/aiproxy)
+else
+  echo "== static build skipped (needs musl-gcc and the x86_64-unknown-linux-musl target)"
+fi
+echo "== building the harness (bench/)"
+cargo build --release --quiet --manifest-path bench/Cargo.toml --target-dir target/bench-harness
+
+echo "== running (about $(( (secs * 60 + 80) * repeats / 3 + 60 )) s)"
+mkdir -p target/bench
+target/bench-harness/release/aiproxy-bench run \
+  --aiproxy target/release/aiproxy "${static_args[@]}" \
+  --work target/bench --out bench/RESULTS.md \
+  --secs "$secs" --repeats "$repeats"

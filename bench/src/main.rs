@@ -1,0 +1,155 @@
+//! `aiproxy-bench`: the benchmark harness behind `make bench`.
+//!
+//! - `upstream --listen ADDR --workers N`: the fake OpenAI-compatible upstream ([`upstream`]);
+//! - `run --aiproxy PATH [--static PATH] [--out FILE] [--work DIR] [--secs S] [--warmup S]
+//!   [--repeats N]`: the whole suite ([`scenarios`]), written to `--out` ([`report`]);
+//! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]`:
+//!   one ad-hoc load run, printed (for profiling sessions).
+//!
+//! Thread model: the driver runs on the main thread; see each module for its threads.
+
+mod client;
+mod load;
+mod mcp_probe;
+mod procs;
+mod report;
+mod scenarios;
+mod upstream;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("aiproxy-bench: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `--flag value` pairs and bare `--switch`es after the subcommand.
+fn flags(args: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        let Some(name) = a.strip_prefix("--") else {
+            return Err(format!("unexpected argument {a}"));
+        };
+        let value = match it.peek() {
+            Some(v) if !v.starts_with("--") => it.next().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        out.insert(name.to_string(), value);
+    }
+    Ok(out)
+}
+
+fn secs(f: &HashMap<String, String>, name: &str, default: f64) -> Result<Duration, String> {
+    match f.get(name) {
+        None => Ok(Duration::from_secs_f64(default)),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s >= 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64)
+            .ok_or(format!("--{name} takes seconds")),
+    }
+}
+
+fn number(f: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, String> {
+    f.get(name).map_or(Ok(default), |v| {
+        v.parse().map_err(|_| format!("--{name} takes a number"))
+    })
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (cmd, rest) = args
+        .split_first()
+        .ok_or("usage: aiproxy-bench upstream|run|load …")?;
+    let f = flags(rest)?;
+    match cmd.as_str() {
+        "upstream" => upstream::run(
+            f.get("listen").map_or("127.0.0.1:0", String::as_str),
+            number(&f, "workers", 640)?.max(1),
+        )
+        .map_err(|e| e.to_string()),
+        "run" => {
+            let aiproxy = PathBuf::from(f.get("aiproxy").ok_or("--aiproxy PATH is required")?);
+            let opts = scenarios::Opts {
+                aiproxy: std::fs::canonicalize(&aiproxy)
+                    .map_err(|e| format!("{}: {e}", aiproxy.display()))?,
+                static_bin: f.get("static").filter(|s| !s.is_empty()).map(PathBuf::from),
+                self_exe: std::env::current_exe().map_err(|e| e.to_string())?,
+                work: PathBuf::from(f.get("work").map_or("target/bench", String::as_str)),
+                out: PathBuf::from(f.get("out").map_or("bench/RESULTS.md", String::as_str)),
+                measure: secs(&f, "secs", 3.0)?,
+                warmup: secs(&f, "warmup", 0.5)?,
+                repeats: number(&f, "repeats", 3)?.max(1),
+            };
+            let mut machine = report::Machine::probe();
+            let results = scenarios::run(&opts).map_err(|e| e.to_string())?;
+            machine.load_after = report::loadavg();
+            let text = report::write(&results, &machine, &opts);
+            std::fs::write(&opts.out, &text).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", opts.out.display());
+            Ok(())
+        }
+        "load" => {
+            let addr = f
+                .get("addr")
+                .and_then(|a| a.parse().ok())
+                .ok_or("--addr HOST:PORT is required")?;
+            let stream = f.contains_key("stream");
+            let message = f.get("message").map_or("chunks=8", String::as_str);
+            let chunks = message
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("chunks="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(8);
+            let mut body = serde_json::json!({
+                "model": f.get("model").map_or("bench", String::as_str),
+                "messages": [{"role": "user", "content": message}],
+                "stream": stream,
+            });
+            if stream {
+                body["stream_options"] = serde_json::json!({"include_usage": true});
+            }
+            let l = load::Load {
+                addr,
+                request: Arc::new(client::post(
+                    "/v1/chat/completions",
+                    body.to_string().as_bytes(),
+                )),
+                stream,
+                expect_chunks: chunks,
+                concurrency: number(&f, "concurrency", 1)?.max(1),
+                warmup: secs(&f, "warmup", 0.5)?,
+                measure: secs(&f, "secs", 3.0)?,
+            };
+            let s = load::run(&l);
+            println!(
+                "ok {} ({:.0} rps) p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms max {:.3} ms | ttfb p50 {:.3} p99 {:.3} | incomplete {} 503 {} other {} io {}",
+                s.ok,
+                s.rps(),
+                load::quantile_ms(&s.latency_us, 0.5),
+                load::quantile_ms(&s.latency_us, 0.9),
+                load::quantile_ms(&s.latency_us, 0.99),
+                load::quantile_ms(&s.latency_us, 1.0),
+                load::quantile_ms(&s.first_us, 0.5),
+                load::quantile_ms(&s.first_us, 0.99),
+                s.incomplete,
+                s.status_503,
+                s.other_status,
+                s.io_errors
+            );
+            Ok(())
+        }
+        other => Err(format!("unknown command {other}")),
+    }
+}

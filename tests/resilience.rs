@@ -1,0 +1,595 @@
+//! Resilience of the whole gateway (issue #7): a burst of 500 mixed requests, 500 idle and
+//! slowloris connections, upstream and MCP faults end to end, and hostile request bodies.
+//! What `gateway.rs`, `gateway_upstream.rs`, `http_server.rs` and `mcp_stdio.rs` already
+//! cover (each upstream status, truncated SSE, the MCP client's own fault handling, 300-socket
+//! tests of the bare HTTP server) is not repeated here.
+//!
+//! Loopback only; every wait has a timeout. The load tests run aiproxy as a child process
+//! (`ProcGateway`) so its memory and threads can be read from `/proc` without the test
+//! process's own sockets and threads in the figures; they run one at a time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::support::fake_openai::{FakeOpenAi, Reply};
+use crate::support::gateway::{TestGateway, request, stream_text};
+use crate::support::proc_gateway::ProcGateway;
+
+/// Tests that open hundreds of sockets or threads run one at a time (2 shared cores).
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn upstream_config(url: &str, server: &str, timeout: &str) -> String {
+    format!(
+        r#"
+server: {{{server}}}
+mcp_servers:
+  demo:
+    command: ${{AIPROXY_EXE}}
+    args: [demo-mcp]
+backends:
+  up: {{kind: openai, base_url: "{url}", timeout: {timeout}}}
+assistants:
+  - {{name: plain, backend: up, model: m}}
+  - {{name: calc, backend: up, model: m, mcp_servers: [demo]}}
+"#
+    )
+}
+
+fn ask(model: &str, text: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]})
+}
+
+/// One request on its own connection; `(status, Retry-After, body)`; bounded by `timeout`.
+fn exchange(addr: SocketAddr, body: &Value, timeout: Duration) -> (u16, Option<String>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    let body = body.to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let retry_after = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .map(String::from);
+    (status, retry_after, rest.to_string())
+}
+
+// ------------------------------------------------------------------------------------ load
+
+#[test]
+fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
+    let _heavy = HEAVY.lock();
+    let up = FakeOpenAi::start();
+    up.set_default(
+        Reply::text("alpha beta gamma delta")
+            .head_delay(Duration::from_millis(20))
+            .chunk_delay(Duration::from_millis(5)),
+    );
+    // A small pool so that 500 at once overflow it: some are served, the rest shed.
+    let gw = ProcGateway::start(&upstream_config(
+        &up.url(),
+        "workers: 16, max_in_flight: 64",
+        "10s",
+    ));
+    for i in 0..20 {
+        let (status, _, _) = exchange(gw.addr, &ask("plain", "warm", i % 2 == 0), IO);
+        assert_eq!(status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = gw.mem();
+
+    let gate = Arc::new(Barrier::new(500));
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..500)
+        .map(|i| {
+            let gate = Arc::clone(&gate);
+            std::thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    gate.wait();
+                    let stream = i % 2 == 0;
+                    let (status, retry_after, body) =
+                        exchange(addr, &ask("plain", "go", stream), Duration::from_secs(30));
+                    match status {
+                        200 if stream => {
+                            assert!(
+                                body.contains("data: [DONE]"),
+                                "stream {i} incomplete: {body}"
+                            );
+                            assert!(body.contains("delta"), "{body}");
+                        }
+                        200 => assert!(
+                            body.contains("\"alpha beta gamma delta\""),
+                            "answer {i}: {body}"
+                        ),
+                        503 => {
+                            assert_eq!(retry_after.as_deref(), Some("1"));
+                            assert!(body.contains("overloaded"), "{body}");
+                        }
+                        other => panic!("request {i}: unexpected {other}: {body}"),
+                    }
+                    status
+                })
+                .unwrap()
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let shed = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(served + shed, 500);
+    assert!(
+        served >= 64,
+        "at least a pool's worth served: {served} served, {shed} shed"
+    );
+
+    let mut gw = gw;
+    assert!(gw.alive());
+    assert_eq!(request(gw.addr, "GET", "/health", &[], b"").status, 200);
+    assert_eq!(exchange(gw.addr, &ask("plain", "after", false), IO).0, 200);
+    // Stream reader threads end and memory goes back near idle.
+    let end = Instant::now() + Duration::from_secs(5);
+    while gw.mem().threads > idle.threads + 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = gw.mem();
+    assert!(
+        after.threads <= idle.threads + 2,
+        "threads {idle:?} → {after:?}"
+    );
+    assert!(
+        after.rss_kb <= idle.rss_kb + 16 * 1024,
+        "RSS did not come back near idle: {idle:?} → {after:?}"
+    );
+    eprintln!("500 requests: {served} served, {shed} shed; memory {idle:?} → {after:?}");
+}
+
+const IO: Duration = Duration::from_secs(10);
+
+#[test]
+fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
+    let _heavy = HEAVY.lock();
+    let mut gw = ProcGateway::start(aiproxy::config::DEMO_CONFIG_YAML);
+    let question =
+        json!({"model": "demo", "messages": [{"role": "user", "content": "what is 2 + 3?"}]});
+    // Warm: the demo MCP server starts on first use.
+    assert_eq!(exchange(gw.addr, &question, IO).0, 200);
+
+    let mut idle: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
+    let mut slow: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
+    for s in &mut slow {
+        s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nX-Slow: ")
+            .unwrap();
+    }
+    // Keep every slowloris head growing, a byte at a time, while the real client is served.
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let trickler = std::thread::spawn(move || {
+        while stop_rx.recv_timeout(Duration::from_millis(100)).is_err() {
+            for s in &mut slow {
+                let _ = s.write_all(b"a");
+            }
+        }
+        slow
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (status, _, body) = exchange(gw.addr, &question, IO);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains('5'), "{body}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            t.elapsed()
+        );
+        let t = Instant::now();
+        let mut ask = question.clone();
+        ask["stream"] = json!(true);
+        let (status, _, body) = exchange(gw.addr, &ask, IO);
+        assert!(status == 200 && body.contains("[DONE]"), "{status} {body}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+    stop_tx.send(()).unwrap();
+    drop(trickler.join().unwrap());
+    // The idle ones are still open (nothing timed them out early) and the server is alive.
+    idle[0].set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(matches!(
+        idle[0].read(&mut byte),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    ));
+    idle.clear();
+    assert!(gw.alive());
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO)).unwrap();
+    s.set_write_timeout(Some(IO)).unwrap();
+    s
+}
+
+// --------------------------------------------------------------------------- upstream faults
+
+#[test]
+fn upstream_faults_mid_body_mid_stream_and_mid_loop_are_clean_errors() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&upstream_config(&up.url(), "", "2s"));
+
+    // A JSON answer cut in the middle: 502 saying so.
+    up.push(Reply::text("a long enough answer to cut").close_after(1));
+    let r = gw.chat(&ask("plain", "hi", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream")
+    );
+
+    // A stream that goes silent after its first delta: an error event at the backend
+    // timeout, never a hang and never a `[DONE]`.
+    up.push(Reply::deltas(&["first ", "second"]).hang_after(2));
+    let t = Instant::now();
+    let events = gw.stream(&ask("plain", "hi", true)).collect();
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(stream_text(&events), "first ");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{last}"
+    );
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+
+    // The upstream fails on the round after a tool call: the first round's text already went
+    // out, so the stream ends with an error event; without streaming it is a 502.
+    for stream in [true, false] {
+        up.push(Reply::tool_call("demo__add", r#"{"a":2,"b":3}"#).with_text("Adding."));
+        up.push(Reply::error(500, "exploded on round two"));
+        if stream {
+            let events = gw.stream(&ask("calc", "add", true)).collect();
+            assert_eq!(stream_text(&events), "Adding.");
+            let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+            assert!(
+                last["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("exploded"),
+                "{last}"
+            );
+        } else {
+            let r = gw.chat(&ask("calc", "add", false));
+            assert_eq!(r.status, 502, "{}", r.text());
+            assert!(r.text().contains("exploded"));
+        }
+        // The tool ran between the rounds: its result reached the failing round.
+        let last = up.last_request().unwrap();
+        let tool_msg = last.body["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (tool_msg["role"].as_str(), tool_msg["content"].as_str()),
+            (Some("tool"), Some("5"))
+        );
+    }
+    assert_eq!(gw.get("/health").status, 200);
+}
+
+#[test]
+fn ten_megabyte_upstream_answers_are_bounded() {
+    const TEN_MB: usize = 10 * 1024 * 1024;
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&upstream_config(&up.url(), "", "20s"));
+    // Non-stream: within the 16 MiB answer cap, so it is delivered whole.
+    up.push(Reply::huge(TEN_MB));
+    let r = gw.chat(&ask("plain", "big", false));
+    assert_eq!(r.status, 200);
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert_eq!(content, TEN_MB);
+    // Stream: as one 10 MB SSE event it is over the 4 MiB event cap: a clear error, not a
+    // 10 MB buffer per client.
+    up.push(Reply::huge(TEN_MB));
+    let r = gw.chat(&ask("plain", "big", true));
+    assert_eq!(r.status, 502, "{}", &r.text()[..r.text().len().min(300)]);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{}",
+        r.text()
+    );
+    // Stream: as 1 MB deltas it is forwarded as it comes, all of it.
+    let piece = "y".repeat(1024 * 1024);
+    up.push(Reply::deltas(&[piece.as_str(); 10]));
+    let events = gw.stream(&ask("plain", "big", true)).collect();
+    assert_eq!(stream_text(&events).len(), TEN_MB);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
+// ------------------------------------------------------------------------------ MCP faults
+
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+#[test]
+fn mcp_faults_become_tool_results_and_the_request_goes_on() {
+    let script = format!("{}/tests/support/mcp_faults.py", env!("CARGO_MANIFEST_DIR"));
+    let server = |mode: &str, arg: &str| {
+        format!(
+            "  {mode}:\n    command: {}\n    args: [{script}, {mode}{arg}]\n    call_timeout: 1s\n    startup_timeout: 10s\n",
+            python()
+        )
+    };
+    let up = FakeOpenAi::start();
+    let yaml = format!(
+        "mcp_servers:\n{}{}{}{}{}backends:\n  up: {{kind: openai, base_url: \"{}\", timeout: 10s}}\nassistants:\n  - {{name: faulty, backend: up, model: m, mcp_servers: [crash, hang, garbage, huge, flood]}}\n",
+        server("crash", ""),
+        server("hang", ""),
+        server("garbage", ""),
+        server("huge", ", 2000000"),
+        server("flood", ", 5000"),
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml);
+    up.push(Reply::tool_calls(&[
+        ("crash__crash", "{}"),
+        ("hang__hang", "{}"),
+        ("garbage__echo", r#"{"text":"through garbage"}"#),
+        ("huge__huge", "{}"),
+        ("flood__echo", r#"{"text":"through flood"}"#),
+    ]));
+    up.push(Reply::text("all done"));
+    let t = Instant::now();
+    let r = gw.chat(&ask("faulty", "break things", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("X-Aiproxy-Degraded").is_none());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "all done");
+    // The hang costs one call_timeout (all calls of the turn run concurrently).
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    let second = &up.completions()[1];
+    let msgs = second.body["messages"].as_array().unwrap();
+    let results: Vec<&str> = msgs[msgs.len() - 5..]
+        .iter()
+        .map(|m| {
+            assert_eq!(m["role"], "tool");
+            m["content"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        results[0].starts_with("[tool error]"),
+        "crash: {}",
+        results[0]
+    );
+    assert!(
+        results[1].starts_with("[tool error]") && results[1].contains("timed out"),
+        "hang: {}",
+        results[1]
+    );
+    assert_eq!(results[2], "through garbage");
+    assert!(
+        results[3].len() < 70 * 1024 && results[3].contains("bytes omitted"),
+        "huge output capped: {} bytes",
+        results[3].len()
+    );
+    assert_eq!(results[4], "through flood");
+
+    // The crashed server is started again for the next request; the hung one still answers.
+    up.push(Reply::tool_calls(&[
+        ("crash__echo", r#"{"text":"back again"}"#),
+        ("hang__echo", r#"{"text":"still here"}"#),
+    ]));
+    up.push(Reply::text("fine"));
+    let r = gw.chat(&ask("faulty", "again", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = up.last_request().unwrap();
+    let msgs = last.body["messages"].as_array().unwrap();
+    let tail: Vec<&str> = msgs[msgs.len() - 2..]
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(tail, ["back again", "still here"]);
+}
+
+// ------------------------------------------------------------------------------- bad input
+
+fn post_raw(gw: &TestGateway, body: &[u8]) -> (u16, Value) {
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+/// A valid request with `pointer` (a JSON pointer) replaced by `value`.
+fn with(pointer: &str, value: Value) -> Vec<u8> {
+    let mut req = json!({"model": "plain", "stream": false, "stream_options": {"include_usage": true},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "n": 1,
+        "messages": [
+            {"role": "user", "content": "hi", "name": "u"},
+            {"role": "assistant", "content": null,
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]});
+    *req.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer}")) = value;
+    req.to_string().into_bytes()
+}
+
+#[test]
+fn wrong_types_and_hostile_bodies_are_400s_with_a_message() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&upstream_config(&up.url(), "", "5s"));
+    // The unmodified request is fine (so each case below fails for its one change).
+    up.push(Reply::text("fine"));
+    let (status, v) = post_raw(&gw, &with("/n", json!(1)));
+    assert_eq!(status, 200, "{v}");
+
+    let wrong_types: Vec<(&str, Value)> = vec![
+        ("/model", json!(5)),
+        ("/model", json!(null)),
+        ("/model", json!(["plain"])),
+        ("/messages", json!({"role": "user"})),
+        ("/messages", json!(null)),
+        ("/messages", json!([])),
+        ("/messages/0", json!("hi")),
+        ("/messages/0", json!(null)),
+        ("/messages/0/role", json!(3)),
+        ("/messages/0/role", json!(null)),
+        ("/messages/0/role", json!("")),
+        ("/messages/0/role", json!("User")),
+        ("/messages/0/role", json!("robot")),
+        ("/messages/0/content", json!(7)),
+        ("/messages/0/content", json!({"text": "hi"})),
+        ("/messages/0/content", json!(true)),
+        ("/messages/0/name", json!(1)),
+        ("/messages/1/tool_calls", json!("f")),
+        ("/messages/1/tool_calls", json!([1])),
+        ("/messages/1/tool_calls/0/id", json!(9)),
+        ("/messages/1/tool_calls/0/function", json!("f")),
+        ("/messages/1/tool_calls/0/function/name", json!(null)),
+        (
+            "/messages/1/tool_calls/0/function/arguments",
+            json!({"a": 1}),
+        ),
+        ("/messages/2/tool_call_id", json!(["c1"])),
+        ("/stream", json!("yes")),
+        ("/stream", json!(1)),
+        ("/stream_options", json!("usage")),
+        ("/stream_options/include_usage", json!("yes")),
+        ("/tools", json!({"type": "function"})),
+        ("/tools", json!("f")),
+        ("/tools/0", json!(1)),
+        ("/tools/0/type", json!("retrieval")),
+        ("/tools/0/function", json!(null)),
+        ("/tools/0/function/name", json!(5)),
+        ("/tools/0/function/name", json!("")),
+        ("/n", json!("one")),
+        ("/n", json!(-1)),
+        ("/n", json!(1.5)),
+        ("/n", json!(2)),
+    ];
+    for (pointer, value) in wrong_types {
+        let (status, v) = post_raw(&gw, &with(pointer, value.clone()));
+        assert_eq!(status, 400, "{pointer} = {value}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.len() > 10,
+            "{pointer} = {value}: unclear message {v}"
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        // The message names the field (its top-level key at least).
+        let key = pointer.split('/').nth(1).unwrap();
+        assert!(message.contains(key), "{pointer} = {value}: {message}");
+    }
+
+    let deep_object = format!(
+        r#"{{"model":"plain","messages":[{{"role":"user","content":"x"}}],"metadata":{}1{}}}"#,
+        "{\"a\":".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("empty body", Vec::new()),
+        ("JSON null", b"null".to_vec()),
+        ("a string", br#""hello""#.to_vec()),
+        ("empty object", b"{}".to_vec()),
+        (
+            "trailing garbage",
+            [with("/n", json!(1)), b"}}".to_vec()].concat(),
+        ),
+        (
+            "invalid UTF-8 in a string",
+            b"{\"model\":\"plain\",\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}"
+                .to_vec(),
+        ),
+        (
+            "lone surrogate escape",
+            br#"{"model":"plain","messages":[{"role":"user","content":"\ud800"}]}"#.to_vec(),
+        ),
+        (
+            "NUL outside strings",
+            b"{\"model\":\"plain\",\x00\"messages\":[]}".to_vec(),
+        ),
+        ("deeply nested pass-through field", deep_object.into_bytes()),
+        (
+            "duplicate-free but huge number",
+            br#"{"model":"plain","messages":[{"role":"user","content":"x"}],"n":1e999}"#.to_vec(),
+        ),
+    ];
+    for (what, body) in hostile {
+        let (status, v) = post_raw(&gw, &body);
+        assert_eq!(status, 400, "{what}: {v}");
+        assert!(
+            v["error"]["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{what}: {v}"
+        );
+    }
+    assert_eq!(gw.get("/health").status, 200, "still serving");
+    assert_eq!(
+        up.completions().len(),
+        1,
+        "no bad request reached the upstream"
+    );
+}
+
+#[test]
+fn huge_messages_are_forwarded_whole_or_refused_cleanly() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&upstream_config(&up.url(), "", "10s"));
+    // 30 000 small messages (~1.3 MB): all of them reach the upstream, in order.
+    let messages: Vec<Value> = (0..30_000)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("m{i}")}))
+        .collect();
+    up.push(Reply::text("read them all"));
+    let r = gw.chat(&json!({"model": "plain", "messages": messages}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.last_request().unwrap();
+    let got = sent.body["messages"].as_array().unwrap();
+    assert_eq!(got.len(), 30_000);
+    assert_eq!(got[29_999]["content"], "m29999");
+    // One 3 MB message, streamed back: intact.
+    let big = "z".repeat(3 * 1024 * 1024);
+    up.push(Reply::echo_user());
+    let events = gw.stream(&ask("plain", &big, true)).collect();
+    assert_eq!(stream_text(&events).len(), "You said: ".len() + big.len());
+    // Over the body limit: 413, and the connection is not read to the end.
+    let over = "z".repeat(5 * 1024 * 1024);
+    let r = gw.chat(&ask("plain", &over, false));
+    assert_eq!(r.status, 413);
+    assert_eq!(gw.get("/health").status, 200);
+}
