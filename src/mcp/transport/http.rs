@@ -418,17 +418,7 @@ impl Shared {
                     s => Err(SendError::Rejected(format!("HTTP {s}: {text}"))),
                 }
             }
-            Err(ureq::Error::Timeout(_)) => Err(SendError::Timeout),
-            Err(e) => {
-                let f = web::classify(&e);
-                if f.not_delivered {
-                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
-                    self.die(&reason);
-                    Err(SendError::Closed(reason))
-                } else {
-                    Err(SendError::Rejected(format!("POST failed: {}", f.reason)))
-                }
-            }
+            Err(e) => Err(web::post_failure(&e, &self.spec.url, |r| self.die(r))),
         }
     }
 

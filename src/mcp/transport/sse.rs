@@ -194,20 +194,7 @@ impl Outbound for Shared {
                     _ => Err(SendError::Rejected(format!("HTTP {status}: {text}"))),
                 }
             }
-            Err(ureq::Error::Timeout(_)) => Err(SendError::Timeout),
-            Err(e) => {
-                let f = web::classify(&e);
-                if f.not_delivered {
-                    // Not the endpoint itself: its query carries the session id.
-                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
-                    self.die(&reason);
-                    Err(SendError::Closed(reason))
-                } else {
-                    // The body may have been read by the server: not safe to call "not sent"
-                    // for a retry, so it is reported as refused.
-                    Err(SendError::Rejected(format!("POST failed: {}", f.reason)))
-                }
-            }
+            Err(e) => Err(web::post_failure(&e, &self.spec.url, |r| self.die(r))),
         }
     }
 }

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use ureq::http::{HeaderName, HeaderValue};
 use ureq::{Agent, RequestBuilder};
 
+use super::SendError;
 use crate::secret::Secret;
 
 /// TCP (and TLS) connection setup limit; a request's own deadline may cut it shorter.
@@ -110,6 +111,25 @@ pub struct Failed {
 
 /// Classify a ureq error. Failures while connecting mean the request was never sent; anything
 /// later (a reset, a timeout waiting for the answer) may have reached the server.
+/// A POST that got no answer. A timeout is a timeout; a message that never left (refused,
+/// unreachable) means the session is unreachable: `die` ends it and the caller may retry on a
+/// new one; otherwise the server may have read the body, so it is not safe to call the message
+/// "not sent" and it is reported as refused.
+pub fn post_failure(e: &ureq::Error, url: &str, die: impl FnOnce(&str)) -> SendError {
+    if matches!(e, ureq::Error::Timeout(_)) {
+        return SendError::Timeout;
+    }
+    let f = classify(e);
+    if f.not_delivered {
+        // The configured URL, never an SSE endpoint: its query carries the session id.
+        let reason = format!("cannot reach {url}: {}", f.reason);
+        die(&reason);
+        SendError::Closed(reason)
+    } else {
+        SendError::Rejected(format!("POST failed: {}", f.reason))
+    }
+}
+
 pub fn classify(e: &ureq::Error) -> Failed {
     use ureq::Timeout;
     let not_delivered = match e {
