@@ -239,6 +239,17 @@ fn targets(o: &mut String, r: &Results) {
             );
         }
     }
+    // The same target at a lower request rate: c=16 on the 20 ms upstream of the scaling curve.
+    if let Some(p) = find(&r.scaling, "scaling", 16) {
+        let (a50, a99) = (added(p, |s| lat(s, 0.5)), added(p, |s| lat(s, 0.99)));
+        let _ = writeln!(
+            o,
+            "| Added latency, non-stream (c=16, 20 ms upstream, from the scaling curve): p50 ≤ 0.25 ms, p99 ≤ 1 ms | +{} ms / +{} ms | {} |",
+            ms(a50),
+            ms(a99),
+            verdict(a50 <= 0.25 && a99 <= 1.0)
+        );
+    }
     if let Some(p) = find(&r.pairs, "json", 64) {
         let ratio = q(&p.proxy, Stats::rps) / q(&p.direct, Stats::rps);
         let _ = writeln!(
@@ -438,7 +449,7 @@ fn scaling_table(o: &mut String, r: &Results) {
     );
     let _ = writeln!(
         o,
-        "| c | Direct rps | Direct p50 / p99 (ms) | Proxy rps | Proxy p50 / p99 (ms) | Proxy/direct rps | Proxy 503s (p99 ms) | I/O errors |\n|---|---|---|---|---|---|---|---|"
+        "| c | Direct rps | Direct p50 / p99 (ms) | Proxy rps | Proxy p50 / p99 (ms) | Added p50 / p99 (ms) | Proxy/direct rps | Proxy 503s (p99 ms) | I/O errors |\n|---|---|---|---|---|---|---|---|---|"
     );
     for p in &r.scaling {
         let d_rps = q(&p.direct, Stats::rps);
@@ -452,7 +463,7 @@ fn scaling_table(o: &mut String, r: &Results) {
         );
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {} / {} | {:.0} | {} / {} | {:.2} | {} ({}) | {} |",
+            "| {} | {:.0} | {} / {} | {:.0} | {} / {} | +{} / +{} | {:.2} | {} ({}) | {} |",
             p.shape.concurrency,
             d_rps,
             ms(q(&p.direct, |s| lat(s, 0.5))),
@@ -460,6 +471,8 @@ fn scaling_table(o: &mut String, r: &Results) {
             p_rps,
             ms(q(&p.proxy, |s| lat(s, 0.5))),
             ms(q(&p.proxy, |s| lat(s, 0.99))),
+            ms(added(p, |s| lat(s, 0.5))),
+            ms(added(p, |s| lat(s, 0.99))),
             p_rps / d_rps,
             n503,
             ms(p99_503),
