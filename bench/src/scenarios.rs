@@ -83,8 +83,8 @@ pub struct ToolLoop {
     pub looped: Vec<Stats>,
     /// Direct upstream round trip of a small request (per repeat).
     pub upstream: Vec<Stats>,
-    /// `tools/call echo` over stdio, sorted µs.
-    pub tool_us: Vec<u32>,
+    /// `tools/call echo` over stdio, sorted µs (per repeat, measured next to the loads).
+    pub tool_us: Vec<Vec<u32>>,
 }
 
 pub struct Footprint {
@@ -313,7 +313,9 @@ fn tool_loop(env: &Env<'_>, proxy: SocketAddr) -> io::Result<ToolLoop> {
         upstream: Vec::new(),
         tool_us: Vec::new(),
     };
-    for _ in 0..env.opts.repeats {
+    // At least 5 repeats: with many thread hand-offs per iteration this figure is the most
+    // sensitive to other load on the cores.
+    for _ in 0..env.opts.repeats.max(5) {
         t.upstream.push(load::run(&env.load(
             env.upstream,
             shape.body("fake-model", "tools=0"),
@@ -343,8 +345,12 @@ fn tool_loop(env: &Env<'_>, proxy: SocketAddr) -> io::Result<ToolLoop> {
             looped.io_errors + looped.incomplete + looped.other_status,
         );
         t.looped.push(looped);
+        t.tool_us.push(crate::mcp_probe::echo_round_trips(
+            &env.opts.aiproxy,
+            100,
+            1000,
+        )?);
     }
-    t.tool_us = crate::mcp_probe::echo_round_trips(&env.opts.aiproxy, 200, 2000)?;
     Ok(t)
 }
 

@@ -109,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn names_are_cached_and_failures_are_not() {
+    fn names_are_cached_until_they_expire() {
         let r = CachingResolver::default();
         let first = resolve(&r, "http://localhost:8080/x").unwrap();
         assert!(
@@ -129,7 +129,10 @@ mod tests {
             resolve(&r, "http://localhost:8080/y").unwrap(),
             vec![planted]
         );
-        assert!(resolve(&r, "http://no-such-host.invalid/").is_err());
+        // An expired entry is looked up again (and replaced).
+        r.cache.lock().get_mut("localhost:8080").unwrap().0 -= TTL + Duration::from_secs(1);
+        let again = resolve(&r, "http://localhost:8080/z").unwrap();
+        assert!(!again.contains(&planted), "{again:?}");
         assert_eq!(r.cache.lock().len(), 1);
     }
 }
