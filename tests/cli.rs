@@ -106,11 +106,7 @@ fn env_file_feeds_the_config_and_real_environment_wins() {
 #[test]
 fn serve_listens_where_told_and_stops_on_sigterm() {
     let d = tmpdir("serve");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::peers::free_port();
     let mut child = Command::new(EXE)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(&d)
@@ -157,11 +153,7 @@ fn serve_listens_where_told_and_stops_on_sigterm() {
 
 /// Start `serve` on a free port in `dir`; returns the child and the port once it listens.
 fn start_serve(dir: &PathBuf) -> (std::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::peers::free_port();
     let mut child = Command::new(EXE)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir)

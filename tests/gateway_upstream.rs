@@ -185,11 +185,7 @@ fn upstream_failures_map_to_openai_errors() {
 
 #[test]
 fn unreachable_upstream_is_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::peers::free_port();
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}/v1"), 8, "2s"));
     let r = gw.chat(&ask("hi", false));
     assert_eq!(r.status, 502, "{}", r.text());

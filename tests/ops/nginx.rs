@@ -4,7 +4,7 @@
 //! both replicas (SIGHUP on one, `POST /admin/reload` on the other) as seen through nginx,
 //! and with one replica stopped nginx keeps serving from the other.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -49,13 +49,7 @@ fn nginx_binary() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::peers::free_port;
 
 /// The shipped site config with its ports replaced; fails if the file no longer has them.
 fn site_config(port: u16, replicas: [SocketAddr; 2]) -> String {

@@ -50,13 +50,21 @@ pub fn support_script(name: &str) -> String {
     )
 }
 
-/// A port that was free a moment ago (the peer binds it next).
+/// A port for a peer that binds it itself, free a moment ago. Picked outside the kernel's
+/// ephemeral range (32768+), so a server elsewhere that binds port 0 (the conformance suite's
+/// mocks, other tests' fakes) cannot take it between our check and the peer's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Tests run as separate processes: start each process at its own pid-derived offset.
+    let base = (std::process::id() as u16).wrapping_mul(7919) % 12000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (base + n.wrapping_mul(13)) % 12000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Make the child die when the thread that spawned it ends, so a test process killed by the
