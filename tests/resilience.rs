@@ -23,6 +23,9 @@ use crate::support::proc_gateway::ProcGateway;
 /// Tests that open hundreds of sockets or threads run one at a time (2 shared cores).
 static HEAVY: Mutex<()> = Mutex::new(());
 
+/// Socket timeout of every client in this module.
+const IO: Duration = Duration::from_secs(10);
+
 fn upstream_config(url: &str, server: &str, timeout: &str) -> String {
     format!(
         r#"
@@ -155,8 +158,6 @@ fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
     );
     eprintln!("500 requests: {served} served, {shed} shed; memory {idle:?} → {after:?}");
 }
-
-const IO: Duration = Duration::from_secs(10);
 
 #[test]
 fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
