@@ -7,38 +7,20 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aiproxy::cancel::Cancel;
 use aiproxy::config::McpTransport;
 use aiproxy::mcp::{CallResult, ClientOptions, Era, Error, McpServer, ServerState};
 use serde_json::{Value, json};
 
 use crate::support::peers::{
-    self, everything, free_port, http_faults, http_transport, python_server, server_config,
-    sse_transport,
+    self, call, everything, free_port, http_faults, http_transport, python_server, server_config,
+    sse_transport, text, tool_names,
 };
-
-fn call(s: &McpServer, tool: &str, args: Value) -> Result<CallResult, Error> {
-    s.call_tool(tool, args, &Cancel::new())
-}
-
-fn text(r: &CallResult) -> String {
-    r.content
-        .iter()
-        .filter(|c| c["type"] == "text")
-        .filter_map(|c| c["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn kinds(r: &CallResult) -> Vec<String> {
     r.content
         .iter()
         .map(|c| c["type"].as_str().unwrap_or("?").to_string())
         .collect()
-}
-
-fn names(s: &McpServer) -> Vec<String> {
-    s.tools().unwrap().iter().map(|t| t.name.clone()).collect()
 }
 
 fn server(name: &str, transport: McpTransport) -> Arc<McpServer> {
@@ -74,7 +56,7 @@ fn measure(s: &McpServer, tool: &str, args: Value) {
 /// The same checks for server-everything over any transport.
 fn exercise_everything(s: &McpServer) {
     measure(s, "echo", json!({"message": "m"}));
-    let tools = names(s);
+    let tools = tool_names(s);
     for t in [
         "echo",
         "get-tiny-image",
@@ -166,7 +148,7 @@ fn everything_over_streamable_http() {
 fn exercise_python(s: &McpServer, protocol: &str) {
     measure(s, "echo", json!({"text": "m"}));
     assert_eq!(
-        names(s),
+        tool_names(s),
         ["echo", "add", "image", "audio", "link", "fail", "slow"]
     );
     assert_eq!(s.status().protocol_version.as_deref(), Some(protocol));

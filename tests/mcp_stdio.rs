@@ -13,6 +13,8 @@ use aiproxy::mcp::{CallResult, Error, McpServer, ServerState};
 use aiproxy::secret::Secret;
 use serde_json::{Value, json};
 
+use crate::support::peers::{call, text, tool_names};
+
 fn stdio(command: &str, args: &[&str]) -> McpTransport {
     McpTransport::Stdio {
         command: command.to_string(),
@@ -94,23 +96,6 @@ fn everything() -> Arc<McpServer> {
         "everything",
         config(stdio(&node, &[&index, "stdio"]), 20_000, 20_000, 16),
     )
-}
-
-fn call(s: &McpServer, tool: &str, args: Value) -> Result<CallResult, Error> {
-    s.call_tool(tool, args, &Cancel::new())
-}
-
-fn text(r: &CallResult) -> String {
-    r.content
-        .iter()
-        .filter(|c| c["type"] == "text")
-        .filter_map(|c| c["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn tool_names(s: &McpServer) -> Vec<String> {
-    s.tools().unwrap().iter().map(|t| t.name.clone()).collect()
 }
 
 /// Running (a zombie or a missing /proc entry counts as gone).

@@ -10,8 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use aiproxy::cancel::Cancel;
 use aiproxy::config::{McpServerConfig, McpTransport};
+use aiproxy::mcp::{CallResult, Error, McpServer};
 use aiproxy::secret::Secret;
+use serde_json::Value;
 
 pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-peers")
@@ -222,4 +225,24 @@ pub fn server_config(transport: McpTransport, startup_ms: u64, call_ms: u64) -> 
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency: 8,
     }
+}
+
+/// One `tools/call` with a fresh, never-cancelled token.
+pub fn call(s: &McpServer, tool: &str, args: Value) -> Result<CallResult, Error> {
+    s.call_tool(tool, args, &Cancel::new())
+}
+
+/// The text blocks of a result, joined by newlines.
+pub fn text(r: &CallResult) -> String {
+    r.content
+        .iter()
+        .filter(|c| c["type"] == "text")
+        .filter_map(|c| c["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The tool names a server lists (starting it if needed).
+pub fn tool_names(s: &McpServer) -> Vec<String> {
+    s.tools().unwrap().iter().map(|t| t.name.clone()).collect()
 }
