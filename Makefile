@@ -4,7 +4,7 @@ CARGO ?= cargo
 MUSL_X86 := x86_64-unknown-linux-musl
 MUSL_ARM := aarch64-unknown-linux-musl
 
-.PHONY: run build test peers lint fmt clippy ci static static-x86 static-arm bench fuzz clean
+.PHONY: run build test peers setup lint fmt clippy ci static static-x86 static-arm bench fuzz clean
 
 ## run: build and start the gateway (the embedded demo config when there is no ./config.yaml)
 run:
@@ -33,11 +33,14 @@ clippy:
 
 lint: fmt clippy
 
+## setup: the rustup musl targets and the Debian packages the builds and tests need (installs
+## them as root; otherwise prints the exact commands and stops). See scripts/setup.sh.
+setup:
+	./scripts/setup.sh
+
 ## static: release builds for x86_64 and aarch64 musl (rustls, no OpenSSL), each checked static
 ## with `file` and at most 8 MiB. C compilers and the aarch64 linker are set in .cargo/config.toml.
-## One-time setup: rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl;
-## apt-get install musl-tools gcc-aarch64-linux-gnu qemu-user-static (qemu runs the aarch64 test).
-static: static-x86 static-arm
+static: setup static-x86 static-arm
 
 static-x86:
 	$(CARGO) build --release --locked --bin aiproxy --target $(MUSL_X86)
@@ -55,9 +58,9 @@ define check_static
 		test $$bytes -le $(MAX_STATIC_BYTES) || { echo "$(1) is larger than 8 MiB" >&2; exit 1; }
 endef
 
-## ci: everything CI checks: format, lints, the static builds (the aarch64 one is run under qemu
-## by the tests), then all tests
-ci: lint static test
+## ci: everything CI checks: set-up, format, lints, the static builds (the aarch64 one is run
+## under qemu by the tests), then all tests
+ci: setup lint static test
 
 ## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:

@@ -39,6 +39,11 @@ fn load(path: &Path, env: &MapEnv) -> Result<Config, config::Error> {
 fn golden_error_fixtures() {
     let dir = fixtures().join("invalid");
     let bless = std::env::var_os("AIPROXY_BLESS").is_some();
+    // Blessing makes every case pass: never in CI.
+    assert!(
+        !bless || std::env::var_os("CI").is_none(),
+        "AIPROXY_BLESS is refused when CI is set"
+    );
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -143,7 +143,11 @@ fn systemd_unit_outlasts_the_drain_and_verifies() {
     }
 
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze not installed: unit syntax not verified");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must verify the unit: systemd-analyze is missing (scripts/setup.sh installs it)"
+        );
+        eprintln!("SKIPPED: systemd-analyze not installed: unit syntax not verified");
         return;
     };
     assert!(out.status.success());
