@@ -57,14 +57,11 @@ fn open_config() -> String {
 
 fn admin(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let b = body.map(|b| b.to_string()).unwrap_or_default();
-    let r = request(
-        gw.addr,
+    // On the admin listener, as a local client (no ADMIN_API_KEY: keyless).
+    let r = gw.admin(
         method,
         path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", "Bearer proxy-key-secret"),
-        ],
+        &[("Content-Type", "application/json")],
         b.as_bytes(),
     );
     let v = if r.body.is_empty() {
