@@ -369,6 +369,12 @@ fn put(app: &App, kind: Kind, name: &str, body: &[u8]) -> Reply {
         if !problems.is_empty() {
             return Err(invalid(what, problems));
         }
+        // As a loaded file does: a mock assistant without a model runs model "mock".
+        for a in &mut cfg.assistants {
+            if a.model.is_empty() {
+                a.model = "mock".into();
+            }
+        }
         persist(&cfg, source, |doc| {
             set_entry(doc, kind, name, Some(body.clone()))
         })?;

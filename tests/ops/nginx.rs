@@ -303,7 +303,6 @@ const SMUGGLED: &[&str] = &[
     "/admin/mcp/..%2Fx",
     "/admin/mcp/%5C..%5Cx",
     "/admin/%2e%2e/metrics",
-    "/admin/mcp/x%00",
     "/admin/./config",
 ];
 
@@ -339,8 +338,11 @@ fn a_plain_proxy_pass_does_not_open_the_admin_api() {
         assert_eq!(r.status, 400, "{path}: {}", r.text());
         assert_eq!(r.json()["error"]["code"], "invalid_path", "{path}");
     }
-    // Straight at the gateway (no proxy): the same answers.
-    for path in SMUGGLED {
+    // Straight at the gateway (no proxy): the same answers (nginx refuses `%00` itself).
+    for path in SMUGGLED
+        .iter()
+        .chain(&["/admin/mcp/x%00", "/admin/mcp/%00"])
+    {
         assert_eq!(request(addr, "GET", path, &[], b"").status, 400, "{path}");
     }
     std::thread::sleep(Duration::from_millis(300));
