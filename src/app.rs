@@ -85,6 +85,39 @@ pub struct Source {
     /// The document as written (before `${VAR}` expansion), edited by the admin API and written
     /// back when `admin.persist` is on, so references stay references.
     pub document: Value,
+    /// Why `document` cannot be written back faithfully (custom YAML tags, a file that did not
+    /// parse as a plain document); `admin.persist` then refuses every change with this reason.
+    pub persist_blocker: Option<String>,
+}
+
+impl Source {
+    /// A source without a file (the embedded demo config, tests): nothing to reload or persist.
+    pub fn detached(env: Box<dyn EnvLookup + Send + Sync>, document: Value) -> Source {
+        Source {
+            path: None,
+            env,
+            document,
+            persist_blocker: None,
+        }
+    }
+
+    /// A config file loaded with [`load_with_document`].
+    pub fn file(path: PathBuf, env: Box<dyn EnvLookup + Send + Sync>, doc: Document) -> Source {
+        Source {
+            path: Some(path),
+            env,
+            document: doc.value,
+            persist_blocker: doc.blocker,
+        }
+    }
+}
+
+/// A config file as written: its tree (before `${VAR}` expansion) and why it cannot be written
+/// back faithfully, if so.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub value: Value,
+    pub blocker: Option<String>,
 }
 
 pub struct App {
@@ -97,12 +130,10 @@ pub struct App {
 impl App {
     /// An app with no file behind it (tests, the demo config).
     pub fn new(config: Config) -> App {
-        let source = Source {
-            path: None,
-            env: Box::new(config::MapEnv::new()),
-            document: Value::Null,
-        };
-        App::with_source(config, source)
+        App::with_source(
+            config,
+            Source::detached(Box::new(config::MapEnv::new()), Value::Null),
+        )
     }
 
     pub fn with_source(config: Config, source: Source) -> App {
@@ -131,6 +162,11 @@ impl App {
         self.source.lock().env.get(name)
     }
 
+    /// The config document as written (before `${VAR}` expansion), as admin changes left it.
+    pub fn document(&self) -> Value {
+        self.source.lock().document.clone()
+    }
+
     pub fn config_path(&self) -> Option<PathBuf> {
         self.source.lock().path.clone()
     }
@@ -156,7 +192,8 @@ impl App {
                 });
             };
             let (cfg, doc) = load_with_document(&path, source.env.as_ref())?;
-            source.document = doc;
+            source.document = doc.value;
+            source.persist_blocker = doc.blocker;
             Ok((cfg, ()))
         })
     }
@@ -180,12 +217,54 @@ pub fn unix_now() -> u64 {
 pub fn load_with_document(
     path: &Path,
     env: &dyn EnvLookup,
-) -> Result<(Config, Value), config::Error> {
+) -> Result<(Config, Document), config::Error> {
     let cfg = config::load_file(path, env)?;
     let text = std::fs::read_to_string(path).map_err(|e| config::Error {
         source: path.display().to_string(),
         problems: vec![format!("cannot read file: {e}")],
     })?;
-    let doc = serde_yaml::from_str::<Value>(&text).unwrap_or(Value::Null);
-    Ok((cfg, doc))
+    Ok((cfg, document(&text)))
+}
+
+/// The tree of a config file as written, and why it cannot be written back faithfully.
+pub fn document(text: &str) -> Document {
+    let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(y) => y,
+        Err(e) => {
+            return Document {
+                value: Value::Null,
+                blocker: Some(format!("the file does not parse as one YAML document: {e}")),
+            };
+        }
+    };
+    if let Some(tag) = first_tag(&yaml) {
+        return Document {
+            value: Value::Null,
+            blocker: Some(format!(
+                "the file uses the custom YAML tag {tag}, which aiproxy cannot write back"
+            )),
+        };
+    }
+    match serde_json::to_value(&yaml) {
+        Ok(value) => Document {
+            value,
+            blocker: None,
+        },
+        Err(e) => Document {
+            value: Value::Null,
+            blocker: Some(format!("the file has values JSON cannot hold: {e}")),
+        },
+    }
+}
+
+/// The first custom tag (`!include`, `!secret`) anywhere in a YAML tree.
+fn first_tag(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Tagged(t) => Some(t.tag.to_string()),
+        serde_yaml::Value::Sequence(s) => s.iter().find_map(first_tag),
+        serde_yaml::Value::Mapping(m) => m
+            .iter()
+            .find_map(|(k, v)| first_tag(k).or_else(|| first_tag(v))),
+        _ => None,
+    }
 }

@@ -6,9 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::app::{App, Source, load_with_document};
+use crate::app::{App, Document, Source, load_with_document};
 use crate::config::{self, Config, Env, EnvLookup};
 use crate::server::http::{Limits, Server};
 use crate::server::routes::Gateway;
@@ -17,13 +15,16 @@ pub const USAGE: &str = "\
 aiproxy — an OpenAI-compatible assistant gateway (LLM + system prompt + MCP tools)
 
 Usage:
-  aiproxy [serve] [--config PATH] [--listen HOST:PORT] [--env-file PATH]
+  aiproxy [serve] [--config PATH] [--listen HOST:PORT] [--admin-listen HOST:PORT|off]
+                  [--env-file PATH]
   aiproxy check [--config PATH] [--env-file PATH] [--connect]
   aiproxy demo-mcp
   aiproxy --version | --help
 
 Config path: --config > $CONFIG_PATH > ./config.yaml; without a file, `serve` runs the
 embedded demo config. Listen: --listen > $AIPROXY_LISTEN > server.listen > 127.0.0.1:8000.
+Admin listener (admin API, /metrics): --admin-listen > $AIPROXY_ADMIN_LISTEN > admin.listen >
+127.0.0.1:8001; `off` disables it.
 Environment: --env-file, else ./.env if present; real environment variables win.
 Logging: RUST_LOG (default info).";
 
@@ -33,6 +34,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 struct Opts {
     config: Option<PathBuf>,
     listen: Option<String>,
+    admin_listen: Option<String>,
     env_file: Option<PathBuf>,
     connect: bool,
 }
@@ -77,6 +79,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         match flag {
             "--config" | "-c" => opts.config = Some(PathBuf::from(value()?)),
             "--listen" | "-l" if cmd == "serve" => opts.listen = Some(value()?),
+            "--admin-listen" if cmd == "serve" => opts.admin_listen = Some(value()?),
             "--env-file" => opts.env_file = Some(PathBuf::from(value()?)),
             "--connect" if cmd == "check" => opts.connect = true,
             "--help" | "-h" => return Ok(Command::Help),
@@ -133,7 +136,7 @@ struct Loaded {
     /// `None` for the embedded demo config.
     path: Option<PathBuf>,
     /// The file as written, before `${VAR}` expansion (admin edits and persistence).
-    document: Value,
+    document: Document,
 }
 
 /// The environment, then the config read with it (usage and config errors are exit code 2).
@@ -149,7 +152,7 @@ fn load(opts: &Opts) -> Result<Loaded, String> {
 }
 
 /// The config and where it came from (`path: None` = the embedded demo config).
-fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value), String> {
+fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Document), String> {
     let explicit = opts.config.clone().or_else(|| {
         env.get("CONFIG_PATH")
             .filter(|p| !p.is_empty())
@@ -166,8 +169,9 @@ fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Value
     if explicit.is_some() {
         return Err(format!("config file {} not found", path.display()));
     }
+    // The demo's document as written, so admin responses show its references unexpanded.
     config::demo(env)
-        .map(|c| (c, None, Value::Null))
+        .map(|c| (c, None, crate::app::document(config::DEMO_CONFIG_YAML)))
         .map_err(|e| e.to_string())
 }
 
@@ -206,10 +210,28 @@ fn serve(opts: &Opts) -> i32 {
     }
     let limits = limits(&cfg);
     let drain = cfg.server.drain_timeout;
-    let source = Source {
-        path,
-        env: Box::new(env),
-        document,
+    let admin_listen = admin_listen(opts, &env, &cfg);
+    // An admin listener that was asked for must bind; the default one may be taken (a second
+    // instance on the same host): then the admin API is reachable with ADMIN_API_KEY only.
+    let admin_listener = match &admin_listen {
+        AdminListen::Off => None,
+        AdminListen::Explicit(addr) | AdminListen::Default(addr) => match TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) if matches!(admin_listen, AdminListen::Explicit(_)) => {
+                eprintln!("aiproxy: cannot listen on {addr} (admin listener): {e}");
+                return 1;
+            }
+            Err(e) => {
+                log::warn!(
+                    "admin listener not started: cannot listen on {addr}: {e} (set admin.listen or --admin-listen; until then the admin API and /metrics answer on the main port with ADMIN_API_KEY only)"
+                );
+                None
+            }
+        },
+    };
+    let source = match path {
+        Some(p) => Source::file(p, Box::new(env), document),
+        None => Source::detached(Box::new(env), document.value),
     };
     let app = Arc::new(App::with_source(cfg, source));
     match app.snapshot().auth.provider_names().as_slice() {
@@ -222,7 +244,9 @@ fn serve(opts: &Opts) -> i32 {
         .env_var("ADMIN_API_KEY")
         .is_none_or(|k| k.trim().is_empty())
     {
-        log::info!("ADMIN_API_KEY not set: the admin API answers loopback clients only");
+        log::info!(
+            "ADMIN_API_KEY not set: the admin API and /metrics answer local clients of the admin listener only"
+        );
     }
     crate::signals::block();
     let gateway = Arc::new(Gateway::new(Arc::clone(&app)));
@@ -239,6 +263,24 @@ fn serve(opts: &Opts) -> i32 {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
+    let admin_server = match admin_listener {
+        Some(l) => match Server::start(l, admin_limits(&app.snapshot().config), {
+            Arc::new(gateway.admin_listener()) as _
+        }) {
+            Ok(s) => {
+                log::info!("admin API and /metrics on http://{}", s.local_addr());
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("aiproxy: cannot start the admin listener: {e}");
+                server.shutdown(drain);
+                app.stop_mcp_servers();
+                server.join();
+                return 1;
+            }
+        },
+        None => None,
+    };
     while crate::signals::wait() == crate::signals::Signal::Reload {
         match app.reload() {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
@@ -249,13 +291,57 @@ fn serve(opts: &Opts) -> i32 {
         "shutting down: draining in-flight requests (up to {}s)",
         drain.as_secs()
     );
+    if let Some(a) = &admin_server {
+        a.shutdown(std::time::Duration::from_secs(1));
+    }
     let drained = server.shutdown(drain);
     app.stop_mcp_servers();
     server.join();
+    if let Some(a) = admin_server {
+        a.join();
+    }
     if !drained {
         log::warn!("drain timeout reached; remaining requests were cut");
     }
     0
+}
+
+/// Where the admin listener binds, and whether that was asked for.
+#[derive(Debug, PartialEq)]
+enum AdminListen {
+    Off,
+    /// `--admin-listen`, `AIPROXY_ADMIN_LISTEN` or `admin.listen`: failing to bind is fatal.
+    Explicit(String),
+    /// [`config::DEFAULT_ADMIN_LISTEN`]: failing to bind is a warning.
+    Default(String),
+}
+
+fn admin_listen(opts: &Opts, env: &Env, cfg: &Config) -> AdminListen {
+    let chosen = opts
+        .admin_listen
+        .clone()
+        .or_else(|| env.get("AIPROXY_ADMIN_LISTEN"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| cfg.admin.listen.clone());
+    match chosen {
+        Some(s) if s.eq_ignore_ascii_case("off") => AdminListen::Off,
+        Some(s) => AdminListen::Explicit(s),
+        None => AdminListen::Default(config::DEFAULT_ADMIN_LISTEN.to_string()),
+    }
+}
+
+/// The admin listener's limits: a couple of workers and a small queue; it serves operators and
+/// a metrics scraper, never traffic.
+pub fn admin_limits(cfg: &Config) -> Limits {
+    Limits {
+        workers: 2,
+        max_in_flight: 8,
+        max_connections: 32,
+        max_body_bytes: cfg.server.max_body_bytes.min(1024 * 1024),
+        idle_timeout: cfg.server.idle_timeout,
+        ..Limits::default()
+    }
 }
 
 /// HTTP limits from the `server` config section.
@@ -404,6 +490,11 @@ mod tests {
         assert!(o.connect);
         assert!(parse(&args("--listen")).is_err());
         assert!(parse(&args("check --listen 1:2")).is_err());
+        assert!(parse(&args("check --admin-listen off")).is_err());
+        let Command::Serve(o) = parse(&args("--admin-listen off")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.admin_listen.as_deref(), Some("off"));
         assert!(parse(&args("serve --bogus")).is_err());
     }
 }

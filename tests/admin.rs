@@ -57,14 +57,11 @@ fn open_config() -> String {
 
 fn admin(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let b = body.map(|b| b.to_string()).unwrap_or_default();
-    let r = request(
-        gw.addr,
+    // On the admin listener, as a local client (no ADMIN_API_KEY: keyless).
+    let r = gw.admin(
         method,
         path,
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", "Bearer proxy-key-secret"),
-        ],
+        &[("Content-Type", "application/json")],
         b.as_bytes(),
     );
     let v = if r.body.is_empty() {
@@ -311,4 +308,301 @@ fn reload_refuses_a_broken_file_and_applies_a_good_one_and_persist_keeps_referen
     assert!(written.contains("two"));
     std::thread::sleep(Duration::from_millis(10));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("aiproxy-admin-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn persist_refuses_a_file_with_a_custom_tag_and_keeps_keys_enforced() {
+    let dir = temp_dir("tag");
+    let path = dir.join("config.yaml");
+    let text = "backends:\n  mock: {kind: mock}\nassistants:\n  - name: one\n    backend: mock\n    extra_body: {token: !secret vault/token}\nproxy_api_keys: [tag-key]\nadmin: {persist: true}\n";
+    std::fs::write(&path, text).unwrap();
+    let gw = TestGateway::start_file(&path);
+    let (s, v) = admin(
+        &gw,
+        "PUT",
+        "/admin/backends/extra",
+        Some(json!({"kind": "mock"})),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["error"]["code"], "persist_refused");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("!secret") && msg.contains("not applied"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "file unchanged"
+    );
+    assert_eq!(admin(&gw, "GET", "/admin/backends/extra", None).0, 404);
+    // The keys still hold, now and after a reload.
+    let body = json!({"model": "one", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let open = |gw: &TestGateway| {
+        request(
+            gw.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            body.as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(open(&gw), 401);
+    assert_eq!(admin(&gw, "POST", "/admin/reload", None).0, 200);
+    assert_eq!(open(&gw), 401);
+    assert_eq!(chat(&gw, "one", "hi").0, 401, "a wrong key stays refused");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn persist_keeps_the_mode_and_writes_a_file_that_reloads_to_the_same_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("mode");
+    let path = dir.join("config.yaml");
+    let text = "# operator comment\nbackends:\n  mock: {kind: mock}\nassistants:\n  - {name: one, backend: mock}\nproxy_api_keys: [\"${MODE_KEY:-mode-key}\"]\nadmin: {persist: true}\n";
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let gw = TestGateway::start_file(&path);
+    let (s, v) = admin(
+        &gw,
+        "PUT",
+        "/admin/assistants/two",
+        Some(json!({"backend": "mock", "system_prompt": "be brief"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(mode(&path), 0o600, "the mode is kept");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("${MODE_KEY:-mode-key}"), "{written}");
+    let env = crate::support::gateway::TestEnv::new();
+    let reloaded = aiproxy::config::parse(&written, "written", &env).unwrap();
+    assert_eq!(reloaded, *gw.app.snapshot().config);
+    // No temp file is left next to it.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["config.yaml"]);
+    // Deleting writes it back too, still 0600.
+    assert_eq!(admin(&gw, "DELETE", "/admin/assistants/two", None).0, 200);
+    assert_eq!(mode(&path), 0o600);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("be brief"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn admin_responses_show_references_not_their_values() {
+    let gw = TestGateway::start_with_env(&open_config(), &[("LEAKY", "env-leak-value-42")]);
+    let (s, v) = admin(
+        &gw,
+        "PUT",
+        "/admin/assistants/probe",
+        Some(
+            json!({"backend": "mock", "system_prompt": "${LEAKY}", "description": "d ${LEAKY:-x}"}),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["system_prompt"], "${LEAKY}");
+    let (s, v) = admin(
+        &gw,
+        "PUT",
+        "/admin/mcp/leak",
+        Some(json!({"transport": "http", "url": "http://127.0.0.1:9/${LEAKY}"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    for p in [
+        "/admin/assistants/probe",
+        "/admin/assistants",
+        "/admin/mcp/leak",
+        "/admin/mcp",
+        "/admin/config",
+    ] {
+        let (s, v) = admin(&gw, "GET", p, None);
+        assert_eq!(s, 200);
+        let text = v.to_string();
+        assert!(!text.contains("env-leak-value-42"), "{p}: {text}");
+        assert!(text.contains("${LEAKY}"), "{p}: {text}");
+    }
+    // The running config does use the value.
+    let snap = gw.app.snapshot();
+    let a = snap.config.assistant("probe").unwrap();
+    assert_eq!(a.system_prompt.as_deref(), Some("env-leak-value-42"));
+}
+
+#[test]
+fn admin_listener_refuses_dns_rebinding_and_serves_admin_only() {
+    let gw = TestGateway::start(&open_config());
+    let host = gw.admin_addr.to_string();
+    let at = |h: &[(&str, &str)]| request(gw.admin_addr, "GET", "/admin/config", h, b"");
+    assert_eq!(at(&[("Host", &host)]).status, 200);
+    assert_eq!(at(&[("Host", "localhost:8001")]).status, 200);
+    let r = at(&[("Host", "evil.example")]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "admin_foreign_host");
+    let r = at(&[("Host", "evil.example:8001")]);
+    assert_eq!(r.status, 403);
+    let r = at(&[("Host", &host), ("Origin", "http://evil.example")]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "admin_cross_origin");
+    let r = request(
+        gw.admin_addr,
+        "GET",
+        "/metrics",
+        &[("Host", "evil.example")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    // The admin listener serves admin, /metrics and /health only.
+    assert_eq!(gw.admin("GET", "/health", &[], b"").status, 200);
+    assert_eq!(gw.admin("GET", "/metrics", &[], b"").status, 200);
+    assert_eq!(gw.admin("GET", "/v1/models", &[], b"").status, 404);
+    // The main listener never answers admin without the key, whatever the Host.
+    for h in [("Host", host.as_str()), ("Host", "localhost")] {
+        assert_eq!(
+            request(gw.addr, "GET", "/admin/config", &[h], b"").status,
+            401
+        );
+        assert_eq!(request(gw.addr, "GET", "/metrics", &[h], b"").status, 401);
+    }
+}
+
+#[test]
+fn ambiguous_admin_paths_and_bad_names_are_400() {
+    let gw = TestGateway::start(&open_config());
+    let body = json!({"command": "/bin/sh", "args": ["-c", "exit 0"]});
+    for path in [
+        "/admin/mcp/%2F..%2F..%2Fx",
+        "/admin/mcp/a%2Fb",
+        "/admin/mcp/a%5Cb",
+        "/admin/mcp/..",
+        "/admin/mcp/%2e%2E",
+        "/admin/./mcp/x",
+        "/admin/mcp/x%00",
+        "/admin/mcp//x",
+        "/admin/mcp/%zz",
+    ] {
+        let (s, v) = admin(&gw, "PUT", path, Some(body.clone()));
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_path", "{path}");
+    }
+    let long = format!("/admin/mcp/{}", "a".repeat(65));
+    for path in [
+        "/admin/mcp/a%20b",
+        "/admin/assistants/caf%C3%A9",
+        long.as_str(),
+    ] {
+        let (s, v) = admin(&gw, "PUT", path, Some(body.clone()));
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_name", "{path}");
+    }
+    assert!(!gw.app.snapshot().config.mcp_servers.contains_key(".."));
+    // Names in the file follow the same rule.
+    let bad =
+        "backends:\n  \"a b\": {kind: mock}\nassistants:\n  - {name: \"x/y\", backend: \"a b\"}\n";
+    let e = aiproxy::config::parse(bad, "t", &aiproxy::config::MapEnv::new()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("invalid name") && text.contains("assistants[0].name"),
+        "{text}"
+    );
+    // A good name with a dot and dash works.
+    let (s, v) = admin(
+        &gw,
+        "PUT",
+        "/admin/backends/my-mock.v2",
+        Some(json!({"kind": "mock"})),
+    );
+    assert_eq!(s, 200, "{v}");
+}
+
+#[test]
+fn an_open_gateway_refuses_foreign_browser_origins() {
+    let gw = TestGateway::start(&open_config());
+    let body =
+        json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let post = |gw: &TestGateway, h: &[(&str, &str)]| {
+        request(gw.addr, "POST", "/v1/chat/completions", h, body.as_bytes())
+    };
+    // A simple (no-preflight) cross-origin POST from a web page.
+    let r = post(
+        &gw,
+        &[
+            ("Content-Type", "text/plain"),
+            ("Origin", "http://evil.example"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "origin_not_allowed");
+    let r = request(gw.addr, "GET", "/v1/models", &[("Origin", "null")], b"");
+    assert_eq!(r.status, 403);
+    // SDKs and curl send no Origin.
+    assert_eq!(
+        post(&gw, &[("Content-Type", "application/json")]).status,
+        200
+    );
+    assert_eq!(gw.get("/health").status, 200);
+
+    // An allowed origin: CORS headers and a preflight answer.
+    let yaml = format!(
+        "{}server:\n  cors_allowed_origins: [\"https://app.example/\"]\n",
+        open_config()
+    );
+    let gw = TestGateway::start(&yaml);
+    let r = post(
+        &gw,
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "https://app.example"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    let r = request(
+        gw.addr,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        r.header("Access-Control-Allow-Methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    let r = post(&gw, &[("Origin", "https://other.example")]);
+    assert_eq!(r.status, 403);
+
+    // With keys configured, the key decides (a browser client with a key is fine).
+    let gw = TestGateway::start(&secret_config());
+    let r = post(
+        &gw,
+        &[
+            ("Origin", "http://evil.example"),
+            ("Authorization", "Bearer proxy-key-secret"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(post(&gw, &[("Origin", "http://evil.example")]).status, 401);
 }

@@ -366,10 +366,22 @@ mod through_the_gateway {
         let r = get(&gw, "/admin/config", &[("Authorization", "Bearer adm-9")]);
         assert_eq!(r.status, 200);
         assert!(!r.text().contains("k-123") && !r.text().contains("adm-9"));
-        // Without ADMIN_API_KEY, loopback peers (this test) are served.
-        assert_eq!(
-            get(&TestGateway::start(YAML), "/admin/config", &[]).status,
-            200
+        // The admin listener takes the key from any peer, and nothing else.
+        let r = gw.admin(
+            "GET",
+            "/admin/config",
+            &[("Authorization", "Bearer adm-9")],
+            b"",
         );
+        assert_eq!(r.status, 200);
+        assert_eq!(gw.admin("GET", "/admin/config", &[], b"").status, 401);
+        // Without ADMIN_API_KEY: never on the main listener, loopback or not; local clients of
+        // the admin listener are served.
+        let open = TestGateway::start(YAML);
+        let r = get(&open, "/admin/config", &[]);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(get(&open, "/metrics", &[]).status, 401);
+        assert_eq!(open.admin("GET", "/admin/config", &[], b"").status, 200);
+        assert_eq!(open.admin("GET", "/metrics", &[], b"").status, 200);
     }
 }

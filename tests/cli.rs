@@ -231,3 +231,74 @@ fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The README's admin examples on the embedded demo (no config file), on the admin port; the
+/// main port refuses them without ADMIN_API_KEY.
+#[test]
+fn demo_admin_examples_work_on_the_admin_port() {
+    use crate::support::gateway::{admin_request, request};
+    let d = tmpdir("demo-admin");
+    let port = crate::support::peers::free_port();
+    let admin_port = crate::support::peers::free_port();
+    let mut child = Command::new(EXE)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&d)
+        .env("AIPROXY_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .env_remove("ADMIN_API_KEY")
+        .env_remove("CONFIG_PATH")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let t = Instant::now();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("admin API and /metrics on http://") {
+            assert!(line.contains(&format!("127.0.0.1:{admin_port}")), "{line}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no admin listener line"
+        );
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let main: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let json = [("Content-Type", "application/json")];
+
+    let r = admin_request(admin, "GET", "/admin/mcp/demo/tools", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"add\""), "{}", r.text());
+    let body = br#"{"backend": "mock", "mcp_servers": ["demo"], "system_prompt": "You are a coding assistant."}"#;
+    let r = admin_request(admin, "PUT", "/admin/assistants/coder", &json, body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        request(main, "GET", "/v1/models/coder", &[], b"").status,
+        200
+    );
+    let r = admin_request(admin, "DELETE", "/admin/assistants/coder", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The demo has no file to reload: refused with the reason, the running config stays.
+    let r = admin_request(admin, "POST", "/admin/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(
+        admin_request(admin, "GET", "/metrics", &[], b"").status,
+        200
+    );
+    // Not on the main port.
+    for (method, path) in [("GET", "/admin/mcp/demo/tools"), ("GET", "/metrics")] {
+        assert_eq!(request(main, method, path, &[], b"").status, 401, "{path}");
+    }
+    let r = request(main, "PUT", "/admin/assistants/coder", &json, body);
+    assert_eq!(r.status, 401);
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -25,7 +25,7 @@ fn echo_round(gw: &TestGateway, what: &str) {
             let r = gw.chat(&body);
             assert_eq!(r.status, 200, "{what}: {}", r.text());
             if r.header("X-Aiproxy-Degraded").is_some() {
-                let status = gw.get("/admin/mcp/peer").text();
+                let status = gw.admin("GET", "/admin/mcp/peer", &[], b"").text();
                 panic!("{what}: the server was left out: {status}");
             }
             let v: Value = r.json();

@@ -1,12 +1,24 @@
 //! The admin API (SPEC §8): read and change assistants, backends and MCP servers while the
 //! gateway serves traffic, and reload the config file.
 //!
+//! Routing is on the decoded path ([`parse_path`]): encoded slashes and backslashes, dot
+//! segments (raw or encoded), empty segments and `%00` are refused with 400 before anything
+//! else, and names must match `[A-Za-z0-9_.-]{1,64}` ([`config::valid_name`]).
+//!
 //! Every change is validated like the config file (`${VAR}` expanded in bodies, unknown fields
 //! and unknown references → 422; deleting a backend or MCP server still in use → 409 naming the
 //! assistants) and applied by swapping the registry snapshot under the app's change lock, so
-//! requests already running finish on what they started with. With `admin.persist: true` the
-//! change is also written back to the config file (temp file + rename), keeping the body as
-//! sent, so `${VAR}` references stay references. Responses never contain a secret (`dump`).
+//! requests already running finish on what they started with. Responses show values as
+//! written (`${VAR}` references stay references, never their expanded values) and never
+//! contain a secret (`dump`).
+//!
+//! With `admin.persist: true` the change is also written back to the config file, keeping the
+//! body as sent. A change that cannot be written back faithfully is refused as a whole (422,
+//! nothing applied): a file with custom YAML tags (`!include`, `!secret`) or one that did not
+//! parse as a plain document, or a written document that would not reload to the same config.
+//! The file is written as a temp file created exclusively in the same directory with the
+//! original mode (and owner, when running as root), fsynced, renamed over the original, and the
+//! directory fsynced. Comments and formatting of the file are not kept.
 //!
 //! Runs on the HTTP worker that owns the admin request.
 
@@ -50,6 +62,15 @@ enum Kind {
 }
 
 impl Kind {
+    /// The config section that holds this kind.
+    fn section(self) -> &'static str {
+        match self {
+            Kind::Assistant => "assistants",
+            Kind::Backend => "backends",
+            Kind::Mcp => "mcp_servers",
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Kind::Assistant => "assistant",
@@ -59,10 +80,74 @@ impl Kind {
     }
 }
 
+/// The segments after `/admin` of a raw request path, percent-decoded, or a 400 when the path
+/// is ambiguous: an encoded `/` or `\\`, a dot segment (`.`, `..`, raw or encoded), an empty
+/// segment, `%00` or another control character, a bad `%` escape or non-UTF-8. A proxy in front
+/// may normalise such a path differently from us; refusing it leaves nothing to disagree on.
+pub fn parse_path(raw: &str) -> Result<Vec<String>, ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(format!("invalid admin path: {why}")).with_code("invalid_path")
+    };
+    let rest = raw
+        .strip_prefix("/admin")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .ok_or_else(|| bad("not under /admin"))?;
+    // One trailing slash is tolerated (`/admin/assistants/`).
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for seg in rest.split('/').skip(1) {
+        let decoded = percent_decode(seg).ok_or_else(|| bad("bad percent-encoding"))?;
+        if decoded.is_empty() {
+            return Err(bad("empty path segment"));
+        }
+        if decoded == "." || decoded == ".." {
+            return Err(bad("dot segments are not allowed"));
+        }
+        if decoded.contains(['/', '\\']) {
+            return Err(bad("encoded slashes are not allowed"));
+        }
+        if decoded.chars().any(char::is_control) {
+            return Err(bad("control characters are not allowed"));
+        }
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+/// `%XX` escapes decoded; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = (bytes.next()? as char).to_digit(16)?;
+            let lo = (bytes.next()? as char).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Route one `/admin/...` request (already authorized).
 pub fn handle(app: &App, req: &Request) -> Reply {
-    let path = req.path.trim_end_matches('/');
-    let parts: Vec<&str> = path.split('/').skip(2).collect(); // after "/admin"
+    let segments = match parse_path(&req.path) {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if let [_, name, ..] = parts.as_slice()
+        && !config::valid_name(name)
+    {
+        return ApiError::bad_request(format!("invalid name: {}", config::NAME_RULE))
+            .with_code("invalid_name")
+            .into();
+    }
+    let path = req.path.as_str();
     let method = req.method.as_str();
     let kind = match parts.first().copied() {
         Some("assistants") => Some(Kind::Assistant),
@@ -73,7 +158,24 @@ pub fn handle(app: &App, req: &Request) -> Reply {
     match (method, kind, parts.as_slice()) {
         ("GET", None, ["config"]) => {
             let snap = app.snapshot();
+            let doc = app.document();
             let mut v = dump::config(&snap.config);
+            for section in ["server", "apiman", "admin"] {
+                as_written(&mut v[section], doc.get(section));
+            }
+            for kind in [Kind::Backend, Kind::Mcp] {
+                if let Some(Value::Object(entries)) = v.get_mut(kind.section()) {
+                    for (name, entry) in entries.iter_mut() {
+                        as_written(entry, raw_entry(&doc, kind, name));
+                    }
+                }
+            }
+            if let Some(Value::Array(list)) = v.get_mut("assistants") {
+                for entry in list.iter_mut() {
+                    let name = entry["name"].as_str().unwrap_or_default().to_string();
+                    as_written(entry, raw_entry(&doc, Kind::Assistant, &name));
+                }
+            }
             v["auth_providers"] = json!(snap.auth.provider_names());
             Reply::ok(v)
         }
@@ -93,21 +195,77 @@ pub fn handle(app: &App, req: &Request) -> Reply {
     }
 }
 
+/// Fields whose values stay redacted even as written (a literal secret may sit there).
+const SECRET_FIELDS: &[&str] = &[
+    "api_key",
+    "default_headers",
+    "env",
+    "headers",
+    "secret",
+    "proxy_api_keys",
+];
+
+/// Whether a value as written holds a `${VAR}` reference (or a `$$` escape) anywhere.
+fn has_reference(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('$'),
+        Value::Array(a) => a.iter().any(has_reference),
+        Value::Object(o) => o.values().any(has_reference),
+        _ => false,
+    }
+}
+
+/// Show fields that hold `${VAR}` references as written instead of their expanded values, so
+/// an admin response never echoes what a variable holds (a PUT body could otherwise read any
+/// environment secret back). Secret fields stay redacted.
+fn as_written(dumped: &mut Value, raw: Option<&Value>) {
+    let (Some(Value::Object(raw)), Value::Object(out)) = (raw, dumped) else {
+        return;
+    };
+    for (k, rv) in raw {
+        if !SECRET_FIELDS.contains(&k.as_str()) && has_reference(rv) && out.contains_key(k) {
+            out.insert(k.clone(), rv.clone());
+        }
+    }
+}
+
+/// One entry of the document as written.
+fn raw_entry<'a>(doc: &'a Value, kind: Kind, name: &str) -> Option<&'a Value> {
+    let section = doc.get(kind.section())?;
+    match kind {
+        Kind::Assistant => section
+            .as_array()?
+            .iter()
+            .find(|a| a.get("name").and_then(Value::as_str) == Some(name)),
+        Kind::Backend | Kind::Mcp => section.get(name),
+    }
+}
+
 fn list(app: &App, kind: Kind) -> Reply {
     let snap = app.snapshot();
+    let doc = app.document();
     let c = &snap.config;
+    let written = |mut v: Value, name: &str| {
+        as_written(&mut v, raw_entry(&doc, kind, name));
+        v
+    };
     Reply::ok(match kind {
-        Kind::Assistant => Value::Array(c.assistants.iter().map(dump::assistant).collect()),
+        Kind::Assistant => Value::Array(
+            c.assistants
+                .iter()
+                .map(|a| written(dump::assistant(a), &a.name))
+                .collect(),
+        ),
         Kind::Backend => Value::Object(
             c.backends
                 .iter()
-                .map(|(k, v)| (k.clone(), dump::backend(v)))
+                .map(|(k, v)| (k.clone(), written(dump::backend(v), k)))
                 .collect(),
         ),
         Kind::Mcp => Value::Object(
             c.mcp_servers
                 .keys()
-                .map(|k| (k.clone(), mcp_entry(&snap, k)))
+                .map(|k| (k.clone(), written(mcp_entry(&snap, k), k)))
                 .collect(),
         ),
     })
@@ -143,6 +301,7 @@ fn get_one(app: &App, kind: Kind, name: &str) -> Reply {
     };
     match found {
         Some(mut v) => {
+            as_written(&mut v, raw_entry(&app.document(), kind, name));
             v["name"] = json!(name);
             Reply::ok(v)
         }
@@ -209,6 +368,12 @@ fn put(app: &App, kind: Kind, name: &str, body: &[u8]) -> Reply {
         let problems = config::check_references(&cfg);
         if !problems.is_empty() {
             return Err(invalid(what, problems));
+        }
+        // As a loaded file does: a mock assistant without a model runs model "mock".
+        for a in &mut cfg.assistants {
+            if a.model.is_empty() {
+                a.model = "mock".into();
+            }
         }
         persist(&cfg, source, |doc| {
             set_entry(doc, kind, name, Some(body.clone()))
@@ -293,7 +458,8 @@ fn reload(app: &App) -> Reply {
     }
 }
 
-/// Apply `edit` to the document as written and, with `admin.persist`, write it back.
+/// Apply `edit` to the document as written and, with `admin.persist`, write it back. A change
+/// that cannot be written back faithfully is refused (422) and nothing is applied.
 fn persist(
     cfg: &Config,
     source: &mut Source,
@@ -302,7 +468,37 @@ fn persist(
     let mut doc = source.document.clone();
     edit(&mut doc);
     if let (true, Some(path)) = (cfg.admin.persist, source.path.as_deref()) {
-        write_atomically(path, &doc).map_err(|e| {
+        let refuse = |why: String| {
+            ApiError::new(
+                422,
+                "invalid_request_error",
+                format!(
+                    "change not applied: admin.persist cannot write {} back faithfully: {why}",
+                    path.display()
+                ),
+            )
+            .with_code("persist_refused")
+        };
+        if let Some(why) = &source.persist_blocker {
+            return Err(refuse(why.clone()));
+        }
+        let text = render(&doc).map_err(|e| refuse(e.to_string()))?;
+        // The file we write must load to exactly the config we are about to run.
+        match config::parse(&text, &path.display().to_string(), source.env.as_ref()) {
+            Ok(reloaded) if reloaded == *cfg => {}
+            Ok(_) => {
+                return Err(refuse(
+                    "the written file would load to a different config".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(refuse(format!(
+                    "the written file would not load: {}",
+                    e.problems.join("; ")
+                )));
+            }
+        }
+        write_atomically(path, &text).map_err(|e| {
             ApiError::internal(format!(
                 "change not applied: cannot write {}: {e}",
                 path.display()
@@ -365,15 +561,55 @@ fn set_entry(doc: &mut Value, kind: Kind, name: &str, body: Option<Value>) {
     }
 }
 
-/// Write YAML next to the file and rename it into place, so readers never see half a file.
-fn write_atomically(path: &Path, doc: &Value) -> std::io::Result<()> {
-    let text = serde_yaml::to_string(doc).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension(format!("yaml.tmp.{}", std::process::id()));
-    std::fs::write(
-        &tmp,
-        format!("# Written by aiproxy's admin API (admin.persist: true).\n{text}"),
-    )?;
-    std::fs::rename(&tmp, path)
+/// The document as YAML text, as `admin.persist` writes it.
+fn render(doc: &Value) -> Result<String, serde_yaml::Error> {
+    let text = serde_yaml::to_string(doc)?;
+    Ok(format!(
+        "# Written by aiproxy's admin API (admin.persist: true); comments are not kept.\n{text}"
+    ))
+}
+
+/// Replace `path` with `text` so that readers never see half a file and a crash leaves either
+/// the old or the new file: a temp file created exclusively (`O_EXCL`) in the same directory
+/// with the original's mode (and owner, when running as root), written and fsynced, renamed
+/// over the original, then the directory fsynced.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let meta = std::fs::metadata(path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config.yaml".into());
+    let tmp = dir.join(format!(".{file_name}.aiproxy-tmp.{}", std::process::id()));
+    // A stale temp file of ours (a crash mid-write) is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode; set exactly the original.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

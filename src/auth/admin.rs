@@ -1,10 +1,19 @@
 //! The admin check for `/admin/*` and `/metrics` (SPEC §8), separate from the `/v1/*` chain.
 //!
-//! With `ADMIN_API_KEY` set, only `Authorization: Bearer <key>` is accepted (constant-time
-//! compare; a raw header without `Bearer `, `X-API-Key`, `?apikey=` and proxy keys are not).
-//! Without it, the admin API answers loopback peers only: the original left it open to
-//! everyone by default, and its PUT of a stdio MCP server runs a command — remote code
-//! execution. Immutable; shared by all worker threads; no I/O.
+//! Two listeners serve them, with different rules ([`Listener`]):
+//! - the **main** listener (`/v1/*`): only `ADMIN_API_KEY` as `Authorization: Bearer <key>`
+//!   (constant-time compare; a raw header without `Bearer `, `X-API-Key`, `?apikey=` and proxy
+//!   keys are not). Without a key it answers 401: never keyless, never "trusted because
+//!   loopback" - behind a reverse proxy on the same host every request is a loopback peer.
+//! - the **admin** listener (`admin.listen`, default `127.0.0.1:8001`): with `ADMIN_API_KEY`
+//!   set, the Bearer key from any peer. Without it, keyless access for loopback peers only,
+//!   and only when the `Host` is `localhost`, `127.0.0.1` or `[::1]` (any port) and no `Origin`
+//!   header is present: a web page that rebinds a DNS name to 127.0.0.1 sends its own name as
+//!   `Host` and its origin as `Origin`, so it is refused (403).
+//!
+//! The original project left the admin API open to everyone by default, and its PUT of a stdio
+//! MCP server runs a command - remote code execution. Immutable; shared by all worker threads;
+//! no I/O.
 
 use std::net::IpAddr;
 
@@ -18,8 +27,18 @@ use crate::server::http::Request;
 pub enum AdminAuth {
     /// `ADMIN_API_KEY` is set: Bearer only.
     Key(Secret),
-    /// No key: loopback peers only.
+    /// No key: the admin listener serves local clients (loopback peer, local `Host`, no
+    /// `Origin`); the main listener refuses every admin request.
     LoopbackOnly,
+}
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.listen`: the OpenAI API; admin only with the key.
+    Main,
+    /// `admin.listen`: admin API, `/metrics`, `/health`.
+    Admin,
 }
 
 /// Why an admin request was refused.
@@ -27,20 +46,26 @@ pub enum AdminAuth {
 pub enum AdminError {
     /// A key is configured and the request did not carry it as a Bearer token: 401.
     Unauthorized,
+    /// No key is configured and the request came in on the main listener: 401.
+    NoKeyOnMain,
     /// No key is configured and the peer is not loopback: 403.
     Forbidden,
+    /// Keyless on the admin listener with a `Host` that is not a loopback name: 403.
+    ForeignHost,
+    /// Keyless on the admin listener with an `Origin` header (a browser page): 403.
+    CrossOrigin,
 }
 
 impl AdminError {
     pub fn status(&self) -> u16 {
-        match self {
-            AdminError::Unauthorized => 401,
-            AdminError::Forbidden => 403,
-        }
+        self.api_error().status
     }
 
-    /// The client-facing error; the route adds `WWW-Authenticate: Bearer` to the 401.
+    /// The client-facing error; the route adds `WWW-Authenticate: Bearer` to a 401.
     pub fn api_error(&self) -> ApiError {
+        let forbidden = |code: &'static str, msg: &str| {
+            ApiError::new(403, "permission_error", msg.to_string()).with_code(code)
+        };
         match self {
             AdminError::Unauthorized => ApiError::new(
                 401,
@@ -48,12 +73,24 @@ impl AdminError {
                 "invalid or missing admin key (send Authorization: Bearer <ADMIN_API_KEY>)",
             )
             .with_code("invalid_api_key"),
-            AdminError::Forbidden => ApiError::new(
-                403,
-                "permission_error",
-                "the admin API answers loopback clients only; set ADMIN_API_KEY and send it as Authorization: Bearer <key> to use it remotely",
+            AdminError::NoKeyOnMain => ApiError::new(
+                401,
+                "authentication_error",
+                "the admin API and /metrics answer here only with ADMIN_API_KEY as Authorization: Bearer <key>; without a key use the admin listener (admin.listen, 127.0.0.1:8001 by default) from the same host",
             )
-            .with_code("admin_loopback_only"),
+            .with_code("invalid_api_key"),
+            AdminError::Forbidden => forbidden(
+                "admin_loopback_only",
+                "the admin listener answers loopback clients only; set ADMIN_API_KEY and send it as Authorization: Bearer <key> to use it remotely",
+            ),
+            AdminError::ForeignHost => forbidden(
+                "admin_foreign_host",
+                "the admin listener answers keyless requests only for Host localhost, 127.0.0.1 or [::1]",
+            ),
+            AdminError::CrossOrigin => forbidden(
+                "admin_cross_origin",
+                "the admin listener does not answer keyless requests from web pages (Origin header present)",
+            ),
         }
     }
 }
@@ -62,7 +99,10 @@ impl std::fmt::Display for AdminError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             AdminError::Unauthorized => "invalid or missing admin key",
-            AdminError::Forbidden => "admin API is loopback only (ADMIN_API_KEY not set)",
+            AdminError::NoKeyOnMain => "no ADMIN_API_KEY: admin is on the admin listener only",
+            AdminError::Forbidden => "admin listener is loopback only (ADMIN_API_KEY not set)",
+            AdminError::ForeignHost => "foreign Host on the admin listener",
+            AdminError::CrossOrigin => "Origin header on the admin listener",
         })
     }
 }
@@ -70,7 +110,7 @@ impl std::fmt::Display for AdminError {
 impl std::error::Error for AdminError {}
 
 impl AdminAuth {
-    /// From the value of `ADMIN_API_KEY`; unset, empty or all-whitespace means loopback only.
+    /// From the value of `ADMIN_API_KEY`; unset, empty or all-whitespace means no key.
     /// Surrounding whitespace (a trailing newline from a secrets file) is dropped: a Bearer
     /// token is read trimmed, so such a key could never match.
     pub fn from_env_value(value: Option<Secret>) -> AdminAuth {
@@ -80,9 +120,9 @@ impl AdminAuth {
         }
     }
 
-    pub fn check(&self, req: &Request) -> Result<(), AdminError> {
-        let result = match self {
-            AdminAuth::Key(key) => {
+    pub fn check(&self, req: &Request, on: Listener) -> Result<(), AdminError> {
+        let result = match (self, on) {
+            (AdminAuth::Key(key), _) => {
                 let given = req
                     .header("Authorization")
                     .and_then(bearer_token)
@@ -93,8 +133,8 @@ impl AdminAuth {
                     Err(AdminError::Unauthorized)
                 }
             }
-            AdminAuth::LoopbackOnly if is_loopback(req.peer.ip()) => Ok(()),
-            AdminAuth::LoopbackOnly => Err(AdminError::Forbidden),
+            (AdminAuth::LoopbackOnly, Listener::Main) => Err(AdminError::NoKeyOnMain),
+            (AdminAuth::LoopbackOnly, Listener::Admin) => local_only(req),
         };
         match &result {
             Ok(()) => log::debug!("admin auth: {} {}: allowed", req.method, req.path),
@@ -107,6 +147,43 @@ impl AdminAuth {
         }
         result
     }
+}
+
+/// Keyless admin: loopback peer, loopback `Host`, no `Origin`.
+fn local_only(req: &Request) -> Result<(), AdminError> {
+    if !is_loopback(req.peer.ip()) {
+        return Err(AdminError::Forbidden);
+    }
+    if !req.header("Host").is_some_and(is_local_host) {
+        return Err(AdminError::ForeignHost);
+    }
+    if req.header("Origin").is_some() {
+        return Err(AdminError::CrossOrigin);
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.0.0.1` or `[::1]`, each with or without a port.
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inner, "")) => inner,
+            Some((inner, port)) if port.strip_prefix(':').is_some_and(valid_port) => inner,
+            _ => return false,
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) if valid_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
 }
 
 /// 127.0.0.0/8, `::1` and IPv4-mapped loopback (`::ffff:127.x.y.z`, what a dual-stack listener
@@ -155,22 +232,79 @@ mod tests {
         }
     }
 
+    const LOCAL: (&str, &str) = ("Host", "127.0.0.1:8001");
+
     #[test]
-    fn without_a_key_only_loopback_peers_pass() {
+    fn without_a_key_only_local_clients_of_the_admin_listener_pass() {
         let a = AdminAuth::from_env_value(None);
         assert_eq!(a, AdminAuth::LoopbackOnly);
-        assert_eq!(a.check(&req("127.0.0.1:5000", &[], "")), Ok(()));
-        assert_eq!(a.check(&req("[::1]:5000", &[], "")), Ok(()));
-        assert_eq!(a.check(&req("[::ffff:127.0.0.1]:5000", &[], "")), Ok(()));
-        let remote = a.check(&req("10.1.2.3:5000", &[("Authorization", "Bearer x")], ""));
-        assert_eq!(remote, Err(AdminError::Forbidden));
+        let admin = |peer: &str, h: &[(&str, &str)]| a.check(&req(peer, h, ""), Listener::Admin);
+        assert_eq!(admin("127.0.0.1:5000", &[LOCAL]), Ok(()));
+        assert_eq!(admin("[::1]:5000", &[("Host", "[::1]:8001")]), Ok(()));
         assert_eq!(
-            a.check(&req("[::ffff:10.1.2.3]:5000", &[], "")),
+            admin("[::ffff:127.0.0.1]:5000", &[("Host", "localhost")]),
+            Ok(())
+        );
+        assert_eq!(
+            admin("10.1.2.3:5000", &[LOCAL, ("Authorization", "Bearer x")]),
             Err(AdminError::Forbidden)
         );
-        let e = AdminError::Forbidden.api_error();
-        assert_eq!(e.status, 403);
-        assert!(e.message.contains("ADMIN_API_KEY"));
+        assert_eq!(
+            admin("[::ffff:10.1.2.3]:5000", &[LOCAL]),
+            Err(AdminError::Forbidden)
+        );
+        // DNS rebinding: a foreign name, or any Origin, from loopback.
+        assert_eq!(
+            admin("127.0.0.1:5000", &[("Host", "evil.example")]),
+            Err(AdminError::ForeignHost)
+        );
+        assert_eq!(admin("127.0.0.1:5000", &[]), Err(AdminError::ForeignHost));
+        assert_eq!(
+            admin(
+                "127.0.0.1:5000",
+                &[LOCAL, ("Origin", "http://evil.example")]
+            ),
+            Err(AdminError::CrossOrigin)
+        );
+        assert_eq!(AdminError::Forbidden.api_error().status, 403);
+        assert!(
+            AdminError::Forbidden
+                .api_error()
+                .message
+                .contains("ADMIN_API_KEY")
+        );
+        // The main listener never answers keyless, loopback or not.
+        let main = a.check(&req("127.0.0.1:5000", &[LOCAL], ""), Listener::Main);
+        assert_eq!(main, Err(AdminError::NoKeyOnMain));
+        assert_eq!(AdminError::NoKeyOnMain.status(), 401);
+    }
+
+    #[test]
+    fn local_host_names() {
+        for h in [
+            "localhost",
+            "LOCALHOST:8001",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:8001",
+        ] {
+            assert!(is_local_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.2",
+            "[::1]8001",
+            "localhost:",
+            "localhost:99999",
+            "localhost:80:80",
+            "[::2]",
+        ] {
+            assert!(!is_local_host(h), "{h}");
+        }
     }
 
     #[test]
@@ -185,18 +319,27 @@ mod tests {
         let a = AdminAuth::from_env_value(Some(Secret::new(" adm-key\n")));
         assert_eq!(a, AdminAuth::Key(Secret::new("adm-key")));
         let r = req("10.0.0.1:1", &[("Authorization", "Bearer adm-key")], "");
-        assert_eq!(a.check(&r), Ok(()));
+        assert_eq!(a.check(&r, Listener::Main), Ok(()));
     }
 
     #[test]
     fn with_a_key_only_the_bearer_token_passes() {
         let a = AdminAuth::from_env_value(Some(Secret::new("adm-key")));
         // A key applies to every peer, loopback included.
-        for peer in ["127.0.0.1:1", "10.0.0.1:1", "[::1]:1"] {
-            let ok = |h: &[(&str, &str)]| a.check(&req(peer, h, "")).is_ok();
+        for (peer, on) in [
+            ("127.0.0.1:1", Listener::Main),
+            ("10.0.0.1:1", Listener::Main),
+            ("[::1]:1", Listener::Admin),
+            ("10.0.0.1:1", Listener::Admin),
+        ] {
+            let ok = |h: &[(&str, &str)]| a.check(&req(peer, h, ""), on).is_ok();
             assert!(ok(&[("Authorization", "Bearer adm-key")]));
             assert!(ok(&[("authorization", "bearer  adm-key")]));
             assert!(!ok(&[]));
+            assert!(
+                !ok(&[("Host", "localhost")]),
+                "a key applies to local clients too"
+            );
             assert!(
                 !ok(&[("Authorization", "adm-key")]),
                 "raw header without Bearer"
@@ -206,7 +349,7 @@ mod tests {
             assert!(!ok(&[("Authorization", "Bearer adm-key2")]));
             assert!(!ok(&[("X-API-Key", "adm-key")]));
         }
-        let by_query = a.check(&req("127.0.0.1:1", &[], "apikey=adm-key"));
+        let by_query = a.check(&req("127.0.0.1:1", &[], "apikey=adm-key"), Listener::Admin);
         assert_eq!(by_query, Err(AdminError::Unauthorized));
         let e = AdminError::Unauthorized.api_error();
         assert_eq!((e.status, e.kind), (401, "authentication_error"));

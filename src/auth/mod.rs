@@ -28,7 +28,7 @@ use crate::config::{ApimanMode, Config};
 use crate::error::ApiError;
 use crate::server::http::Request;
 
-pub use admin::{AdminAuth, AdminError, is_loopback};
+pub use admin::{AdminAuth, AdminError, Listener, is_local_host, is_loopback};
 
 use apiman_probe::ApimanProbe;
 use static_keys::StaticKeys;

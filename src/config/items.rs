@@ -291,6 +291,9 @@ pub(super) fn read_assistant(
             "name" => {
                 name_given = given(val);
                 a.name = non_empty(problems, &p, val).unwrap_or_default();
+                if !a.name.is_empty() && !super::valid_name(&a.name) {
+                    problems.add(&p, format!("invalid name: {}", super::NAME_RULE));
+                }
             }
             "backend" => {
                 backend_given = given(val);

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
+    /// Browser origins (`https://app.example`, or `*`) allowed to call `/v1/*`. With no auth
+    /// provider configured, a request carrying any other `Origin` is refused (403), so a web
+    /// page cannot use an open gateway from a visitor's browser. Empty (default): none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -203,7 +208,29 @@ impl Default for ApimanConfig {
 pub struct AdminConfig {
     /// Write admin changes back to the config file.
     pub persist: bool,
+    /// The admin listener (admin API, `/metrics`, `/health`) as written: `None` = not set in
+    /// the file (the CLI applies [`DEFAULT_ADMIN_LISTEN`]); `Some("off")` disables it.
+    pub listen: Option<String>,
 }
+
+/// Where the admin listener binds unless `admin.listen`, `AIPROXY_ADMIN_LISTEN` or
+/// `--admin-listen` say otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8001";
+
+/// Names of MCP servers, backends and assistants: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`.
+/// They appear in admin URL paths, tool names and metrics labels.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The message for a name that [`valid_name`] refuses.
+pub const NAME_RULE: &str =
+    "names are 1 to 64 characters of A-Z a-z 0-9 _ . - (and not '.' or '..')";
 
 impl Config {
     pub fn assistant(&self, name: &str) -> Option<&AssistantConfig> {

@@ -14,7 +14,7 @@ use super::items::{read_assistant, read_backend, read_mcp_server};
 use super::numbers::{count, duration};
 use super::raw::{
     Path, Problems, boolean, check_http_url, choice, elements, entries, is_header_name, non_empty,
-    string, text,
+    string, string_list, text,
 };
 use super::{
     AdminConfig, ApimanConfig, ApimanMode, AssistantConfig, BackendConfig, BackendKind, Config,
@@ -121,6 +121,11 @@ fn named<'a>(problems: &mut Problems, path: &Path, v: &'a Yaml) -> Vec<(String, 
     for (name, _) in &items {
         if name.trim().is_empty() {
             problems.add(&path.key(name), "name must not be empty");
+        } else if !super::valid_name(name) {
+            problems.add(
+                &path.key(name),
+                format!("invalid name: {}", super::NAME_RULE),
+            );
         }
     }
     items
@@ -153,6 +158,13 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val, false)),
             "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val, false)),
             "drain_timeout" => set(&mut s.drain_timeout, duration(problems, &p, val, true)),
+            "cors_allowed_origins" => {
+                s.cors_allowed_origins = string_list(problems, &p, val)
+                    .into_iter()
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+            }
             _ => problems.unknown(&p),
         }
     }
@@ -292,6 +304,13 @@ fn read_admin(problems: &mut Problems, path: &Path, v: &Yaml) -> AdminConfig {
         let p = path.key(&key);
         match key.as_str() {
             "persist" => set(&mut a.persist, boolean(problems, &p, val)),
+            "listen" => {
+                // `${AIPROXY_ADMIN_LISTEN:-}` expanding to "" means "not set here".
+                let listen = string(problems, &p, val)
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty());
+                a.listen = listen.filter(|l| l == "off" || check_listen(problems, &p, l));
+            }
             _ => problems.unknown(&p),
         }
     }
@@ -384,6 +403,8 @@ fn item<T>(
     let mut problems = Problems::default();
     if name.trim().is_empty() {
         problems.add(&Path::root("name"), "must not be empty");
+    } else if !super::valid_name(name) {
+        problems.add(&Path::root("name"), super::NAME_RULE);
     }
     let root = Path::root("(body)");
     // JSON is a subset of the YAML data model, so this conversion cannot fail in practice.

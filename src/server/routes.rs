@@ -4,6 +4,15 @@
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics.
 //!
+//! One [`Gateway`] serves each listener ([`Listener`]): the main one serves everything above
+//! (admin and `/metrics` only with `ADMIN_API_KEY`); the admin listener (`admin.listen`) serves
+//! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest. Paths with dot segments
+//! (raw or encoded) are refused with 400 on both, so a proxy that normalises a path cannot
+//! route it differently from us. Browser requests: with no `/v1` auth provider configured, a
+//! request whose `Origin` is not in `server.cors_allowed_origins` is refused with 403 (a
+//! page on any origin could otherwise use an open gateway through a visitor's browser);
+//! allowed origins get CORS headers and an answer to their preflight.
+//!
 //! Runs on the HTTP worker thread that owns the request; a chat completion runs its whole tool
 //! loop here.
 
@@ -17,7 +26,7 @@ use crate::admin;
 use crate::agent::{self, Collect, LoopError, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::{App, Snapshot, unix_now};
-use crate::auth::AdminAuth;
+use crate::auth::{AdminAuth, Listener};
 use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::cancel::Cancel;
 use crate::error::ApiError;
@@ -30,17 +39,32 @@ use crate::tools::ToolSet;
 pub struct Gateway {
     app: Arc<App>,
     metrics: Arc<Metrics>,
-    /// `/admin/*` and `/metrics`: `ADMIN_API_KEY` as a Bearer token, else loopback peers only.
+    /// `/admin/*` and `/metrics`: `ADMIN_API_KEY` as a Bearer token; without it, local
+    /// clients of the admin listener only.
     admin_auth: AdminAuth,
+    /// The listener this handler serves.
+    listener: Listener,
 }
 
 impl Gateway {
+    /// The handler of the main listener.
     pub fn new(app: Arc<App>) -> Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
             metrics: Arc::new(Metrics::new()),
             app,
+            listener: Listener::Main,
+        }
+    }
+
+    /// The handler of the admin listener: the same app, admin key and metrics registry.
+    pub fn admin_listener(&self) -> Gateway {
+        Gateway {
+            app: Arc::clone(&self.app),
+            metrics: Arc::clone(&self.metrics),
+            admin_auth: self.admin_auth.clone(),
+            listener: Listener::Admin,
         }
     }
 
@@ -65,24 +89,70 @@ impl Handler for Gateway {
         let started = Instant::now();
         let request_id = request_id(&req);
         let mut served = Served::default();
-        let id_header = [("X-Request-Id", request_id.as_str())];
         let route = route_of(&req.path);
         // The snapshot this request works with, start to end (auth included).
         let snap = self.app.snapshot();
-        let denied = req
-            .path
-            .starts_with("/v1/")
+        let v1 = req.path.starts_with("/v1/");
+        let admin_only = self.listener == Listener::Admin && !admin_listener_route(&req.path);
+        let cors = if v1 && !admin_only {
+            cors_check(&req, &snap)
+        } else {
+            Cors::None
+        };
+        let denied = (v1 && !admin_only && req.method != "OPTIONS")
             .then(|| snap.auth.check(&req).err())
             .flatten();
+        let cors_origin = match &cors {
+            Cors::Allowed(o) => Some(o.as_str()),
+            _ => None,
+        };
+        let cors_headers = cors_origin.map(cors_response_headers).unwrap_or_default();
+        let mut base_headers: Vec<(&str, &str)> = vec![("X-Request-Id", request_id.as_str())];
+        base_headers.extend(cors_headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let id_header = base_headers.as_slice();
         match (req.method.as_str(), req.path.as_str()) {
+            (_, path) if has_dot_segment(path) => {
+                let e = ApiError::bad_request("invalid path: dot segments are not allowed")
+                    .with_code("invalid_path");
+                served.status = send_error(resp, id_header, &e);
+            }
+            _ if admin_only => {
+                let e = ApiError::not_found(format!(
+                    "no route for {} {} on the admin listener (it serves /admin/*, /metrics and /health)",
+                    req.method, req.path
+                ));
+                served.status = send_error(resp, id_header, &e);
+            }
+            _ if matches!(cors, Cors::Refused) => {
+                let e = ApiError::new(
+                    403,
+                    "permission_error",
+                    "cross-origin request refused: this gateway has no API keys configured and the request's Origin is not in server.cors_allowed_origins",
+                )
+                .with_code("origin_not_allowed");
+                served.status = send_error(resp, id_header, &e);
+            }
+            ("OPTIONS", _) if v1 => {
+                // A CORS preflight: answered for allowed origins, before auth (a browser sends
+                // no credentials with it).
+                let mut h = base_headers.clone();
+                h.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS"));
+                h.push((
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, X-API-Key, X-Request-Id",
+                ));
+                h.push(("Access-Control-Max-Age", "600"));
+                let _ = resp.send(204, &h, b"");
+                served.status = 204;
+            }
             _ if denied.is_some() => {
                 let e = denied
                     .map(|d| d.api_error())
                     .unwrap_or_else(ApiError::unauthorized);
-                served.status = send_error(resp, &id_header, &e);
+                served.status = send_error(resp, id_header, &e);
             }
             ("GET" | "HEAD", "/health") => {
-                served.status = send_json(resp, 200, &id_header, &json!({"status": "ok"}));
+                served.status = send_json(resp, 200, id_header, &json!({"status": "ok"}));
             }
             ("GET" | "HEAD", "/v1/models") => {
                 let data: Vec<Value> = snap
@@ -94,33 +164,40 @@ impl Handler for Gateway {
                 served.status = send_json(
                     resp,
                     200,
-                    &id_header,
+                    id_header,
                     &json!({"object": "list", "data": data}),
                 );
             }
             ("GET" | "HEAD", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
                 served.status = match snap.config.assistant(id) {
-                    Some(a) => send_json(resp, 200, &id_header, &model_json(&a.name, &snap)),
-                    None => send_error(resp, &id_header, &ApiError::model_not_found(id)),
+                    Some(a) => send_json(resp, 200, id_header, &model_json(&a.name, &snap)),
+                    None => send_error(resp, id_header, &ApiError::model_not_found(id)),
                 };
             }
             ("POST", "/v1/chat/completions") => {
-                served = self.chat(&snap, &req, resp, &request_id);
+                served = self.chat(&snap, &req, resp, &request_id, cors_origin);
             }
             ("GET" | "HEAD", "/metrics") => {
-                served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
-                    Ok(()) => self.send_metrics(resp, &id_header),
-                    Err(e) => send_error(resp, &id_header, &e),
+                let guard = self.admin_auth.check(&req, self.listener);
+                served.status = match guard.map_err(|e| e.api_error()) {
+                    Ok(()) => self.send_metrics(resp, id_header),
+                    Err(e) => send_error(resp, id_header, &e),
                 };
             }
             (_, path) if path == "/admin" || path.starts_with("/admin/") => {
-                served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
+                // An ambiguous path is refused before anything else (400).
+                let checked = admin::parse_path(path).and_then(|_| {
+                    self.admin_auth
+                        .check(&req, self.listener)
+                        .map_err(|e| e.api_error())
+                });
+                served.status = match checked {
                     Ok(()) => {
                         let reply = admin::handle(&self.app, &req);
-                        send_json(resp, reply.status, &id_header, &reply.body)
+                        send_json(resp, reply.status, id_header, &reply.body)
                     }
-                    Err(e) => send_error(resp, &id_header, &e),
+                    Err(e) => send_error(resp, id_header, &e),
                 };
             }
             (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
@@ -129,11 +206,11 @@ impl Handler for Gateway {
                     "invalid_request_error",
                     format!("method {} not allowed here", req.method),
                 );
-                served.status = send_error(resp, &id_header, &e);
+                served.status = send_error(resp, id_header, &e);
             }
             (_, path) => {
                 let e = ApiError::not_found(format!("no route for {} {path}", req.method));
-                served.status = send_error(resp, &id_header, &e);
+                served.status = send_error(resp, id_header, &e);
             }
         }
         let elapsed = started.elapsed();
@@ -152,6 +229,59 @@ impl Handler for Gateway {
             served.tool_calls,
         );
     }
+}
+
+/// What the admin listener serves.
+fn admin_listener_route(path: &str) -> bool {
+    path == "/health" || path == "/metrics" || path == "/admin" || path.starts_with("/admin/")
+}
+
+/// A `.` or `..` segment, raw or percent-encoded (`%2e`, `%2E`, mixed).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let lower = seg.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    })
+}
+
+/// The CORS verdict on a `/v1/*` request.
+enum Cors {
+    /// No `Origin` header (SDKs, curl), or an origin that is neither allowed nor refused
+    /// (auth is configured: the key decides).
+    None,
+    /// An origin in `server.cors_allowed_origins`: the response carries CORS headers.
+    Allowed(String),
+    /// No auth provider is configured and the origin is not allowed: 403.
+    Refused,
+}
+
+fn cors_check(req: &Request, snap: &Snapshot) -> Cors {
+    let Some(origin) = req.header("Origin") else {
+        return Cors::None;
+    };
+    let allowed = &snap.config.server.cors_allowed_origins;
+    let origin = origin.trim();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        Cors::Allowed(origin.to_string())
+    } else if snap.auth.is_open() {
+        Cors::Refused
+    } else {
+        Cors::None
+    }
+}
+
+fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Access-Control-Allow-Origin", origin.to_string()),
+        ("Vary", "Origin".to_string()),
+        (
+            "Access-Control-Expose-Headers",
+            "X-Request-Id, X-Aiproxy-Degraded".to_string(),
+        ),
+    ]
 }
 
 fn route_of(path: &str) -> Route {
@@ -221,6 +351,7 @@ impl Gateway {
         req: &Request,
         resp: &mut Responder<'_>,
         request_id: &str,
+        cors_origin: Option<&str>,
     ) -> Served {
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id)];
@@ -255,7 +386,7 @@ impl Gateway {
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
             .with_metrics(Arc::clone(&self.metrics));
-        let headers = run_headers(request_id, &tools);
+        let headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
             inner: backend.as_ref(),
@@ -333,8 +464,19 @@ impl Gateway {
     }
 }
 
-fn run_headers(request_id: &str, tools: &ToolSet) -> Vec<(String, String)> {
+fn run_headers(
+    request_id: &str,
+    tools: &ToolSet,
+    cors_origin: Option<&str>,
+) -> Vec<(String, String)> {
     let mut h = vec![("X-Request-Id".to_string(), request_id.to_string())];
+    if let Some(origin) = cors_origin {
+        h.extend(
+            cors_response_headers(origin)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
+    }
     if !tools.degraded.is_empty() {
         let names: Vec<&str> = tools.degraded.iter().map(|(n, _)| n.as_str()).collect();
         h.push(("X-Aiproxy-Degraded".to_string(), names.join(",")));

@@ -297,7 +297,7 @@ fn keys_are_never_expanded_and_dollars_escape() {
     let env = MapEnv::new().with("NAME", "expanded").with("TOKEN", "t0k");
     let yaml = "
 mcp_servers:
-  ${NAME}:
+  srv:
     command: tool
     args: ['$$HOME', 'price: 5$', '${NAME}']
     env:
@@ -306,7 +306,7 @@ backends:
   m: {kind: mock}
 ";
     let cfg = config::parse(yaml, "t", &env).unwrap();
-    let server = &cfg.mcp_servers["${NAME}"];
+    let server = &cfg.mcp_servers["srv"];
     match &server.transport {
         McpTransport::Stdio { args, env, .. } => {
             assert_eq!(args, &["$HOME", "price: 5$", "expanded"]);
@@ -314,6 +314,13 @@ backends:
         }
         other => panic!("{other:?}"),
     }
+    // A key that names an item is not expanded either; `${NAME}` is then not a valid name.
+    let e = config::parse(&yaml.replace("  srv:", "  ${NAME}:"), "t", &env).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("mcp_servers.\"${NAME}\": invalid name"),
+        "{e}"
+    );
 }
 
 #[test]

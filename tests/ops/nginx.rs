@@ -3,6 +3,11 @@
 //! stream passes through unbuffered, request ids flow end to end, a config change reaches
 //! both replicas (SIGHUP on one, `POST /admin/reload` on the other) as seen through nginx,
 //! and with one replica stopped nginx keeps serving from the other.
+//!
+//! Also the admin API through a proxy on the same host (every request a loopback peer): a
+//! plain `proxy_pass` in front of the gateway does not open it (401 without the key, 400 for
+//! encoded-slash and dot-segment paths, no command run), and the shipped config answers 404 to
+//! every admin and `/metrics` path however it is encoded and keeps `?apikey=` out of its log.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::proc::{Proc, TempDir, serve, serve_cmd, wait_for};
-use crate::support::gateway::{Response, SseClient, request};
+use super::proc::{Proc, TempDir, serve, serve_cmd, serve_with_admin, wait_for};
+use crate::support::gateway::{Response, SseClient, admin_request, request};
 
 const V1: &str = r#"
 mcp_servers:
@@ -51,16 +56,21 @@ fn nginx_binary() -> Option<PathBuf> {
 
 use crate::support::peers::free_port;
 
-/// The shipped site config with its ports replaced; fails if the file no longer has them.
-fn site_config(port: u16, replicas: [SocketAddr; 2]) -> String {
+/// The shipped site config with its ports and log path replaced; fails if the file no longer
+/// has them.
+fn site_config(port: u16, replicas: [SocketAddr; 2], log_dir: &Path) -> String {
     let shipped =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"))
             .unwrap();
     let mut text = shipped.clone();
     for (from, to) in [
         ("listen 8000;", format!("listen 127.0.0.1:{port};")),
-        ("server 127.0.0.1:8001 ", format!("server {} ", replicas[0])),
-        ("server 127.0.0.1:8002 ", format!("server {} ", replicas[1])),
+        ("server 127.0.0.1:8081 ", format!("server {} ", replicas[0])),
+        ("server 127.0.0.1:8082 ", format!("server {} ", replicas[1])),
+        (
+            "/var/log/nginx/aiproxy-access.log",
+            log_dir.join("aiproxy-access.log").display().to_string(),
+        ),
     ] {
         assert!(text.contains(from), "deploy/nginx.conf has no '{from}'");
         text = text.replace(from, &to);
@@ -160,7 +170,7 @@ fn two_replicas_behind_nginx_stream_and_reload() {
         serve_cmd(dir.path(), &["--config", cfg]),
         Duration::from_secs(20),
     );
-    let (r2, a2) = serve(
+    let (r2, a2, admin2) = serve_with_admin(
         serve_cmd(dir.path(), &["--config", cfg]),
         Duration::from_secs(20),
     );
@@ -169,7 +179,7 @@ fn two_replicas_behind_nginx_stream_and_reload() {
     let mut nginx = start_nginx(
         &bin,
         &dir.path().join("nginx"),
-        &site_config(port, [a1, a2]),
+        &site_config(port, [a1, a2], dir.path()),
     );
     let lb: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_for(Duration::from_secs(10), "nginx to listen", || {
@@ -228,7 +238,7 @@ fn two_replicas_behind_nginx_stream_and_reload() {
     replicas[0].wait_line(Duration::from_secs(10), |l| {
         l.contains("SIGHUP: config reloaded")
     });
-    let r = request(a2, "POST", "/admin/reload", &[], b"");
+    let r = admin_request(admin2, "POST", "/admin/reload", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     let ids: Vec<String> = (0..6).map(|i| format!("lb-models-after-{i}")).collect();
     for id in &ids {
@@ -243,8 +253,10 @@ fn two_replicas_behind_nginx_stream_and_reload() {
     }
     both_served(&mut replicas, &ids);
 
-    // The admin API stays local through nginx too (and reaches one replica only).
-    assert_eq!(request(lb, "GET", "/metrics", &[], b"").status, 200);
+    // The shipped config never proxies the admin API or /metrics.
+    for path in ["/metrics", "/admin/config", "/admin"] {
+        assert_eq!(request(lb, "GET", path, &[], b"").status, 404, "{path}");
+    }
 
     // One replica stops (rolling restart): nginx keeps answering from the other.
     replicas[0].signal(libc::SIGTERM);
@@ -266,4 +278,134 @@ fn two_replicas_behind_nginx_stream_and_reload() {
     );
     nginx.signal(libc::SIGQUIT);
     nginx.wait_exit(Duration::from_secs(10));
+}
+
+/// The gateway behind nginx on `port`, nginx running `site`; waits until nginx listens.
+fn behind_nginx(bin: &Path, dir: &TempDir, site: &str, port: u16) -> (Proc, SocketAddr) {
+    let nginx = start_nginx(bin, &dir.path().join("nginx"), site);
+    let lb: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for(Duration::from_secs(10), "nginx to listen", || {
+        TcpStream::connect(lb).ok()
+    });
+    (nginx, lb)
+}
+
+/// A stdio MCP server whose start would leave `marker` behind.
+fn shell_body(marker: &Path) -> Vec<u8> {
+    json!({"command": "/bin/sh", "args": ["-c", format!("touch {}", marker.display())]})
+        .to_string()
+        .into_bytes()
+}
+
+/// Paths that normalise to an admin path (or escape it) in a proxy but not in aiproxy.
+const SMUGGLED: &[&str] = &[
+    "/admin/mcp/%2F..%2F..%2Fx",
+    "/admin/mcp/..%2Fx",
+    "/admin/mcp/%5C..%5Cx",
+    "/admin/%2e%2e/metrics",
+    "/admin/./config",
+];
+
+#[test]
+fn a_plain_proxy_pass_does_not_open_the_admin_api() {
+    let Some(bin) = nginx_binary() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-plain");
+    let config = dir.write("config.yaml", V1);
+    let (mut gw, addr) = serve(
+        serve_cmd(dir.path(), &["--config", config.to_str().unwrap()]),
+        Duration::from_secs(20),
+    );
+    let port = free_port();
+    let site = format!(
+        "server {{\n  listen 127.0.0.1:{port};\n  location / {{\n    proxy_pass http://{addr};\n  }}\n}}\n"
+    );
+    let (mut nginx, lb) = behind_nginx(&bin, &dir, &site, port);
+    let marker = dir.path().join("pwned");
+
+    // Every request reaches aiproxy from loopback; without ADMIN_API_KEY that opens nothing.
+    assert_eq!(request(lb, "GET", "/v1/models", &[], b"").status, 200);
+    for path in ["/metrics", "/admin/config", "/admin/mcp"] {
+        let r = request(lb, "GET", path, &[], b"");
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["type"], "authentication_error");
+    }
+    let put = request(lb, "PUT", "/admin/mcp/x", &[], &shell_body(&marker));
+    assert_eq!(put.status, 401, "{}", put.text());
+    for path in SMUGGLED {
+        let r = request(lb, "PUT", path, &[], &shell_body(&marker));
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], "invalid_path", "{path}");
+    }
+    // Straight at the gateway (no proxy): the same answers (nginx refuses `%00` itself).
+    for path in SMUGGLED
+        .iter()
+        .chain(&["/admin/mcp/x%00", "/admin/mcp/%00"])
+    {
+        assert_eq!(request(addr, "GET", path, &[], b"").status, 400, "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "a command ran");
+
+    nginx.signal(libc::SIGQUIT);
+    nginx.wait_exit(Duration::from_secs(10));
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn the_shipped_nginx_config_hides_admin_and_keeps_keys_out_of_its_log() {
+    let Some(bin) = nginx_binary() else {
+        return;
+    };
+    let dir = TempDir::new("nginx-shipped");
+    let config = dir.write("config.yaml", V1);
+    let (mut gw, addr, admin) = serve_with_admin(
+        serve_cmd(dir.path(), &["--config", config.to_str().unwrap()]),
+        Duration::from_secs(20),
+    );
+    let port = free_port();
+    let (mut nginx, lb) = behind_nginx(
+        &bin,
+        &dir,
+        &site_config(port, [addr, addr], dir.path()),
+        port,
+    );
+    let marker = dir.path().join("pwned");
+    let mut paths: Vec<&str> = vec![
+        "/metrics",
+        "/admin",
+        "/admin/config",
+        "/%61dmin/config",
+        "//admin/config",
+        "/ADMIN/config",
+        "/v1/%2e%2e/admin/config",
+        "/v1/../metrics",
+    ];
+    paths.extend_from_slice(SMUGGLED);
+    for path in paths {
+        let r = request(lb, "PUT", path, &[], &shell_body(&marker));
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        let r = request(lb, "GET", path, &[], b"");
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    assert!(!marker.exists(), "a command ran");
+    // The admin listener is still there for local clients.
+    assert_eq!(
+        admin_request(admin, "GET", "/admin/config", &[], b"").status,
+        200
+    );
+
+    // A key in the query string does not reach nginx's access log.
+    let r = request(lb, "GET", "/v1/models?apikey=sk-query-secret-123", &[], b"");
+    assert_eq!(r.status, 200);
+    nginx.signal(libc::SIGQUIT);
+    nginx.wait_exit(Duration::from_secs(10));
+    let log = std::fs::read_to_string(dir.path().join("aiproxy-access.log")).unwrap();
+    assert!(log.contains("GET /v1/models "), "{log}");
+    assert!(!log.contains("sk-query-secret-123"), "{log}");
+    assert!(!log.contains("apikey"), "{log}");
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -203,15 +203,30 @@ pub fn serve(cmd: Command, timeout: Duration) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
-/// `aiproxy serve --listen 127.0.0.1:0 <args>` in `dir`, logging at info.
+/// Like [`serve`], also waiting for the admin listener's line: (process, main, admin).
+pub fn serve_with_admin(cmd: Command, timeout: Duration) -> (Proc, SocketAddr, SocketAddr) {
+    let (mut p, addr) = serve(cmd, timeout);
+    let line = p.wait_line(timeout, |l| l.contains("admin API and /metrics on http://"));
+    let admin = line
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
+    (p, addr, admin)
+}
+
+/// `aiproxy serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 <args>` in `dir`, logging at
+/// info.
 pub fn serve_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(exe());
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .args(args)
         .current_dir(dir)
         .env("RUST_LOG", "info")
         .env_remove("CONFIG_PATH")
         .env_remove("AIPROXY_LISTEN")
+        .env_remove("AIPROXY_ADMIN_LISTEN")
         .env_remove("ADMIN_API_KEY");
     cmd
 }

@@ -1,4 +1,5 @@
-//! Start the gateway in-process on `127.0.0.1:0` from YAML text, and talk to it.
+//! Start the gateway in-process on `127.0.0.1:0` from YAML text (main listener and admin
+//! listener, each on its own free port), and talk to it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,8 +32,11 @@ impl EnvLookup for TestEnv {
 
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener (admin API, `/metrics`, `/health`).
+    pub admin_addr: SocketAddr,
     pub app: Arc<App>,
     server: Option<Server>,
+    admin_server: Option<Server>,
 }
 
 impl TestGateway {
@@ -48,11 +52,7 @@ impl TestGateway {
             env.0.insert(k.to_string(), v.to_string());
         }
         let cfg = config::parse(yaml, "test", &env).unwrap_or_else(|e| panic!("{e}"));
-        let source = aiproxy::app::Source {
-            path: None,
-            env: Box::new(env),
-            document: Value::Null,
-        };
+        let source = aiproxy::app::Source::detached(Box::new(env), Value::Null);
         TestGateway::from_app(cfg.clone(), App::with_source(cfg, source))
     }
 
@@ -61,11 +61,7 @@ impl TestGateway {
         let env = TestEnv::new();
         let (cfg, doc) =
             aiproxy::app::load_with_document(path, &env).unwrap_or_else(|e| panic!("{e}"));
-        let source = aiproxy::app::Source {
-            path: Some(path.to_path_buf()),
-            env: Box::new(env),
-            document: doc,
-        };
+        let source = aiproxy::app::Source::file(path.to_path_buf(), Box::new(env), doc);
         TestGateway::from_app(cfg.clone(), App::with_source(cfg, source))
     }
 
@@ -73,12 +69,18 @@ impl TestGateway {
         let limits = aiproxy::cli::limits(&cfg);
         let app = Arc::new(app);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server =
-            Server::start(listener, limits, Arc::new(Gateway::new(Arc::clone(&app)))).unwrap();
+        let gateway = Gateway::new(Arc::clone(&app));
+        let admin = Arc::new(gateway.admin_listener());
+        let server = Server::start(listener, limits, Arc::new(gateway)).unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin_server =
+            Server::start(admin_listener, aiproxy::cli::admin_limits(&cfg), admin).unwrap();
         TestGateway {
             addr: server.local_addr(),
+            admin_addr: admin_server.local_addr(),
             app,
             server: Some(server),
+            admin_server: Some(admin_server),
         }
     }
 
@@ -105,6 +107,17 @@ impl TestGateway {
         )
     }
 
+    /// A request to the admin listener as a local client (`Host: 127.0.0.1:<port>`).
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        admin_request(self.admin_addr, method, path, headers, body)
+    }
+
     pub fn chat(&self, body: &Value) -> Response {
         self.post_json("/v1/chat/completions", body)
     }
@@ -117,6 +130,10 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
+        if let Some(s) = self.admin_server.take() {
+            s.shutdown(Duration::from_secs(2));
+            s.join();
+        }
         if let Some(s) = self.server.take() {
             s.shutdown(Duration::from_secs(2));
             self.app.stop_mcp_servers();
@@ -148,7 +165,23 @@ impl Response {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection (Connection: close), read to the end.
+/// A request to an admin listener as a local client: `Host: <addr>` (a loopback address), the
+/// only kind of `Host` it serves without a key.
+pub fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let host = addr.to_string();
+    let mut h: Vec<(&str, &str)> = vec![("Host", host.as_str())];
+    h.extend_from_slice(headers);
+    request(addr, method, path, &h, body)
+}
+
+/// One HTTP/1.1 request on a fresh connection (Connection: close), read to the end. Sends
+/// `Host: test` unless `headers` has a `Host`.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -159,9 +192,12 @@ pub fn request(
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: test\r\n");
+    }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -45,6 +45,7 @@ impl ProcGateway {
             .arg(&config)
             .arg("--listen")
             .arg(addr.to_string())
+            .args(["--admin-listen", "off"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
