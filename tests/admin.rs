@@ -556,7 +556,7 @@ fn an_open_gateway_refuses_foreign_browser_origins() {
 
     // An allowed origin: CORS headers and a preflight answer.
     let yaml = format!(
-        "{}server:\n  cors_allowed_origins: [\"https://app.example/\"]\n",
+        "{}server:\n  cors:\n    allowed_origins: [\"https://app.example/\"]\n",
         open_config()
     );
     let gw = TestGateway::start(&yaml);

@@ -158,8 +158,21 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val, false)),
             "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val, false)),
             "drain_timeout" => set(&mut s.drain_timeout, duration(problems, &p, val, true)),
-            "cors_allowed_origins" => {
-                s.cors_allowed_origins = string_list(problems, &p, val)
+            "cors" => s.cors_allowed_origins = read_cors(problems, &p, val),
+            _ => problems.unknown(&p),
+        }
+    }
+    s
+}
+
+/// `server.cors`: `allowed_origins` (exact origins, `*` for any; a trailing `/` is ignored).
+fn read_cors(problems: &mut Problems, path: &Path, v: &Yaml) -> Vec<String> {
+    let mut origins = Vec::new();
+    for (key, val) in entries(problems, path, v) {
+        let p = path.key(&key);
+        match key.as_str() {
+            "allowed_origins" => {
+                origins = string_list(problems, &p, val)
                     .into_iter()
                     .map(|o| o.trim().trim_end_matches('/').to_string())
                     .filter(|o| !o.is_empty())
@@ -168,7 +181,7 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             _ => problems.unknown(&p),
         }
     }
-    s
+    origins
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

@@ -9,7 +9,7 @@
 //! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest. Paths with dot segments
 //! (raw or encoded) are refused with 400 on both, so a proxy that normalises a path cannot
 //! route it differently from us. Browser requests: with no `/v1` auth provider configured, a
-//! request whose `Origin` is not in `server.cors_allowed_origins` is refused with 403 (a
+//! request whose `Origin` is not in `server.cors.allowed_origins` is refused with 403 (a
 //! page on any origin could otherwise use an open gateway through a visitor's browser);
 //! allowed origins get CORS headers and an answer to their preflight.
 //!
@@ -127,7 +127,7 @@ impl Handler for Gateway {
                 let e = ApiError::new(
                     403,
                     "permission_error",
-                    "cross-origin request refused: this gateway has no API keys configured and the request's Origin is not in server.cors_allowed_origins",
+                    "cross-origin request refused: this gateway has no API keys configured and the request's Origin is not in server.cors.allowed_origins",
                 )
                 .with_code("origin_not_allowed");
                 served.status = send_error(resp, id_header, &e);
@@ -249,7 +249,7 @@ enum Cors {
     /// No `Origin` header (SDKs, curl), or an origin that is neither allowed nor refused
     /// (auth is configured: the key decides).
     None,
-    /// An origin in `server.cors_allowed_origins`: the response carries CORS headers.
+    /// An origin in `server.cors.allowed_origins`: the response carries CORS headers.
     Allowed(String),
     /// No auth provider is configured and the origin is not allowed: 403.
     Refused,
@@ -259,7 +259,7 @@ fn cors_check(req: &Request, snap: &Snapshot) -> Cors {
     let Some(origin) = req.header("Origin") else {
         return Cors::None;
     };
-    let allowed = &snap.config.server.cors_allowed_origins;
+    let allowed = &snap.config.server.cors.allowed_origins;
     let origin = origin.trim();
     if allowed
         .iter()
