@@ -259,7 +259,7 @@ fn cors_check(req: &Request, snap: &Snapshot) -> Cors {
     let Some(origin) = req.header("Origin") else {
         return Cors::None;
     };
-    let allowed = &snap.config.server.cors.allowed_origins;
+    let allowed = &snap.config.server.cors_allowed_origins;
     let origin = origin.trim();
     if allowed
         .iter()
