@@ -1,11 +1,11 @@
 //! The gateway against the in-tree fake OpenAI upstream: the tool loop on a real backend,
 //! streaming timing, client disconnects, and every upstream failure mapped per SPEC §4.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::fake_openai::{FakeOpenAi, Reply};
+use crate::support::fake_openai::{FakeOpenAi, Reply, Trickle};
 use crate::support::gateway::{TestGateway, stream_text};
 
 fn config(upstream: &str, max_iter: u32, timeout: &str) -> String {
@@ -243,4 +243,85 @@ fn slow_tool_rounds_send_keepalive_comments() {
     }
     assert!(comments >= 1, "a comment when the tool round starts");
     assert_eq!(text, "rested");
+}
+
+/// The calc config with a short `server.request_timeout` (the backend's own timeout stays long,
+/// so only the request deadline can end a trickling answer).
+fn config_with_deadline(upstream: &str, request_timeout: &str) -> String {
+    format!(
+        "server:\n  request_timeout: {request_timeout}\n{}",
+        config(upstream, 8, "30s")
+    )
+}
+
+/// The error object of an answer: a plain JSON error, or the last event of a stream that had
+/// already started.
+fn error_of(r: &crate::support::gateway::Response) -> Value {
+    let text = r.text();
+    if r.status != 200 {
+        return r.json()["error"].clone();
+    }
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .last()
+        .unwrap_or_else(|| panic!("no events: {text}"));
+    serde_json::from_str::<Value>(last).expect("last event is JSON")["error"].clone()
+}
+
+#[test]
+fn trickling_upstream_is_cut_at_the_request_timeout() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&config_with_deadline(&up.url(), "2s"));
+    for what in [Trickle::Comments, Trickle::EmptyDeltas] {
+        for stream in [false, true] {
+            up.push(Reply::trickle(what));
+            let t = Instant::now();
+            let r = gw.chat(&ask("hi", stream));
+            let took = t.elapsed();
+            let error = error_of(&r);
+            eprintln!(
+                "{what:?} stream={stream}: answered after {} ms (request_timeout 2000 ms)",
+                took.as_millis()
+            );
+            // A stream that had sent nothing yet is answered with a plain 504 too.
+            assert!(
+                r.status == 504 || (stream && r.status == 200),
+                "{what:?} {stream}: {}",
+                r.status
+            );
+            assert_eq!(error["type"], "timeout_error", "{what:?} {stream}: {error}");
+            assert!(
+                took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+                "{what:?} stream={stream}: {took:?}"
+            );
+            // The upstream connection was closed, not left to trickle on.
+            assert!(
+                up.wait_open_connections(0, Duration::from_secs(3)),
+                "{what:?} stream={stream}: upstream connection still open"
+            );
+        }
+    }
+    assert_eq!(gw.get("/health").status, 200);
+}
+
+#[test]
+fn request_timeout_while_a_tool_runs_is_504() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&config_with_deadline(&up.url(), "1s"));
+    for stream in [false, true] {
+        up.push(Reply::tool_call("demo__sleep", r#"{"ms":5000}"#));
+        let t = Instant::now();
+        let r = gw.chat(&ask("rest", stream));
+        let took = t.elapsed();
+        // Streams had started (a keep-alive at the tool round): the error is the last event.
+        assert_eq!(r.status, if stream { 200 } else { 504 }, "{}", r.text());
+        let error = error_of(&r);
+        eprintln!(
+            "slow tool stream={stream}: answered after {} ms (request_timeout 1000 ms)",
+            took.as_millis()
+        );
+        assert_eq!(error["type"], "timeout_error", "{error}");
+        assert!(took < Duration::from_millis(4500), "{took:?}");
+    }
 }

@@ -5,7 +5,9 @@
 //! reads the upstream's SSE line by line and hands each text delta to the [`TurnSink`] as it
 //! arrives (if the sink says the client is gone, the backend returns [`Error::Cancelled`] and
 //! drops its reader, which closes the upstream connection); in both modes it returns the whole
-//! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts.
+//! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts, and the
+//! whole exchange is bounded by the request's deadline ([`TurnRequest::deadline`]): a stream
+//! that stays alive with keep-alive comments or empty deltas ends with [`Error::Timeout`] then.
 
 pub mod anthropic;
 pub mod mock;
@@ -14,6 +16,7 @@ mod resolve;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -39,6 +42,11 @@ pub struct TurnRequest<'a> {
     /// The assistant's `extra_body`, merged last into the upstream payload.
     pub extra_body: &'a Map<String, Value>,
     pub stream: bool,
+    /// When the whole request must be answered (`server.request_timeout`). Backends bound every
+    /// upstream exchange by it and check it on every stream event and idle tick, so a trickling
+    /// upstream (keep-alive comments, empty deltas) cannot hold a worker past it: the round then
+    /// fails with [`Error::Timeout`].
+    pub deadline: Instant,
 }
 
 /// What a backend tells the streaming writer while a turn runs.
@@ -136,6 +144,15 @@ pub fn truncate_for_error(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", s[..end].trim())
+}
+
+/// Time left until `deadline` (at least 1 ms, as ureq's timeouts want something positive), or
+/// [`Error::Timeout`] when it has passed.
+pub fn remaining(deadline: Instant) -> Result<Duration, Error> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left.max(Duration::from_millis(1))),
+        _ => Err(Error::Timeout),
+    }
 }
 
 /// One LLM upstream.
