@@ -249,16 +249,16 @@ impl Shared {
         for (k, v) in extra {
             req = req.header(k.as_str(), v.as_str());
         }
-        let mut cfg = req
-            .config()
+        // The whole exchange, reply stream included, ends at the deadline (+ margin): a reply
+        // that has not come by then has no caller, and a server that trickles keep-alive
+        // comments must not keep this connection and its thread.
+        req.config()
             .timeout_connect(web::connect_within(deadline))
             .timeout_recv_response(web::until(deadline))
-            .timeout_per_read(web::until(deadline));
-        if !matches!(msg, Message::Request { .. }) {
-            // One-way messages are waited for on the caller's thread: all of it in time.
-            cfg = cfg.timeout_global(web::until(deadline));
-        }
-        cfg.build().send(msg.to_line())
+            .timeout_per_read(web::until(deadline))
+            .timeout_global(web::until(deadline))
+            .build()
+            .send(msg.to_line())
     }
 
     /// A worker thread: POST one request and deliver its reply (or its failure).
