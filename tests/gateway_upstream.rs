@@ -325,3 +325,85 @@ fn request_timeout_while_a_tool_runs_is_504() {
         assert!(took < Duration::from_millis(4500), "{took:?}");
     }
 }
+
+#[test]
+fn upstream_credentials_never_leave_the_process_even_at_trace() {
+    const KEY: &str = "sk-upstream-Zq81TraceKey";
+    let up = FakeOpenAi::start();
+    up.push(Reply::error(
+        401,
+        &format!("Incorrect API key provided: Bearer {KEY}. You can find your API key at …"),
+    ));
+    up.push(Reply::text("fine"));
+    let yaml = format!(
+        "backends:\n  up:\n    kind: openai\n    base_url: {}\n    api_key: {KEY}\n    timeout: 10s\n\
+         assistants:\n  - name: calc\n    backend: up\n    model: gpt-test\n",
+        up.url()
+    );
+    let dir = std::env::temp_dir().join(format!("aiproxy-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cfg, log) = (dir.join("config.yaml"), dir.join("stderr.log"));
+    std::fs::write(&cfg, yaml).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aiproxy"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .args(["--listen", &addr.to_string()])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < ready, "aiproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let chat = |stream: bool| {
+        let body = ask("hi", stream).to_string();
+        crate::support::gateway::request(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let refused = chat(false);
+    let ok = chat(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    let e = refused.json();
+    assert_eq!(
+        e["error"]["message"],
+        "upstream returned 401: upstream rejected the gateway's credentials"
+    );
+    assert_eq!(e["error"]["code"], "upstream_auth_failed");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    for leak in [KEY, "Zq81TraceKey"] {
+        assert!(!refused.text().contains(leak), "key in the client's error");
+        assert!(!stderr.contains(leak), "key in the log:\n{stderr}");
+    }
+    // The upstream's text is logged, scrubbed; trace logging was really on; and the HTTP
+    // client crates, whose trace output dumps request heads, said nothing above info.
+    assert!(
+        stderr.contains("upstream refused the gateway's credentials (HTTP 401): Incorrect API key provided: Bearer ***"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DEBUG"), "RUST_LOG=trace had no effect");
+    for noisy in ["DEBUG ureq", "TRACE ureq", "DEBUG rustls", "TRACE rustls"] {
+        assert!(!stderr.contains(noisy), "{noisy} in the log:\n{stderr}");
+    }
+    assert!(
+        !stderr
+            .to_ascii_lowercase()
+            .contains("authorization: bearer")
+    );
+}

@@ -88,7 +88,7 @@ pub struct Turn {
 }
 
 /// Why an upstream call failed. `Display` is short, lowercase and free of secrets; upstream
-/// bodies are cut to a few hundred bytes.
+/// bodies are cut to a few hundred bytes and scrubbed ([`upstream_status`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Could not connect / resolve / TLS handshake.
@@ -153,6 +153,55 @@ pub fn remaining(deadline: Instant) -> Result<Duration, Error> {
         Some(left) if !left.is_zero() => Ok(left.max(Duration::from_millis(1))),
         _ => Err(Error::Timeout),
     }
+}
+
+/// What the client is told when the upstream refuses our credentials (401/403). The
+/// upstream's own text may echo the key (`Incorrect API key provided: Bearer sk-…`), so it is
+/// never passed on; it is logged, scrubbed, by [`upstream_status`].
+pub const CREDENTIALS_REJECTED: &str = "upstream rejected the gateway's credentials";
+
+/// The [`Error::Status`] for a non-2xx upstream answer whose text is `message`: a 401/403
+/// becomes [`CREDENTIALS_REJECTED`] (the upstream text goes to the log at WARN, scrubbed);
+/// other messages reach the client scrubbed of `secrets` and key-like strings.
+pub fn upstream_status(
+    status: u16,
+    message: &str,
+    retry_after: Option<String>,
+    secrets: &[&str],
+) -> Error {
+    let scrubbed = crate::secret::scrub(message, secrets);
+    let message = if matches!(status, 401 | 403) {
+        log::warn!("upstream refused the gateway's credentials (HTTP {status}): {scrubbed}");
+        CREDENTIALS_REJECTED.to_string()
+    } else {
+        scrubbed
+    };
+    Error::Status {
+        status,
+        message,
+        retry_after,
+    }
+}
+
+/// The values of upstream request headers that may be credentials (everything but the
+/// protocol headers we set ourselves), for [`upstream_status`].
+pub fn header_secrets(headers: &[(String, crate::secret::Secret)]) -> Vec<&str> {
+    const PLAIN: &[&str] = &[
+        "content-type",
+        "accept",
+        "accept-encoding",
+        "anthropic-version",
+        "anthropic-beta",
+    ];
+    headers
+        .iter()
+        .filter(|(n, _)| !PLAIN.iter().any(|p| n.eq_ignore_ascii_case(p)))
+        .map(|(_, v)| {
+            // `Bearer <key>`: the key itself, so the text keeps its `Bearer ***` shape.
+            let v = v.expose();
+            v.strip_prefix("Bearer ").unwrap_or(v)
+        })
+        .collect()
 }
 
 /// One LLM upstream.

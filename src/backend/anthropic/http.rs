@@ -202,11 +202,13 @@ impl Http {
             None if text.trim().is_empty() => format!("HTTP {status}"),
             None => truncate_for_error(&text),
         };
-        Err(Error::Status {
+        let secrets = crate::backend::header_secrets(&self.headers);
+        Err(crate::backend::upstream_status(
             status,
-            message,
+            &message,
             retry_after,
-        })
+            &secrets,
+        ))
     }
 }
 

@@ -235,10 +235,11 @@ fn send(agent: &Agent, req: &Prepared) -> Result<Response<ureq::Body>, Error> {
     if (200..300).contains(&status) {
         return Ok(resp);
     }
-    Err(status_error(resp))
+    Err(status_error(resp, &super::header_secrets(&req.headers)))
 }
 
-fn status_error(resp: Response<ureq::Body>) -> Error {
+/// A non-2xx answer as [`Error::Status`]; `secrets` (our header values) are masked in its text.
+fn status_error(resp: Response<ureq::Body>, secrets: &[&str]) -> Error {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -269,11 +270,7 @@ fn status_error(resp: Response<ureq::Body>) -> Error {
             .to_string(),
         None => truncate_for_error(&text),
     };
-    Error::Status {
-        status: status.as_u16(),
-        message,
-        retry_after,
-    }
+    super::upstream_status(status.as_u16(), &message, retry_after, secrets)
 }
 
 /// Where a ureq error happened: before the head (connecting) or while reading the body.
