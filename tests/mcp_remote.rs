@@ -568,6 +568,27 @@ fn comment_only_reply_streams_fail_at_the_call_timeout_and_release_their_thread(
 }
 
 #[test]
+fn url_userinfo_and_query_never_appear_in_errors_or_status() {
+    // Nothing listens there: every attempt fails with a message that names the URL.
+    let port = free_port();
+    let base = format!("http://user:pw-Secret1@127.0.0.1:{port}");
+    for transport in [
+        http_transport(format!("{base}/mcp?token=q-Secret2"), &[]),
+        sse_transport(format!("{base}/sse?token=q-Secret2")),
+    ] {
+        let s = McpServer::new("leaky", server_config(transport, 1_000, 1_000));
+        let err = s.tools().unwrap_err().to_string();
+        let status = format!("{:?}", s.status());
+        eprintln!("error: {err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        for leak in ["pw-Secret1", "q-Secret2", "user:"] {
+            assert!(!err.contains(leak), "{leak} in {err}");
+            assert!(!status.contains(leak), "{leak} in {status}");
+        }
+    }
+}
+
+#[test]
 fn server_that_never_answers_initialize_fails_within_the_startup_timeout() {
     let port = free_port();
     let _peer = http_faults("never-init", port);

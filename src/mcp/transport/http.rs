@@ -69,7 +69,10 @@ impl HttpTransport {
         spec.validate()?;
         let agent = web::agent(spec.max_streams);
         let streams = Slots::new(spec.max_streams);
-        log::debug!("mcp[{name}]: streamable HTTP to {}", spec.url);
+        log::debug!(
+            "mcp[{name}]: streamable HTTP to {}",
+            crate::secret::display_url(&spec.url)
+        );
         Ok(HttpTransport {
             shared: Arc::new(Shared {
                 name: name.to_string(),
@@ -275,7 +278,11 @@ impl Shared {
             Err(e) => {
                 let f = web::classify(&e);
                 if f.not_delivered && !self.closing.load(Ordering::Acquire) {
-                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
+                    let reason = format!(
+                        "cannot reach {}: {}",
+                        crate::secret::display_url(&self.spec.url),
+                        f.reason
+                    );
                     self.die(&reason);
                     self.inbound
                         .on_request_failed(id, RequestFailure::NotDelivered(reason));
