@@ -9,6 +9,9 @@
 //! [`display_url`], which drops userinfo (`user:pass@`), the query and the fragment (where
 //! `?token=…` lives).
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::cmp::Reverse;
 use std::fmt;
 

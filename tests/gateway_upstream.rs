@@ -264,7 +264,7 @@ fn error_of(r: &crate::support::gateway::Response) -> Value {
     let last = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no events: {text}"));
     serde_json::from_str::<Value>(last).expect("last event is JSON")["error"].clone()
 }

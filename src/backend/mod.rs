@@ -143,7 +143,7 @@ pub fn truncate_for_error(s: &str) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", s[..end].trim())
+    format!("{}…", s.get(..end).unwrap_or_default().trim())
 }
 
 /// Time left until `deadline` (at least 1 ms, as ureq's timeouts want something positive), or

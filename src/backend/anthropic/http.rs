@@ -3,8 +3,9 @@
 //!
 //! The agent is built once per backend (a connection pool shared by all workers) with connect,
 //! response-head, per-read and per-write timeouts — the only global limit is the request's
-//! deadline, checked on every event and idle tick too —, `http_status_as_error(false)` so Anthropic's error bodies can be read, and no
-//! proxy taken from the environment (a stray `HTTPS_PROXY` must not reroute an upstream).
+//! deadline, checked on every event and idle tick too —, `http_status_as_error(false)` so
+//! Anthropic's error bodies can be read (401/403 texts are logged scrubbed, never passed on),
+//! and no proxy taken from the environment (a stray `HTTPS_PROXY` must not reroute an upstream).
 //! Bodies are capped. While streaming, text deltas go to the [`TurnSink`] as they arrive; when
 //! the sink reports the client gone the reader is dropped, which closes the upstream connection.
 

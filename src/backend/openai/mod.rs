@@ -6,8 +6,10 @@
 //! resolved through [`super::resolve::CachingResolver`], not once per request). Its
 //! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
 //! for the response head, and **per read** — an idle-gap limit, never a global one, which would
-//! cut long streams; the request's deadline is the one global limit on each exchange. Non-2xx answers are read (not turned into ureq errors) so the upstream's
-//! message and `Retry-After` reach the client. Redirects are not followed (a 3xx is an error).
+//! cut long streams; the request's deadline is the one global limit on each exchange. Non-2xx
+//! answers are read (not turned into ureq errors) so the upstream's message (scrubbed; a
+//! 401/403 text is only logged) and `Retry-After` reach the client. Redirects are not followed
+//! (a 3xx is an error).
 //!
 //! **Proxies:** the agent uses no HTTP proxy, whatever `HTTPS_PROXY`/`ALL_PROXY`/… say. ureq
 //! would otherwise take the first of those variables for every scheme and tunnel even

@@ -16,6 +16,9 @@
 //! body so the connection goes back to the pool. Pump threads are capped; beyond the cap, or if
 //! a thread cannot be spawned, the same code runs inline on the worker (no idle ticks).
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

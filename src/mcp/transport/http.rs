@@ -21,6 +21,9 @@
 //! bounded by [`RemoteSpec::max_streams`]; each owns its response. Closing shuts the
 //! connection's ureq agent down, which interrupts every blocked read at once.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;

@@ -14,6 +14,9 @@
 //! fully silent one is cut by the per-read timeout, and the POST's global timeout ends the
 //! exchange at the call deadline (+ a small margin) whatever the server does.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

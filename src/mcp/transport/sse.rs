@@ -11,6 +11,9 @@
 //! stream; a POST to an unknown session can hang on some servers, notes A.12). Closing shuts
 //! the connection's ureq agent down, which interrupts the reader's blocked read at once.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

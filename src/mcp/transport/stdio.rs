@@ -12,6 +12,9 @@
 //! group → wait → SIGKILL the group, then reap. The leader is observed with `WNOWAIT` and
 //! reaped last, so the group id cannot be reused while we still signal it.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;

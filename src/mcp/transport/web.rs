@@ -9,6 +9,9 @@
 //! [`crate::secret::display_url`] (no userinfo, no `?token=…`), and server error texts through
 //! [`crate::secret::scrub`].
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,16 +247,20 @@ pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     }
     // Relative path: replace the last segment of the base path; a query-only reference keeps
     // the whole path.
-    let after = &base[base.find("://").map_or(0, |i| i + 3)..];
-    let path_start = after.find('/').map(|i| i + base.len() - after.len());
-    let base_path = match path_start {
-        Some(i) => base[i..].split(['?', '#']).next().unwrap_or("/"),
+    let after = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let base_path = match after.find('/') {
+        Some(i) => after
+            .get(i..)
+            .and_then(|p| p.split(['?', '#']).next())
+            .unwrap_or("/"),
         None => "/",
     };
     if reference.starts_with('?') {
         return Ok(format!("{origin}{base_path}{reference}"));
     }
-    let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = base_path
+        .get(..base_path.rfind('/').map_or(0, |i| i + 1))
+        .unwrap_or_default();
     let dir = if dir.is_empty() { "/" } else { dir };
     Ok(format!("{origin}{dir}{reference}"))
 }
