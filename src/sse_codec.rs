@@ -8,8 +8,14 @@
 //! unless they carry `id`/`retry` (MCP priming events). A line or event larger than the cap is
 //! an `InvalidData` error, so a hostile peer cannot make us buffer without bound. Reading is
 //! synchronous on the caller's thread; the underlying reader's timeouts apply.
+//!
+//! A peer that sends only comments (or trickles bytes) never completes an event, and its reads
+//! never time out. [`SseReader::next_item`] therefore also returns [`SseItem::Idle`] on every comment
+//! line and, with [`SseReader::with_idle_tick`], when the tick passes mid-line, so that callers
+//! can check their deadline and whether anyone still waits, and abandon a silent stream.
 
 use std::io::{self, BufRead};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
@@ -29,12 +35,32 @@ impl SseEvent {
     }
 }
 
+/// What [`SseReader::next_item`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseItem {
+    /// A complete event.
+    Event(SseEvent),
+    /// No event yet, but the peer is alive: a comment line (keep-alive) was read, or the idle
+    /// tick passed while bytes trickled in. The caller checks its deadline and whether anyone
+    /// still waits, then calls again; a partly read event is kept.
+    Idle,
+}
+
 pub struct SseReader<R> {
     inner: R,
     max_event_bytes: usize,
     line: Vec<u8>,
     /// A CR ended the previous line: a directly following LF belongs to it.
     after_cr: bool,
+    /// `line` holds the start of a line cut short by an idle tick.
+    line_pending: bool,
+    /// The event being assembled (kept across [`SseItem::Idle`] returns).
+    ev: SseEvent,
+    has_data: bool,
+    has_fields: bool,
+    size: usize,
+    /// [`SseReader::next_item`] returns `Idle` after this long without an event.
+    tick: Option<Duration>,
 }
 
 impl<R: BufRead> SseReader<R> {
@@ -44,56 +70,87 @@ impl<R: BufRead> SseReader<R> {
             max_event_bytes,
             line: Vec::new(),
             after_cr: false,
+            line_pending: false,
+            ev: SseEvent::default(),
+            has_data: false,
+            has_fields: false,
+            size: 0,
+            tick: None,
         }
+    }
+
+    /// Also return [`SseItem::Idle`] when `tick` passes without a complete event (checked
+    /// whenever bytes arrive; a fully silent peer is bounded by the reader's own timeout).
+    pub fn with_idle_tick(mut self, tick: Duration) -> Self {
+        self.tick = Some(tick);
+        self
     }
 
     /// Next complete event; `Ok(None)` at end of stream (a trailing event without its blank
     /// line is dropped, as the spec says). Comments are skipped. An event larger than
-    /// `max_event_bytes` is an `InvalidData` error.
+    /// `max_event_bytes` is an `InvalidData` error. Never returns for a peer that sends only
+    /// comments: readers that must notice deadlines use [`SseReader::next_item`].
     pub fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
-        let mut ev = SseEvent::default();
-        let mut has_data = false;
-        let mut has_fields = false;
-        let mut size = 0usize;
         loop {
-            if !self.read_line()? {
+            match self.next_item()? {
+                Some(SseItem::Event(ev)) => return Ok(Some(ev)),
+                Some(SseItem::Idle) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Next event or idle tick; `Ok(None)` at end of stream. Every comment line is an `Idle`,
+    /// so a stream of keep-alives cannot hold the caller away from its deadline checks.
+    pub fn next_item(&mut self) -> io::Result<Option<SseItem>> {
+        let started = Instant::now();
+        loop {
+            if self.tick.is_some_and(|t| started.elapsed() >= t) {
+                return Ok(Some(SseItem::Idle));
+            }
+            if !self.read_line(started)? {
                 return Ok(None);
             }
+            if self.line_pending {
+                return Ok(Some(SseItem::Idle));
+            }
             if self.line.is_empty() {
-                if has_data || ev.id.is_some() || ev.retry.is_some() {
-                    return Ok(Some(ev));
+                if self.has_data || self.ev.id.is_some() || self.ev.retry.is_some() {
+                    self.has_data = false;
+                    self.has_fields = false;
+                    self.size = 0;
+                    return Ok(Some(SseItem::Event(std::mem::take(&mut self.ev))));
                 }
                 // An empty dispatch (only comments or only `event:`): reset and go on.
-                if has_fields {
-                    ev = SseEvent::default();
-                    has_fields = false;
-                    size = 0;
+                if self.has_fields {
+                    self.ev = SseEvent::default();
+                    self.has_fields = false;
+                    self.size = 0;
                 }
                 continue;
             }
-            size += self.line.len();
-            if size > self.max_event_bytes {
+            if self.line.first() == Some(&b':') {
+                // A comment (keep-alive): not part of any event, so not counted in its size.
+                return Ok(Some(SseItem::Idle));
+            }
+            self.size += self.line.len();
+            if self.size > self.max_event_bytes {
                 return Err(too_large(self.max_event_bytes));
             }
             let line = String::from_utf8_lossy(&self.line);
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.find(':') {
-                Some(i) => {
-                    let v = &line[i + 1..];
-                    (&line[..i], v.strip_prefix(' ').unwrap_or(v))
-                }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
                 None => (line.as_ref(), ""),
             };
-            has_fields = true;
+            self.has_fields = true;
+            let ev = &mut self.ev;
             match field {
                 "data" => {
-                    if has_data {
+                    if self.has_data {
                         ev.data.push('\n');
                     }
                     ev.data.push_str(value);
-                    has_data = true;
+                    self.has_data = true;
                 }
                 "event" => ev.event = Some(value.to_string()),
                 "id" if !value.contains('\0') => ev.id = Some(value.to_string()),
@@ -106,9 +163,12 @@ impl<R: BufRead> SseReader<R> {
     }
 
     /// Read one line into `self.line` without its terminator. Returns false at EOF with no
-    /// pending bytes.
-    fn read_line(&mut self) -> io::Result<bool> {
-        self.line.clear();
+    /// pending bytes. With an idle tick, a line still incomplete when the tick passes is kept
+    /// in `self.line` and continued by the next call.
+    fn read_line(&mut self, started: Instant) -> io::Result<bool> {
+        if !self.line_pending {
+            self.line.clear();
+        }
         loop {
             let (consumed, done) = {
                 let buf = match self.inner.fill_buf() {
@@ -117,26 +177,28 @@ impl<R: BufRead> SseReader<R> {
                     Err(e) => return Err(e),
                 };
                 if buf.is_empty() {
+                    self.line_pending = false;
                     return Ok(!self.line.is_empty());
                 }
                 let mut start = 0;
                 if self.after_cr {
                     self.after_cr = false;
-                    if buf[0] == b'\n' {
+                    if buf.first() == Some(&b'\n') {
                         start = 1;
                     }
                 }
-                match buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
+                let rest = buf.get(start..).unwrap_or_default();
+                match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
                     Some(i) => {
-                        let end = start + i;
-                        self.line.extend_from_slice(&buf[start..end]);
-                        if buf[end] == b'\r' {
+                        self.line
+                            .extend_from_slice(rest.get(..i).unwrap_or_default());
+                        if rest.get(i) == Some(&b'\r') {
                             self.after_cr = true;
                         }
-                        (end + 1, true)
+                        (start + i + 1, true)
                     }
                     None => {
-                        self.line.extend_from_slice(&buf[start..]);
+                        self.line.extend_from_slice(rest);
                         (buf.len(), false)
                     }
                 }
@@ -146,6 +208,12 @@ impl<R: BufRead> SseReader<R> {
                 return Err(too_large(self.max_event_bytes));
             }
             if done {
+                self.line_pending = false;
+                return Ok(true);
+            }
+            if self.tick.is_some_and(|t| started.elapsed() >= t) {
+                // Keep the partial line; the caller gets `Idle` and calls again.
+                self.line_pending = true;
                 return Ok(true);
             }
         }
@@ -240,5 +308,57 @@ mod tests {
         let ev = parse_all(b"retry: 5x\ndata:a\n\n", 1024).unwrap();
         assert_eq!(ev[0].retry, None);
         assert_eq!(ev[0].data, "a");
+    }
+
+    #[test]
+    fn comments_are_idle_ticks_and_a_partial_event_survives_them() {
+        let input = b": keep-alive\ndata: a\n: ping\ndata: b\n\n";
+        let mut r = SseReader::new(BufReader::with_capacity(1, &input[..]), 1024);
+        let mut items = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            items.push(item);
+        }
+        let ev = SseEvent {
+            data: "a\nb".into(),
+            ..SseEvent::default()
+        };
+        assert_eq!(items, [SseItem::Idle, SseItem::Idle, SseItem::Event(ev)]);
+    }
+
+    #[test]
+    fn trickled_bytes_give_idle_ticks_without_losing_the_line() {
+        /// Hands out one byte per read, slowly.
+        struct Slow(Vec<u8>, usize);
+        impl io::Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_millis(3));
+                match (self.0.get(self.1), buf.first_mut()) {
+                    (Some(b), Some(slot)) => {
+                        *slot = *b;
+                        self.1 += 1;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let slow = Slow(b"data: hello world\n\n".to_vec(), 0);
+        let mut r = SseReader::new(BufReader::with_capacity(1, slow), 1024)
+            .with_idle_tick(Duration::from_millis(10));
+        let (mut idle, mut events) = (0, Vec::new());
+        while let Some(item) = r.next_item().unwrap() {
+            match item {
+                SseItem::Idle => idle += 1,
+                SseItem::Event(ev) => events.push(ev.data),
+            }
+        }
+        assert!(idle >= 2, "{idle}");
+        assert_eq!(events, ["hello world"]);
+    }
+
+    #[test]
+    fn a_comment_flood_does_not_count_towards_the_event_cap() {
+        let input = ": keep-alive\n\n".repeat(100) + "data: x\n\n";
+        assert_eq!(data(&parse_all(input.as_bytes(), 50).unwrap()), ["x"]);
     }
 }

@@ -1,11 +1,11 @@
 //! The gateway against the in-tree fake OpenAI upstream: the tool loop on a real backend,
 //! streaming timing, client disconnects, and every upstream failure mapped per SPEC §4.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::fake_openai::{FakeOpenAi, Reply};
+use crate::support::fake_openai::{FakeOpenAi, Reply, Trickle};
 use crate::support::gateway::{TestGateway, stream_text};
 
 fn config(upstream: &str, max_iter: u32, timeout: &str) -> String {
@@ -243,4 +243,167 @@ fn slow_tool_rounds_send_keepalive_comments() {
     }
     assert!(comments >= 1, "a comment when the tool round starts");
     assert_eq!(text, "rested");
+}
+
+/// The calc config with a short `server.request_timeout` (the backend's own timeout stays long,
+/// so only the request deadline can end a trickling answer).
+fn config_with_deadline(upstream: &str, request_timeout: &str) -> String {
+    format!(
+        "server:\n  request_timeout: {request_timeout}\n{}",
+        config(upstream, 8, "30s")
+    )
+}
+
+/// The error object of an answer: a plain JSON error, or the last event of a stream that had
+/// already started.
+fn error_of(r: &crate::support::gateway::Response) -> Value {
+    let text = r.text();
+    if r.status != 200 {
+        return r.json()["error"].clone();
+    }
+    let last = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap_or_else(|| panic!("no events: {text}"));
+    serde_json::from_str::<Value>(last).expect("last event is JSON")["error"].clone()
+}
+
+#[test]
+fn trickling_upstream_is_cut_at_the_request_timeout() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&config_with_deadline(&up.url(), "2s"));
+    for what in [Trickle::Comments, Trickle::EmptyDeltas] {
+        for stream in [false, true] {
+            up.push(Reply::trickle(what));
+            let t = Instant::now();
+            let r = gw.chat(&ask("hi", stream));
+            let took = t.elapsed();
+            let error = error_of(&r);
+            eprintln!(
+                "{what:?} stream={stream}: answered after {} ms (request_timeout 2000 ms)",
+                took.as_millis()
+            );
+            // A stream that had sent nothing yet is answered with a plain 504 too.
+            assert!(
+                r.status == 504 || (stream && r.status == 200),
+                "{what:?} {stream}: {}",
+                r.status
+            );
+            assert_eq!(error["type"], "timeout_error", "{what:?} {stream}: {error}");
+            assert!(
+                took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+                "{what:?} stream={stream}: {took:?}"
+            );
+            // The upstream connection was closed, not left to trickle on.
+            assert!(
+                up.wait_open_connections(0, Duration::from_secs(3)),
+                "{what:?} stream={stream}: upstream connection still open"
+            );
+        }
+    }
+    assert_eq!(gw.get("/health").status, 200);
+}
+
+#[test]
+fn request_timeout_while_a_tool_runs_is_504() {
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&config_with_deadline(&up.url(), "1s"));
+    for stream in [false, true] {
+        up.push(Reply::tool_call("demo__sleep", r#"{"ms":5000}"#));
+        let t = Instant::now();
+        let r = gw.chat(&ask("rest", stream));
+        let took = t.elapsed();
+        // Streams had started (a keep-alive at the tool round): the error is the last event.
+        assert_eq!(r.status, if stream { 200 } else { 504 }, "{}", r.text());
+        let error = error_of(&r);
+        eprintln!(
+            "slow tool stream={stream}: answered after {} ms (request_timeout 1000 ms)",
+            took.as_millis()
+        );
+        assert_eq!(error["type"], "timeout_error", "{error}");
+        assert!(took < Duration::from_millis(4500), "{took:?}");
+    }
+}
+
+#[test]
+fn upstream_credentials_never_leave_the_process_even_at_trace() {
+    const KEY: &str = "sk-upstream-Zq81TraceKey";
+    let up = FakeOpenAi::start();
+    up.push(Reply::error(
+        401,
+        &format!("Incorrect API key provided: Bearer {KEY}. You can find your API key at …"),
+    ));
+    up.push(Reply::text("fine"));
+    let yaml = format!(
+        "backends:\n  up:\n    kind: openai\n    base_url: {}\n    api_key: {KEY}\n    timeout: 10s\n\
+         assistants:\n  - name: calc\n    backend: up\n    model: gpt-test\n",
+        up.url()
+    );
+    let dir = std::env::temp_dir().join(format!("aiproxy-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cfg, log) = (dir.join("config.yaml"), dir.join("stderr.log"));
+    std::fs::write(&cfg, yaml).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aiproxy"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .args(["--listen", &addr.to_string()])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < ready, "aiproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let chat = |stream: bool| {
+        let body = ask("hi", stream).to_string();
+        crate::support::gateway::request(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let refused = chat(false);
+    let ok = chat(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    let e = refused.json();
+    assert_eq!(
+        e["error"]["message"],
+        "upstream returned 401: upstream rejected the gateway's credentials"
+    );
+    assert_eq!(e["error"]["code"], "upstream_auth_failed");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    for leak in [KEY, "Zq81TraceKey"] {
+        assert!(!refused.text().contains(leak), "key in the client's error");
+        assert!(!stderr.contains(leak), "key in the log:\n{stderr}");
+    }
+    // The upstream's text is logged, scrubbed; trace logging was really on; and the HTTP
+    // client crates, whose trace output dumps request heads, said nothing above info.
+    assert!(
+        stderr.contains("upstream refused the gateway's credentials (HTTP 401): Incorrect API key provided: Bearer ***"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DEBUG"), "RUST_LOG=trace had no effect");
+    for noisy in ["DEBUG ureq", "TRACE ureq", "DEBUG rustls", "TRACE rustls"] {
+        assert!(!stderr.contains(noisy), "{noisy} in the log:\n{stderr}");
+    }
+    assert!(
+        !stderr
+            .to_ascii_lowercase()
+            .contains("authorization: bearer")
+    );
 }

@@ -516,6 +516,78 @@ fn stalled_reply_stream_times_out_and_is_cancelled() {
     assert_eq!(text(&call(&s, "echo", json!({"text": "y"})).unwrap()), "y");
 }
 
+fn threads_of_this_process() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn comment_only_reply_streams_fail_at_the_call_timeout_and_release_their_thread() {
+    let port = free_port();
+    let _peer = http_faults("normal", port);
+    let s = faults_server("comments", port, 10_000, 500);
+    assert_eq!(
+        text(&call(&s, "echo", json!({"text": "warm"})).unwrap()),
+        "warm"
+    );
+    let before = threads_of_this_process();
+    let mut slowest = Duration::ZERO;
+    for i in 0..30 {
+        let t0 = Instant::now();
+        let r = call(&s, "comments", json!({}));
+        let took = t0.elapsed();
+        slowest = slowest.max(took);
+        assert_eq!(r, Err(Error::Timeout), "call {i}");
+        assert!(took < Duration::from_millis(1500), "call {i}: {took:?}");
+    }
+    // The reader threads notice within a tick that nobody waits any more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let active = loop {
+        let n: u32 = text(&call(&s, "active", json!({})).unwrap())
+            .parse()
+            .unwrap();
+        if n == 0 || Instant::now() > deadline {
+            break n;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let after = threads_of_this_process();
+    eprintln!(
+        "30 comment-only calls: slowest {} ms (call_timeout 500 ms); threads {before} -> {after}; \
+         server-side streams still open: {active}",
+        slowest.as_millis()
+    );
+    assert_eq!(active, 0, "the client left comment-only streams open");
+    assert!(after <= before + 3, "threads grew: {before} -> {after}");
+    // Still usable, and its state says so truthfully.
+    assert_eq!(
+        text(&call(&s, "echo", json!({"text": "ok"})).unwrap()),
+        "ok"
+    );
+    assert_eq!(s.status().state, ServerState::Ready);
+    assert_eq!(s.status().restarts, 0);
+}
+
+#[test]
+fn url_userinfo_and_query_never_appear_in_errors_or_status() {
+    // Nothing listens there: every attempt fails with a message that names the URL.
+    let port = free_port();
+    let base = format!("http://user:pw-Secret1@127.0.0.1:{port}");
+    for transport in [
+        http_transport(format!("{base}/mcp?token=q-Secret2"), &[]),
+        sse_transport(format!("{base}/sse?token=q-Secret2")),
+    ] {
+        let s = McpServer::new("leaky", server_config(transport, 1_000, 1_000));
+        let err = s.tools().unwrap_err().to_string();
+        let status = format!("{:?}", s.status());
+        eprintln!("error: {err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        for leak in ["pw-Secret1", "q-Secret2", "user:"] {
+            assert!(!err.contains(leak), "{leak} in {err}");
+            assert!(!status.contains(leak), "{leak} in {status}");
+        }
+    }
+}
+
 #[test]
 fn server_that_never_answers_initialize_fails_within_the_startup_timeout() {
     let port = free_port();

@@ -5,6 +5,9 @@
 //! Runs on the worker thread that owns the request. Each round calls the backend once; tool
 //! calls of a round run concurrently on scoped threads while this thread waits on a channel
 //! with a timeout and pokes the sink about once a second (keep-alives, client-gone checks).
+//! The request deadline goes into every backend round ([`TurnRequest::deadline`]) and is
+//! checked while tools run: when it passes, the running calls are cancelled and the request is
+//! answered 504 ([`LoopError::Deadline`]), never as a departed client.
 //! Up to `max_tool_iterations` rounds offer tools; the round after that cannot call tools.
 //! Text of every round reaches the client in both modes, rounds joined by a blank line.
 
@@ -197,6 +200,7 @@ impl Run<'_> {
                 params: &prepared.params,
                 extra_body: &self.assistant.extra_body,
                 stream: prepared.stream,
+                deadline: self.deadline,
             };
             let mut round_sink = RoundSink {
                 sink: &mut *sink,
@@ -208,6 +212,10 @@ impl Run<'_> {
                 .turn(&request, &mut round_sink)
                 .map_err(|e| match e {
                     backend::Error::Cancelled => LoopError::Cancelled,
+                    // The backend gave up because the request's own deadline passed.
+                    backend::Error::Timeout if Instant::now() >= self.deadline => {
+                        LoopError::Deadline
+                    }
                     other => LoopError::Backend(other),
                 })?;
             out.rounds += 1;
@@ -286,6 +294,8 @@ impl Run<'_> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let tools = self.tools;
         let cancel = self.cancel;
+        // Set when the deadline (not the client) stopped the tools: the answer is then 504.
+        let mut timed_out = false;
         std::thread::scope(|s| {
             s.spawn(move || {
                 // The receiver outlives this scope's threads, so the send cannot fail.
@@ -298,7 +308,9 @@ impl Run<'_> {
                         if sink.waiting().is_err() {
                             self.cancel.cancel();
                         }
-                        if Instant::now() >= self.deadline {
+                        if Instant::now() >= self.deadline && !self.cancel.is_cancelled() {
+                            // Stops the running calls (each MCP call watches `cancel`).
+                            timed_out = true;
                             self.cancel.cancel();
                         }
                     }
@@ -311,6 +323,9 @@ impl Run<'_> {
             }
         })
         .and_then(|results| {
+            if timed_out {
+                return Err(LoopError::Deadline);
+            }
             self.check()?;
             Ok(results)
         })

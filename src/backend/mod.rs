@@ -5,7 +5,9 @@
 //! reads the upstream's SSE line by line and hands each text delta to the [`TurnSink`] as it
 //! arrives (if the sink says the client is gone, the backend returns [`Error::Cancelled`] and
 //! drops its reader, which closes the upstream connection); in both modes it returns the whole
-//! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts.
+//! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts, and the
+//! whole exchange is bounded by the request's deadline ([`TurnRequest::deadline`]): a stream
+//! that stays alive with keep-alive comments or empty deltas ends with [`Error::Timeout`] then.
 
 pub mod anthropic;
 pub mod mock;
@@ -14,6 +16,7 @@ mod resolve;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -39,6 +42,11 @@ pub struct TurnRequest<'a> {
     /// The assistant's `extra_body`, merged last into the upstream payload.
     pub extra_body: &'a Map<String, Value>,
     pub stream: bool,
+    /// When the whole request must be answered (`server.request_timeout`). Backends bound every
+    /// upstream exchange by it and check it on every stream event and idle tick, so a trickling
+    /// upstream (keep-alive comments, empty deltas) cannot hold a worker past it: the round then
+    /// fails with [`Error::Timeout`].
+    pub deadline: Instant,
 }
 
 /// What a backend tells the streaming writer while a turn runs.
@@ -80,7 +88,7 @@ pub struct Turn {
 }
 
 /// Why an upstream call failed. `Display` is short, lowercase and free of secrets; upstream
-/// bodies are cut to a few hundred bytes.
+/// bodies are cut to a few hundred bytes and scrubbed ([`upstream_status`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Could not connect / resolve / TLS handshake.
@@ -135,7 +143,65 @@ pub fn truncate_for_error(s: &str) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", s[..end].trim())
+    format!("{}…", s.get(..end).unwrap_or_default().trim())
+}
+
+/// Time left until `deadline` (at least 1 ms, as ureq's timeouts want something positive), or
+/// [`Error::Timeout`] when it has passed.
+pub fn remaining(deadline: Instant) -> Result<Duration, Error> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left.max(Duration::from_millis(1))),
+        _ => Err(Error::Timeout),
+    }
+}
+
+/// What the client is told when the upstream refuses our credentials (401/403). The
+/// upstream's own text may echo the key (`Incorrect API key provided: Bearer sk-…`), so it is
+/// never passed on; it is logged, scrubbed, by [`upstream_status`].
+pub const CREDENTIALS_REJECTED: &str = "upstream rejected the gateway's credentials";
+
+/// The [`Error::Status`] for a non-2xx upstream answer whose text is `message`: a 401/403
+/// becomes [`CREDENTIALS_REJECTED`] (the upstream text goes to the log at WARN, scrubbed);
+/// other messages reach the client scrubbed of `secrets` and key-like strings.
+pub fn upstream_status(
+    status: u16,
+    message: &str,
+    retry_after: Option<String>,
+    secrets: &[&str],
+) -> Error {
+    let scrubbed = crate::secret::scrub(message, secrets);
+    let message = if matches!(status, 401 | 403) {
+        log::warn!("upstream refused the gateway's credentials (HTTP {status}): {scrubbed}");
+        CREDENTIALS_REJECTED.to_string()
+    } else {
+        scrubbed
+    };
+    Error::Status {
+        status,
+        message,
+        retry_after,
+    }
+}
+
+/// The values of upstream request headers that may be credentials (everything but the
+/// protocol headers we set ourselves), for [`upstream_status`].
+pub fn header_secrets(headers: &[(String, crate::secret::Secret)]) -> Vec<&str> {
+    const PLAIN: &[&str] = &[
+        "content-type",
+        "accept",
+        "accept-encoding",
+        "anthropic-version",
+        "anthropic-beta",
+    ];
+    headers
+        .iter()
+        .filter(|(n, _)| !PLAIN.iter().any(|p| n.eq_ignore_ascii_case(p)))
+        .map(|(_, v)| {
+            // `Bearer <key>`: the key itself, so the text keeps its `Bearer ***` shape.
+            let v = v.expose();
+            v.strip_prefix("Bearer ").unwrap_or(v)
+        })
+        .collect()
 }
 
 /// One LLM upstream.

@@ -9,6 +9,9 @@
 //! variant in turn, so a malformed message gets a precise reason and a null id is never taken for
 //! a real one.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -230,6 +233,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Vec<Message>, Vec<String>), String>
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

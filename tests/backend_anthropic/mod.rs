@@ -72,6 +72,7 @@ impl Round<'_> {
             params: &self.params,
             extra_body: &self.extra,
             stream: self.stream,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         };
         backend.turn(&req, sink)
     }

@@ -54,6 +54,7 @@ struct Call {
     extra: Map<String, Value>,
     final_round: bool,
     stream: bool,
+    deadline: std::time::Instant,
 }
 
 impl Call {
@@ -66,6 +67,7 @@ impl Call {
             extra: Map::new(),
             final_round: false,
             stream,
+            deadline: std::time::Instant::now() + Duration::from_secs(60),
         }
     }
 
@@ -80,6 +82,7 @@ impl Call {
                 params: &self.params,
                 extra_body: &self.extra,
                 stream: self.stream,
+                deadline: self.deadline,
             },
             sink,
         )

@@ -11,7 +11,7 @@
 mod conn;
 mod reply;
 
-pub use reply::Reply;
+pub use reply::{Reply, Trickle};
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;

@@ -14,6 +14,9 @@ sessions: an unknown session id gets 404. Tools:
   cut_no_id     SSE reply stream closed before the reply, without any event id
   stall         SSE reply stream that never delivers the reply (held open 60 s)
   log           every request seen so far (method, JSON-RPC method, the headers that matter)
+  comments      SSE reply stream that carries only `: keep-alive` comments (every 100 ms, up
+                to 60 s) and never the reply; ends when the client closes it
+  active        how many `comments` streams are still open (the client must close them)
 """
 
 import json
@@ -29,6 +32,7 @@ LOCK = threading.Lock()
 LOG = []
 SESSIONS = set()
 PENDING = {}  # priming event id -> reply message
+ACTIVE = [0]  # open `comments` streams
 HEADERS = ("authorization", "mcp-session-id", "mcp-protocol-version", "last-event-id",
            "accept", "mcp-method", "x-extra")
 
@@ -39,7 +43,7 @@ def tool(name, props=None):
 
 
 TOOLS = [tool("echo", {"text": {"type": "string"}}), tool("cut"), tool("cut_no_id"),
-         tool("stall"), tool("log")]
+         tool("stall"), tool("log"), tool("comments"), tool("active")]
 
 
 def text(mid, t):
@@ -146,6 +150,24 @@ class Handler(BaseHTTPRequestHandler):
             self.event("event: message\ndata: %s\n\n" % json.dumps(
                 {"jsonrpc": "2.0", "method": "notifications/message",
                  "params": {"level": "info", "data": "about to drop"}}))
+            return
+        if name == "active":
+            with LOCK:
+                n = ACTIVE[0]
+            return self.reply(text(mid, str(n)))
+        if name == "comments":
+            self.open_stream()
+            with LOCK:
+                ACTIVE[0] += 1
+            try:
+                for _ in range(600):
+                    self.event(": keep-alive\n\n")
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the client closed the stream
+            finally:
+                with LOCK:
+                    ACTIVE[0] -= 1
             return
         if name == "stall":
             self.open_stream()

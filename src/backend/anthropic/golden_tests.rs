@@ -220,6 +220,7 @@ fn golden_requests() {
             params: &params,
             extra_body: &extra,
             stream: input["stream"].as_bool().unwrap(),
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         };
         let body = request::build(&req, input["prompt_caching"].as_bool().unwrap());
         failures.extend(check(&case, &body));

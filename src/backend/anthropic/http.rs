@@ -2,9 +2,10 @@
 //! an SSE stream read event by event on the calling worker thread.
 //!
 //! The agent is built once per backend (a connection pool shared by all workers) with connect,
-//! response-head, per-read and per-write timeouts — never a global timeout, which would also cut
-//! long streams —, `http_status_as_error(false)` so Anthropic's error bodies can be read, and no
-//! proxy taken from the environment (a stray `HTTPS_PROXY` must not reroute an upstream).
+//! response-head, per-read and per-write timeouts — the only global limit is the request's
+//! deadline, checked on every event and idle tick too —, `http_status_as_error(false)` so
+//! Anthropic's error bodies can be read (401/403 texts are logged scrubbed, never passed on),
+//! and no proxy taken from the environment (a stray `HTTPS_PROXY` must not reroute an upstream).
 //! Bodies are capped. While streaming, text deltas go to the [`TurnSink`] as they arrive; when
 //! the sink reports the client gone the reader is dropped, which closes the upstream connection.
 
@@ -20,10 +21,10 @@ use super::response::Reply;
 use super::stream::StreamMachine;
 use super::types::{API_VERSION, error_text, parse_error};
 use crate::backend::resolve::CachingResolver;
-use crate::backend::{Error, TurnSink, truncate_for_error};
+use crate::backend::{Error, TurnSink, remaining, truncate_for_error};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
-use crate::sse_codec::SseReader;
+use crate::sse_codec::{SseItem, SseReader};
 
 /// A whole JSON response (the API's own request limit is 32 MB; answers are far smaller).
 const MAX_JSON_BYTES: u64 = 32 * 1024 * 1024;
@@ -76,8 +77,8 @@ impl Http {
     }
 
     /// A non-streaming request.
-    pub fn call(&self, body: &Value) -> Result<Reply, Error> {
-        let resp = self.post(body)?;
+    pub fn call(&self, body: &Value, deadline: Instant) -> Result<Reply, Error> {
+        let resp = self.post(body, deadline)?;
         let text = resp
             .into_body()
             .into_with_config()
@@ -94,8 +95,13 @@ impl Http {
     }
 
     /// A streaming request: text deltas go to `sink` as they arrive.
-    pub fn stream(&self, body: &Value, sink: &mut dyn TurnSink) -> Result<Reply, Error> {
-        let resp = self.post(body)?;
+    pub fn stream(
+        &self,
+        body: &Value,
+        sink: &mut dyn TurnSink,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        let resp = self.post(body, deadline)?;
         let is_sse = resp
             .headers()
             .get("content-type")
@@ -123,12 +129,26 @@ impl Http {
             }
             return Ok(reply);
         }
-        let mut events = SseReader::new(BufReader::new(reader), MAX_EVENT_BYTES);
+        let mut events =
+            SseReader::new(BufReader::new(reader), MAX_EVENT_BYTES).with_idle_tick(IDLE_EVERY);
         let mut machine = StreamMachine::new();
         let mut last_signal = Instant::now();
         while !machine.is_done() {
-            let Some(ev) = events.next_event().map_err(map_io)? else {
-                break;
+            // Every event and every idle tick: pings or empty deltas must not outlive the
+            // request (returning drops the reader, which closes the connection).
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            let ev = match events.next_item().map_err(map_io)? {
+                None => break,
+                Some(SseItem::Event(ev)) => ev,
+                Some(SseItem::Idle) => {
+                    if last_signal.elapsed() >= IDLE_EVERY {
+                        sink.idle()?;
+                        last_signal = Instant::now();
+                    }
+                    continue;
+                }
             };
             match machine.feed(ev.event.as_deref().unwrap_or(""), &ev.data)? {
                 Some(text) => {
@@ -147,14 +167,21 @@ impl Http {
     }
 
     /// Send the request; a non-2xx answer becomes `Error::Status` with Anthropic's message.
-    fn post(&self, body: &Value) -> Result<Response<ureq::Body>, Error> {
+    fn post(&self, body: &Value, deadline: Instant) -> Result<Response<ureq::Body>, Error> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         let mut req = self.agent.post(&self.url);
         for (name, value) in &self.headers {
             req = req.header(name.as_str(), value.expose());
         }
-        let resp = req.send(&bytes[..]).map_err(map_ureq)?;
+        // The request deadline bounds the whole exchange, body included (a trickle of pings
+        // never trips the per-read timeout).
+        let resp = req
+            .config()
+            .timeout_global(Some(remaining(deadline)?))
+            .build()
+            .send(&bytes[..])
+            .map_err(map_ureq)?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
@@ -176,11 +203,13 @@ impl Http {
             None if text.trim().is_empty() => format!("HTTP {status}"),
             None => truncate_for_error(&text),
         };
-        Err(Error::Status {
+        let secrets = crate::backend::header_secrets(&self.headers);
+        Err(crate::backend::upstream_status(
             status,
-            message,
+            &message,
             retry_after,
-        })
+            &secrets,
+        ))
     }
 }
 

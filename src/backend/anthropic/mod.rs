@@ -88,9 +88,9 @@ impl Backend for AnthropicBackend {
         let mut turn: Option<Turn> = None;
         for attempt in 0..=MAX_PAUSE_CONTINUATIONS {
             let reply = if req.stream {
-                self.http.stream(&body, sink)?
+                self.http.stream(&body, sink, req.deadline)?
             } else {
-                self.http.call(&body)?
+                self.http.call(&body, req.deadline)?
             };
             let part = reply.to_turn();
             match turn.as_mut() {

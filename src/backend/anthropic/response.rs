@@ -6,6 +6,9 @@
 //! tool loop when extended thinking is on. Other block types (server tools, …) are not shown to
 //! OpenAI clients. Pure functions.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use serde_json::{Value, json};
 
 use super::types::{RawUsage, error_event, finish_reason};

@@ -10,6 +10,9 @@
 //! is an error, never a silent stop; unknown events and delta types are ignored, as the API's
 //! versioning policy asks. No I/O, no threads.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};

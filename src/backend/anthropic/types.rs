@@ -3,6 +3,9 @@
 //! so thinking signatures, citations and block types we do not know survive a round trip
 //! unchanged. Pure data; no I/O.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use serde::Deserialize;
 use serde_json::Value;
 

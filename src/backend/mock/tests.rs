@@ -44,6 +44,7 @@ fn run(
             params,
             extra_body: &empty,
             stream,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         },
         sink,
     )

@@ -6,8 +6,10 @@
 //! resolved through [`super::resolve::CachingResolver`], not once per request). Its
 //! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
 //! for the response head, and **per read** — an idle-gap limit, never a global one, which would
-//! cut long streams. Non-2xx answers are read (not turned into ureq errors) so the upstream's
-//! message and `Retry-After` reach the client. Redirects are not followed (a 3xx is an error).
+//! cut long streams; the request's deadline is the one global limit on each exchange. Non-2xx
+//! answers are read (not turned into ureq errors) so the upstream's message (scrubbed; a
+//! 401/403 text is only logged) and `Retry-After` reach the client. Redirects are not followed
+//! (a 3xx is an error).
 //!
 //! **Proxies:** the agent uses no HTTP proxy, whatever `HTTPS_PROXY`/`ALL_PROXY`/… say. ureq
 //! would otherwise take the first of those variables for every scheme and tunnel even
@@ -23,7 +25,7 @@ mod stream;
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use ureq::Agent;
@@ -31,7 +33,7 @@ use ureq::http::Response;
 use ureq::unversioned::transport::DefaultConnector;
 
 use super::resolve::CachingResolver;
-use super::{Backend, Error, Turn, TurnRequest, TurnSink, truncate_for_error};
+use super::{Backend, Error, Turn, TurnRequest, TurnSink, remaining, truncate_for_error};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
 
@@ -63,6 +65,8 @@ pub(crate) struct Prepared {
     url: String,
     headers: Vec<(String, Secret)>,
     body: Vec<u8>,
+    /// The request's deadline: the whole exchange (head and body) ends by then.
+    deadline: Instant,
 }
 
 impl OpenAiBackend {
@@ -110,6 +114,7 @@ impl OpenAiBackend {
             url: self.url.clone(),
             headers,
             body,
+            deadline: req.deadline,
         })
     }
 }
@@ -220,17 +225,23 @@ fn send(agent: &Agent, req: &Prepared) -> Result<Response<ureq::Body>, Error> {
     for (name, value) in &req.headers {
         rb = rb.header(name.as_str(), value.expose());
     }
+    // The request deadline bounds the whole exchange, body reads included: an upstream that
+    // trickles bytes (keep-alives, whitespace) never trips the per-read timeout, this one fires.
     let resp = rb
+        .config()
+        .timeout_global(Some(remaining(req.deadline)?))
+        .build()
         .send(&req.body[..])
         .map_err(|e| map_error(e, Phase::Call))?;
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(resp);
     }
-    Err(status_error(resp))
+    Err(status_error(resp, &super::header_secrets(&req.headers)))
 }
 
-fn status_error(resp: Response<ureq::Body>) -> Error {
+/// A non-2xx answer as [`Error::Status`]; `secrets` (our header values) are masked in its text.
+fn status_error(resp: Response<ureq::Body>, secrets: &[&str]) -> Error {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -261,11 +272,7 @@ fn status_error(resp: Response<ureq::Body>) -> Error {
             .to_string(),
         None => truncate_for_error(&text),
     };
-    Error::Status {
-        status: status.as_u16(),
-        message,
-        retry_after,
-    }
+    super::upstream_status(status.as_u16(), &message, retry_after, secrets)
 }
 
 /// Where a ureq error happened: before the head (connecting) or while reading the body.

@@ -7,6 +7,9 @@
 //! field (ignored), usage absent or sent in a final chunk with `choices: []`, `content` given as
 //! an array of text parts, and `finish_reason: "stop"` beside tool calls (old Ollama).
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use serde_json::Value;
 
 use crate::api::openai::{FinishReason, ToolCall, Usage};
@@ -107,7 +110,7 @@ pub(super) fn upstream_error(v: &Value) -> Option<Error> {
 
 /// The start of a body for an error message.
 pub(super) fn excerpt(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(400)];
+    let cut = body.get(..body.len().min(400)).unwrap_or(body);
     truncate_for_error(&String::from_utf8_lossy(cut))
 }
 
@@ -223,7 +226,9 @@ impl StreamState {
         let func = tc.get("function").unwrap_or(&Value::Null);
         let mut added = 0;
         {
-            let call = &mut self.calls[slot];
+            let Some(call) = self.calls.get_mut(slot) else {
+                return Err(Error::Protocol("tool call slot lost".into()));
+            };
             if let Some(id) = tc
                 .get("id")
                 .and_then(Value::as_str)

@@ -5,25 +5,32 @@
 //! passes events over a bounded channel (backpressure: it stops reading when the writer is
 //! slow). The calling worker waits with a one-second `recv_timeout` and calls
 //! [`TurnSink::idle`] on each quiet second, so keep-alives go out and a departed client is
-//! noticed even while the upstream thinks or queues. When the client is gone the worker returns
-//! [`Error::Cancelled`] at once and drops the receiver; the pump's next send then fails and it
-//! drops the response reader, which closes the upstream connection (a silent upstream holds it
-//! at most until the per-read timeout). After `[DONE]` the pump reads the (tiny) rest of the
+//! noticed even while the upstream thinks or queues. The request deadline is checked on every
+//! message and tick: a stream of empty deltas or keep-alive comments ends with
+//! [`Error::Timeout`] at the deadline. When the client is gone or the deadline passed, the
+//! worker returns at once and drops the receiver; the pump notices on its next send or on its
+//! next idle tick (the SSE reader returns one on every comment and every quiet second), and
+//! drops the response reader, which closes the upstream connection. A fully silent upstream
+//! holds it at most until the per-read timeout, and never past the deadline (ureq's global
+//! timeout on the exchange). After `[DONE]` the pump reads the (tiny) rest of the
 //! body so the connection goes back to the pool. Pump threads are capped; beyond the cap, or if
 //! a thread cannot be spawned, the same code runs inline on the worker (no idle ticks).
+
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, bounded};
+use crossbeam_channel::{RecvTimeoutError, TrySendError, bounded};
 use ureq::Agent;
 
 use super::parse::{StreamState, excerpt, parse_completion};
 use super::{MAX_JSON_BYTES, Prepared, map_error, map_io_error, send};
 use crate::backend::{Error, Turn, TurnSink};
-use crate::sse_codec::{SseEvent, SseReader};
+use crate::sse_codec::{SseEvent, SseItem, SseReader};
 
 /// Largest single SSE event.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
@@ -49,6 +56,9 @@ enum Msg {
     /// `finish_reason` may end this way without harm).
     Eof,
     Failed(Error),
+    /// The upstream is alive but sent no event (a keep-alive comment, or bytes trickling):
+    /// time to check the deadline and the client.
+    Idle,
 }
 
 enum Flow {
@@ -64,19 +74,21 @@ pub(super) fn run(
     let mut consumer = Consumer {
         state: StreamState::default(),
         sink,
+        deadline: req.deadline,
+        last_idle: Instant::now(),
     };
     match spawn_pump(agent, &req) {
+        // Returning drops `rx`: the pump's next send or idle tick sees it and stops.
         Some(rx) => loop {
-            match rx.recv_timeout(IDLE_TICK) {
-                Ok(msg) => {
-                    if let Flow::Done(r) = consumer.on(msg) {
-                        return r;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => consumer.sink.idle()?,
+            let msg = match rx.recv_timeout(IDLE_TICK) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => Msg::Idle,
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Error::Protocol("upstream reader stopped".into()));
                 }
+            };
+            if let Flow::Done(r) = consumer.on(msg) {
+                return r;
             }
         },
         None => {
@@ -107,7 +119,11 @@ fn spawn_pump(agent: &Agent, req: &Arc<Prepared>) -> Option<crossbeam_channel::R
         .name("openai-stream".into())
         .spawn(move || {
             let _guard = guard;
-            produce(&agent, &req, true, &mut |msg| tx.send(msg).is_ok());
+            produce(&agent, &req, true, &mut |msg| match msg {
+                // Never blocks on a slow writer; only a departed worker stops the pump here.
+                Msg::Idle => !matches!(tx.try_send(msg), Err(TrySendError::Disconnected(_))),
+                msg => tx.send(msg).is_ok(),
+            });
         });
     match spawned {
         Ok(_) => Some(rx),
@@ -156,10 +172,21 @@ fn produce(agent: &Agent, req: &Prepared, drain: bool, emit: &mut dyn FnMut(Msg)
     let mut reader = SseReader::new(
         BufReader::new(resp.into_body().into_reader()),
         MAX_EVENT_BYTES,
-    );
+    )
+    .with_idle_tick(IDLE_TICK);
     loop {
-        let msg = match reader.next_event() {
-            Ok(Some(ev)) => {
+        if Instant::now() >= req.deadline {
+            emit(Msg::Failed(Error::Timeout));
+            return;
+        }
+        let msg = match reader.next_item() {
+            Ok(Some(SseItem::Idle)) => {
+                if !emit(Msg::Idle) {
+                    return;
+                }
+                continue;
+            }
+            Ok(Some(SseItem::Event(ev))) => {
                 let done = ev.data.trim() == "[DONE]";
                 if !emit(Msg::Event(ev)) {
                     return;
@@ -196,11 +223,27 @@ fn drain_rest<R: std::io::BufRead>(mut reader: SseReader<R>) {
 struct Consumer<'s> {
     state: StreamState,
     sink: &'s mut dyn TurnSink,
+    deadline: Instant,
+    /// When the sink last got an idle tick (keep-alive comments may come far more often).
+    last_idle: Instant,
 }
 
 impl Consumer<'_> {
     fn on(&mut self, msg: Msg) -> Flow {
+        // Checked on every message: empty deltas or keep-alives must not outlive the request.
+        if Instant::now() >= self.deadline && !matches!(msg, Msg::Failed(_) | Msg::Whole(_)) {
+            return Flow::Done(Err(Error::Timeout));
+        }
         match msg {
+            Msg::Idle => {
+                if self.last_idle.elapsed() >= IDLE_TICK {
+                    self.last_idle = Instant::now();
+                    if self.sink.idle().is_err() {
+                        return Flow::Done(Err(Error::Cancelled));
+                    }
+                }
+                Flow::Continue
+            }
             Msg::Event(ev) => self.on_event(&ev),
             Msg::Whole(Ok(turn)) => {
                 if !turn.content.is_empty() && self.sink.text(&turn.content).is_err() {

@@ -58,6 +58,7 @@ impl Req {
             params: &self.params,
             extra_body: &self.extra,
             stream,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         })
         .unwrap()
     }

@@ -21,6 +21,9 @@
 //! bounded by [`RemoteSpec::max_streams`]; each owns its response. Closing shuts the
 //! connection's ureq agent down, which interrupts every blocked read at once.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -69,7 +72,10 @@ impl HttpTransport {
         spec.validate()?;
         let agent = web::agent(spec.max_streams);
         let streams = Slots::new(spec.max_streams);
-        log::debug!("mcp[{name}]: streamable HTTP to {}", spec.url);
+        log::debug!(
+            "mcp[{name}]: streamable HTTP to {}",
+            crate::secret::display_url(&spec.url)
+        );
         Ok(HttpTransport {
             shared: Arc::new(Shared {
                 name: name.to_string(),
@@ -249,16 +255,16 @@ impl Shared {
         for (k, v) in extra {
             req = req.header(k.as_str(), v.as_str());
         }
-        let mut cfg = req
-            .config()
+        // The whole exchange, reply stream included, ends at the deadline (+ margin): a reply
+        // that has not come by then has no caller, and a server that trickles keep-alive
+        // comments must not keep this connection and its thread.
+        req.config()
             .timeout_connect(web::connect_within(deadline))
             .timeout_recv_response(web::until(deadline))
-            .timeout_per_read(web::until(deadline));
-        if !matches!(msg, Message::Request { .. }) {
-            // One-way messages are waited for on the caller's thread: all of it in time.
-            cfg = cfg.timeout_global(web::until(deadline));
-        }
-        cfg.build().send(msg.to_line())
+            .timeout_per_read(web::until(deadline))
+            .timeout_global(web::until(deadline))
+            .build()
+            .send(msg.to_line())
     }
 
     /// A worker thread: POST one request and deliver its reply (or its failure).
@@ -275,7 +281,11 @@ impl Shared {
             Err(e) => {
                 let f = web::classify(&e);
                 if f.not_delivered && !self.closing.load(Ordering::Acquire) {
-                    let reason = format!("cannot reach {}: {}", self.spec.url, f.reason);
+                    let reason = format!(
+                        "cannot reach {}: {}",
+                        crate::secret::display_url(&self.spec.url),
+                        f.reason
+                    );
                     self.die(&reason);
                     self.inbound
                         .on_request_failed(id, RequestFailure::NotDelivered(reason));

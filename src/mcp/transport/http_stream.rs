@@ -8,7 +8,14 @@
 //!
 //! Thread model: each function runs on the worker thread that owns the stream (a request's
 //! worker, or the listener thread); waits are sliced so closing is noticed within ~50 ms, and
-//! the agent's shutdown interrupts blocked reads.
+//! the agent's shutdown interrupts blocked reads. A reply stream ends when its caller gives up:
+//! the SSE reader returns on every comment and idle tick, so a server that keeps the stream
+//! alive with keep-alive comments cannot hold the thread (and its slot and connection); a
+//! fully silent one is cut by the per-read timeout, and the POST's global timeout ends the
+//! exchange at the call deadline (+ a small margin) whatever the server does.
+
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::BufReader;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use super::http::{Shared, answers};
 use super::web;
 use crate::mcp::jsonrpc::{Id, decode_frame};
 use crate::mcp::protocol::cut;
-use crate::sse_codec::SseReader;
+use crate::sse_codec::{SseItem, SseReader};
 
 /// Reconnect delay when the server gave no `retry`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
@@ -35,6 +42,9 @@ const MAX_RESUMES: u32 = 5;
 /// Standalone GET stream: reconnects after failures, with doubling back-off, before giving up.
 const MAX_LISTEN_FAILURES: u32 = 6;
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
+/// How often a reply stream that carries no events (only comments, or trickled bytes) is
+/// checked for a caller that gave up.
+const IDLE_TICK: Duration = Duration::from_millis(250);
 /// The handshake waits this long at most for the GET stream to open.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 /// A GET stream that ends sooner than this without an event counts as a failed attempt.
@@ -226,13 +236,24 @@ impl Shared {
         cursor: &mut Cursor,
         deadline: Instant,
     ) -> End {
-        let mut events = SseReader::new(BufReader::new(body.into_reader()), web::MAX_EVENT);
+        let mut events = SseReader::new(BufReader::new(body.into_reader()), web::MAX_EVENT)
+            .with_idle_tick(IDLE_TICK);
+        // A reply stream is read for one caller: once the caller gave up (its call timeout) or
+        // the deadline passed, the stream is dropped, even if the server keeps it alive with
+        // comments. Checked on every event and every idle tick.
+        let abandoned = |w: &Id| !self.inbound.wants(w) || Instant::now() > deadline + web::MARGIN;
         loop {
             if self.closing.load(Ordering::Acquire) {
                 return End::Abandoned;
             }
-            let ev = match events.next_event() {
-                Ok(Some(ev)) => ev,
+            let ev = match events.next_item() {
+                Ok(Some(SseItem::Event(ev))) => ev,
+                Ok(Some(SseItem::Idle)) => {
+                    if want.is_some_and(abandoned) {
+                        return End::Abandoned;
+                    }
+                    continue;
+                }
                 Ok(None) => return End::Ended("the server closed the stream".into()),
                 Err(e) => return End::Ended(format!("reading the stream: {e}")),
             };
@@ -262,9 +283,7 @@ impl Shared {
             if replied {
                 return End::Replied;
             }
-            if let Some(w) = want
-                && (!self.inbound.wants(w) || Instant::now() > deadline + web::MARGIN)
-            {
+            if want.is_some_and(abandoned) {
                 // Dropping the stream closes it: in 2026-07-28 that is the cancellation.
                 return End::Abandoned;
             }

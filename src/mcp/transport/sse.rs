@@ -11,6 +11,9 @@
 //! stream; a POST to an unknown session can hang on some servers, notes A.12). Closing shuts
 //! the connection's ureq agent down, which interrupts the reader's blocked read at once.
 
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +28,7 @@ use super::web::{self, RemoteSpec};
 use super::{Grace, Inbound, Outbound, SendError, Transport};
 use crate::mcp::jsonrpc::{Message, decode_frame};
 use crate::mcp::protocol::cut;
+use crate::secret::display_url;
 use crate::sse_codec::SseReader;
 
 /// A connected legacy SSE session. Dropping it closes the connection.
@@ -68,22 +72,33 @@ impl SseTransport {
         .timeout_recv_response(Some(deadline.saturating_duration_since(Instant::now())))
         .timeout_per_read(Some(spec.idle))
         .build();
-        let res = req
-            .call()
-            .map_err(|e| format!("GET {}: {}", spec.url, web::classify(&e).reason))?;
+        let res = req.call().map_err(|e| {
+            format!(
+                "GET {}: {}",
+                display_url(&spec.url),
+                web::classify(&e).reason
+            )
+        })?;
         let status = res.status().as_u16();
         if (300..400).contains(&status) {
-            return Err(format!("GET {}: {}", spec.url, web::redirect_text(&res)));
+            return Err(format!(
+                "GET {}: {}",
+                display_url(&spec.url),
+                web::redirect_text(&res)
+            ));
         }
         if !(200..300).contains(&status) {
             let text = web::error_text(res.into_body());
-            return Err(format!("GET {}: HTTP {status}: {text}", spec.url));
+            return Err(format!(
+                "GET {}: HTTP {status}: {text}",
+                display_url(&spec.url)
+            ));
         }
         let media = web::media_type(&res);
         if media != "text/event-stream" {
             return Err(format!(
                 "GET {} answered {media:?}, not an event stream (is this an SSE endpoint?)",
-                spec.url
+                display_url(&spec.url)
             ));
         }
         let shared = Arc::new(Shared {
@@ -118,7 +133,7 @@ impl SseTransport {
             Err(RecvTimeoutError::Timeout) => {
                 return Err(format!(
                     "no endpoint event on {} within {} ms",
-                    shared.spec.url,
+                    display_url(&shared.spec.url),
                     wait.as_millis()
                 ));
             }
@@ -126,7 +141,10 @@ impl SseTransport {
                 return Err("the event stream ended before the endpoint event".into());
             }
         };
-        log::info!("mcp[{name}]: connected to {} (legacy SSE)", shared.spec.url);
+        log::info!(
+            "mcp[{name}]: connected to {} (legacy SSE)",
+            display_url(&shared.spec.url)
+        );
         *shared.endpoint.lock() = Some(endpoint);
         // On any early return above, dropping `transport` closes the connection.
         Ok(transport)
@@ -247,7 +265,7 @@ impl Shared {
         if web::origin(&url) != web::origin(&self.spec.url) {
             return Err(format!(
                 "the server named an endpoint on another origin ({}); refused",
-                web::origin(&url).unwrap_or_default()
+                display_url(&web::origin(&url).unwrap_or_default())
             ));
         }
         Ok(url)

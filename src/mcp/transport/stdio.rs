@@ -3,7 +3,8 @@
 //!
 //! Thread model: per child, one reader thread owns stdout (decodes lines and calls the client's
 //! [`Inbound`]) and one thread drains stderr into the debug log (keeping a short tail for error
-//! messages), so the child never blocks on a full pipe. Writers share stdin under a small lock
+//! messages; every line is passed through [`crate::secret::scrub`] with the configured env
+//! values first), so the child never blocks on a full pipe. Writers share stdin under a small lock
 //! held for one line; stdin is non-blocking, so a write waits at most until the caller's
 //! deadline. Both reader threads poll in short slices and leave once the transport is shut down.
 //!
@@ -11,6 +12,9 @@
 //! whoever triggers it (the reader on EOF, `close`, `Drop`): close stdin → wait → SIGTERM the
 //! group → wait → SIGKILL the group, then reap. The leader is observed with `WNOWAIT` and
 //! reaped last, so the group id cannot be reused while we still signal it.
+
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::collections::VecDeque;
 use std::io;
@@ -79,6 +83,8 @@ struct Shared {
     stderr_tail: Mutex<VecDeque<String>>,
     stderr_done: AtomicBool,
     garbage: AtomicU32,
+    /// Configured env values: masked in every stderr line we log or quote.
+    secrets: Vec<String>,
 }
 
 impl StdioTransport {
@@ -141,6 +147,7 @@ impl StdioTransport {
             stderr_tail: Mutex::new(VecDeque::new()),
             stderr_done: AtomicBool::new(false),
             garbage: AtomicU32::new(0),
+            secrets: spec.env.iter().map(|(_, v)| v.clone()).collect(),
         });
         let transport = StdioTransport {
             shared: shared.clone(),
@@ -326,7 +333,9 @@ impl Shared {
         loop {
             match lines.next(POLL) {
                 Ok(ReadEvent::Line(line)) => {
-                    let text = String::from_utf8_lossy(&line);
+                    // A server may print its own credentials: masked before anyone sees them.
+                    let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                    let text = crate::secret::scrub(&String::from_utf8_lossy(&line), &secrets);
                     log::debug!("mcp[{}] stderr: {}", self.name, cut(&text, 1000));
                     let mut tail = self.stderr_tail.lock();
                     if tail.len() == STDERR_TAIL_LINES {

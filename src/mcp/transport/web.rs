@@ -5,7 +5,12 @@
 //! count of stream-reading threads.
 //!
 //! No threads of its own. Configured header values are [`Secret`]s: they are exposed only when
-//! put on a request and never appear in a log line or an error message.
+//! put on a request and never appear in a log line or an error message. URLs are shown through
+//! [`crate::secret::display_url`] (no userinfo, no `?token=…`), and server error texts through
+//! [`crate::secret::scrub`].
+
+// Parses bytes from outside: no slicing that could panic.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -48,7 +53,10 @@ impl RemoteSpec {
     pub fn validate(&self) -> Result<(), String> {
         let lower = self.url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-            return Err(format!("url {:?} is not http(s)", self.url));
+            return Err(format!(
+                "url {:?} is not http(s)",
+                crate::secret::display_url(&self.url)
+            ));
         }
         for (name, value) in &self.headers {
             HeaderName::from_bytes(name.as_bytes())
@@ -122,7 +130,11 @@ pub fn post_failure(e: &ureq::Error, url: &str, die: impl FnOnce(&str)) -> SendE
     let f = classify(e);
     if f.not_delivered {
         // The configured URL, never an SSE endpoint: its query carries the session id.
-        let reason = format!("cannot reach {url}: {}", f.reason);
+        let reason = format!(
+            "cannot reach {}: {}",
+            crate::secret::display_url(url),
+            f.reason
+        );
         die(&reason);
         SendError::Closed(reason)
     } else {
@@ -148,7 +160,9 @@ pub fn classify(e: &ureq::Error) -> Failed {
     };
     Failed {
         not_delivered,
-        reason: e.to_string(),
+        // ureq's text may quote the URL (bad URI) and never a header; key shapes are masked
+        // all the same.
+        reason: crate::secret::scrub(&e.to_string(), &[]),
     }
 }
 
@@ -172,7 +186,8 @@ pub fn error_text(body: ureq::Body) -> String {
         .into_reader()
         .take(MAX_ERROR_BODY)
         .read_to_end(&mut out);
-    crate::mcp::protocol::cut(String::from_utf8_lossy(&out).trim(), 300)
+    let text = crate::secret::scrub(String::from_utf8_lossy(&out).trim(), &[]);
+    crate::mcp::protocol::cut(&text, 300)
 }
 
 /// A 3xx answer as an error message naming where the server points.
@@ -232,16 +247,20 @@ pub fn resolve(base: &str, reference: &str) -> Result<String, String> {
     }
     // Relative path: replace the last segment of the base path; a query-only reference keeps
     // the whole path.
-    let after = &base[base.find("://").map_or(0, |i| i + 3)..];
-    let path_start = after.find('/').map(|i| i + base.len() - after.len());
-    let base_path = match path_start {
-        Some(i) => base[i..].split(['?', '#']).next().unwrap_or("/"),
+    let after = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let base_path = match after.find('/') {
+        Some(i) => after
+            .get(i..)
+            .and_then(|p| p.split(['?', '#']).next())
+            .unwrap_or("/"),
         None => "/",
     };
     if reference.starts_with('?') {
         return Ok(format!("{origin}{base_path}{reference}"));
     }
-    let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = base_path
+        .get(..base_path.rfind('/').map_or(0, |i| i + 1))
+        .unwrap_or_default();
     let dir = if dir.is_empty() { "/" } else { dir };
     Ok(format!("{origin}{dir}{reference}"))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::reply::{self, Fault, Kind, Reply};
+use super::reply::{self, Fault, Kind, Reply, Trickle};
 use super::{POLL, Recorded, Shared};
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -177,6 +177,33 @@ fn answer(stream: &mut TcpStream, req: &Recorded, reply: &Reply, shared: &Shared
     match &reply.kind {
         Kind::Hang => {
             wait_or_gone(stream, Duration::from_secs(3600), shared);
+            false
+        }
+        Kind::Trickle(what) => {
+            let (content_type, piece) = match (req.stream(), what) {
+                (false, _) => ("application/json", " ".to_string()),
+                (true, Trickle::Comments) => ("text/event-stream", ": keep-alive\n\n".into()),
+                (true, Trickle::EmptyDeltas) => (
+                    "text/event-stream",
+                    format!(
+                        "data: {}\n\n",
+                        json!({"id":"c","object":"chat.completion.chunk","model":model,
+                               "choices":[{"index":0,"delta":{},"finish_reason":null}]})
+                    ),
+                ),
+            };
+            if stream
+                .write_all(head(200, content_type, &extra, None).as_bytes())
+                .is_err()
+            {
+                return false;
+            }
+            // Until a write fails (the gateway closed the connection) or the fake stops.
+            while write_chunk(stream, piece.as_bytes()) {
+                if wait_or_gone(stream, Duration::from_millis(200), shared) {
+                    break;
+                }
+            }
             false
         }
         Kind::Error { status, body } => send_full(

@@ -37,6 +37,9 @@ pub(super) enum Kind {
     },
     /// Read the request, never answer (until the client leaves or the fake stops).
     Hang,
+    /// 200 and then, every 200 ms until the client leaves, a sign of life that never ends the
+    /// answer: an SSE comment, an empty delta, or (non-stream requests) a space of JSON.
+    Trickle(Trickle),
     InvalidJson,
     Huge(usize),
     Raw {
@@ -44,6 +47,15 @@ pub(super) enum Kind {
         content_type: String,
         body: Vec<u8>,
     },
+}
+
+/// What a trickling upstream repeats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trickle {
+    /// `: keep-alive` comments (non-stream requests: whitespace of a JSON body).
+    Comments,
+    /// `data:` chunks whose delta is empty (non-stream requests: whitespace too).
+    EmptyDeltas,
 }
 
 /// A failure partway through a completion, after `n` SSE events (or, non-stream, half the body).
@@ -115,6 +127,11 @@ impl Reply {
 
     pub fn hang() -> Self {
         Self::new(Kind::Hang)
+    }
+
+    /// An answer that never ends and never says anything (see [`Trickle`]).
+    pub fn trickle(what: Trickle) -> Self {
+        Self::new(Kind::Trickle(what))
     }
 
     /// 200 with a body that is not JSON (non-stream) or a `data:` event that is not (stream).
