@@ -5,8 +5,11 @@
 //! whatever its shape. Each case runs in a fresh gateway process so peaks do not hide each
 //! other; the demo MCP server is warmed first (its start is not what we measure).
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
+use crate::support::fake_openai::{FakeOpenAi, Reply};
 use crate::support::gateway::{Response, request};
 use crate::support::proc_gateway::ProcGateway;
 
@@ -122,4 +125,97 @@ fn four_mib_message_content_is_served_within_the_memory_bound() {
     eprintln!("4 MiB content echoed: peak RSS +{kb} KiB");
     assert_eq!(resp.status, 200);
     assert!(kb <= MAX_GROWTH_KB, "peak RSS grew by {kb} KiB");
+}
+
+// ------------------------------------------------------------------ tools from hostile peers
+
+fn many_script() -> String {
+    format!("{}/tests/support/mcp_many.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// User + system CPU time of a process so far (all its threads).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `after_comm` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn chat(gw: &ProcGateway, text: &str) -> Response {
+    let body = json!({"model": "a", "messages": [{"role": "user", "content": text}]});
+    post(gw, body.to_string().as_bytes())
+}
+
+/// Before: naming was quadratic (4.7 s of CPU per chat with 40,000 tools) and every tool was
+/// offered. Now at most `max_tools` (1,000) per server are offered, and of 200 calls in one
+/// turn the first `max_tool_calls_per_turn` (128) run and the rest get a tool error.
+#[test]
+fn forty_thousand_tools_are_capped_and_cheap_and_calls_per_turn_are_capped() {
+    let up = FakeOpenAi::start();
+    up.set_default(Reply::text("done"));
+    let gw = ProcGateway::start(&format!(
+        r#"
+mcp_servers:
+  many:
+    command: python3
+    args: ["{}", many, "40000"]
+    startup_timeout: 60s
+backends:
+  up: {{kind: openai, base_url: "{}"}}
+assistants:
+  - {{name: a, backend: up, model: m, mcp_servers: [many]}}
+"#,
+        many_script(),
+        up.url()
+    ));
+    // Warm: starts the server and lists its tools once (not what we measure).
+    let started = Instant::now();
+    let warm = chat(&gw, "hi");
+    eprintln!("first chat (starts the server, lists 40,000 tools): {:?} wall", started.elapsed());
+    assert_eq!(warm.status, 200, "{}", warm.text());
+
+    let cpu = cpu_time(gw.pid());
+    let started = Instant::now();
+    let resp = chat(&gw, "hi again");
+    let (spent, took) = (cpu_time(gw.pid()) - cpu, started.elapsed());
+    eprintln!("one chat with 40,000 listed tools: {spent:?} CPU, {took:?} wall");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let offered = up.last_request().unwrap().tool_names();
+    assert_eq!(offered.len(), 1000, "only max_tools tools are offered");
+    assert_eq!(offered[0], "many__t0");
+    assert!(offered.iter().all(|n| n.starts_with("many__t")));
+    assert!(spent < Duration::from_secs(2), "{spent:?} of CPU for one chat");
+
+    // 200 calls in one turn: 128 run, 72 answered with a tool error.
+    let names: Vec<String> = (0..200).map(|i| format!("many__t{i}")).collect();
+    let calls: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "{}")).collect();
+    up.push(Reply::tool_calls(&calls));
+    let before = up.completions().len();
+    let cpu = cpu_time(gw.pid());
+    let resp = chat(&gw, "call them all");
+    let spent = cpu_time(gw.pid()) - cpu;
+    eprintln!("200 tool calls in one turn: {spent:?} CPU");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let rounds = up.completions();
+    assert_eq!(rounds.len(), before + 2, "a tool round, then the answer");
+    let results: Vec<String> = rounds[before + 1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(results.len(), 200, "one result per call");
+    let ran = results.iter().filter(|t| t.starts_with("ok t")).count();
+    let refused: Vec<&String> = results
+        .iter()
+        .filter(|t| t.starts_with("[tool error]"))
+        .collect();
+    assert_eq!((ran, refused.len()), (128, 72));
+    assert!(results[..128].iter().all(|t| t.starts_with("ok t")), "the first 128 ran");
+    assert!(refused[0].contains("max_tool_calls_per_turn"), "{}", refused[0]);
 }

@@ -256,7 +256,8 @@ impl Gateway {
             .filter_map(|n| snap.mcp.get(n).cloned())
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
-            .with_metrics(Arc::clone(&self.metrics));
+            .with_metrics(Arc::clone(&self.metrics))
+            .with_max_calls(assistant.max_tool_calls_per_turn);
         let headers = run_headers(request_id, &tools);
         let cancel = Cancel::new();
         let metered = Metered {
