@@ -175,7 +175,10 @@ assistants:
     // Warm: starts the server and lists its tools once (not what we measure).
     let started = Instant::now();
     let warm = chat(&gw, "hi");
-    eprintln!("first chat (starts the server, lists 40,000 tools): {:?} wall", started.elapsed());
+    eprintln!(
+        "first chat (starts the server, lists 40,000 tools): {:?} wall",
+        started.elapsed()
+    );
     assert_eq!(warm.status, 200, "{}", warm.text());
 
     let cpu = cpu_time(gw.pid());
@@ -188,7 +191,10 @@ assistants:
     assert_eq!(offered.len(), 1000, "only max_tools tools are offered");
     assert_eq!(offered[0], "many__t0");
     assert!(offered.iter().all(|n| n.starts_with("many__t")));
-    assert!(spent < Duration::from_secs(2), "{spent:?} of CPU for one chat");
+    assert!(
+        spent < Duration::from_secs(2),
+        "{spent:?} of CPU for one chat"
+    );
 
     // 200 calls in one turn: 128 run, 72 answered with a tool error.
     let names: Vec<String> = (0..200).map(|i| format!("many__t{i}")).collect();
@@ -216,6 +222,13 @@ assistants:
         .filter(|t| t.starts_with("[tool error]"))
         .collect();
     assert_eq!((ran, refused.len()), (128, 72));
-    assert!(results[..128].iter().all(|t| t.starts_with("ok t")), "the first 128 ran");
-    assert!(refused[0].contains("max_tool_calls_per_turn"), "{}", refused[0]);
+    assert!(
+        results[..128].iter().all(|t| t.starts_with("ok t")),
+        "the first 128 ran"
+    );
+    assert!(
+        refused[0].contains("max_tool_calls_per_turn"),
+        "{}",
+        refused[0]
+    );
 }

@@ -428,7 +428,8 @@ mod tests {
         s.feed(&json!({"choices":[{"delta":{"tool_calls": calls}}]}))
             .unwrap();
         assert_eq!(s.calls.len(), MAX_STREAM_CALLS);
-        let more = json!({"choices":[{"delta":{"tool_calls":[{"index": 7, "function": {"name": "g"}}]}}]});
+        let more =
+            json!({"choices":[{"delta":{"tool_calls":[{"index": 7, "function": {"name": "g"}}]}}]});
         assert!(matches!(s.feed(&more), Err(Error::Protocol(_))));
         let again = json!({"choices":[{"delta":{"tool_calls":[{"index": u64::MAX, "function": {"arguments": "{}"}}]}}]});
         assert!(s.feed(&again).is_ok(), "a known index still appends");
