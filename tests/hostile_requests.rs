@@ -232,3 +232,49 @@ assistants:
         refused[0]
     );
 }
+
+// ----------------------------------------------------- terminal escapes in `check --connect`
+
+/// Before: a tool name or error text holding ESC [31m or CR reached the terminal raw.
+#[test]
+fn check_connect_escapes_control_characters_from_mcp_servers() {
+    let script = many_script();
+    let config = std::env::temp_dir().join(format!("aiproxy-ctl-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+mcp_servers:
+  evil: {{command: python3, args: ["{script}", control]}}
+  broken: {{command: python3, args: ["{script}", control-fail]}}
+backends:
+  m: {{kind: mock}}
+assistants:
+  - {{name: a, backend: m, mcp_servers: [evil]}}
+  - {{name: b, backend: m, mcp_servers: [broken]}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiproxy"))
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&config);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "a server failed: {stdout}");
+    assert!(
+        !stdout.contains(['\x1b', '\r', '\x07']),
+        "raw control characters: {stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"'evil\u{1b}[31mred\rX'"),
+        "the tool's real name, escaped: {stdout}"
+    );
+    assert!(
+        stdout.contains(r"listing \u{1b}[31mbroke\r here"),
+        "the server's error, escaped: {stdout}"
+    );
+}

@@ -124,7 +124,11 @@ impl ToolSet {
                     entries.extend(tools.iter().take(cap).map(|t| (srv, t)));
                 }
                 Err(e) => {
-                    log::warn!("mcp server '{}' left out of this request: {e}", srv.name());
+                    log::warn!(
+                        "mcp server '{}' left out of this request: {}",
+                        srv.name(),
+                        printable(&e.to_string())
+                    );
                     set.degraded.push((srv.name().to_string(), e.to_string()));
                 }
             }
@@ -276,6 +280,22 @@ impl ToolSet {
             .map(|(o, c)| o.into_message(&c.id))
             .collect()
     }
+}
+
+/// `s` safe to print on a terminal: control characters (ESC, CR, BEL, …) and invisible
+/// direction/format characters as `\u{..}` escapes (`\r`, `\n`, `\t` for those), backslashes
+/// doubled; everything else as is.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Model-produced arguments → a JSON object for `tools/call`. Empty means `{}`; a non-object

@@ -5,6 +5,7 @@ Usage: mcp_many.py MODE [ARG]
   many N    N tools t0 .. t{N-1} (default 40000), each answering "ok <name>"
   control   one tool whose name and description hold ESC [31m and CR, and whose calls fail
             with an error message that holds them too
+  control-fail  answers tools/list with an error whose message holds ESC [31m and CR
 """
 
 import json
@@ -47,6 +48,8 @@ for line in sys.stdin:
         reply(msg_id, {"protocolVersion": msg["params"].get("protocolVersion", "2025-06-18"),
                        "capabilities": {"tools": {}},
                        "serverInfo": {"name": "many\x1b[31m", "version": "1"}})
+    elif method == "tools/list" and MODE == "control-fail":
+        reply(msg_id, error={"code": -32000, "message": "listing \x1b[31mbroke\r here"})
     elif method == "tools/list":
         reply(msg_id, {"tools": tools()})
     elif method == "tools/call":
