@@ -8,6 +8,12 @@
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
 //! results come back in the model's order. Each call is timed and counted in the gateway's
 //! metrics when the set carries them.
+//!
+//! Hostile peers: at most `max_tools` tools of each server are offered (the first of its
+//! listing; default 1000, one warning per listing), and at most the assistant's
+//! `max_tool_calls_per_turn` calls of one turn run (default 128); each call beyond gets a
+//! `[tool error]` result. Names and lookups are maps, linear in the number of tools.
+//! [`printable`] escapes server-sent text for terminals.
 
 pub mod naming;
 pub mod result;
