@@ -3,7 +3,8 @@
 //! JSON is compact and its decoded form is not: `[0,0,…]` costs 2 bytes per element on the
 //! wire and 32–96 bytes decoded, and `{"a":0}` costs a 640-byte B-tree node. So before a body
 //! is decoded, [`estimate`] walks it once without allocating (a serde visitor that only counts)
-//! and prices its decoded form; a body whose estimate exceeds [`decode_limit`] (4 ×
+//! and prices its decoded form (`messages[]` as typed messages, everything else as
+//! `Value`s); a body whose estimate exceeds [`decode_limit`] (4 ×
 //! `max_body_bytes`, 16 MiB by default) is refused with 413 before anything is built. Bodies
 //! are then decoded straight into the typed [`ChatRequest`]; only when that fails is the body
 //! decoded again as a `serde_json::Value`, to name the wrong field ([`super::diagnose`]).
@@ -21,7 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::openai::ChatRequest;
+use super::openai::{ChatRequest, Message};
 use crate::error::ApiError;
 
 /// How long a request waits for the decode budget before 503.
@@ -32,6 +33,8 @@ const ELEMENT: u64 = 48;
 /// One B-tree node of a JSON object (holds up to 11 entries inline; ~6 on average).
 const OBJECT_NODE: u64 = 640;
 const ENTRIES_PER_NODE: u64 = 6;
+/// One typed chat message.
+const MESSAGE: u64 = std::mem::size_of::<Message>() as u64;
 /// Allocation overhead of a string's heap block.
 const STRING: u64 = 16;
 
@@ -59,7 +62,7 @@ pub enum EstimateError {
 pub fn estimate(body: &[u8], limit: u64) -> Result<u64, EstimateError> {
     let mut count = Counter { cost: 0, limit };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let walked = Node(&mut count)
+    let walked = Node(&mut count, Kind::Root)
         .deserialize(&mut de)
         .and_then(|()| de.end());
     match walked {
@@ -84,7 +87,17 @@ impl Counter {
     }
 }
 
-struct Node<'a>(&'a mut Counter);
+/// What a JSON value decodes into: a `serde_json::Value` (priced as such), the top-level
+/// request (whose `messages` are typed), the `messages` array, or one typed [`Message`].
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Value,
+    Root,
+    Messages,
+    Message,
+}
+
+struct Node<'a>(&'a mut Counter, Kind);
 
 impl<'de> DeserializeSeed<'de> for Node<'_> {
     type Value = ();
@@ -93,6 +106,41 @@ impl<'de> DeserializeSeed<'de> for Node<'_> {
         d.deserialize_any(self)
     }
 }
+
+/// A key of a typed message: its own fields cost nothing as keys (they are struct fields);
+/// any other key lands in the message's `rest` map.
+struct Key<'a>(&'a mut Counter, Kind);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        let typed = match self.1 {
+            Kind::Message => MESSAGE_FIELDS.contains(&v),
+            Kind::Root => v == "messages",
+            _ => false,
+        };
+        if typed {
+            return Ok(Some(v.to_string()));
+        }
+        self.0.add(v.len() as u64 + STRING)?;
+        Ok(None)
+    }
+}
+
+const MESSAGE_FIELDS: &[&str] = &["role", "content", "name", "tool_calls", "tool_call_id"];
 
 impl<'de> Visitor<'de> for Node<'_> {
     type Value = ();
@@ -126,16 +174,29 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Node(&mut *self.0))?.is_some() {
-            self.0.add(ELEMENT)?;
+        let (child, slot) = match self.1 {
+            // A typed message in a `Vec` (with growth slack), not a 32-byte `Value`.
+            Kind::Messages => (Kind::Message, MESSAGE + MESSAGE / 2),
+            _ => (Kind::Value, ELEMENT),
+        };
+        while seq.next_element_seed(Node(&mut *self.0, child))?.is_some() {
+            self.0.add(slot)?;
         }
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // Entries priced as `Value` map entries (a typed message's own fields are free).
         let mut entries: u64 = 0;
-        while map.next_key_seed(Node(&mut *self.0))?.is_some() {
-            map.next_value_seed(Node(&mut *self.0))?;
+        while let Some(typed) = map.next_key_seed(Key(&mut *self.0, self.1))? {
+            let child = match (self.1, typed.as_deref()) {
+                (Kind::Root, Some("messages")) => Kind::Messages,
+                _ => Kind::Value,
+            };
+            map.next_value_seed(Node(&mut *self.0, child))?;
+            if self.1 == Kind::Message && typed.is_some() {
+                continue;
+            }
             if entries.is_multiple_of(ENTRIES_PER_NODE) {
                 self.0.add(OBJECT_NODE)?;
             }
