@@ -357,6 +357,8 @@ pub fn limits(cfg: &Config) -> Limits {
     }
 }
 
+use crate::tools::printable;
+
 fn check(opts: &Opts) -> i32 {
     let Loaded {
         config: cfg, path, ..
@@ -394,7 +396,11 @@ fn check(opts: &Opts) -> i32 {
         print!("{}", describe_tools(&a.name, &set));
         for (server, err) in &set.degraded {
             failed = true;
-            println!("  ! MCP server '{server}' failed: {err}");
+            println!(
+                "  ! MCP server '{}' failed: {}",
+                printable(server),
+                printable(err)
+            );
         }
     }
     app.stop_mcp_servers();
@@ -434,6 +440,8 @@ fn describe_tools(assistant: &str, set: &crate::tools::ToolSet) -> String {
         let note = match set.origin(name) {
             Some((server, original)) => {
                 let plain = format!("{}__{}", sanitize(server), sanitize(original));
+                // What the server sent may hold terminal escapes: never print it raw.
+                let (server, original) = (printable(server), printable(original));
                 if *name != plain && plain.len() > MAX_NAME {
                     format!(
                         "  [shortened: '{server}' / '{original}' is {} characters, the limit is {MAX_NAME}]",
@@ -468,6 +476,13 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_interpret() {
+        assert_eq!(printable("evil\x1b[31mred\rX"), "evil\\u{1b}[31mred\\rX");
+        assert_eq!(printable("a\u{202e}b\\c"), "a\\u{202e}b\\\\c");
+        assert_eq!(printable("naïve tool"), "naïve tool");
     }
 
     #[test]

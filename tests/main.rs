@@ -11,6 +11,7 @@ mod gateway;
 mod gateway_anthropic;
 mod gateway_mcp;
 mod gateway_upstream;
+mod hostile_requests;
 mod http_server;
 mod mcp_conformance;
 mod mcp_remote;

@@ -37,6 +37,7 @@ fn config(
         startup_timeout: Duration::from_millis(startup_ms),
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency,
+        max_tools: 1000,
     }
 }
 

@@ -179,6 +179,12 @@ impl Run<'_> {
             .chain(&prepared.client_tools)
             .cloned()
             .collect();
+        // A set: a hostile model or client may send thousands of calls and tools.
+        let client_names: std::collections::HashSet<&str> = prepared
+            .client_tools
+            .iter()
+            .map(|t| t.function.name.as_str())
+            .collect();
         let max = self.assistant.max_tool_iterations;
         let mut out = Outcome {
             content: String::new(),
@@ -238,12 +244,7 @@ impl Run<'_> {
             let client_calls: Vec<ToolCall> = turn
                 .tool_calls
                 .iter()
-                .filter(|c| {
-                    prepared
-                        .client_tools
-                        .iter()
-                        .any(|t| t.function.name == c.function.name)
-                })
+                .filter(|c| client_names.contains(c.function.name.as_str()))
                 .cloned()
                 .collect();
             if !client_calls.is_empty() {

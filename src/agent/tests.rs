@@ -155,6 +155,7 @@ fn assistant(max: u32) -> AssistantConfig {
         system_prompt: Some("Be brief.".into()),
         mcp_servers: vec![],
         max_tool_iterations: max,
+        max_tool_calls_per_turn: 128,
         temperature: Some(0.2),
         top_p: None,
         max_tokens: Some(100),

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         startup_timeout: Duration::from_secs(10),
         call_timeout: Duration::from_secs(10),
         max_concurrency: 4,
+        max_tools: 1000,
     };
     let server = McpServer::new("conformance", cfg);
     let outcome = run(&server, &scenario);

@@ -44,6 +44,12 @@ pub(super) const DEFAULT_MAX_CONCURRENCY: usize = 16;
 const MAX_CONCURRENCY_LIMIT: u64 = 1024;
 pub(super) const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(300);
 pub(super) const DEFAULT_MAX_TOOL_ITERATIONS: u32 = 8;
+/// Tools offered from one MCP server; the rest of a longer listing is left out (with a warning).
+pub(super) const DEFAULT_MAX_TOOLS: usize = 1000;
+const MAX_TOOLS_LIMIT: u64 = 100_000;
+/// MCP tool calls executed in one turn; calls beyond get a tool error.
+pub(super) const DEFAULT_MAX_TOOL_CALLS_PER_TURN: usize = 128;
+const MAX_TOOL_CALLS_LIMIT: u64 = 4096;
 
 /// Whether a key has a value (`key:` with nothing after it reads as not set). Fields that belong
 /// to another transport are rejected when given, even if their value is also malformed.
@@ -68,6 +74,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
     let mut startup_timeout = None;
     let mut call_timeout = None;
     let mut max_concurrency = None;
+    let mut max_tools = None;
 
     let Some(fields) = fields(problems, path, v) else {
         return McpServerConfig {
@@ -82,6 +89,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_tools: DEFAULT_MAX_TOOLS,
         };
     };
     for (key, val) in fields {
@@ -106,6 +114,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
             "max_concurrency" => {
                 max_concurrency = count(problems, &p, val, 1, MAX_CONCURRENCY_LIMIT);
             }
+            "max_tools" => max_tools = count(problems, &p, val, 1, MAX_TOOLS_LIMIT),
             _ => problems.unknown(&p),
         }
         match key.as_str() {
@@ -191,6 +200,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
         startup_timeout: startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
         call_timeout: call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         max_concurrency: max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+        max_tools: max_tools.unwrap_or(DEFAULT_MAX_TOOLS),
     }
 }
 
@@ -272,6 +282,7 @@ pub(super) fn read_assistant(
         system_prompt: None,
         mcp_servers: Vec::new(),
         max_tool_iterations: DEFAULT_MAX_TOOL_ITERATIONS,
+        max_tool_calls_per_turn: DEFAULT_MAX_TOOL_CALLS_PER_TURN,
         temperature: None,
         top_p: None,
         max_tokens: None,
@@ -308,6 +319,10 @@ pub(super) fn read_assistant(
                 a.max_tool_iterations = n
                     .and_then(|n| u32::try_from(n).ok())
                     .unwrap_or(DEFAULT_MAX_TOOL_ITERATIONS);
+            }
+            "max_tool_calls_per_turn" => {
+                a.max_tool_calls_per_turn = count(problems, &p, val, 1, MAX_TOOL_CALLS_LIMIT)
+                    .unwrap_or(DEFAULT_MAX_TOOL_CALLS_PER_TURN);
             }
             "temperature" => a.temperature = number(problems, &p, val, 0.0, 2.0),
             "top_p" => a.top_p = number(problems, &p, val, 0.0, 1.0),

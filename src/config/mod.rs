@@ -96,6 +96,8 @@ pub struct McpServerConfig {
     pub call_timeout: Duration,
     /// Concurrent calls to this server across all requests.
     pub max_concurrency: usize,
+    /// Tools offered from this server (the first ones of its listing); default 1000.
+    pub max_tools: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +155,8 @@ pub struct AssistantConfig {
     pub system_prompt: Option<String>,
     pub mcp_servers: Vec<String>,
     pub max_tool_iterations: u32,
+    /// MCP tool calls executed in one turn (default 128); calls beyond get a tool error.
+    pub max_tool_calls_per_turn: usize,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub max_tokens: Option<u64>,

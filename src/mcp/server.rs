@@ -156,6 +156,11 @@ impl McpServer {
         &self.name
     }
 
+    /// Tools offered from this server (`max_tools`); the tool set leaves the rest out.
+    pub fn max_tools(&self) -> usize {
+        self.cfg.max_tools
+    }
+
     /// The server's tools (tasks-only tools left out). Starts the session if needed; re-lists
     /// after `notifications/tools/list_changed`.
     pub fn tools(&self) -> Result<Arc<Vec<ToolInfo>>, Error> {

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::admin;
 use crate::agent::{self, Collect, LoopError, Outcome, Run};
+use crate::api::decode;
 use crate::api::openai::ChatRequest;
 use crate::app::{App, Snapshot, unix_now};
 use crate::auth::{AdminAuth, Listener};
@@ -355,13 +356,14 @@ impl Gateway {
     ) -> Served {
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id)];
-        let chat: ChatRequest = match parse_body(&req.body) {
-            Ok(c) => c,
-            Err(e) => {
-                served.status = send_error(resp, &id_header, &e);
-                return served;
-            }
-        };
+        let chat: ChatRequest =
+            match decode::chat_request(&req.body, snap.config.server.max_body_bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    served.status = send_error(resp, &id_header, &e);
+                    return served;
+                }
+            };
         let Some(assistant) = snap.config.assistant(&chat.model) else {
             served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
             return served;
@@ -385,7 +387,8 @@ impl Gateway {
             .filter_map(|n| snap.mcp.get(n).cloned())
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
-            .with_metrics(Arc::clone(&self.metrics));
+            .with_metrics(Arc::clone(&self.metrics))
+            .with_max_calls(assistant.max_tool_calls_per_turn);
         let headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
@@ -497,35 +500,6 @@ fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
             api.status
         ),
     }
-}
-
-/// Decode the request body with messages that say what is wrong (SPEC §4: 400, never 500).
-fn parse_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    }
-    for field in ["model", "messages"] {
-        if value.get(field).is_none() {
-            return Err(
-                ApiError::bad_request(format!("missing required parameter: '{field}'"))
-                    .with_param(field),
-            );
-        }
-    }
-    serde_json::from_value(value).map_err(|e| {
-        // Name the field at fault: serde's message alone does not say where it is.
-        let reparsed = serde_json::from_str(text).unwrap_or(Value::Null);
-        match crate::api::diagnose::locate(&reparsed) {
-            Some((path, msg)) if !path.is_empty() => {
-                ApiError::bad_request(format!("invalid request: {path}: {msg}")).with_param(path)
-            }
-            _ => ApiError::bad_request(format!("invalid request: {e}")),
-        }
-    })
 }
 
 fn model_json(name: &str, snap: &Snapshot) -> Value {

@@ -8,6 +8,12 @@
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
 //! results come back in the model's order. Each call is timed and counted in the gateway's
 //! metrics when the set carries them.
+//!
+//! Hostile peers: at most `max_tools` tools of each server are offered (the first of its
+//! listing; default 1000, one warning per listing), and at most the assistant's
+//! `max_tool_calls_per_turn` calls of one turn run (default 128); each call beyond gets a
+//! `[tool error]` result. Names and lookups are maps, linear in the number of tools.
+//! [`printable`] escapes server-sent text for terminals.
 
 pub mod naming;
 pub mod result;
@@ -15,6 +21,8 @@ pub mod result;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use serde_json::{Map, Value, json};
 
@@ -27,6 +35,29 @@ use result::ToolOutput;
 
 /// Tool calls of one turn running at once.
 pub const MAX_PARALLEL_CALLS: usize = 16;
+/// Tool calls run per turn unless the assistant says otherwise (`max_tool_calls_per_turn`).
+pub const DEFAULT_MAX_CALLS: usize = 128;
+
+/// Per server name, the listing last warned about (by address), so a capped listing is
+/// reported once, not on every request. Bounded by the number of configured server names.
+static CAPPED: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+
+fn warn_capped_once(server: &str, tools: &Arc<Vec<mcp::ToolInfo>>, cap: usize) {
+    let listing = Arc::as_ptr(tools) as usize;
+    let mut warned = CAPPED.lock();
+    if warned.len() >= 1024 {
+        warned.clear();
+    }
+    match warned.iter_mut().find(|(name, _)| name == server) {
+        Some((_, last)) if *last == listing => return,
+        Some((_, last)) => *last = listing,
+        None => warned.push((server.to_string(), listing)),
+    }
+    log::warn!(
+        "mcp server '{server}' lists {} tools; offering the first {cap} (max_tools)",
+        tools.len()
+    );
+}
 
 struct Route {
     server: Arc<McpServer>,
@@ -40,6 +71,8 @@ pub struct ToolSet {
     /// Servers left out because they could not start, with the reason.
     pub degraded: Vec<(String, String)>,
     metrics: Option<Arc<Metrics>>,
+    /// MCP tool calls run per turn (the assistant's `max_tool_calls_per_turn`).
+    max_calls: usize,
 }
 
 impl ToolSet {
@@ -49,7 +82,14 @@ impl ToolSet {
             routes: HashMap::new(),
             degraded: Vec::new(),
             metrics: None,
+            max_calls: DEFAULT_MAX_CALLS,
         }
+    }
+
+    /// Run at most `n` tool calls per turn (at least one).
+    pub fn with_max_calls(mut self, n: usize) -> ToolSet {
+        self.max_calls = n.max(1);
+        self
     }
 
     /// Count and time every call of this set in `metrics`.
@@ -82,9 +122,19 @@ impl ToolSet {
         let mut entries: Vec<(&Arc<McpServer>, &mcp::ToolInfo)> = Vec::new();
         for (srv, res) in servers.iter().zip(&listed) {
             match res {
-                Ok(tools) => entries.extend(tools.iter().map(|t| (srv, t))),
+                Ok(tools) => {
+                    let cap = srv.max_tools();
+                    if tools.len() > cap {
+                        warn_capped_once(srv.name(), tools, cap);
+                    }
+                    entries.extend(tools.iter().take(cap).map(|t| (srv, t)));
+                }
                 Err(e) => {
-                    log::warn!("mcp server '{}' left out of this request: {e}", srv.name());
+                    log::warn!(
+                        "mcp server '{}' left out of this request: {}",
+                        srv.name(),
+                        printable(&e.to_string())
+                    );
                     set.degraded.push((srv.name().to_string(), e.to_string()));
                 }
             }
@@ -182,8 +232,32 @@ impl ToolExecutor for ToolSet {
         &self.tools
     }
 
-    /// Run the calls concurrently; one tool message per call, in the given order.
+    /// Run the calls concurrently; one tool message per call, in the given order. Calls
+    /// beyond `max_calls` are not run: each gets a tool error saying so.
     fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
+        let (run, over) = calls.split_at(calls.len().min(self.max_calls));
+        if !over.is_empty() {
+            log::warn!(
+                "model asked for {} tool calls in one turn; ran the first {}, answered the rest with a tool error (max_tool_calls_per_turn)",
+                calls.len(),
+                run.len()
+            );
+        }
+        let mut messages = self.run_all(run, cancel);
+        messages.extend(over.iter().map(|c| {
+            ToolOutput::error(format!(
+                "not run: more than {} tool calls in one turn (max_tool_calls_per_turn); \
+                 ask for fewer calls at a time",
+                self.max_calls
+            ))
+            .into_message(&c.id)
+        }));
+        messages
+    }
+}
+
+impl ToolSet {
+    fn run_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
         let outputs: Vec<ToolOutput> = match calls {
             [] => Vec::new(),
             [one] => vec![self.call_one(one, cancel)],
@@ -212,6 +286,22 @@ impl ToolExecutor for ToolSet {
             .map(|(o, c)| o.into_message(&c.id))
             .collect()
     }
+}
+
+/// `s` safe to print on a terminal: control characters (ESC, CR, BEL, …) and invisible
+/// direction/format characters as `\u{..}` escapes (`\r`, `\n`, `\t` for those), backslashes
+/// doubled; everything else as is.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Model-produced arguments → a JSON object for `tools/call`. Empty means `{}`; a non-object

@@ -6,6 +6,8 @@
 //! the ORIGINAL server and tool names, so the same tool gets the same name in every request and
 //! after restarts, whatever order the servers answer in.
 
+use std::collections::HashMap;
+
 /// The longest function name upstream APIs accept.
 pub const MAX_NAME: usize = 64;
 const SUFFIX_LEN: usize = 9; // "_" + 8 hex digits
@@ -51,12 +53,17 @@ fn fnv1a(server: &str, tool: &str) -> u64 {
 
 /// Assign exposed names to `(server, tool)` pairs, in order. Every member of a collision group
 /// gets a hash suffix (not just the later ones), so names don't depend on listing order.
+/// Linear in the number of pairs (a hostile server may list tens of thousands of tools).
 pub fn assign_names(pairs: &[(&str, &str)]) -> Vec<String> {
     let base: Vec<String> = pairs.iter().map(|(s, t)| base_name(s, t)).collect();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(base.len());
+    for name in &base {
+        *seen.entry(name.as_str()).or_default() += 1;
+    }
     base.iter()
         .zip(pairs)
         .map(|(name, (s, t))| {
-            let collides = base.iter().filter(|n| *n == name).count() > 1;
+            let collides = seen.get(name.as_str()).is_some_and(|&n| n > 1);
             if collides {
                 hashed_name(name, s, t)
             } else {

@@ -224,6 +224,7 @@ pub fn server_config(transport: McpTransport, startup_ms: u64, call_ms: u64) -> 
         startup_timeout: Duration::from_millis(startup_ms),
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency: 8,
+        max_tools: 1000,
     }
 }
 

@@ -10,6 +10,8 @@
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::api::openai::{FinishReason, ToolCall, Usage};
@@ -152,6 +154,9 @@ fn finish_reason(parsed: Option<FinishReason>, has_calls: bool) -> FinishReason 
     }
 }
 
+/// Distinct tool calls one streamed turn may hold.
+const MAX_STREAM_CALLS: usize = 4096;
+
 /// One tool call being assembled from stream deltas.
 #[derive(Debug, Default)]
 struct PartialCall {
@@ -167,6 +172,8 @@ pub(super) struct StreamState {
     content: String,
     /// In order of first appearance; looked up by `index`.
     calls: Vec<PartialCall>,
+    /// `index` → position in `calls`.
+    slots: HashMap<u64, usize>,
     finish: Option<FinishReason>,
     usage: Usage,
     bytes: usize,
@@ -213,13 +220,20 @@ impl StreamState {
 
     fn feed_call(&mut self, pos: u64, tc: &Value) -> Result<(), Error> {
         let index = tc.get("index").and_then(Value::as_u64).unwrap_or(pos);
-        let slot = match self.calls.iter().position(|c| c.index == index) {
-            Some(i) => i,
+        // A map, and a cap: a hostile upstream may stream any number of distinct indices.
+        let slot = match self.slots.get(&index) {
+            Some(&i) => i,
+            None if self.calls.len() >= MAX_STREAM_CALLS => {
+                return Err(Error::Protocol(format!(
+                    "upstream streamed more than {MAX_STREAM_CALLS} tool calls in one turn"
+                )));
+            }
             None => {
                 self.calls.push(PartialCall {
                     index,
                     ..PartialCall::default()
                 });
+                self.slots.insert(index, self.calls.len() - 1);
                 self.calls.len() - 1
             }
         };
@@ -407,6 +421,23 @@ mod tests {
             ]
         );
         assert_eq!(t.finish_reason, FinishReason::ToolCalls);
+    }
+
+    #[test]
+    fn stream_tool_call_indices_are_mapped_and_capped() {
+        // Huge and sparse indices allocate nothing per index value; distinct calls are capped.
+        let mut s = StreamState::default();
+        let calls: Vec<Value> = (0..MAX_STREAM_CALLS as u64)
+            .map(|i| json!({"index": u64::MAX - i, "function": {"name": "f"}}))
+            .collect();
+        s.feed(&json!({"choices":[{"delta":{"tool_calls": calls}}]}))
+            .unwrap();
+        assert_eq!(s.calls.len(), MAX_STREAM_CALLS);
+        let more =
+            json!({"choices":[{"delta":{"tool_calls":[{"index": 7, "function": {"name": "g"}}]}}]});
+        assert!(matches!(s.feed(&more), Err(Error::Protocol(_))));
+        let again = json!({"choices":[{"delta":{"tool_calls":[{"index": u64::MAX, "function": {"arguments": "{}"}}]}}]});
+        assert!(s.feed(&again).is_ok(), "a known index still appends");
     }
 
     #[test]

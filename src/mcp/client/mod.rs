@@ -268,6 +268,8 @@ impl Session {
         let listed_at = Instant::now();
         let mut ttl: Option<Duration> = None;
         let mut tools: Vec<ToolInfo> = Vec::new();
+        // Names seen so far: a set, as a hostile server may list tens of thousands of tools.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;
         for page in 0..MAX_TOOL_PAGES {
             let result = self.request(
@@ -288,7 +290,7 @@ impl Session {
                 ttl = Some(ttl.map_or(d, |t| t.min(d)));
             }
             for t in items {
-                if tools.iter().any(|x| x.name == t.name) {
+                if !seen.insert(t.name.clone()) {
                     log::warn!(
                         "mcp[{}]: duplicate tool name {:?} ignored",
                         self.name,
