@@ -1,5 +1,6 @@
 //! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions`, plus `/admin/*` and `GET /metrics` behind the admin guard.
+//! `POST /v1/chat/completions`, the Responses API (`/v1/responses[/{id}]`, in
+//! [`crate::responses`]), plus `/admin/*` and `GET /metrics` behind the admin guard.
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics.
@@ -22,6 +23,7 @@ use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::cancel::Cancel;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Route, UpstreamError};
+use crate::responses::{self, store::Store as ResponseStore};
 use crate::secret::Secret;
 use crate::server::http::{Handler, Request, Responder};
 use crate::server::sse::ChunkWriter;
@@ -32,6 +34,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// `/admin/*` and `/metrics`: `ADMIN_API_KEY` as a Bearer token, else loopback peers only.
     admin_auth: AdminAuth,
+    /// Stored responses behind `previous_response_id` and `/v1/responses/{id}`.
+    responses: ResponseStore,
 }
 
 impl Gateway {
@@ -39,6 +43,7 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
+            responses: ResponseStore::default(),
             metrics: Arc::new(Metrics::new()),
             app,
         }
@@ -108,6 +113,21 @@ impl Handler for Gateway {
             ("POST", "/v1/chat/completions") => {
                 served = self.chat(&snap, &req, resp, &request_id);
             }
+            (_, path) if responses::owns(path) => {
+                let ctx = responses::Ctx {
+                    snap: &snap,
+                    metrics: &self.metrics,
+                    store: &self.responses,
+                    request_id: &request_id,
+                };
+                let r = responses::handle(&ctx, &req, resp);
+                served = Served {
+                    status: r.status,
+                    assistant: r.assistant,
+                    tool_calls: r.tool_calls,
+                    rounds: r.rounds,
+                };
+            }
             ("GET" | "HEAD", "/metrics") => {
                 served.status = match self.admin_auth.check(&req).map_err(|e| e.api_error()) {
                     Ok(()) => self.send_metrics(resp, &id_header),
@@ -158,6 +178,7 @@ fn route_of(path: &str) -> Route {
     match path {
         "/health" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
+        p if crate::responses::owns(p) => Route::Responses,
         "/metrics" => Route::Metrics,
         "/v1/models" => Route::Models,
         p if p.starts_with("/v1/models/") => Route::Models,
@@ -167,10 +188,10 @@ fn route_of(path: &str) -> Route {
 }
 
 /// The backend of one request, timing and counting each upstream call for the metrics.
-struct Metered<'a> {
-    inner: &'a dyn Backend,
-    name: &'a str,
-    metrics: &'a Metrics,
+pub(crate) struct Metered<'a> {
+    pub(crate) inner: &'a dyn Backend,
+    pub(crate) name: &'a str,
+    pub(crate) metrics: &'a Metrics,
 }
 
 impl Backend for Metered<'_> {
@@ -333,7 +354,7 @@ impl Gateway {
     }
 }
 
-fn run_headers(request_id: &str, tools: &ToolSet) -> Vec<(String, String)> {
+pub(crate) fn run_headers(request_id: &str, tools: &ToolSet) -> Vec<(String, String)> {
     let mut h = vec![("X-Request-Id".to_string(), request_id.to_string())];
     if !tools.degraded.is_empty() {
         let names: Vec<&str> = tools.degraded.iter().map(|(n, _)| n.as_str()).collect();
@@ -342,11 +363,11 @@ fn run_headers(request_id: &str, tools: &ToolSet) -> Vec<(String, String)> {
     h
 }
 
-fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
     h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
+pub(crate) fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
     match e {
         LoopError::Cancelled => log::info!("{request_id} client disconnected; loop stopped"),
         _ => log::warn!(
@@ -408,7 +429,12 @@ fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value 
     })
 }
 
-fn send_json(resp: &mut Responder<'_>, status: u16, headers: &[(&str, &str)], body: &Value) -> u16 {
+pub(crate) fn send_json(
+    resp: &mut Responder<'_>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> u16 {
     let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
     // A failed write means the client left; there is nobody to tell.
@@ -416,7 +442,7 @@ fn send_json(resp: &mut Responder<'_>, status: u16, headers: &[(&str, &str)], bo
     status
 }
 
-fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
+pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
     let mut h: Vec<(&str, &str)> = headers.to_vec();
     if let Some(ra) = &e.retry_after {
         h.push(("Retry-After", ra.as_str()));
