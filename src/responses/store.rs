@@ -59,6 +59,36 @@ impl Default for Store {
 }
 
 impl Store {
+    /// The default store, with capacities from the environment when set:
+    /// `AIPROXY_RESPONSES_STORE_MAX_ENTRIES`, `AIPROXY_RESPONSES_STORE_MAX_BYTES`,
+    /// `AIPROXY_RESPONSES_STORE_TTL_SECS` (invalid values are logged and ignored).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Store {
+        let num = |name: &str, default: u64| -> u64 {
+            match get(name).map(|v| v.trim().parse::<u64>()) {
+                None => default,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    log::warn!("{name} is not a whole number; using {default}");
+                    default
+                }
+            }
+        };
+        let max_entries = num(
+            "AIPROXY_RESPONSES_STORE_MAX_ENTRIES",
+            DEFAULT_MAX_ENTRIES as u64,
+        );
+        let max_bytes = num(
+            "AIPROXY_RESPONSES_STORE_MAX_BYTES",
+            DEFAULT_MAX_BYTES as u64,
+        );
+        let ttl = num("AIPROXY_RESPONSES_STORE_TTL_SECS", DEFAULT_TTL.as_secs());
+        Store::new(
+            usize::try_from(max_entries).unwrap_or(usize::MAX),
+            usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            Duration::from_secs(ttl),
+        )
+    }
+
     pub fn new(max_entries: usize, max_bytes: usize, ttl: Duration) -> Store {
         Store {
             inner: Mutex::new(Inner {

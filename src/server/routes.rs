@@ -43,7 +43,7 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
-            responses: ResponseStore::default(),
+            responses: ResponseStore::from_env(|k| app.env_var(k)),
             metrics: Arc::new(Metrics::new()),
             app,
         }
