@@ -35,6 +35,25 @@ fn openai_python_sdk_conversation_stream_and_errors() {
 }
 
 #[test]
+fn openai_python_sdk_responses_create_stream_parse_and_tools() {
+    let gw = TestGateway::demo();
+    let out = Command::new(peers().join("venv/bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/responses_sdk.py"
+        ))
+        .arg(gw.url("/v1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Responses SDK checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn curl_as_in_the_readme() {
     let gw = TestGateway::demo();
     let out = Command::new("curl")

@@ -11,7 +11,7 @@
 //! - else → `You said: <text>` (or, on a final round that needed a tool, a refusal in text).
 //!
 //! A JSON `response_format` turns the final text into JSON (`{"answer": …}`, or an instance of
-//! the requested schema).
+//! the requested schema) and drops the lead-in text of tool calls.
 //!
 //! Tool-call ids are `call_<n>`, numbered after the calls already in the history. Usage counts
 //! words (prompt: every message; completion: the answer plus one per tool call). `max_tokens`
@@ -39,10 +39,13 @@ impl Backend for MockBackend {
                 turn.finish_reason = FinishReason::Length;
             }
         }
-        if turn.tool_calls.is_empty()
-            && let Some(json) = extras::structured(req.params, &turn.content)
-        {
-            turn.content = json;
+        if let Some(json) = extras::structured(req.params, &turn.content) {
+            // A structured answer has no chatty lead-in before its tool calls.
+            turn.content = if turn.tool_calls.is_empty() {
+                json
+            } else {
+                String::new()
+            };
         }
         turn.usage = Usage {
             prompt_tokens: req
