@@ -704,3 +704,48 @@ fn responses_failed_tool_call_is_a_failed_mcp_call_item() {
         assert_eq!(output_text(&v), "Sorry.");
     }
 }
+
+#[test]
+fn responses_stream_flushes_deltas_and_stops_when_the_client_leaves() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+    let up = FakeOpenAi::start();
+    let words: Vec<String> = (0..100).map(|i| format!("w{i} ")).collect();
+    up.push(Reply::deltas(&words).chunk_delay(Duration::from_millis(100)));
+    let gw = upstream_gateway(&up);
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = json!({"model": "calc", "input": "talk", "stream": true}).to_string();
+    let head = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    (&s).write_all(head.as_bytes()).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut times = Vec::new();
+    let mut line = String::new();
+    while times.len() < 3 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended early"
+        );
+        if line.starts_with("event: response.output_text.delta") {
+            times.push(Instant::now());
+        }
+    }
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(60),
+            "deltas were batched"
+        );
+    }
+    assert_eq!(up.open_connections(), 1);
+    let sock = reader.into_inner();
+    sock.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(sock);
+    assert!(
+        up.wait_open_connections(0, Duration::from_secs(5)),
+        "the upstream connection is closed when the client leaves"
+    );
+}

@@ -273,6 +273,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 log_failure(ctx.request_id, &e, &api);
                 let (writer, events) = builder.fail(&api);
                 match events {
+                    Some(_) if matches!(e, LoopError::Cancelled) => served.status = 499,
                     Some((error, failed)) => writer.fail_started(&error, &failed),
                     None => match writer.into_unstarted() {
                         Some(resp) => {

@@ -497,7 +497,6 @@ fn text_part(text: &str) -> Value {
 fn final_text<'a>(content: &'a str, rounds: &str) -> &'a str {
     match content.strip_prefix(rounds) {
         Some(rest) if !rounds.is_empty() => rest.strip_prefix("\n\n").unwrap_or(rest),
-        _ if rounds.is_empty() => content,
         _ => content,
     }
 }
