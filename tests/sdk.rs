@@ -1,5 +1,6 @@
-//! Real clients: the official OpenAI Python and Node SDKs (pinned in tests/peers) and curl,
-//! against the gateway on the embedded demo config (chat completions and the Responses API).
+//! Real clients: the official OpenAI Python and Node SDKs and the OpenAI Agents SDK (pinned in
+//! tests/peers) and curl, against the gateway on the embedded demo config (chat completions and
+//! the Responses API).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -73,6 +74,30 @@ fn openai_node_sdk_responses_create_stream_and_tools() {
     assert!(
         out.status.success(),
         "Node SDK checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn openai_agents_sdk_runs_an_agent_with_mcp_and_function_tools() {
+    let gw = TestGateway::demo();
+    let python = peers().join("venv-agents/bin/python");
+    assert!(
+        python.exists(),
+        "openai-agents missing: run tests/peers/install.sh"
+    );
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/agents_sdk.py"
+        ))
+        .arg(gw.url("/v1"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Agents SDK checks failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
