@@ -2,7 +2,8 @@
 //!
 //! Request path: `server::http` (our HTTP/1.1 server: a poller thread accepts connections and
 //! reads request heads and bodies without blocking; complete requests go to a bounded pool of
-//! worker threads) → `server::routes` (auth, routing, OpenAI-shaped errors) → `agent` (the tool
+//! worker threads) → `server::routes` (auth, routing, OpenAI-shaped errors; the Responses API
+//! is translated to and from the same loop in `responses`) → `agent` (the tool
 //! loop for one request, on the worker thread) → `backend` (one LLM round against the upstream,
 //! streamed line by line) and `tools` → `mcp` (tool calls of one turn run concurrently in scoped
 //! threads; each MCP server has one persistent session shared by all requests, with a reader
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod mcp;
 pub mod metrics;
+pub mod responses;
 pub mod secret;
 pub mod server;
 pub mod signals;

@@ -18,5 +18,6 @@ mod mcp_remote;
 mod mcp_stdio;
 mod ops;
 mod resilience;
+mod responses;
 mod sdk;
 mod support;

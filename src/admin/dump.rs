@@ -86,7 +86,7 @@ pub fn backend(c: &BackendConfig) -> Value {
 }
 
 pub fn assistant(a: &AssistantConfig) -> Value {
-    json!({
+    let mut v = json!({
         "name": a.name,
         "backend": a.backend,
         "model": a.model,
@@ -100,7 +100,11 @@ pub fn assistant(a: &AssistantConfig) -> Value {
         "extra_body": a.extra_body,
         "allowed_tools": a.allowed_tools,
         "denied_tools": a.denied_tools,
-    })
+    });
+    if !a.responses_mcp_items {
+        v["responses_mcp_items"] = json!(false);
+    }
+    v
 }
 
 pub fn config(c: &Config) -> Value {

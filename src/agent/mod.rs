@@ -116,6 +116,16 @@ pub trait LoopSink {
     fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled>;
     /// Called about once a second while tools run.
     fn waiting(&mut self) -> Result<(), Cancelled>;
+    /// A tool round finished: the round's text, its calls, and one result message per call in
+    /// the same order (writers that show tool calls, like the Responses API's `mcp_call` items).
+    fn tools_done(
+        &mut self,
+        _text: &str,
+        _calls: &[ToolCall],
+        _results: &[Message],
+    ) -> Result<(), Cancelled> {
+        Ok(())
+    }
 }
 
 /// The result of the whole loop.
@@ -266,6 +276,8 @@ impl Run<'_> {
             messages.push(assistant_msg);
             out.tool_calls += turn.tool_calls.len() as u32;
             let results = self.run_tools(&turn.tool_calls, sink)?;
+            sink.tools_done(&turn.content, &turn.tool_calls, &results)
+                .map_err(|_| self.cancelled())?;
             messages.extend(results);
         }
         Ok(out)

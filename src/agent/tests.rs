@@ -162,6 +162,7 @@ fn assistant(max: u32) -> AssistantConfig {
         extra_body: Map::new(),
         allowed_tools: vec![],
         denied_tools: vec![],
+        responses_mcp_items: true,
     }
 }
 

@@ -2,3 +2,4 @@
 pub mod decode;
 pub mod diagnose;
 pub mod openai;
+pub mod responses;

@@ -289,6 +289,7 @@ pub(super) fn read_assistant(
         extra_body: Default::default(),
         allowed_tools: Vec::new(),
         denied_tools: Vec::new(),
+        responses_mcp_items: true,
     };
     let (mut name_given, mut backend_given) = (name.is_some(), false);
 
@@ -330,6 +331,9 @@ pub(super) fn read_assistant(
             "extra_body" => a.extra_body = json_object(problems, &p, val),
             "allowed_tools" => a.allowed_tools = name_list(problems, &p, val),
             "denied_tools" => a.denied_tools = name_list(problems, &p, val),
+            "responses_mcp_items" => {
+                a.responses_mcp_items = boolean(problems, &p, val).unwrap_or(true);
+            }
             _ => problems.unknown(&p),
         }
     }

@@ -165,6 +165,8 @@ pub struct AssistantConfig {
     /// Exposed tool names (`server__tool`), `*` globs. Empty = all.
     pub allowed_tools: Vec<String>,
     pub denied_tools: Vec<String>,
+    /// Responses API: show each MCP tool call as an `mcp_call` output item (default true).
+    pub responses_mcp_items: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

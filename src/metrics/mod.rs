@@ -35,9 +35,18 @@ pub enum Route {
     Admin,
     Metrics,
     Other,
+    Responses,
 }
 
-const ROUTES: [&str; 6] = ["health", "models", "chat", "admin", "metrics", "other"];
+const ROUTES: [&str; 7] = [
+    "health",
+    "models",
+    "chat",
+    "admin",
+    "metrics",
+    "other",
+    "responses",
+];
 
 /// Statuses we answer with; anything else is counted as `other`.
 const STATUSES: [u16; 19] = [

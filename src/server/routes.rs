@@ -1,5 +1,6 @@
 //! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions`, plus `/admin/*` and `GET /metrics` behind the admin guard.
+//! `POST /v1/chat/completions`, the Responses API (`/v1/responses[/{id}]`, in
+//! [`crate::responses`]), plus `/admin/*` and `GET /metrics` behind the admin guard.
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics.
@@ -32,6 +33,7 @@ use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::cancel::Cancel;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Route, UpstreamError};
+use crate::responses::{self, store::Store as ResponseStore};
 use crate::secret::Secret;
 use crate::server::http::{Handler, Request, Responder};
 use crate::server::sse::ChunkWriter;
@@ -45,6 +47,8 @@ pub struct Gateway {
     admin_auth: AdminAuth,
     /// The listener this handler serves.
     listener: Listener,
+    /// Stored responses behind `previous_response_id` and `/v1/responses/{id}`.
+    responses: Arc<ResponseStore>,
 }
 
 impl Gateway {
@@ -53,6 +57,7 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
+            responses: Arc::new(ResponseStore::from_env(|k| app.env_var(k))),
             metrics: Arc::new(Metrics::new()),
             app,
             listener: Listener::Main,
@@ -66,6 +71,7 @@ impl Gateway {
             metrics: Arc::clone(&self.metrics),
             admin_auth: self.admin_auth.clone(),
             listener: Listener::Admin,
+            responses: Arc::clone(&self.responses),
         }
     }
 
@@ -179,6 +185,22 @@ impl Handler for Gateway {
             ("POST", "/v1/chat/completions") => {
                 served = self.chat(&snap, &req, resp, &request_id, cors_origin);
             }
+            (_, path) if responses::owns(path) => {
+                let ctx = responses::Ctx {
+                    snap: &snap,
+                    metrics: &self.metrics,
+                    store: &self.responses,
+                    request_id: &request_id,
+                    cors_origin,
+                };
+                let r = responses::handle(&ctx, &req, resp);
+                served = Served {
+                    status: r.status,
+                    assistant: r.assistant,
+                    tool_calls: r.tool_calls,
+                    rounds: r.rounds,
+                };
+            }
             ("GET" | "HEAD", "/metrics") => {
                 let guard = self.admin_auth.check(&req, self.listener);
                 served.status = match guard.map_err(|e| e.api_error()) {
@@ -289,6 +311,7 @@ fn route_of(path: &str) -> Route {
     match path {
         "/health" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
+        p if crate::responses::owns(p) => Route::Responses,
         "/metrics" => Route::Metrics,
         "/v1/models" => Route::Models,
         p if p.starts_with("/v1/models/") => Route::Models,
@@ -298,10 +321,10 @@ fn route_of(path: &str) -> Route {
 }
 
 /// The backend of one request, timing and counting each upstream call for the metrics.
-struct Metered<'a> {
-    inner: &'a dyn Backend,
-    name: &'a str,
-    metrics: &'a Metrics,
+pub(crate) struct Metered<'a> {
+    pub(crate) inner: &'a dyn Backend,
+    pub(crate) name: &'a str,
+    pub(crate) metrics: &'a Metrics,
 }
 
 impl Backend for Metered<'_> {
@@ -467,7 +490,7 @@ impl Gateway {
     }
 }
 
-fn run_headers(
+pub(crate) fn run_headers(
     request_id: &str,
     tools: &ToolSet,
     cors_origin: Option<&str>,
@@ -487,11 +510,11 @@ fn run_headers(
     h
 }
 
-fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
     h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
+pub(crate) fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
     match e {
         LoopError::Cancelled => log::info!("{request_id} client disconnected; loop stopped"),
         _ => log::warn!(
@@ -524,7 +547,12 @@ fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value 
     })
 }
 
-fn send_json(resp: &mut Responder<'_>, status: u16, headers: &[(&str, &str)], body: &Value) -> u16 {
+pub(crate) fn send_json(
+    resp: &mut Responder<'_>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> u16 {
     let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
     // A failed write means the client left; there is nobody to tell.
@@ -532,7 +560,7 @@ fn send_json(resp: &mut Responder<'_>, status: u16, headers: &[(&str, &str)], bo
     status
 }
 
-fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
+pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
     let mut h: Vec<(&str, &str)> = headers.to_vec();
     if let Some(ra) = &e.retry_after {
         h.push(("Retry-After", ra.as_str()));

@@ -6,13 +6,19 @@
 //! - else, unless this is the final round, the user asked for something an offered tool can do
 //!   ([`intent`]; tools match on the part after the last `__` of their exposed name) → call
 //!   it, with a short lead-in text and `finish_reason: tool_calls`;
+//! - else, unless this is the final round, a client-defined tool whose name the user's text
+//!   mentions ([`extras`]) → call it with arguments from its schema;
 //! - else → `You said: <text>` (or, on a final round that needed a tool, a refusal in text).
+//!
+//! A JSON `response_format` turns the final text into JSON (`{"answer": …}`, or an instance of
+//! the requested schema) and drops the lead-in text of tool calls.
 //!
 //! Tool-call ids are `call_<n>`, numbered after the calls already in the history. Usage counts
 //! words (prompt: every message; completion: the answer plus one per tool call). `max_tokens`
 //! cuts the text to that many words with `finish_reason: length`. Streaming sends the text word
 //! by word through the sink on the calling thread; `model` is ignored.
 
+mod extras;
 mod intent;
 
 use serde_json::Value;
@@ -32,6 +38,14 @@ impl Backend for MockBackend {
                 turn.content = words[..max as usize].concat();
                 turn.finish_reason = FinishReason::Length;
             }
+        }
+        if let Some(json) = extras::structured(req.params, &turn.content) {
+            // A structured answer has no chatty lead-in before its tool calls.
+            turn.content = if turn.tool_calls.is_empty() {
+                json
+            } else {
+                String::new()
+            };
         }
         turn.usage = Usage {
             prompt_tokens: req
@@ -71,6 +85,27 @@ fn decide(req: &TurnRequest<'_>) -> Turn {
         })
         .collect();
     if wanted.is_empty() {
+        if let (false, Some((tool, args))) = (
+            req.final_round,
+            extras::client_tool_call(req.tools, &user_text),
+        ) {
+            let id = format!(
+                "call_{}",
+                1 + msgs
+                    .iter()
+                    .filter_map(|m| m.tool_calls.as_ref())
+                    .map(Vec::len)
+                    .sum::<usize>()
+            );
+            let mut turn = text_turn(String::new());
+            turn.tool_calls = vec![ToolCall::new(
+                id,
+                tool.function.name.clone(),
+                args.to_string(),
+            )];
+            turn.finish_reason = FinishReason::ToolCalls;
+            return turn;
+        }
         return text_turn(format!("You said: {user_text}"));
     }
     if req.final_round {

@@ -1,0 +1,593 @@
+//! The OpenAI Responses API on top of the same assistants and tool loop as chat completions:
+//! `POST /v1/responses`, `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`.
+//!
+//! A request is translated into a chat request (`input`: the items → messages, `instructions` →
+//! the leading system message, function tools, `tool_choice`, `text.format` →
+//! `response_format`, `reasoning.effort` → `reasoning_effort`, `max_output_tokens` →
+//! `max_completion_tokens`) and prepared by [`agent::prepare`], so parameters, the system
+//! prompt rule and client tools behave exactly as in chat completions. The loop runs with an
+//! [`output::Builder`] as its sink: every MCP tool call it runs becomes an `mcp_call` output
+//! item, the text a `message` item, client tool calls `function_call` items; `stream: true`
+//! writes the semantic events as they happen ([`stream`]).
+//!
+//! Finished responses are kept in the bounded per-process [`store::Store`] (unless `store:
+//! false`) with their whole conversation, so `previous_response_id` continues it; entries are
+//! visible only to the credentials that created them. Runs on the HTTP worker thread that owns
+//! the request, like chat completions.
+
+pub mod input;
+pub mod output;
+pub mod store;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::agent::{self, LoopError, Run};
+use crate::api::openai::{ChatRequest, Message, Role};
+use crate::api::responses::{Input, ResponsesRequest};
+use crate::app::{Snapshot, unix_now};
+use crate::cancel::Cancel;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::server::http::{Request, Responder};
+use crate::server::routes::{
+    Metered, headers_ref, log_failure, run_headers, send_error, send_json,
+};
+use crate::tools::{ToolSet, naming};
+use output::{Builder, Echo};
+use store::{Store, Stored};
+use stream::{Quiet, SseWriter};
+
+/// Response header listing `include` values that were ignored.
+pub const IGNORED_INCLUDE_HEADER: &str = "X-Aiproxy-Ignored-Include";
+
+/// What the access line and the metrics report about a request.
+#[derive(Debug, Default)]
+pub struct Served {
+    pub status: u16,
+    pub assistant: Option<String>,
+    pub tool_calls: u32,
+    pub rounds: u32,
+}
+
+/// What a Responses request needs from the gateway.
+pub struct Ctx<'a> {
+    pub snap: &'a Snapshot,
+    pub metrics: &'a Arc<Metrics>,
+    pub store: &'a Store,
+    pub request_id: &'a str,
+    /// An allowed browser origin: the response carries its CORS headers.
+    pub cors_origin: Option<&'a str>,
+}
+
+/// Whether a path belongs to this API.
+pub fn owns(path: &str) -> bool {
+    path == "/v1/responses" || path.starts_with("/v1/responses/")
+}
+
+/// Serve `/v1/responses[/{id}]` (auth already checked).
+pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
+    let id_header = [("X-Request-Id", ctx.request_id)];
+    let mut served = Served::default();
+    let id = req.path.strip_prefix("/v1/responses/").unwrap_or("");
+    served.status = match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/v1/responses") => return create(ctx, req, resp),
+        (_, "/v1/responses") => send_error(resp, &id_header, &method_not_allowed(req)),
+        ("GET" | "HEAD", _) if valid_id(id) => match ctx.store.get(id, owner_of(req, ctx.snap)) {
+            Some(s) => send_json(resp, 200, &id_header, &s.response),
+            None => send_error(resp, &id_header, &not_found(id)),
+        },
+        ("DELETE", _) if valid_id(id) => {
+            if ctx.store.delete(id, owner_of(req, ctx.snap)) {
+                let body = json!({"id": id, "object": "response", "deleted": true});
+                send_json(resp, 200, &id_header, &body)
+            } else {
+                send_error(resp, &id_header, &not_found(id))
+            }
+        }
+        ("GET" | "HEAD" | "DELETE", _) => send_error(resp, &id_header, &not_found(id)),
+        _ => send_error(resp, &id_header, &method_not_allowed(req)),
+    };
+    served
+}
+
+fn method_not_allowed(req: &Request) -> ApiError {
+    ApiError::new(
+        405,
+        "invalid_request_error",
+        format!("method {} not allowed here", req.method),
+    )
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn not_found(id: &str) -> ApiError {
+    let shown: String = id.chars().take(128).collect();
+    ApiError::not_found(format!(
+        "response '{shown}' not found (responses are kept in memory by the replica that created \
+         them, for a limited time)"
+    ))
+}
+
+fn previous_not_found(id: &str) -> ApiError {
+    let shown: String = id.chars().take(128).collect();
+    ApiError::bad_request(format!(
+        "previous response '{shown}' not found: it was never stored here, was deleted, or was \
+         evicted. Responses are kept in memory per aiproxy replica for a limited time; send the \
+         full conversation as input instead, or route a conversation's requests to the same \
+         replica"
+    ))
+    .with_param("previous_response_id")
+    .with_code("previous_response_not_found")
+}
+
+/// `POST /v1/responses`.
+fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
+    let mut served = Served::default();
+    let id_header = [("X-Request-Id", ctx.request_id)];
+    let r = match parse_body(&req.body) {
+        Ok(r) => r,
+        Err(e) => {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    };
+    let Some(assistant) = ctx.snap.config.assistant(&r.model) else {
+        served.status = send_error(resp, &id_header, &ApiError::model_not_found(&r.model));
+        return served;
+    };
+    served.assistant = Some(assistant.name.clone());
+    let Some(backend) = ctx.snap.backends.get(&assistant.backend) else {
+        let e = ApiError::internal(format!("assistant '{}' has no backend", assistant.name));
+        served.status = send_error(resp, &id_header, &e);
+        return served;
+    };
+    let owner = owner_of(req, ctx.snap);
+    let previous = match r.previous_response_id.as_deref() {
+        None | Some("") => None,
+        Some(id) => match ctx.store.get(id, owner) {
+            Some(s) => Some(s),
+            None => {
+                served.status = send_error(resp, &id_header, &previous_not_found(id));
+                return served;
+            }
+        },
+    };
+
+    let servers: Vec<_> = assistant
+        .mcp_servers
+        .iter()
+        .filter_map(|n| ctx.snap.mcp.get(n).cloned())
+        .collect();
+    let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
+        .with_metrics(Arc::clone(ctx.metrics))
+        .with_max_calls(assistant.max_tool_calls_per_turn);
+    let origins: HashMap<String, (String, String)> = tools
+        .tools
+        .iter()
+        .filter_map(|t| {
+            let (s, n) = tools.origin(&t.function.name)?;
+            Some((t.function.name.clone(), (s.to_string(), n.to_string())))
+        })
+        .collect();
+
+    let translated = match translate(&r, previous.as_ref(), &origins) {
+        Ok(t) => t,
+        Err(e) => {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    };
+    let prepared = match agent::prepare(translated.chat, assistant) {
+        Ok(p) => p,
+        Err(e) => {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    };
+
+    let mut headers = run_headers(ctx.request_id, &tools, ctx.cors_origin);
+    if !translated.ignored_include.is_empty() {
+        headers.push((
+            IGNORED_INCLUDE_HEADER.to_string(),
+            translated.ignored_include.join(","),
+        ));
+    }
+    let echo = Echo {
+        id: format!("resp_{}", unique_id()),
+        created_at: unix_now(),
+        model: assistant.name.clone(),
+        fields: echo_fields(&r, &prepared.client_tools, assistant),
+    };
+    let cancel = Cancel::new();
+    let metered = Metered {
+        inner: backend.as_ref(),
+        name: &assistant.backend,
+        metrics: ctx.metrics,
+    };
+    let run = Run {
+        assistant,
+        backend: &metered,
+        tools: &tools,
+        cancel: &cancel,
+        deadline: Instant::now() + ctx.snap.config.server.request_timeout,
+    };
+    let show_mcp = assistant.responses_mcp_items;
+    let keep = r
+        .store
+        .unwrap_or(true)
+        .then_some((translated.items, previous));
+    let remember = |done: &output::Done| {
+        if let Some((input_items, previous)) = &keep {
+            let mut items: Vec<Value> = previous
+                .as_ref()
+                .map(|p| p.items.as_ref().clone())
+                .unwrap_or_default();
+            items.extend(input_items.iter().cloned());
+            items.extend(done.items.iter().cloned());
+            let stored = Stored {
+                response: Arc::new(done.response.clone()),
+                items: Arc::new(items),
+            };
+            if !ctx.store.put(&echo.id, owner, stored) {
+                log::warn!(
+                    "{} response {} too large for the response store; not kept",
+                    ctx.request_id,
+                    echo.id
+                );
+            }
+        }
+    };
+
+    if prepared.stream {
+        let writer = SseWriter::new(resp, headers.clone());
+        let mut builder = Builder::new(&echo, writer, &origins, show_mcp);
+        let result = run.run(&prepared, &mut builder);
+        served.status = 200;
+        match result {
+            Ok(out) => {
+                served.tool_calls = out.tool_calls;
+                served.rounds = out.rounds;
+                match builder.finish(&out) {
+                    Ok((done, writer)) => {
+                        remember(&done);
+                        if writer.close().is_err() {
+                            served.status = 499;
+                        }
+                    }
+                    Err(_) => served.status = 499,
+                }
+            }
+            Err(e) => {
+                let api = ApiError::from(&e);
+                log_failure(ctx.request_id, &e, &api);
+                let (writer, events) = builder.fail(&api);
+                match events {
+                    Some(_) if matches!(e, LoopError::Cancelled) => served.status = 499,
+                    Some((error, failed)) => writer.fail_started(&error, &failed),
+                    None => match writer.into_unstarted() {
+                        Some(resp) => {
+                            served.status = send_error(resp, &headers_ref(&headers), &api)
+                        }
+                        None if matches!(e, LoopError::Cancelled) => served.status = 499,
+                        None => {}
+                    },
+                }
+            }
+        }
+        return served;
+    }
+
+    let quiet = Quiet(|| resp.client_gone());
+    let mut builder = Builder::new(&echo, quiet, &origins, show_mcp);
+    let result = run.run(&prepared, &mut builder);
+    let finished = match result {
+        Ok(out) => {
+            served.tool_calls = out.tool_calls;
+            served.rounds = out.rounds;
+            builder
+                .finish(&out)
+                .map(|(done, _)| done)
+                .map_err(|_| LoopError::Cancelled)
+        }
+        Err(e) => Err(e),
+    };
+    let hdrs = headers_ref(&headers);
+    served.status = match finished {
+        Ok(done) => {
+            remember(&done);
+            send_json(resp, 200, &hdrs, &done.response)
+        }
+        Err(e) => {
+            let api = ApiError::from(&e);
+            log_failure(ctx.request_id, &e, &api);
+            send_error(resp, &hdrs, &api)
+        }
+    };
+    served
+}
+
+/// A Responses request as a chat request, plus what the response and the store need.
+struct Translated {
+    chat: ChatRequest,
+    /// This request's input items (normalized), for the store.
+    items: Vec<Value>,
+    ignored_include: Vec<String>,
+}
+
+fn translate(
+    r: &ResponsesRequest,
+    previous: Option<&Stored>,
+    origins: &HashMap<String, (String, String)>,
+) -> Result<Translated, ApiError> {
+    if r.conversation.as_ref().is_some_and(|c| !c.is_null()) {
+        return Err(ApiError::bad_request(
+            "'conversation' (the Conversations API) is not supported by aiproxy; use \
+             previous_response_id or send the full input",
+        )
+        .with_param("conversation"));
+    }
+    if r.rest
+        .get("background")
+        .is_some_and(|b| b == &Value::Bool(true))
+    {
+        return Err(
+            ApiError::bad_request("background responses are not supported by aiproxy")
+                .with_param("background"),
+        );
+    }
+    if r.rest.get("prompt").is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::bad_request(
+            "'prompt' (stored prompt templates) is not supported by aiproxy; send instructions",
+        )
+        .with_param("prompt"));
+    }
+    let client_tools = input::client_tools(r.tools.as_deref().unwrap_or_default())?;
+    let tool_choice = r
+        .tool_choice
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .map(input::tool_choice)
+        .transpose()?;
+    let response_format = match &r.text {
+        Some(t) if !t.is_null() => input::response_format(t)?,
+        _ => None,
+    };
+
+    let reverse: HashMap<(&str, &str), &str> = origins
+        .iter()
+        .map(|(exposed, (s, t))| ((s.as_str(), t.as_str()), exposed.as_str()))
+        .collect();
+    let exposed = |server: &str, tool: &str| -> String {
+        reverse
+            .get(&(server, tool))
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| naming::base_name(server, tool))
+    };
+
+    let items: Vec<Value> = match &r.input {
+        Some(Input::Text(t)) => input::items_of_text(t),
+        Some(Input::Items(items)) => items.clone(),
+        None => Vec::new(),
+    };
+    let mut messages: Vec<Message> = Vec::new();
+    if let Some(i) = r.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
+        messages.push(Message::text(Role::System, i));
+    }
+    let lead = messages.len();
+    if let Some(p) = previous {
+        input::to_messages(&p.items, "previous_response", &exposed, &mut messages)?;
+    }
+    input::to_messages(&items, "input", &exposed, &mut messages)?;
+    if messages.len() == lead {
+        return Err(
+            ApiError::bad_request("missing required parameter: 'input'").with_param("input")
+        );
+    }
+
+    let mut rest = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            rest.insert(k.to_string(), v);
+        }
+    };
+    put("temperature", r.temperature.map(Value::from));
+    put("top_p", r.top_p.map(Value::from));
+    put(
+        "max_completion_tokens",
+        r.max_output_tokens.map(Value::from),
+    );
+    put("response_format", response_format);
+    put(
+        "reasoning_effort",
+        r.reasoning.as_ref().and_then(|x| x.get("effort")).cloned(),
+    );
+    put(
+        "verbosity",
+        r.text.as_ref().and_then(|t| t.get("verbosity")).cloned(),
+    );
+    put("user", r.user.clone().map(Value::from));
+    if !client_tools.is_empty() {
+        put(
+            "parallel_tool_calls",
+            r.parallel_tool_calls.map(Value::from),
+        );
+    }
+    for k in [
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "seed",
+    ] {
+        put(k, r.rest.get(k).cloned());
+    }
+    let chat = ChatRequest {
+        model: r.model.clone(),
+        messages,
+        stream: r.stream,
+        stream_options: None,
+        tools: (!client_tools.is_empty()).then_some(client_tools),
+        tool_choice,
+        n: None,
+        rest,
+    };
+    Ok(Translated {
+        chat,
+        items,
+        ignored_include: r.include.clone().unwrap_or_default(),
+    })
+}
+
+/// The settings every response object echoes.
+fn echo_fields(
+    r: &ResponsesRequest,
+    client_tools: &[crate::api::openai::Tool],
+    assistant: &crate::config::AssistantConfig,
+) -> Map<String, Value> {
+    let mut f = Map::new();
+    let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
+    f.insert(
+        "instructions".into(),
+        opt(r.instructions.clone().map(Value::from)),
+    );
+    f.insert(
+        "metadata".into(),
+        Value::Object(r.metadata.clone().unwrap_or_default()),
+    );
+    f.insert(
+        "parallel_tool_calls".into(),
+        json!(r.parallel_tool_calls.unwrap_or(true)),
+    );
+    f.insert(
+        "temperature".into(),
+        json!(r.temperature.or(assistant.temperature).unwrap_or(1.0)),
+    );
+    f.insert(
+        "top_p".into(),
+        json!(r.top_p.or(assistant.top_p).unwrap_or(1.0)),
+    );
+    f.insert(
+        "tool_choice".into(),
+        r.tool_choice
+            .clone()
+            .filter(|v| !v.is_null())
+            .unwrap_or_else(|| json!("auto")),
+    );
+    f.insert(
+        "tools".into(),
+        Value::Array(input::echo_tools(client_tools)),
+    );
+    f.insert(
+        "max_output_tokens".into(),
+        opt(r.max_output_tokens.map(Value::from)),
+    );
+    f.insert(
+        "previous_response_id".into(),
+        opt(r.previous_response_id.clone().map(Value::from)),
+    );
+    f.insert(
+        "reasoning".into(),
+        r.reasoning
+            .clone()
+            .filter(|v| v.is_object())
+            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
+    );
+    f.insert("store".into(), json!(r.store.unwrap_or(true)));
+    let mut text = r
+        .text
+        .clone()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if text.get("format").is_none_or(Value::is_null) {
+        text["format"] = json!({"type": "text"});
+    }
+    f.insert("text".into(), text);
+    f.insert("truncation".into(), json!("disabled"));
+    f.insert("user".into(), opt(r.user.clone().map(Value::from)));
+    f.insert("background".into(), json!(false));
+    f
+}
+
+/// Decode the body with messages that say what is wrong (400, never 500).
+fn parse_body(body: &[u8]) -> Result<ResponsesRequest, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let Some(obj) = value.as_object() else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    if obj.get("model").is_none_or(Value::is_null) {
+        return Err(
+            ApiError::bad_request("missing required parameter: 'model'").with_param("model")
+        );
+    }
+    serde_json::from_value::<ResponsesRequest>(value.clone()).map_err(|e| {
+        // Name the field at fault: decode each field alone beside a valid model.
+        let culprit = obj.iter().find(|(k, v)| {
+            let mut probe = Map::new();
+            probe.insert("model".into(), json!("m"));
+            probe.insert((*k).clone(), (*v).clone());
+            serde_json::from_value::<ResponsesRequest>(Value::Object(probe)).is_err()
+        });
+        match culprit {
+            Some((k, _)) => {
+                ApiError::bad_request(format!("invalid request: {k}: {e}")).with_param(k.clone())
+            }
+            None => ApiError::bad_request(format!("invalid request: {e}")),
+        }
+    })
+}
+
+/// The owner tag of stored responses: a keyed hash of the caller's credentials, so one key's
+/// responses are invisible to another.
+fn owner_of(req: &Request, snap: &Snapshot) -> u64 {
+    let mut h = keys().build_hasher();
+    h.write_u8(1);
+    for name in ["Authorization", snap.config.apiman.api_key_header.as_str()] {
+        h.write(req.header(name).unwrap_or("").as_bytes());
+        h.write_u8(0);
+    }
+    if let Some(name) = &snap.config.apiman.header {
+        h.write(req.header(name).unwrap_or("").as_bytes());
+    }
+    h.finish()
+}
+
+fn keys() -> &'static RandomState {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
+}
+
+/// 32 hex digits nobody can predict: a counter and the clock under a keyed hash (SipHash with
+/// per-process random keys), so stored responses cannot be found by guessing ids.
+pub fn unique_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut out = String::with_capacity(32);
+    for salt in [2u8, 3] {
+        let mut h = keys().build_hasher();
+        h.write_u8(salt);
+        h.write_u64(n);
+        h.write_u64(t);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}

@@ -1,0 +1,268 @@
+//! The bounded in-memory response store behind `previous_response_id`, `GET` and `DELETE
+//! /v1/responses/{id}`.
+//!
+//! Per process (a response created on another replica is unknown here). Bounded by entry count
+//! and by bytes (the serialized size of the stored response and conversation items), with a
+//! TTL; the oldest entries are evicted first. Each entry remembers an owner tag (a keyed hash of
+//! the caller's credentials) and is invisible to other callers. One mutex; every operation is
+//! O(1) amortized plus the evictions it performs; no threads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+/// Default capacity: entries.
+pub const DEFAULT_MAX_ENTRIES: usize = 1000;
+/// Default capacity: bytes of stored JSON.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Default time to live.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// A finished response as stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The response object, as returned to the client.
+    pub response: Arc<Value>,
+    /// The whole conversation (earlier items, this input, this output including hidden
+    /// `mcp_call` items), without `instructions`.
+    pub items: Arc<Vec<Value>>,
+}
+
+struct Entry {
+    stored: Stored,
+    owner: u64,
+    bytes: usize,
+    at: Instant,
+}
+
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Ids in insertion order; may hold ids already removed (skipped when popped).
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    max_bytes: usize,
+    ttl: Duration,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_TTL)
+    }
+}
+
+impl Store {
+    /// The default store, with capacities from the environment when set:
+    /// `AIPROXY_RESPONSES_STORE_MAX_ENTRIES`, `AIPROXY_RESPONSES_STORE_MAX_BYTES`,
+    /// `AIPROXY_RESPONSES_STORE_TTL_SECS` (invalid values are logged and ignored).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Store {
+        let num = |name: &str, default: u64| -> u64 {
+            match get(name).map(|v| v.trim().parse::<u64>()) {
+                None => default,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    log::warn!("{name} is not a whole number; using {default}");
+                    default
+                }
+            }
+        };
+        let max_entries = num(
+            "AIPROXY_RESPONSES_STORE_MAX_ENTRIES",
+            DEFAULT_MAX_ENTRIES as u64,
+        );
+        let max_bytes = num(
+            "AIPROXY_RESPONSES_STORE_MAX_BYTES",
+            DEFAULT_MAX_BYTES as u64,
+        );
+        let ttl = num("AIPROXY_RESPONSES_STORE_TTL_SECS", DEFAULT_TTL.as_secs());
+        Store::new(
+            usize::try_from(max_entries).unwrap_or(usize::MAX),
+            usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            Duration::from_secs(ttl),
+        )
+    }
+
+    pub fn new(max_entries: usize, max_bytes: usize, ttl: Duration) -> Store {
+        Store {
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+            }),
+            max_entries,
+            max_bytes,
+            ttl,
+        }
+    }
+
+    /// Keep a response; evicts the oldest entries to make room. An entry larger than the whole
+    /// byte budget is not kept (returns false).
+    pub fn put(&self, id: &str, owner: u64, stored: Stored) -> bool {
+        let bytes = id.len()
+            + stored.response.to_string().len()
+            + stored
+                .items
+                .iter()
+                .map(|i| i.to_string().len())
+                .sum::<usize>();
+        if bytes > self.max_bytes || self.max_entries == 0 {
+            return false;
+        }
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        if let Some(old) = inner.map.remove(id) {
+            inner.bytes -= old.bytes;
+        }
+        let now = Instant::now();
+        while inner.map.len() >= self.max_entries
+            || inner.bytes + bytes > self.max_bytes
+            || front_expired(inner, now, self.ttl)
+        {
+            if !pop_oldest(inner) {
+                break;
+            }
+        }
+        inner.bytes += bytes;
+        inner.order.push_back(id.to_string());
+        inner.map.insert(
+            id.to_string(),
+            Entry {
+                stored,
+                owner,
+                bytes,
+                at: now,
+            },
+        );
+        // Compact the order queue when removed ids pile up (DELETEs).
+        if inner.order.len() > 2 * inner.map.len() + 64 {
+            let map = &inner.map;
+            inner.order.retain(|id| map.contains_key(id));
+        }
+        true
+    }
+
+    /// A live entry of this owner.
+    pub fn get(&self, id: &str, owner: u64) -> Option<Stored> {
+        let mut g = self.inner.lock();
+        let expired = match g.map.get(id) {
+            None => return None,
+            Some(e) if e.owner != owner => return None,
+            Some(e) => e.at.elapsed() >= self.ttl,
+        };
+        if expired {
+            remove(&mut g, id);
+            return None;
+        }
+        g.map.get(id).map(|e| e.stored.clone())
+    }
+
+    /// Remove an entry of this owner; false when there was none.
+    pub fn delete(&self, id: &str, owner: u64) -> bool {
+        let mut g = self.inner.lock();
+        match g.map.get(id) {
+            Some(e) if e.owner == owner => {
+                let live = e.at.elapsed() < self.ttl;
+                remove(&mut g, id);
+                live
+            }
+            _ => false,
+        }
+    }
+
+    /// Entries and bytes held (for tests and diagnostics).
+    pub fn usage(&self) -> (usize, usize) {
+        let g = self.inner.lock();
+        (g.map.len(), g.bytes)
+    }
+}
+
+fn remove(inner: &mut Inner, id: &str) {
+    if let Some(e) = inner.map.remove(id) {
+        inner.bytes -= e.bytes;
+    }
+}
+
+fn front_expired(inner: &Inner, now: Instant, ttl: Duration) -> bool {
+    inner
+        .order
+        .front()
+        .and_then(|id| inner.map.get(id))
+        .is_some_and(|e| now.duration_since(e.at) >= ttl)
+}
+
+/// Drop the oldest live entry; false when the store is empty.
+fn pop_oldest(inner: &mut Inner) -> bool {
+    while let Some(id) = inner.order.pop_front() {
+        if inner.map.contains_key(&id) {
+            remove(inner, &id);
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(text: &str) -> Stored {
+        Stored {
+            response: Arc::new(json!({ "t": text })),
+            items: Arc::new(vec![json!(text)]),
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_by_count() {
+        let s = Store::new(2, 1 << 20, DEFAULT_TTL);
+        assert!(s.put("a", 1, stored("a")));
+        assert!(s.put("b", 1, stored("b")));
+        assert!(s.put("c", 1, stored("c")));
+        assert!(s.get("a", 1).is_none());
+        assert!(s.get("b", 1).is_some() && s.get("c", 1).is_some());
+        assert_eq!(s.usage().0, 2);
+    }
+
+    #[test]
+    fn evicts_by_bytes_and_refuses_oversized() {
+        let big = "x".repeat(400);
+        let s = Store::new(100, 1000, DEFAULT_TTL);
+        assert!(s.put("a", 1, stored(&big)));
+        assert!(s.put("b", 1, stored(&big)));
+        assert!(
+            s.get("a", 1).is_none(),
+            "a evicted to fit b? {:?}",
+            s.usage()
+        );
+        assert!(s.usage().1 <= 1000);
+        assert!(!s.put("huge", 1, stored(&"y".repeat(2000))));
+        assert!(s.get("b", 1).is_some());
+    }
+
+    #[test]
+    fn ttl_owner_and_delete() {
+        let s = Store::new(10, 1 << 20, Duration::from_millis(0));
+        assert!(s.put("a", 1, stored("a")));
+        assert!(s.get("a", 1).is_none(), "expired at once");
+        let s = Store::new(10, 1 << 20, DEFAULT_TTL);
+        s.put("a", 1, stored("a"));
+        assert!(s.get("a", 2).is_none(), "another owner sees nothing");
+        assert!(!s.delete("a", 2));
+        assert!(s.delete("a", 1));
+        assert!(s.get("a", 1).is_none());
+        assert_eq!(s.usage(), (0, 0));
+        for i in 0..500 {
+            s.put(&format!("k{i}"), 1, stored("v"));
+            s.delete(&format!("k{i}"), 1);
+        }
+        assert!(s.inner.lock().order.len() < 200, "order queue compacted");
+    }
+}

@@ -1,0 +1,154 @@
+//! Writes Responses API server-sent events: `event: <type>` + `data: {…}`, one chunk per event,
+//! flushed. The HTTP head goes out lazily with the first event, so a failure before anything was
+//! written still gets a real error status. Keep-alives are SSE comments only, at most every
+//! [`KEEPALIVE_EVERY`] of silence while tools run or the upstream is quiet.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::backend::Cancelled;
+use crate::server::http::{BodyStream, Responder};
+
+/// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+
+enum State<'a, 'b> {
+    NotStarted(&'a mut Responder<'b>),
+    Started(BodyStream<'a>),
+    Gone,
+}
+
+/// Where the output builder's events go.
+pub trait Events {
+    /// Whether events are written at all (false for non-streaming requests).
+    fn streaming(&self) -> bool;
+    fn send(&mut self, kind: &str, data: &Value) -> Result<(), Cancelled>;
+    /// An SSE comment line (ignored by clients).
+    fn comment(&mut self, text: &str) -> Result<(), Cancelled>;
+    /// Called about once a second while the upstream or tools are busy.
+    fn waiting(&mut self) -> Result<(), Cancelled>;
+}
+
+/// Non-streaming: no events, only a check that the client is still there.
+pub struct Quiet<F: FnMut() -> bool>(pub F);
+
+impl<F: FnMut() -> bool> Events for Quiet<F> {
+    fn streaming(&self) -> bool {
+        false
+    }
+    fn send(&mut self, _kind: &str, _data: &Value) -> Result<(), Cancelled> {
+        Ok(())
+    }
+    fn comment(&mut self, _text: &str) -> Result<(), Cancelled> {
+        self.waiting()
+    }
+    fn waiting(&mut self) -> Result<(), Cancelled> {
+        if (self.0)() { Err(Cancelled) } else { Ok(()) }
+    }
+}
+
+pub struct SseWriter<'a, 'b> {
+    state: State<'a, 'b>,
+    headers: Vec<(String, String)>,
+    last_write: Instant,
+}
+
+impl<'a, 'b> SseWriter<'a, 'b> {
+    pub fn new(resp: &'a mut Responder<'b>, headers: Vec<(String, String)>) -> Self {
+        SseWriter {
+            state: State::NotStarted(resp),
+            headers,
+            last_write: Instant::now(),
+        }
+    }
+
+    pub fn started(&self) -> bool {
+        matches!(self.state, State::Started(_))
+    }
+
+    fn write_raw(&mut self, data: &[u8]) -> Result<(), Cancelled> {
+        if let State::NotStarted(_) = self.state {
+            let State::NotStarted(resp) = std::mem::replace(&mut self.state, State::Gone) else {
+                return Err(Cancelled);
+            };
+            let mut headers: Vec<(&str, &str)> = vec![
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "no-cache"),
+                ("X-Accel-Buffering", "no"),
+            ];
+            headers.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            match resp.stream(200, &headers) {
+                Ok(stream) => self.state = State::Started(stream),
+                Err(_) => return Err(Cancelled),
+            }
+        }
+        let State::Started(stream) = &mut self.state else {
+            return Err(Cancelled);
+        };
+        if stream.write(data).is_err() {
+            self.state = State::Gone;
+            return Err(Cancelled);
+        }
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// End the body. An error means the client left.
+    pub fn close(mut self) -> Result<(), Cancelled> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Started(stream) => stream.finish().map_err(|_| Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Before the first byte: hand the responder back so the caller sends a real error status.
+    pub fn into_unstarted(self) -> Option<&'a mut Responder<'b>> {
+        match self.state {
+            State::NotStarted(resp) => Some(resp),
+            _ => None,
+        }
+    }
+
+    /// After the first byte: the `error` event the caller built, then the end of the stream.
+    pub fn fail_started(mut self, error_event: &Value, failed_event: &Value) {
+        let _ = self.send("error", error_event);
+        let _ = self.send("response.failed", failed_event);
+        let _ = self.close();
+    }
+
+    fn client_gone(&self) -> bool {
+        match &self.state {
+            State::NotStarted(resp) => resp.client_gone(),
+            State::Started(stream) => stream.client_gone(),
+            State::Gone => true,
+        }
+    }
+}
+
+impl Events for SseWriter<'_, '_> {
+    fn streaming(&self) -> bool {
+        true
+    }
+
+    fn send(&mut self, kind: &str, data: &Value) -> Result<(), Cancelled> {
+        let event = format!("event: {kind}\ndata: {data}\n\n");
+        self.write_raw(event.as_bytes())
+    }
+
+    fn comment(&mut self, text: &str) -> Result<(), Cancelled> {
+        let line = format!(": {}\n\n", text.replace(['\n', '\r'], " "));
+        self.write_raw(line.as_bytes())
+    }
+
+    fn waiting(&mut self) -> Result<(), Cancelled> {
+        if self.client_gone() {
+            self.state = State::Gone;
+            return Err(Cancelled);
+        }
+        if self.started() && self.last_write.elapsed() >= KEEPALIVE_EVERY {
+            self.write_raw(b": keep-alive\n\n")?;
+        }
+        Ok(())
+    }
+}
