@@ -8,6 +8,7 @@
 //! unless they carry `id`/`retry` (MCP priming events). A line or event larger than the cap is
 //! an `InvalidData` error, so a hostile peer cannot make us buffer without bound. Reading is
 //! synchronous on the caller's thread; the underlying reader's timeouts apply.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, BufRead};
 
@@ -79,11 +80,8 @@ impl<R: BufRead> SseReader<R> {
             if line.starts_with(':') {
                 continue;
             }
-            let (field, value) = match line.find(':') {
-                Some(i) => {
-                    let v = &line[i + 1..];
-                    (&line[..i], v.strip_prefix(' ').unwrap_or(v))
-                }
+            let (field, value) = match line.split_once(':') {
+                Some((field, v)) => (field, v.strip_prefix(' ').unwrap_or(v)),
                 None => (line.as_ref(), ""),
             };
             has_fields = true;
@@ -119,24 +117,25 @@ impl<R: BufRead> SseReader<R> {
                 if buf.is_empty() {
                     return Ok(!self.line.is_empty());
                 }
-                let mut start = 0;
+                let mut rest = buf;
                 if self.after_cr {
                     self.after_cr = false;
-                    if buf[0] == b'\n' {
-                        start = 1;
+                    if let Some(after_lf) = rest.strip_prefix(b"\n") {
+                        rest = after_lf;
                     }
                 }
-                match buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
+                let skipped = buf.len() - rest.len();
+                match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
                     Some(i) => {
-                        let end = start + i;
-                        self.line.extend_from_slice(&buf[start..end]);
-                        if buf[end] == b'\r' {
+                        let (line, tail) = rest.split_at(i);
+                        self.line.extend_from_slice(line);
+                        if tail.first() == Some(&b'\r') {
                             self.after_cr = true;
                         }
-                        (end + 1, true)
+                        (skipped + i + 1, true)
                     }
                     None => {
-                        self.line.extend_from_slice(&buf[start..]);
+                        self.line.extend_from_slice(rest);
                         (buf.len(), false)
                     }
                 }
@@ -160,6 +159,11 @@ fn too_large(max: usize) -> io::Error {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::io::BufReader;

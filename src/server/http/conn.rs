@@ -5,6 +5,7 @@
 //! Thread model: a `Conn` is owned by exactly one thread at a time: the poller while reading a
 //! request (or idle, or lingering), then the worker serving it, then the poller again. The socket
 //! sits in an `Arc` only so the poller can force it shut (`shutdown`) at the end of a drain.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -190,7 +191,10 @@ impl Conn {
 
     /// Parse the head if a new line end arrived; `Ok(true)` when it moved to the body state.
     fn try_head(&mut self, limits: &Limits, now: Instant) -> Result<bool, Reject> {
-        let new_line = self.buf[self.scanned.min(self.buf.len())..].contains(&b'\n');
+        let new_line = self
+            .buf
+            .get(self.scanned..)
+            .is_some_and(|unscanned| unscanned.contains(&b'\n'));
         self.scanned = self.buf.len();
         // Parse when a line ended, at the limit, or when the buffer doubled since the last try:
         // garbage without any newline (a TLS hello) is refused at once, while a head trickled
@@ -259,6 +263,11 @@ fn chunk_reject(e: ChunkError) -> Reject {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::net::TcpListener;

@@ -16,6 +16,7 @@
 //! requests or `max_connections` open connections → 503 with `Retry-After: 1`. Error responses
 //! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
 //! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in `sys.rs`.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -318,6 +319,11 @@ impl Drop for Server {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 

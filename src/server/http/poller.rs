@@ -6,6 +6,7 @@
 //! Thread model: everything here runs on the poller thread. Workers talk to it only through the
 //! bounded `Done` channel plus the eventfd `Waker`; `Server` talks to it through the control
 //! channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -126,7 +127,7 @@ impl Poller {
                     0
                 }
             };
-            for ev in &events[..n] {
+            for ev in events.get(..n).unwrap_or_default() {
                 let token = ev.u64;
                 match token {
                     LISTENER => self.accept_ready(),
@@ -244,7 +245,11 @@ impl Poller {
     fn read_and_advance(&mut self, mut conn: Conn) -> Option<Conn> {
         for _ in 0..READS_PER_EVENT {
             let budget = conn.read_budget(&self.limits);
-            let n = match (&*conn.stream).read(&mut self.scratch[..budget]) {
+            // `read_budget` is at most READ_CHUNK, the scratch size.
+            let Some(scratch) = self.scratch.get_mut(..budget) else {
+                return Some(conn);
+            };
+            let n = match (&*conn.stream).read(scratch) {
                 Ok(0) => {
                     debug!("conn {}: closed by peer", conn.id);
                     return None;
@@ -268,7 +273,8 @@ impl Poller {
                 }
                 continue;
             }
-            conn.buf.extend_from_slice(&self.scratch[..n]);
+            conn.buf
+                .extend_from_slice(self.scratch.get(..n).unwrap_or_default());
             conn = self.advance(conn)?;
         }
         Some(conn)

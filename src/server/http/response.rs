@@ -7,6 +7,7 @@
 //!
 //! Thread model: a `Responder` lives on the worker thread serving one request, borrowing that
 //! connection's socket (blocking, with a write timeout) for the duration of the handler.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -385,6 +386,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,7 @@
 //!
 //! Thread model: `Epoll` is used only by the poller thread; `Waker` is shared (`&self` methods,
 //! eventfd writes are atomic); `peer_closed` may be called from any thread.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -148,7 +149,7 @@ pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
     while !rest.is_empty() {
         match s.write(rest) {
             Ok(0) => return false,
-            Ok(n) => rest = &rest[n..],
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return false,
         }
@@ -177,6 +178,11 @@ pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::io::Write;

@@ -6,6 +6,7 @@
 //! poller drops its sender at shutdown. While serving, a worker owns the connection; its socket
 //! is switched to blocking mode with a write timeout, so a client that stops reading cannot hold
 //! the worker longer than `io_timeout` per write.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
