@@ -122,9 +122,11 @@ impl<'a> Responder<'a> {
         })
     }
 
-    /// True when the peer has closed its side (non-blocking check; no data consumed).
+    /// True when the client is gone: a write failed, or the connection was reset or hung up.
+    /// A client that only half-closed (sent its request, then `shutdown(SHUT_WR)`) is still
+    /// there; one that closed completely shows up after the next write. Non-blocking.
     pub fn client_gone(&self) -> bool {
-        self.state == RespState::Broken || sys::peer_closed(self.stream.as_raw_fd())
+        self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
     pub(super) fn state(&self) -> RespState {
@@ -219,9 +221,10 @@ impl BodyStream<'_> {
         result
     }
 
-    /// Non-blocking check that the peer closed.
+    /// Non-blocking check that the client is gone (see [`Responder::client_gone`]): each
+    /// `write` to a client that closed draws a reset, so streams notice within one write.
     pub fn client_gone(&self) -> bool {
-        *self.state == RespState::Broken || sys::peer_closed(self.stream.as_raw_fd())
+        *self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
     /// Terminate the body (`0\r\n\r\n` for chunked) and flush.
