@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::app::{App, Source, load_with_document};
 use crate::config::{self, Config, Env, EnvLookup};
-use crate::server::http::{Limits, Server};
+use crate::server::http::{Hooks, Limits, Server, TickFn};
 use crate::server::routes::Gateway;
 
 pub const USAGE: &str = "\
@@ -226,7 +226,13 @@ fn serve(opts: &Opts) -> i32 {
     }
     crate::signals::block();
     let gateway = Arc::new(Gateway::new(Arc::clone(&app)));
-    let server = match Server::start(listener, limits, Arc::clone(&gateway) as _) {
+    let notifier = Arc::new(crate::sd_notify::Notifier::from_env());
+    let server = match Server::start_with(
+        listener,
+        limits,
+        Arc::clone(&gateway) as _,
+        supervision(&notifier),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aiproxy: cannot start the server: {e}");
@@ -239,6 +245,7 @@ fn serve(opts: &Opts) -> i32 {
         env!("CARGO_PKG_VERSION"),
         server.local_addr()
     );
+    notifier.ready();
     while crate::signals::wait() == crate::signals::Signal::Reload {
         match app.reload() {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
@@ -249,6 +256,7 @@ fn serve(opts: &Opts) -> i32 {
         "shutting down: draining in-flight requests (up to {}s)",
         drain.as_secs()
     );
+    notifier.stopping();
     let drained = server.shutdown(drain);
     app.stop_mcp_servers();
     server.join();
@@ -256,6 +264,26 @@ fn serve(opts: &Opts) -> i32 {
         log::warn!("drain timeout reached; remaining requests were cut");
     }
     0
+}
+
+/// Exit status when the HTTP poller died: the port no longer accepts, so the process exits at
+/// once and its supervisor (systemd `Restart=on-failure`) starts a fresh one.
+pub const EXIT_POLLER_DIED: i32 = 70;
+
+/// The server's supervision hooks: the systemd watchdog is fed from the poller loop, and a dead
+/// poller ends the process.
+fn supervision(notifier: &Arc<crate::sd_notify::Notifier>) -> Hooks {
+    let tick = notifier.watchdog_every().map(|every| {
+        let n = Arc::clone(notifier);
+        (every, Arc::new(move || n.watchdog()) as TickFn)
+    });
+    Hooks {
+        tick,
+        poller_died: Some(Arc::new(|why: &str| {
+            log::error!("the HTTP poller died ({why}); exiting so the service is restarted");
+            std::process::exit(EXIT_POLLER_DIED);
+        })),
+    }
 }
 
 /// HTTP limits from the `server` config section.
@@ -267,6 +295,8 @@ pub fn limits(cfg: &Config) -> Limits {
         max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
         idle_timeout: s.idle_timeout,
+        max_connections_per_ip: s.max_connections_per_ip,
+        first_byte_timeout: s.first_byte_timeout,
         ..Limits::default()
     }
 }

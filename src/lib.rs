@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod mcp;
 pub mod metrics;
+pub mod sd_notify;
 pub mod secret;
 pub mod server;
 pub mod signals;

@@ -100,7 +100,7 @@ impl Handler for TestHandler {
                 while !body.client_gone() && Instant::now() < deadline {
                     thread::sleep(Duration::from_millis(10));
                     i += 1;
-                    if probe && i % 5 == 0 {
+                    if probe && i.is_multiple_of(5) {
                         let _ = body.write(b": p\n\n");
                     }
                 }

@@ -208,16 +208,21 @@ impl HttpStats {
     }
 }
 
+/// A callback run on the poller thread.
+pub type TickFn = Arc<dyn Fn() + Send + Sync>;
+/// Called with the reason when the poller thread stops for good.
+pub type DiedFn = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Callbacks from the poller thread, for process supervision (keep them cheap: they run on
 /// the thread that serves every connection).
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// `(every, f)`: `f` runs on the poller loop at least once per `every` while the loop
     /// turns (a liveness signal, e.g. a systemd watchdog ping). A wedged poller stops calling it.
-    pub tick: Option<(Duration, Arc<dyn Fn() + Send + Sync>)>,
+    pub tick: Option<(Duration, TickFn)>,
     /// Runs once if the poller thread stops because of a bug (panics it could not contain).
     /// The server then accepts nothing more, so a process should exit here to be restarted.
-    pub poller_died: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub poller_died: Option<DiedFn>,
 }
 
 impl std::fmt::Debug for Hooks {

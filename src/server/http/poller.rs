@@ -67,7 +67,7 @@ pub(super) enum Control {
 struct Tick {
     every: Duration,
     next: Instant,
-    f: Arc<dyn Fn() + Send + Sync>,
+    f: super::TickFn,
 }
 
 pub(super) struct Poller {
@@ -100,7 +100,7 @@ impl Poller {
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
-        tick: Option<(Duration, Arc<dyn Fn() + Send + Sync>)>,
+        tick: Option<(Duration, super::TickFn)>,
     ) -> io::Result<Poller> {
         let epoll = Epoll::new()?;
         listener.set_nonblocking(true)?;
