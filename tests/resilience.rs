@@ -168,8 +168,11 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     // Warm: the demo MCP server starts on first use.
     assert_eq!(exchange(gw.addr, &question, IO).0, 200);
 
-    let mut idle: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
-    let mut slow: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
+    // From two other addresses, each under `server.max_connections_per_ip` (256): this is
+    // about many clients; one client over its cap is refused (http_server tests that).
+    let (a, b) = ([127, 0, 0, 3].into(), [127, 0, 0, 4].into());
+    let mut idle: Vec<TcpStream> = (0..250).map(|_| connect_from(a, gw.addr)).collect();
+    let mut slow: Vec<TcpStream> = (0..250).map(|_| connect_from(b, gw.addr)).collect();
     for s in &mut slow {
         s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nX-Slow: ")
             .unwrap();
@@ -219,8 +222,36 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     assert!(gw.alive());
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
+/// A client socket bound to `src` (any of 127.0.0.0/8 works on Linux), so one test can be
+/// many clients.
+fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket owned by the TcpStream at once; bind/connect get valid
+    // sockaddr_in structs of the stated length.
+    let s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(src, 0);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {src}: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        s
+    };
     s.set_read_timeout(Some(IO)).unwrap();
     s.set_write_timeout(Some(IO)).unwrap();
     s
