@@ -4,7 +4,7 @@ CARGO ?= cargo
 MUSL_X86 := x86_64-unknown-linux-musl
 MUSL_ARM := aarch64-unknown-linux-musl
 
-.PHONY: run build test peers setup lint fmt clippy ci static static-x86 static-arm bench fuzz clean
+.PHONY: run build test peers setup lint fmt clippy ci static static-x86 static-arm bench fuzz fuzz-replay clean
 
 ## run: build and start the gateway (the embedded demo config when there is no ./config.yaml)
 run:
@@ -59,16 +59,23 @@ define check_static
 endef
 
 ## ci: everything CI checks: set-up, format, lints, the static builds (the aarch64 one is run
-## under qemu by the tests), then all tests
-ci: setup lint static test
+## under qemu by the tests), then all tests, and the fuzz regression inputs replayed on stable
+ci: setup lint static test fuzz-replay
 
 ## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:
 	./bench/run.sh
 
-## fuzz: each cargo-fuzz target for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly; not in CI)
+## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream config http_head
+## http_chunked) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
+## CI runs `make fuzz FUZZ_SECS=30` after `make ci`)
+FUZZ_SECS ?= 60
 fuzz:
-	./fuzz/run.sh
+	FUZZ_SECS=$(FUZZ_SECS) ./fuzz/run.sh
+
+## fuzz-replay: every seed and saved crash input through the fuzz targets, on stable (in `ci`)
+fuzz-replay:
+	cd fuzz && $(CARGO) test --no-default-features --locked
 
 clean:
 	$(CARGO) clean

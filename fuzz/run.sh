@@ -2,17 +2,18 @@
 # `make fuzz`: run every cargo-fuzz target for a bounded time (FUZZ_SECS, default 60 s each),
 # starting from the seeds and the repository's fixtures. A crash is copied to
 # regressions/<target>/ (replayed by `cargo test --no-default-features` in fuzz/) and the
-# script fails. Needs a nightly toolchain; installs cargo-fuzz when it is missing. Not in CI.
+# script fails. Needs a nightly toolchain; installs cargo-fuzz (pinned) when it is missing.
+# CI runs it after `make ci` (`.ci/run`: FUZZ_SECS=30).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECS:-60}
-targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config})
+targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked})
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2
   exit 1
 fi
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION:-0.13.1}" --locked
 
 # The fixtures make good starting points; one leading byte is the targets' read size.
 seed_from_fixtures() {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crate::app::{App, Document, Source, load_with_document};
 use crate::config::{self, Config, Env, EnvLookup};
-use crate::server::http::{Limits, Server};
+use crate::server::http::{Hooks, Limits, Server, TickFn};
 use crate::server::routes::Gateway;
+use crate::tools::printable;
 
 pub const USAGE: &str = "\
 aiproxy — an OpenAI-compatible assistant gateway (LLM + system prompt + MCP tools)
@@ -250,7 +251,13 @@ fn serve(opts: &Opts) -> i32 {
     }
     crate::signals::block();
     let gateway = Arc::new(Gateway::new(Arc::clone(&app)));
-    let server = match Server::start(listener, limits, Arc::clone(&gateway) as _) {
+    let notifier = Arc::new(crate::sd_notify::Notifier::from_env());
+    let server = match Server::start_with(
+        listener,
+        limits,
+        Arc::clone(&gateway) as _,
+        supervision(&notifier),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aiproxy: cannot start the server: {e}");
@@ -264,9 +271,12 @@ fn serve(opts: &Opts) -> i32 {
         server.local_addr()
     );
     let admin_server = match admin_listener {
-        Some(l) => match Server::start(l, admin_limits(&app.snapshot().config), {
-            Arc::new(gateway.admin_listener()) as _
-        }) {
+        Some(l) => match Server::start_with(
+            l,
+            admin_limits(&app.snapshot().config),
+            Arc::new(gateway.admin_listener()),
+            admin_supervision(),
+        ) {
             Ok(s) => {
                 log::info!("admin API and /metrics on http://{}", s.local_addr());
                 Some(s)
@@ -281,6 +291,7 @@ fn serve(opts: &Opts) -> i32 {
         },
         None => None,
     };
+    notifier.ready();
     while crate::signals::wait() == crate::signals::Signal::Reload {
         match app.reload() {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
@@ -291,6 +302,7 @@ fn serve(opts: &Opts) -> i32 {
         "shutting down: draining in-flight requests (up to {}s)",
         drain.as_secs()
     );
+    notifier.stopping();
     if let Some(a) = &admin_server {
         a.shutdown(std::time::Duration::from_secs(1));
     }
@@ -344,6 +356,38 @@ pub fn admin_limits(cfg: &Config) -> Limits {
     }
 }
 
+/// Exit status when the HTTP poller died: the port no longer accepts, so the process exits at
+/// once and its supervisor (systemd `Restart=on-failure`) starts a fresh one.
+pub const EXIT_POLLER_DIED: i32 = 70;
+
+/// The server's supervision hooks: the systemd watchdog is fed from the poller loop, and a dead
+/// poller ends the process.
+fn supervision(notifier: &Arc<crate::sd_notify::Notifier>) -> Hooks {
+    let tick = notifier.watchdog_every().map(|every| {
+        let n = Arc::clone(notifier);
+        (every, Arc::new(move || n.watchdog()) as TickFn)
+    });
+    Hooks {
+        tick,
+        poller_died: Some(Arc::new(|why: &str| {
+            log::error!("the HTTP poller died ({why}); exiting so the service is restarted");
+            std::process::exit(EXIT_POLLER_DIED);
+        })),
+    }
+}
+
+/// The admin listener's hooks: no watchdog (the main poller feeds it), but a dead admin poller
+/// ends the process too, so the operator's way in is never silently gone.
+fn admin_supervision() -> Hooks {
+    Hooks {
+        tick: None,
+        poller_died: Some(Arc::new(|why: &str| {
+            log::error!("the admin HTTP poller died ({why}); exiting so the service is restarted");
+            std::process::exit(EXIT_POLLER_DIED);
+        })),
+    }
+}
+
 /// HTTP limits from the `server` config section.
 pub fn limits(cfg: &Config) -> Limits {
     let s = &cfg.server;
@@ -353,11 +397,11 @@ pub fn limits(cfg: &Config) -> Limits {
         max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
         idle_timeout: s.idle_timeout,
+        max_connections_per_ip: s.max_connections_per_ip,
+        first_byte_timeout: s.first_byte_timeout,
         ..Limits::default()
     }
 }
-
-use crate::tools::printable;
 
 fn check(opts: &Opts) -> i32 {
     let Loaded {

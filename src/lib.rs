@@ -28,6 +28,7 @@ pub mod error;
 pub mod mcp;
 pub mod metrics;
 pub mod responses;
+pub mod sd_notify;
 pub mod secret;
 pub mod server;
 pub mod signals;

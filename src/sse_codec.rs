@@ -14,6 +14,8 @@
 //! line and, with [`SseReader::with_idle_tick`], when the tick passes mid-line, so that callers
 //! can check their deadline and whether anyone still waits, and abandon a silent stream.
 
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
@@ -180,22 +182,22 @@ impl<R: BufRead> SseReader<R> {
                     self.line_pending = false;
                     return Ok(!self.line.is_empty());
                 }
-                let mut start = 0;
+                let mut rest = buf;
                 if self.after_cr {
                     self.after_cr = false;
-                    if buf.first() == Some(&b'\n') {
-                        start = 1;
+                    if let Some(after_lf) = rest.strip_prefix(b"\n") {
+                        rest = after_lf;
                     }
                 }
-                let rest = buf.get(start..).unwrap_or_default();
+                let skipped = buf.len() - rest.len();
                 match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
                     Some(i) => {
-                        self.line
-                            .extend_from_slice(rest.get(..i).unwrap_or_default());
-                        if rest.get(i) == Some(&b'\r') {
+                        let (line, tail) = rest.split_at(i);
+                        self.line.extend_from_slice(line);
+                        if tail.first() == Some(&b'\r') {
                             self.after_cr = true;
                         }
-                        (start + i + 1, true)
+                        (skipped + i + 1, true)
                     }
                     None => {
                         self.line.extend_from_slice(rest);
@@ -228,6 +230,11 @@ fn too_large(max: usize) -> io::Error {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::io::BufReader;

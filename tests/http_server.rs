@@ -88,15 +88,24 @@ impl Handler for TestHandler {
                 let _ = resp.send(200, &[], b"released");
             }
             "/gone" => {
-                let Ok(body) = resp.stream(200, &[]) else {
+                // Watches `client_gone` for `ms` (writing a small chunk every 50 ms when
+                // `probe=1`, as the gateway's keep-alives do), then reports (before, after).
+                let Ok(mut body) = resp.stream(200, &[]) else {
                     return;
                 };
+                let probe = param(&req, "probe", 0) == 1;
                 let before = body.client_gone();
-                let deadline = Instant::now() + IO;
+                let deadline = Instant::now() + Duration::from_millis(param(&req, "ms", 5000));
+                let mut i = 0u32;
                 while !body.client_gone() && Instant::now() < deadline {
                     thread::sleep(Duration::from_millis(10));
+                    i += 1;
+                    if probe && i.is_multiple_of(5) {
+                        let _ = body.write(b": p\n\n");
+                    }
                 }
                 let _ = self.gone.send_timeout((before, body.client_gone()), IO);
+                let _ = body.finish();
             }
             _ => {
                 let _ = resp.send(404, &[("Content-Type", "text/plain")], b"not found");
@@ -131,6 +140,8 @@ fn small_limits() -> Limits {
         workers: 4,
         max_in_flight: 16,
         max_connections: 1000,
+        // The tests that open hundreds of sockets all come from 127.0.0.1.
+        max_connections_per_ip: 0,
         ..Limits::default()
     }
 }
@@ -702,6 +713,170 @@ fn connection_cap_answers_503() {
     }
 }
 
+/// A client socket bound to `src` (any of 127.0.0.0/8 works on Linux), so one test can be
+/// several clients.
+fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket owned by the TcpStream at once; bind/connect get valid
+    // sockaddr_in structs of the stated length.
+    let s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(src, 0);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {src}: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        s
+    };
+    s.set_read_timeout(Some(IO)).unwrap();
+    s.set_write_timeout(Some(IO)).unwrap();
+    s
+}
+
+/// Issue 11 (#8): one client holding idle sockets can no longer take every connection slot:
+/// past `max_connections_per_ip` its next connection gets 503, while another address is served.
+#[test]
+fn per_address_connection_cap_leaves_room_for_other_clients() {
+    let _serial = SERIAL.lock();
+    let cap = 20;
+    let (server, _p) = start(Limits {
+        max_connections: cap + 5,
+        max_connections_per_ip: cap,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let hog = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let mut idle: Vec<TcpStream> = (0..cap).map(|_| connect_from(hog, addr)).collect();
+    // The poller has accepted them all once it answers a request from elsewhere.
+    let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut s = connect_from(other, addr);
+    s.write_all(b"GET /echo?from=other HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut BufReader::new(s), false);
+    assert_eq!(resp.status, 200, "another address is served");
+    let mut s = connect_from(hog, addr);
+    s.write_all(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.status, 503, "over the per-address cap");
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(
+        resp.text()
+            .contains("too many connections from this address")
+    );
+    assert_closed(&mut r);
+    // A third address too, several times over.
+    for _ in 0..3 {
+        let mut s = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 3), addr);
+        s.write_all(b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut BufReader::new(s), false).status, 200);
+    }
+    // Closing one of the hog's sockets gives its slot back.
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut s = connect_from(hog, addr);
+        s.write_all(b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        if read_response(&mut BufReader::new(s), false).status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never given back");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 11 (#8): a connection that never sends a byte is closed after `first_byte_timeout`,
+/// not after the (long) keep-alive idle timeout; blank lines do not count as a request.
+#[test]
+fn silent_connections_close_after_the_first_byte_timeout() {
+    let (server, _p) = start(Limits {
+        first_byte_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(30),
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let t = Instant::now();
+    let silent = connect(addr);
+    let blank = connect(addr);
+    (&blank).write_all(b"\r\n\r\n").unwrap();
+    let mut busy = connect(addr);
+    busy.write_all(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+    let mut busy = BufReader::new(busy);
+    assert_eq!(read_response(&mut busy, false).status, 200);
+    for s in [silent, blank] {
+        let mut r = BufReader::new(s);
+        assert_closed(&mut r);
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+    // A connection that has made a request falls under the idle timeout instead.
+    thread::sleep(Duration::from_millis(300));
+    busy.get_mut()
+        .write_all(b"GET /echo?again HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut busy, false);
+    assert_eq!((resp.status, resp.header("x-query")), (200, Some("again")));
+}
+
+/// Issue 11 (#9): framing values with Unicode whitespace or junk after a chunk size are
+/// refused and the connection closed, so the pipelined request behind them is never served
+/// (before, each of these was read as a valid length and `GET /smuggled` came out as a second
+/// request).
+#[test]
+fn unicode_whitespace_and_chunk_junk_cannot_smuggle_a_request() {
+    let (server, _p) = start(small_limits());
+    let addr = server.local_addr();
+    let smuggled = "GET /echo?smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let cases = [
+        format!("POST /echo HTTP/1.1\r\nContent-Length: \u{a0}2\r\n\r\nok{smuggled}"),
+        format!("POST /echo HTTP/1.1\r\nContent-Length: 2\u{a0}\r\n\r\nok{smuggled}"),
+        format!(
+            "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\u{a0}\r\n\r\n2\r\nok\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2 junk\r\nok\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\u{a0}\r\nok\r\n0\r\n\r\n{smuggled}"
+        ),
+    ];
+    for raw in &cases {
+        let (resp, mut r) = exchange(addr, raw.as_bytes());
+        assert_eq!(resp.status, 400, "{raw:?}: {}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert_eq!(resp.header("x-query"), None);
+        // Nothing else comes: no response to the smuggled request.
+        assert_closed(&mut r);
+    }
+    // The same requests with plain whitespace are fine, and the pipelined one is answered
+    // as the separate request it is.
+    let raw = format!("POST /echo HTTP/1.1\r\nContent-Length: \t2 \r\n\r\nok{smuggled}");
+    let (resp, mut r) = exchange(addr, raw.as_bytes());
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    let second = read_response(&mut r, false);
+    assert_eq!(second.header("x-query"), Some("smuggled"));
+}
+
 #[test]
 fn in_flight_cap_answers_503_with_retry_after() {
     let (server, probes) = start(Limits {
@@ -805,7 +980,8 @@ fn http10_stream_is_raw_and_closes_at_the_end() {
 fn client_gone_turns_true_after_the_peer_closes() {
     let (server, probes) = start(small_limits());
     let s = connect(server.local_addr());
-    (&s).write_all(b"GET /gone HTTP/1.1\r\n\r\n").unwrap();
+    (&s).write_all(b"GET /gone?probe=1 HTTP/1.1\r\n\r\n")
+        .unwrap();
     let mut r = BufReader::new(s);
     assert_eq!(read_head(&mut r).0, 200);
     thread::sleep(Duration::from_millis(100));
@@ -816,6 +992,67 @@ fn client_gone_turns_true_after_the_peer_closes() {
         .recv_timeout(Duration::from_secs(3))
         .expect("handler noticed");
     assert!(!before && after);
+}
+
+#[test]
+fn client_gone_turns_true_at_once_after_a_reset() {
+    let (server, probes) = start(small_limits());
+    let s = connect(server.local_addr());
+    (&s).write_all(b"GET /gone HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_head(&mut r).0, 200);
+    let s = r.into_inner();
+    // SO_LINGER 0: close sends a reset instead of a FIN.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a valid, correctly sized linger struct on our own socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(s);
+    let (before, after) = probes
+        .gone
+        .recv_timeout(Duration::from_secs(3))
+        .expect("handler noticed without writing");
+    // `before` races with the reset (the client closes as soon as it has the head).
+    let _ = before;
+    assert!(after);
+}
+
+/// Issue 11 (#3): a client that sends its request and then half-closes (`shutdown(Write)`) is
+/// still there and gets the whole response; before, the FIN alone counted as "gone".
+#[test]
+fn half_closed_client_is_not_gone_and_reads_the_response() {
+    let (server, probes) = start(small_limits());
+    let s = connect(server.local_addr());
+    (&s).write_all(b"GET /gone?probe=1&ms=400 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_head(&mut r).0, 200);
+    let (before, after) = probes
+        .gone
+        .recv_timeout(Duration::from_secs(3))
+        .expect("handler finished");
+    assert!(!before && !after, "a half-close is not a hang-up");
+    let mut chunks = 0;
+    while let Some(c) = read_chunk(&mut r) {
+        assert_eq!(c, b": p\n\n");
+        chunks += 1;
+    }
+    assert!(
+        chunks >= 3,
+        "the client read the stream to its end ({chunks} chunks)"
+    );
 }
 
 // ---------------------------------------------------------------- shutdown

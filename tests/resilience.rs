@@ -168,8 +168,11 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     // Warm: the demo MCP server starts on first use.
     assert_eq!(exchange(gw.addr, &question, IO).0, 200);
 
-    let mut idle: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
-    let mut slow: Vec<TcpStream> = (0..250).map(|_| connect(gw.addr)).collect();
+    // From two other addresses, each under `server.max_connections_per_ip` (256): this is
+    // about many clients; one client over its cap is refused (http_server tests that).
+    let (a, b) = ([127, 0, 0, 3].into(), [127, 0, 0, 4].into());
+    let mut idle: Vec<TcpStream> = (0..250).map(|_| connect_from(a, gw.addr)).collect();
+    let mut slow: Vec<TcpStream> = (0..250).map(|_| connect_from(b, gw.addr)).collect();
     for s in &mut slow {
         s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nX-Slow: ")
             .unwrap();
@@ -219,8 +222,36 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     assert!(gw.alive());
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
+/// A client socket bound to `src` (any of 127.0.0.0/8 works on Linux), so one test can be
+/// many clients.
+fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket owned by the TcpStream at once; bind/connect get valid
+    // sockaddr_in structs of the stated length.
+    let s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(src, 0);
+        let rc = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {src}: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        s
+    };
     s.set_read_timeout(Some(IO)).unwrap();
     s.set_write_timeout(Some(IO)).unwrap();
     s
@@ -592,5 +623,196 @@ fn huge_messages_are_forwarded_whole_or_refused_cleanly() {
     let over = "z".repeat(5 * 1024 * 1024);
     let r = gw.chat(&ask("plain", &over, false));
     assert_eq!(r.status, 413);
+    assert_eq!(gw.get("/health").status, 200);
+}
+
+// ---------------------------------------------------------------- hostile input (issue 11)
+
+/// Send raw request bytes on a fresh connection; return what came back before the server
+/// closed (or the read timed out). Never hangs: 5 s socket timeouts.
+fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough: stop at the end of its body.
+                let text = String::from_utf8_lossy(&out);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|n| n.trim().parse::<usize>().ok());
+                    if len.is_some_and(|n| body.len() >= n) {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Issue 11 (#1): `GET /aaaaa\xc3\xa9` (a multi-byte character across byte 7 of the target)
+/// panicked the poller thread and the port stopped answering for good. Request targets with
+/// non-ASCII and invalid UTF-8 bytes of many shapes, each at every offset around byte 7, must
+/// each get an answer, and the gateway must go on serving.
+#[test]
+fn non_ascii_request_targets_never_stop_the_server() {
+    let _heavy = HEAVY.lock();
+    let mut gw = ProcGateway::start(aiproxy::config::DEMO_CONFIG_YAML);
+    let chars: [&[u8]; 6] = [
+        "\u{e9}".as_bytes(),
+        "\u{20ac}".as_bytes(),
+        "\u{1f600}".as_bytes(),
+        b"\xff",
+        b"\xc3",
+        b"\xe2\x82",
+    ];
+    let mut targets: Vec<Vec<u8>> = Vec::new();
+    for c in chars {
+        for n in 0..10 {
+            for prefix in [
+                &b"/"[..],
+                b"http://",
+                b"HTTPS://",
+                b"/v1/models?q=",
+                b"/admin/",
+            ] {
+                let mut t = prefix.to_vec();
+                t.extend(std::iter::repeat_n(b'a', n));
+                t.extend_from_slice(c);
+                t.extend_from_slice(b"/x?y=");
+                t.extend_from_slice(c);
+                targets.push(t);
+            }
+        }
+        targets.push(c.to_vec());
+    }
+    let mut answered = 0;
+    for t in &targets {
+        let mut raw = b"GET ".to_vec();
+        raw.extend_from_slice(t);
+        raw.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let reply = raw_exchange(gw.addr, &raw);
+        // An answer (any status) or a close: never silence, which was the dead poller.
+        if reply.starts_with(b"HTTP/1.1 ") {
+            answered += 1;
+        }
+        assert!(
+            gw.alive(),
+            "the gateway exited on {:?}",
+            String::from_utf8_lossy(t)
+        );
+    }
+    assert_eq!(answered, targets.len(), "every request got a response");
+    let health = request(gw.addr, "GET", "/health", &[], b"");
+    assert_eq!(
+        health.status,
+        200,
+        "still serving after {} targets",
+        targets.len()
+    );
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json")],
+        ask("demo", "what is 2 + 3?", false).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Issue 11 (#1): with systemd's `NOTIFY_SOCKET` (here an abstract socket) and
+/// `WATCHDOG_USEC`, `serve` says `READY=1` once it listens, then `WATCHDOG=1` from the poller
+/// loop at half the watchdog interval, and `STOPPING=1` on SIGTERM.
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let name = format!("aiproxy-test-notify-{}", std::process::id());
+    let sock =
+        UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).unwrap()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let gw = ProcGateway::start_with_env(
+        aiproxy::config::DEMO_CONFIG_YAML,
+        &[
+            ("NOTIFY_SOCKET", &format!("@{name}")),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    assert_eq!(next(), "READY=1");
+    let t = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    // 4 pings at 200 ms intervals (the first may come at once); generous on a loaded machine.
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Pings go on while the gateway serves.
+    assert_eq!(request(gw.addr, "GET", "/health", &[], b"").status, 200);
+    drop(gw); // SIGTERM
+    let mut rest = Vec::new();
+    loop {
+        let m = next();
+        if m == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(m, "WATCHDOG=1", "after {rest:?}");
+        rest.push(m);
+    }
+}
+
+/// Issue 11 (#3): a client that sends its request and then half-closes its socket
+/// (`shutdown(Write)`, as `nc -N` and some proxies do) is not gone: a slow tool-using request
+/// runs to the end and the answer arrives. Before, the FIN counted as a disconnect and the
+/// request was cancelled.
+#[test]
+fn a_half_closed_client_still_gets_its_slow_answer() {
+    let gw = TestGateway::demo();
+    for stream in [false, true] {
+        let body = ask("demo", "sleep 1200", stream).to_string();
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.set_read_timeout(Some(IO)).unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let t = Instant::now();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200 "),
+            "stream={stream}: {reply}"
+        );
+        let finished = if stream {
+            // The text comes in many small deltas; the stream must have run to its end.
+            reply.contains("running tools: demo__sleep") && reply.contains("data: [DONE]")
+        } else {
+            reply.contains("slept 1200 ms")
+        };
+        assert!(finished, "stream={stream}: {reply}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(1100),
+            "the tool really ran"
+        );
+    }
     assert_eq!(gw.get("/health").status, 200);
 }

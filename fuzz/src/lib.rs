@@ -10,6 +10,7 @@ use std::io::{BufReader, Cursor};
 use aiproxy::backend::anthropic::stream::StreamMachine;
 use aiproxy::config::{self, MapEnv};
 use aiproxy::mcp::jsonrpc::decode_frame;
+use aiproxy::server::http::fuzzing;
 use aiproxy::sse_codec::SseReader;
 
 /// Event cap used for the SSE targets: small, so oversize handling is reached.
@@ -113,4 +114,16 @@ pub fn config(data: &[u8]) {
             "an error without a message"
         );
     }
+}
+
+/// `http_head`: the HTTP/1.1 request-head parser every request goes through (httparse plus
+/// aiproxy's framing rules), with small and default limits.
+pub fn http_head(data: &[u8]) {
+    fuzzing::http_head(data);
+}
+
+/// `http_chunked`: the chunked request-body decoder, fed the input whole and in pieces (the
+/// first byte picks the piece size); every split must decode the same.
+pub fn http_chunked(data: &[u8]) {
+    fuzzing::http_chunked(data);
 }

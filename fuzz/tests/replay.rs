@@ -96,3 +96,13 @@ fn config_inputs() {
         aiproxy_fuzz::config(&std::fs::read(&f).unwrap());
     }
 }
+
+#[test]
+fn http_head_inputs() {
+    assert!(replay("http_head", aiproxy_fuzz::http_head) >= 4);
+}
+
+#[test]
+fn http_chunked_inputs() {
+    assert!(replay("http_chunked", aiproxy_fuzz::http_chunked) >= 3);
+}

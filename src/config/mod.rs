@@ -62,6 +62,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Keep-alive connections idle longer than this are closed.
     pub idle_timeout: Duration,
+    /// Open connections from one client address (IPv6: one /64); beyond it: 503 and close.
+    /// 0 = no per-address cap.
+    pub max_connections_per_ip: usize,
+    /// A new connection that sends nothing for this long is closed.
+    pub first_byte_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
     /// Browser origins (`https://app.example`, or `*`) allowed to call `/v1/*`. With no auth
@@ -80,6 +85,8 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 256,
+            first_byte_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
         }

@@ -157,6 +157,18 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             }
             "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val, false)),
             "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val, false)),
+            "max_connections_per_ip" => {
+                set(
+                    &mut s.max_connections_per_ip,
+                    count(problems, &p, val, 0, u64::MAX),
+                );
+            }
+            "first_byte_timeout" => {
+                set(
+                    &mut s.first_byte_timeout,
+                    duration(problems, &p, val, false),
+                );
+            }
             "drain_timeout" => set(&mut s.drain_timeout, duration(problems, &p, val, true)),
             "cors" => s.cors_allowed_origins = read_cors(problems, &p, val),
             _ => problems.unknown(&p),

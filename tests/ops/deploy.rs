@@ -134,6 +134,11 @@ fn systemd_unit_outlasts_the_drain_and_verifies() {
     assert!(stop > default_drain.as_secs(), "TimeoutStopSec {stop}");
     assert_eq!(setting("ExecReload"), "/bin/kill -HUP $MAINPID");
     assert_eq!(setting("KillMode"), "mixed");
+    // Issue 11: readiness and a watchdog fed by the HTTP poller, restarts on failure.
+    assert_eq!(setting("Type"), "notify");
+    assert_eq!(setting("NotifyAccess"), "main");
+    assert_eq!(setting("WatchdogSec"), "30s");
+    assert_eq!(setting("Restart"), "on-failure");
     for hardening in [
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",

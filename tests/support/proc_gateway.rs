@@ -29,6 +29,11 @@ pub struct Mem {
 impl ProcGateway {
     /// `${AIPROXY_EXE}` in the YAML is replaced by the built binary's path.
     pub fn start(yaml: &str) -> ProcGateway {
+        ProcGateway::start_with_env(yaml, &[])
+    }
+
+    /// [`ProcGateway::start`] with extra environment variables for the process.
+    pub fn start_with_env(yaml: &str, vars: &[(&str, &str)]) -> ProcGateway {
         let exe = env!("CARGO_BIN_EXE_aiproxy");
         let config = std::env::temp_dir().join(format!(
             "aiproxy-proc-{}-{}.yaml",
@@ -47,6 +52,7 @@ impl ProcGateway {
             .arg(addr.to_string())
             .args(["--admin-listen", "off"])
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

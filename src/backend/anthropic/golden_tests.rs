@@ -52,7 +52,10 @@ fn check(case: &Path, actual: &Value) -> Option<String> {
     let pretty = serde_json::to_string_pretty(actual).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         // Rewriting makes every case pass: never in CI.
-        assert!(std::env::var_os("CI").is_none(), "UPDATE_GOLDEN is refused when CI is set");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_GOLDEN is refused when CI is set"
+        );
         fs::write(&path, pretty).unwrap();
         return None;
     }

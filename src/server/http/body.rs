@@ -4,9 +4,11 @@
 //! The decoder is fed whatever bytes arrived, in any split, and keeps only a few counters between
 //! calls (no buffered lines), so its memory is the decoded body, capped by `max_body`. Framing is
 //! strict: every line ends in CRLF (a bare LF is refused, since lenient chunk parsing is a
-//! request-smuggling vector behind proxies that disagree).
+//! request-smuggling vector behind proxies that disagree); the size is ASCII hex digits only,
+//! followed by optional SP/HTAB and then only `;` (extensions) or CRLF (`2 junk` is refused).
 //!
 //! Thread model: plain values, owned by the poller thread while a body is being read.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 /// Longest chunk-size line (size + extensions) accepted.
 const MAX_SIZE_LINE: usize = 4096;
@@ -28,7 +30,11 @@ enum State {
         value: u64,
         digits: usize,
     },
-    /// After the size: whitespace and `;ext` up to CR.
+    /// After the size and optional whitespace (RFC 9112 BWS): only `;` or CR may follow.
+    SizeWs {
+        value: u64,
+    },
+    /// After `;`: the extensions, up to CR.
     Extension {
         value: u64,
     },
@@ -84,9 +90,9 @@ impl ChunkedDecoder {
         let mut i = 0;
         while i < input.len() {
             if let State::Data { remaining } = self.state {
-                let available = input.len() - i;
-                let take = usize::try_from(remaining).map_or(available, |r| r.min(available));
-                out.extend_from_slice(&input[i..i + take]);
+                let rest = input.get(i..).unwrap_or_default();
+                let take = usize::try_from(remaining).map_or(rest.len(), |r| r.min(rest.len()));
+                out.extend_from_slice(rest.get(..take).unwrap_or_default());
                 i += take;
                 let left = remaining - take as u64;
                 self.state = if left == 0 {
@@ -96,7 +102,9 @@ impl ChunkedDecoder {
                 };
                 continue;
             }
-            let b = input[i];
+            let Some(&b) = input.get(i) else {
+                break;
+            };
             i += 1;
             self.step(b, out.len())?;
             if self.state == State::Done {
@@ -123,8 +131,20 @@ impl ChunkedDecoder {
                     }
                     _ if digits == 0 => return Err(Malformed("invalid chunk size")),
                     b'\r' => State::SizeLf { value },
-                    b';' | b' ' | b'\t' => State::Extension { value },
+                    b';' => State::Extension { value },
+                    b' ' | b'\t' => State::SizeWs { value },
                     b'\n' => return Err(Malformed("bare LF in chunk size line")),
+                    _ => return Err(Malformed("invalid chunk size")),
+                }
+            }
+            State::SizeWs { value } => {
+                self.count_line()?;
+                match b {
+                    b' ' | b'\t' => State::SizeWs { value },
+                    b';' => State::Extension { value },
+                    b'\r' => State::SizeLf { value },
+                    b'\n' => return Err(Malformed("bare LF in chunk size line")),
+                    // `2 junk`: anything but an extension after the size is refused.
                     _ => return Err(Malformed("invalid chunk size")),
                 }
             }
@@ -216,6 +236,11 @@ pub(super) fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 
@@ -337,23 +362,40 @@ mod tests {
     #[test]
     fn malformed_framing_is_refused() {
         let cases: &[&[u8]] = &[
-            b"\r\n",                      // no size
-            b"g\r\n",                     // not hex
-            b"-1\r\n",                    // sign
-            b"5\nhello\r\n0\r\n\r\n",     // bare LF after size
-            b"5\r\nhelloX\r\n0\r\n\r\n",  // data longer than declared
-            b"5\r\nhello\n0\r\n\r\n",     // bare LF after data
-            b"5\r\nhello\r\n0\r\n\n",     // bare LF at the end
-            b"5\r\nhello\r\n0\r\nX: y\n", // bare LF in trailer
-            b"5\rhello",                  // CR not followed by LF
-            b";ext\r\n",                  // extension without size
-            b"5;ext\x01\r\n",             // control char in extension
+            b"\r\n",                          // no size
+            b"g\r\n",                         // not hex
+            b"-1\r\n",                        // sign
+            b"5\nhello\r\n0\r\n\r\n",         // bare LF after size
+            b"5\r\nhelloX\r\n0\r\n\r\n",      // data longer than declared
+            b"5\r\nhello\n0\r\n\r\n",         // bare LF after data
+            b"5\r\nhello\r\n0\r\n\n",         // bare LF at the end
+            b"5\r\nhello\r\n0\r\nX: y\n",     // bare LF in trailer
+            b"5\rhello",                      // CR not followed by LF
+            b";ext\r\n",                      // extension without size
+            b"5;ext\x01\r\n",                 // control char in extension
+            b"2 junk\r\nab\r\n0\r\n\r\n",     // junk after the size
+            b"2\tx\r\nab\r\n0\r\n\r\n",       // junk after a tab
+            b"2x\r\nab\r\n0\r\n\r\n",         // junk right after the size
+            b"2 \xc2\xa0\r\nab\r\n0\r\n\r\n", // U+00A0 is not whitespace here
+            b"\xc2\xa02\r\nab\r\n0\r\n\r\n",  // nor before the size
+            b" 2\r\nab\r\n0\r\n\r\n",         // leading space
+            b"0x2\r\nab\r\n0\r\n\r\n",        // 0x prefix
         ];
         for case in cases {
             match decode_split_everywhere(case) {
                 Err(ChunkError::Malformed(_)) => {}
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(case)),
             }
+        }
+    }
+
+    #[test]
+    fn whitespace_before_an_extension_or_the_crlf_is_allowed() {
+        for ok in [
+            &b"2 ;a=b\r\nab\r\n0\r\n\r\n"[..],
+            b"2\t \r\nab\r\n0 \r\n\r\n",
+        ] {
+            assert_eq!(decode_split_everywhere(ok).unwrap().0, b"ab");
         }
     }
 

@@ -5,6 +5,7 @@
 //! Thread model: a `Conn` is owned by exactly one thread at a time: the poller while reading a
 //! request (or idle, or lingering), then the worker serving it, then the poller again. The socket
 //! sits in an `Arc` only so the poller can force it shut (`shutdown`) at the end of a drain.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use super::body::{ChunkError, ChunkedDecoder};
 use super::parse::{Framing, Head, Reject, parse_head};
+use super::peers::PeerSlot;
 use super::{Limits, Request};
 
 /// Largest single read; also the read size while decoding chunked bodies or lingering.
@@ -29,12 +31,17 @@ pub(super) struct Conn {
     scanned: usize,
     /// Length of `buf` at the last parse attempt of the current head.
     parsed_len: usize,
+    /// This connection's place in the per-address count; released when the `Conn` is dropped.
+    _slot: PeerSlot,
 }
 
 pub(super) enum State {
-    /// Waiting for a (next) request; `since` starts the idle timeout.
+    /// Waiting for a (next) request; `since` starts the idle timeout, or the first-byte
+    /// timeout while `fresh` (no request started on this connection yet; blank lines do not
+    /// count).
     Idle {
         since: Instant,
+        fresh: bool,
     },
     /// Reading a head; `started` is the arrival of its first byte.
     Head {
@@ -80,22 +87,39 @@ pub(super) enum Advance {
 }
 
 impl Conn {
-    pub(super) fn new(id: u64, stream: TcpStream, peer: SocketAddr, now: Instant) -> Conn {
+    pub(super) fn new(
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: PeerSlot,
+        now: Instant,
+    ) -> Conn {
         Conn {
             id,
             stream: Arc::new(stream),
             peer,
             buf: Vec::new(),
-            state: State::Idle { since: now },
+            state: State::Idle {
+                since: now,
+                fresh: true,
+            },
             scanned: 0,
             parsed_len: 0,
+            _slot: slot,
         }
     }
 
     /// When this connection's current state times out.
     pub(super) fn deadline(&self, limits: &Limits) -> Instant {
         match &self.state {
-            State::Idle { since } => *since + limits.idle_timeout,
+            State::Idle { since, fresh } => {
+                *since
+                    + if *fresh {
+                        limits.first_byte_timeout
+                    } else {
+                        limits.idle_timeout
+                    }
+            }
             State::Head { started } => *started + limits.head_timeout,
             State::Body(b) => b.deadline,
             State::Linger { until, .. } => *until,
@@ -122,7 +146,10 @@ impl Conn {
 
     /// Ready for the next request on a kept-alive connection (pipelined bytes may be waiting).
     pub(super) fn reset_for_next(&mut self, now: Instant) {
-        self.state = State::Idle { since: now };
+        self.state = State::Idle {
+            since: now,
+            fresh: false,
+        };
         self.scanned = 0;
         self.parsed_len = 0;
     }
@@ -190,7 +217,10 @@ impl Conn {
 
     /// Parse the head if a new line end arrived; `Ok(true)` when it moved to the body state.
     fn try_head(&mut self, limits: &Limits, now: Instant) -> Result<bool, Reject> {
-        let new_line = self.buf[self.scanned.min(self.buf.len())..].contains(&b'\n');
+        let new_line = self
+            .buf
+            .get(self.scanned..)
+            .is_some_and(|unscanned| unscanned.contains(&b'\n'));
         self.scanned = self.buf.len();
         // Parse when a line ended, at the limit, or when the buffer doubled since the last try:
         // garbage without any newline (a TLS hello) is refused at once, while a head trickled
@@ -227,8 +257,11 @@ impl Conn {
     }
 
     fn finish_request(&mut self, now: Instant) -> Advance {
-        let State::Body(body) = std::mem::replace(&mut self.state, State::Idle { since: now })
-        else {
+        let idle = State::Idle {
+            since: now,
+            fresh: false,
+        };
+        let State::Body(body) = std::mem::replace(&mut self.state, idle) else {
             return Advance::NeedMore;
         };
         let BodyProgress { head, data, .. } = *body;
@@ -259,6 +292,11 @@ fn chunk_reject(e: ChunkError) -> Reject {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::net::TcpListener;
@@ -268,7 +306,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
-        (Conn::new(1, server, peer, Instant::now()), client)
+        let slot = super::super::peers::PeerTable::new(0)
+            .acquire(peer.ip())
+            .unwrap();
+        (Conn::new(1, server, peer, slot, Instant::now()), client)
     }
 
     fn limits() -> Limits {
@@ -372,6 +413,11 @@ mod tests {
         let (mut c, _client) = conn();
         let l = limits();
         let t0 = Instant::now();
+        let State::Idle { since, fresh } = c.state else {
+            panic!("a new connection is idle");
+        };
+        assert!(fresh);
+        assert_eq!(c.deadline(&l), since + l.first_byte_timeout);
         c.reset_for_next(t0);
         assert_eq!(c.deadline(&l), t0 + l.idle_timeout);
         assert!(matches!(feed(&mut c, b"\r\n\r\n\n\r"), Advance::NeedMore));

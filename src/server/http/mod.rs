@@ -9,28 +9,39 @@
 //!   channel, run the synchronous [`Handler`] and write the response (`response.rs`) on a
 //!   blocking socket with a write timeout, then hand the connection back to the poller.
 //!
+//! No panic stops serving: a worker turns a handler panic into a 500 (and survives any other
+//! panic, closing that connection); the poller contains a panic while handling one event
+//! (that connection is closed) and only gives up after a burst of them, and then calls
+//! [`Hooks::poller_died`] so the process can exit and be restarted. [`Hooks::tick`] runs from
+//! the poller loop for a liveness watchdog. Every module denies `clippy::string_slice` and
+//! `clippy::indexing_slicing`: request bytes are untrusted, so no slice may panic.
+//!
 //! Limits: head bytes and header count → 431; body over `max_body_bytes` → 413 (declared length
 //! checked before reading, chunked totals while decoding); head not complete within
 //! `head_timeout` of its first byte, or body not complete within `io_timeout` of the head → 408;
-//! idle keep-alive connections close after `idle_timeout`; more than `max_in_flight` admitted
-//! requests or `max_connections` open connections → 503 with `Retry-After: 1`. Error responses
+//! idle keep-alive connections close after `idle_timeout`, new connections that send nothing
+//! after `first_byte_timeout`; more than `max_in_flight` admitted requests, `max_connections`
+//! open connections or `max_connections_per_ip` from one address → 503 with `Retry-After: 1`. Error responses
 //! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
 //! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in `sys.rs`.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, bounded};
-use log::warn;
+use log::{error, warn};
 use parking_lot::Mutex;
 
 mod body;
 mod conn;
 mod parse;
+mod peers;
 mod poller;
 mod response;
 mod sys;
@@ -127,6 +138,11 @@ pub struct Limits {
     /// body has to arrive after the head.
     pub io_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Open connections from one client address (an IPv6 client counts per /64), so one
+    /// client cannot take all `max_connections`; 0 = no per-address cap.
+    pub max_connections_per_ip: usize,
+    /// A new connection that has not sent its first byte within this is closed.
+    pub first_byte_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -141,6 +157,8 @@ impl Default for Limits {
             head_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 256,
+            first_byte_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -159,7 +177,11 @@ impl Limits {
         if self.max_head_bytes < 64 || self.max_headers == 0 {
             return bad("max_head_bytes must be at least 64 and max_headers at least 1");
         }
-        if self.head_timeout.is_zero() || self.io_timeout.is_zero() || self.idle_timeout.is_zero() {
+        if self.head_timeout.is_zero()
+            || self.io_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.first_byte_timeout.is_zero()
+        {
             return bad("timeouts must be non-zero");
         }
         Ok(())
@@ -186,6 +208,32 @@ impl HttpStats {
     }
 }
 
+/// A callback run on the poller thread.
+pub type TickFn = Arc<dyn Fn() + Send + Sync>;
+/// Called with the reason when the poller thread stops for good.
+pub type DiedFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Callbacks from the poller thread, for process supervision (keep them cheap: they run on
+/// the thread that serves every connection).
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// `(every, f)`: `f` runs on the poller loop at least once per `every` while the loop
+    /// turns (a liveness signal, e.g. a systemd watchdog ping). A wedged poller stops calling it.
+    pub tick: Option<(Duration, TickFn)>,
+    /// Runs once if the poller thread stops because of a bug (panics it could not contain).
+    /// The server then accepts nothing more, so a process should exit here to be restarted.
+    pub poller_died: Option<DiedFn>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("tick", &self.tick.as_ref().map(|(every, _)| every))
+            .field("poller_died", &self.poller_died.is_some())
+            .finish()
+    }
+}
+
 /// A running server. Dropping it without [`Server::shutdown`] stops it without draining.
 pub struct Server {
     local_addr: SocketAddr,
@@ -202,6 +250,16 @@ impl Server {
         listener: TcpListener,
         limits: Limits,
         handler: Arc<dyn Handler>,
+    ) -> io::Result<Server> {
+        Server::start_with(listener, limits, handler, Hooks::default())
+    }
+
+    /// [`Server::start`] with supervision callbacks.
+    pub fn start_with(
+        listener: TcpListener,
+        limits: Limits,
+        handler: Arc<dyn Handler>,
+        hooks: Hooks,
     ) -> io::Result<Server> {
         limits.validate()?;
         let local_addr = listener.local_addr()?;
@@ -221,7 +279,9 @@ impl Server {
             done_rx,
             control_rx,
             Arc::clone(&shared),
+            hooks.tick,
         )?;
+        let poller_died = hooks.poller_died;
 
         let mut threads = Vec::with_capacity(limits.workers + 1);
         for i in 0..limits.workers {
@@ -242,7 +302,18 @@ impl Server {
             0,
             std::thread::Builder::new()
                 .name("http-poller".into())
-                .spawn(move || poller.run())?,
+                .spawn(move || {
+                    // `run` contains panics of single events; this catches the rest.
+                    let why = match catch_unwind(AssertUnwindSafe(|| poller.run())) {
+                        Ok(Ok(())) => return,
+                        Ok(Err(why)) => why,
+                        Err(payload) => panic_message(payload.as_ref()),
+                    };
+                    error!("http poller stopped: {why}; no more connections are accepted");
+                    if let Some(died) = poller_died {
+                        died(&why);
+                    }
+                })?,
         );
         Ok(Server {
             local_addr,
@@ -317,7 +388,88 @@ impl Drop for Server {
     }
 }
 
+/// Entry points for the cargo-fuzz targets in `fuzz/` (`http_head`, `http_chunked`): not an
+/// API. They run the request-head parser and the chunked decoder on arbitrary bytes and check
+/// what must hold besides "no panic".
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::Limits;
+    use super::body::{ChunkError, ChunkedDecoder};
+    use super::parse::{Framing, parse_head};
+
+    /// `parse_head` with small and default limits: a complete head lies within the input and
+    /// the head limit, and a Content-Length never exceeds the body limit.
+    pub fn http_head(data: &[u8]) {
+        let small = Limits {
+            max_head_bytes: 256,
+            max_headers: 4,
+            max_body_bytes: 1000,
+            ..Limits::default()
+        };
+        for limits in [small, Limits::default()] {
+            if let Ok(Some(head)) = parse_head(data, &limits) {
+                assert!(head.len <= data.len() && head.len <= limits.max_head_bytes);
+                if let Framing::Length(n) = head.framing {
+                    assert!(n > 0 && n <= limits.max_body_bytes);
+                }
+                assert!(!head.path.is_empty());
+            }
+        }
+    }
+
+    /// The chunked decoder fed `data` whole and in pieces whose sizes come from the first
+    /// byte: every split gives the same body, the same consumed count and the same error.
+    pub fn http_chunked(data: &[u8]) {
+        let (step, input) = match data.split_first() {
+            Some((b, rest)) => (usize::from(*b % 32) + 1, rest),
+            None => (1, data),
+        };
+        let whole = decode(input, input.len().max(1));
+        let split = decode(input, step);
+        assert_eq!(whole, split, "split size {step} changed the result");
+        if let Ok((body, used)) = &whole {
+            assert!(body.len() <= MAX_BODY && *used <= input.len());
+        }
+    }
+
+    const MAX_BODY: usize = 4096;
+
+    /// Decode `input` fed `step` bytes at a time, like the poller does: unconsumed bytes are
+    /// offered again with the next piece. `Ok((body, consumed))` once complete.
+    fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), ChunkError> {
+        let mut d = ChunkedDecoder::new(MAX_BODY, 256);
+        let mut out = Vec::new();
+        let mut used = 0;
+        let mut end = 0;
+        while end < input.len() {
+            end = (end + step).min(input.len());
+            let pending = input.get(used..end).unwrap_or_default();
+            let (n, done) = d.decode(pending, &mut out)?;
+            used += n;
+            if done {
+                return Ok((out, used));
+            }
+            assert_eq!(n, pending.len(), "an incomplete body consumes everything");
+        }
+        Err(ChunkError::Malformed("incomplete"))
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 

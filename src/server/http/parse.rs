@@ -1,8 +1,11 @@
 //! Request-head parsing on `httparse` plus the framing rules that keep requests unambiguous:
 //! head size and header-count limits (431), Content-Length / Transfer-Encoding validation
-//! (smuggling guards, RFC 9112 §6), `Expect`, and the keep-alive decision.
+//! (smuggling guards, RFC 9112 §6), `Expect`, and the keep-alive decision. Header values are
+//! trimmed of SP/HTAB only (never Unicode whitespace), lengths are ASCII digits only, and the
+//! request target is handled as bytes (any UTF-8 in it is fine).
 //!
 //! Thread model: pure functions, called by the poller thread.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use super::{Limits, Version};
 
@@ -48,7 +51,7 @@ impl Reject {
 /// Parse the head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// Only the first `max_head_bytes` count: a head not complete within them is a 431.
 pub(super) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Reject> {
-    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(window) {
@@ -78,7 +81,7 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, limits: &Limits) -> Result
         .map(|h| {
             (
                 h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
+                trim_ows(&String::from_utf8_lossy(h.value)).to_string(),
             )
         })
         .collect();
@@ -92,7 +95,7 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, limits: &Limits) -> Result
     for (name, value) in &headers {
         if name.eq_ignore_ascii_case("content-length") {
             for part in value.split(',') {
-                let n = parse_content_length(part.trim())?;
+                let n = parse_content_length(trim_ows(part))?;
                 if content_length.is_some_and(|prev| prev != n) {
                     return Err(Reject::new(400, "conflicting content-length headers"));
                 }
@@ -103,12 +106,12 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, limits: &Limits) -> Result
             codings.extend(
                 value
                     .split(',')
-                    .map(str::trim)
+                    .map(trim_ows)
                     .filter(|c| !c.is_empty())
                     .map(str::to_ascii_lowercase),
             );
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
+            for token in value.split(',').map(trim_ows) {
                 close |= token.eq_ignore_ascii_case("close");
                 keep_alive_token |= token.eq_ignore_ascii_case("keep-alive");
             }
@@ -166,6 +169,13 @@ fn build(req: &httparse::Request<'_, '_>, len: usize, limits: &Limits) -> Result
     })
 }
 
+/// Strip optional whitespace (RFC 9110 §5.6.3: SP and HTAB only). `str::trim` would also
+/// strip Unicode spaces such as U+00A0, making `Content-Length: \u{a0}2` a valid length here
+/// while a proxy in front reads it differently (request smuggling).
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
 /// `1*DIGIT` only (no sign, no spaces, no hex); huge values saturate and then fail the limit.
 fn parse_content_length(s: &str) -> Result<u64, Reject> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -178,12 +188,15 @@ fn parse_content_length(s: &str) -> Result<u64, Reject> {
 
 /// Split the request target into path and query; absolute-form (`http://host/p?q`) keeps only
 /// the path (RFC 9112 §3.2.2 says an origin server must accept it).
+/// Bytes are compared, never `&str` slices at byte offsets: the target may hold any UTF-8.
 fn split_target(target: &str) -> (String, String) {
     let mut rest = target;
     for scheme in ["http://", "https://"] {
-        if rest.len() >= scheme.len() && rest[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            let after = &rest[scheme.len()..];
-            rest = after.find(['/', '?']).map_or("/", |i| &after[i..]);
+        if let Some(after) = strip_prefix_ignore_ascii_case(rest, scheme) {
+            rest = after
+                .find(['/', '?'])
+                .and_then(|i| after.get(i..))
+                .unwrap_or("/");
             break;
         }
     }
@@ -192,7 +205,22 @@ fn split_target(target: &str) -> (String, String) {
     (path.to_string(), query.to_string())
 }
 
+/// `s` without its ASCII-case-insensitive `prefix`, if it starts with it.
+fn strip_prefix_ignore_ascii_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.as_bytes().get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        return None;
+    }
+    // The prefix matched ASCII bytes, so its end is a character boundary.
+    s.get(prefix.len()..)
+}
+
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 
@@ -328,6 +356,78 @@ mod tests {
         for bad in ["-1", "+5", "0x10", "1 0", "", "5,", "1e3", "five"] {
             let s = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
             assert_eq!(status(&s), 400, "content-length {bad:?}");
+        }
+    }
+
+    #[test]
+    fn unicode_whitespace_is_not_trimmed_from_framing_headers() {
+        for cl in [
+            "\u{a0}2",
+            "2\u{a0}",
+            "\u{2003}2",
+            "\u{3000}2",
+            "\u{feff}2",
+            "\u{0662}",
+        ] {
+            let s = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\nab");
+            assert_eq!(status(&s), 400, "content-length {cl:?}");
+        }
+        for te in [
+            "chunked\u{a0}",
+            "\u{a0}chunked",
+            "chunked\u{2028}",
+            "chunked\u{85}",
+        ] {
+            let s = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(status(&s), 400, "transfer-encoding {te:?}");
+        }
+        // SP and HTAB are optional whitespace and still trimmed.
+        let h = head("POST / HTTP/1.1\r\nContent-Length: \t2 \r\nX: \t v\t\r\n\r\nab");
+        assert_eq!(h.framing, Framing::Length(2));
+        assert_eq!(h.headers[1].1, "v");
+        assert_eq!(
+            head("POST / HTTP/1.1\r\nTransfer-Encoding: \tchunked \r\n\r\n").framing,
+            Framing::Chunked
+        );
+    }
+
+    #[test]
+    fn non_ascii_targets_split_on_bytes_without_panicking() {
+        // A multi-byte character across byte 7 (the length of "http://") used to panic.
+        assert_eq!(
+            split_target("/aaaaa\u{e9}"),
+            ("/aaaaa\u{e9}".into(), "".into())
+        );
+        assert_eq!(
+            split_target("/aaaaaaa\u{e9}?q=\u{e9}"),
+            ("/aaaaaaa\u{e9}".into(), "q=\u{e9}".into())
+        );
+        for s in [
+            "\u{e9}",
+            "/\u{1f600}",
+            "http:/\u{e9}",
+            "https:/\u{e9}\u{e9}",
+            "\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            let (path, query) = split_target(s);
+            assert_eq!(format!("{path}{query}"), s, "{s:?}");
+        }
+        assert_eq!(
+            split_target("HTTP://h\u{e9}st/p\u{e9}?x"),
+            ("/p\u{e9}".into(), "x".into())
+        );
+        assert_eq!(split_target("http://\u{e9}"), ("/".into(), "".into()));
+        // Whatever bytes httparse lets through in the request line parse without a panic.
+        for n in 0..10 {
+            let mut raw = b"GET /".to_vec();
+            raw.extend(std::iter::repeat_n(b'a', n));
+            raw.extend_from_slice("\u{e9}\u{1f600} HTTP/1.1\r\n\r\n".as_bytes());
+            let _ = parse_head(&raw, &limits());
+            let mut raw = b"GET http://".to_vec();
+            raw.extend(std::iter::repeat_n(b'a', n));
+            raw.extend_from_slice(&[0xc3, 0xa9, b' ']);
+            raw.extend_from_slice(b"HTTP/1.1\r\n\r\n");
+            let _ = parse_head(&raw, &limits());
         }
     }
 

@@ -6,21 +6,24 @@
 //! Thread model: everything here runs on the poller thread. Workers talk to it only through the
 //! bounded `Done` channel plus the eventfd `Waker`; `Server` talks to it through the control
 //! channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use log::{debug, warn};
+use log::{debug, error, warn};
 
 use super::Limits;
 use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
+use super::peers::PeerTable;
 use super::response::{CONTINUE_100, error_response};
 use super::sys::{Epoll, Waker, is_per_connection_error, write_now};
 use super::worker::{Done, Job};
@@ -40,6 +43,9 @@ const LINGER_BYTES: usize = 256 * 1024;
 const OVERLOADED: &str = "server overloaded, retry shortly";
 /// Longest sleep in `epoll_wait` when no deadline is nearer.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// The poller gives up (and reports itself dead) after this many panics within the window.
+const MAX_PANICS: usize = 50;
+const PANIC_WINDOW: Duration = Duration::from_secs(10);
 
 /// State shared with the workers and `Server`.
 pub(super) struct Shared {
@@ -57,8 +63,17 @@ pub(super) enum Control {
     },
 }
 
+/// `Hooks::tick` with its schedule.
+struct Tick {
+    every: Duration,
+    next: Instant,
+    f: super::TickFn,
+}
+
 pub(super) struct Poller {
     epoll: Epoll,
+    tick: Option<Tick>,
+    peers: Arc<PeerTable>,
     listener: Option<TcpListener>,
     listener_paused_until: Option<Instant>,
     limits: Limits,
@@ -85,14 +100,23 @@ impl Poller {
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
+        tick: Option<(Duration, super::TickFn)>,
     ) -> io::Result<Poller> {
         let epoll = Epoll::new()?;
         listener.set_nonblocking(true)?;
         epoll.add(listener.as_raw_fd(), LISTENER)?;
         epoll.add(shared.waker.raw_fd(), WAKER)?;
         let conns = HashMap::with_capacity(limits.max_connections.min(1024));
+        let tick = tick.map(|(every, f)| Tick {
+            // Never spin: at most one tick per millisecond.
+            every: every.max(Duration::from_millis(1)),
+            next: Instant::now(),
+            f,
+        });
         Ok(Poller {
             epoll,
+            tick,
+            peers: PeerTable::new(limits.max_connections_per_ip),
             listener: Some(listener),
             listener_paused_until: None,
             limits,
@@ -111,46 +135,89 @@ impl Poller {
     }
 
     /// The event loop; returns after a shutdown completed (or the `Server` was dropped).
-    pub(super) fn run(mut self) {
+    /// `Err` only when panics kept coming (a bug the poller cannot get past): the caller
+    /// reports it through `Hooks::poller_died`.
+    pub(super) fn run(mut self) -> Result<(), String> {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut panics: VecDeque<Instant> = VecDeque::with_capacity(MAX_PANICS);
         loop {
-            let wait = self.next_timer.saturating_duration_since(Instant::now());
-            // Round up so we do not wake just before a deadline and spin until it passes.
-            let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-            let n = match self.epoll.wait(&mut events, timeout_ms) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => {
-                    warn!("epoll_wait failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    0
+            // A panic while handling one event drops what that step held (a connection taken
+            // out of the table is closed) and the loop goes on. Only a burst of them, which
+            // means every turn fails, stops the poller.
+            match catch_unwind(AssertUnwindSafe(|| self.turn(&mut events))) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(payload) => {
+                    let why = super::panic_message(payload.as_ref());
+                    error!("http poller: contained a panic: {why}");
+                    let now = Instant::now();
+                    while panics
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > PANIC_WINDOW)
+                    {
+                        panics.pop_front();
+                    }
+                    panics.push_back(now);
+                    if panics.len() >= MAX_PANICS {
+                        return Err(format!(
+                            "{MAX_PANICS} panics within {PANIC_WINDOW:?}, the last: {why}"
+                        ));
+                    }
                 }
-            };
-            for ev in &events[..n] {
-                let token = ev.u64;
-                match token {
-                    LISTENER => self.accept_ready(),
-                    WAKER => self.shared.waker.drain(),
-                    id => self.conn_ready(id),
-                }
             }
-            self.take_back_served();
-            if !self.poll_control() {
-                return;
-            }
-            if Instant::now() >= self.next_timer {
-                self.sweep();
-            }
-            if self.drain_finished() {
-                return;
-            }
-            let stats = &self.shared.stats;
-            stats
-                .in_flight
-                .store(self.in_flight.len(), Ordering::Relaxed);
-            let open = self.conns.len() + self.in_flight.len();
-            stats.open_connections.store(open, Ordering::Relaxed);
         }
+    }
+
+    /// One loop iteration; false when the loop should end.
+    fn turn(&mut self, events: &mut [libc::epoll_event]) -> bool {
+        let mut wake_at = self.next_timer;
+        if let Some(tick) = &mut self.tick {
+            wake_at = wake_at.min(tick.next);
+        }
+        let wait = wake_at.saturating_duration_since(Instant::now());
+        // Round up so we do not wake just before a deadline and spin until it passes.
+        let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let n = match self.epoll.wait(events, timeout_ms) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                warn!("epoll_wait failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                0
+            }
+        };
+        for ev in events.get(..n).unwrap_or_default() {
+            let token = ev.u64;
+            match token {
+                LISTENER => self.accept_ready(),
+                WAKER => self.shared.waker.drain(),
+                id => self.conn_ready(id),
+            }
+        }
+        self.take_back_served();
+        if !self.poll_control() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= self.next_timer {
+            self.sweep();
+        }
+        if let Some(tick) = &mut self.tick
+            && now >= tick.next
+        {
+            tick.next = now + tick.every;
+            (tick.f)();
+        }
+        if self.drain_finished() {
+            return false;
+        }
+        let stats = &self.shared.stats;
+        stats
+            .in_flight
+            .store(self.in_flight.len(), Ordering::Relaxed);
+        let open = self.conns.len() + self.in_flight.len();
+        stats.open_connections.store(open, Ordering::Relaxed);
+        true
     }
 
     fn count_shed(&self) {
@@ -196,17 +263,14 @@ impl Poller {
         }
         if self.conns.len() + self.in_flight.len() >= self.limits.max_connections {
             debug!("{peer}: connection limit reached, refusing");
-            self.count_shed();
-            write_now(
-                &stream,
-                &error_response(503, "too many connections, retry shortly"),
-            );
-            let _ = stream.shutdown(Shutdown::Write);
-            // Closing with unread input sends a reset, which can destroy the 503 in flight;
-            // swallow the request bytes already here (one read, never blocking).
-            let _ = (&stream).read(&mut self.scratch);
+            self.refuse(&stream, "too many connections, retry shortly");
             return;
         }
+        let Some(slot) = self.peers.acquire(peer.ip()) else {
+            debug!("{peer}: per-address connection limit reached, refusing");
+            self.refuse(&stream, "too many connections from this address");
+            return;
+        };
         // Small writes (SSE events) must leave at once rather than wait for an ACK (Nagle).
         // The write timeout only applies while a worker has the socket in blocking mode.
         let setup = stream
@@ -223,9 +287,19 @@ impl Poller {
             return;
         }
         debug!("conn {id}: accepted from {peer}");
-        let conn = Conn::new(id, stream, peer, Instant::now());
+        let conn = Conn::new(id, stream, peer, slot, Instant::now());
         self.arm(conn.deadline(&self.limits));
         self.conns.insert(id, conn);
+    }
+
+    /// Answer a connection over a limit with 503 and close it.
+    fn refuse(&mut self, stream: &TcpStream, message: &str) {
+        self.count_shed();
+        write_now(stream, &error_response(503, message));
+        let _ = stream.shutdown(Shutdown::Write);
+        // Closing with unread input sends a reset, which can destroy the 503 in flight;
+        // swallow the request bytes already here (one read, never blocking).
+        let _ = (&*stream).read(&mut self.scratch);
     }
 
     fn conn_ready(&mut self, id: u64) {
@@ -244,7 +318,11 @@ impl Poller {
     fn read_and_advance(&mut self, mut conn: Conn) -> Option<Conn> {
         for _ in 0..READS_PER_EVENT {
             let budget = conn.read_budget(&self.limits);
-            let n = match (&*conn.stream).read(&mut self.scratch[..budget]) {
+            // `read_budget` is at most READ_CHUNK, the scratch size.
+            let Some(scratch) = self.scratch.get_mut(..budget) else {
+                return Some(conn);
+            };
+            let n = match (&*conn.stream).read(scratch) {
                 Ok(0) => {
                     debug!("conn {}: closed by peer", conn.id);
                     return None;
@@ -268,7 +346,8 @@ impl Poller {
                 }
                 continue;
             }
-            conn.buf.extend_from_slice(&self.scratch[..n]);
+            conn.buf
+                .extend_from_slice(self.scratch.get(..n).unwrap_or_default());
             conn = self.advance(conn)?;
         }
         Some(conn)
@@ -357,11 +436,16 @@ impl Poller {
     /// Take back connections whose response is done: close them or wait for the next request.
     fn take_back_served(&mut self) {
         while let Ok(Done {
-            mut conn,
+            id,
+            conn,
             keep_alive,
         }) = self.done.try_recv()
         {
-            self.in_flight.remove(&conn.id);
+            self.in_flight.remove(&id);
+            // `None`: the worker lost the connection to a panic (it is closed).
+            let Some(mut conn) = conn else {
+                continue;
+            };
             if !keep_alive || self.drain.is_some() {
                 debug!("conn {}: closing after response", conn.id);
                 continue;

@@ -7,6 +7,7 @@
 //!
 //! Thread model: a `Responder` lives on the worker thread serving one request, borrowing that
 //! connection's socket (blocking, with a write timeout) for the duration of the handler.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -121,9 +122,11 @@ impl<'a> Responder<'a> {
         })
     }
 
-    /// True when the peer has closed its side (non-blocking check; no data consumed).
+    /// True when the client is gone: a write failed, or the connection was reset or hung up.
+    /// A client that only half-closed (sent its request, then `shutdown(SHUT_WR)`) is still
+    /// there; one that closed completely shows up after the next write. Non-blocking.
     pub fn client_gone(&self) -> bool {
-        self.state == RespState::Broken || sys::peer_closed(self.stream.as_raw_fd())
+        self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
     pub(super) fn state(&self) -> RespState {
@@ -218,9 +221,10 @@ impl BodyStream<'_> {
         result
     }
 
-    /// Non-blocking check that the peer closed.
+    /// Non-blocking check that the client is gone (see [`Responder::client_gone`]): each
+    /// `write` to a client that closed draws a reset, so streams notice within one write.
     pub fn client_gone(&self) -> bool {
-        *self.state == RespState::Broken || sys::peer_closed(self.stream.as_raw_fd())
+        *self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
     /// Terminate the body (`0\r\n\r\n` for chunked) and flush.
@@ -385,6 +389,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
 

@@ -1,9 +1,10 @@
 //! The few Linux syscalls std does not expose: an epoll instance, an eventfd used to wake the
-//! poller, and a non-blocking peek that tells whether a peer closed its side; plus two small
+//! poller, and a non-blocking check whether a peer hung up (half-close is not); plus two small
 //! socket helpers of the poller (non-blocking small writes, accept error classification).
 //!
 //! Thread model: `Epoll` is used only by the poller thread; `Waker` is shared (`&self` methods,
-//! eventfd writes are atomic); `peer_closed` may be called from any thread.
+//! eventfd writes are atomic); `peer_gone` may be called from any thread.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -111,33 +112,28 @@ impl Waker {
     }
 }
 
-/// True when the peer closed (orderly EOF) or the socket is in error; false when data is
-/// waiting or nothing has happened. Consumes nothing and never blocks.
-pub(super) fn peer_closed(fd: RawFd) -> bool {
-    let mut byte = 0u8;
+/// True when the client is gone: the connection was reset or hung up (both directions closed,
+/// e.g. our write was answered with a reset), or the socket is in error. An orderly EOF alone
+/// is NOT gone: a client may half-close (`shutdown(SHUT_WR)`) after sending its request and
+/// still read the response; a client that closed completely is found out by the next write
+/// (its kernel answers with a reset). Consumes nothing and never blocks.
+pub(super) fn peer_gone(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
     loop {
-        // SAFETY: peeks at most 1 byte into a valid 1-byte buffer; MSG_DONTWAIT never blocks.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n > 0 {
-            return false;
+        // SAFETY: one valid pollfd, zero timeout (never blocks).
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n >= 0 {
+            break;
         }
-        if n == 0 {
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return true;
         }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => return false,
-            io::ErrorKind::Interrupted => continue,
-            _ => return true,
-        }
     }
+    pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// Write a small response without blocking; false unless every byte went out. Used only for
@@ -148,7 +144,7 @@ pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
     while !rest.is_empty() {
         match s.write(rest) {
             Ok(0) => return false,
-            Ok(n) => rest = &rest[n..],
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return false,
         }
@@ -177,30 +173,61 @@ pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    reason = "test code: a panic is a test failure"
+)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
 
-    #[test]
-    fn peer_closed_distinguishes_open_data_and_eof() {
+    fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        assert!(!peer_closed(server.as_raw_fd()), "idle open connection");
+        (client, server)
+    }
+
+    /// Polls until `peer_gone` says `want` (or 2 s pass); returns the last answer.
+    fn settle(server: &TcpStream, want: bool) -> bool {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while peer_gone(server.as_raw_fd()) != want && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peer_gone(server.as_raw_fd())
+    }
+
+    #[test]
+    fn half_close_is_not_gone_but_reset_and_failed_writes_are() {
+        let (mut client, server) = pair();
+        assert!(!peer_gone(server.as_raw_fd()), "idle open connection");
         client.write_all(b"x").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(
-            !peer_closed(server.as_raw_fd()),
-            "data waiting is not a close"
-        );
+        assert!(!peer_gone(server.as_raw_fd()), "data then FIN: half-close");
+        let mut b = [0u8; 2];
+        assert_eq!(std::io::Read::read(&mut &server, &mut b).unwrap(), 1);
+        assert_eq!(std::io::Read::read(&mut &server, &mut b).unwrap(), 0);
+        assert!(!peer_gone(server.as_raw_fd()), "EOF read: still half-close");
+        // The client can still read what we send.
+        (&server).write_all(b"answer").unwrap();
+        let mut got = [0u8; 6];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(&got, b"answer");
+        assert!(!settle(&server, true));
+
+        // A full close is a FIN too; the next write draws a reset, and then it is gone.
+        let (client, server) = pair();
         drop(client);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        // The unread byte is still queued before the FIN, so the peek still sees data.
-        assert!(!peer_closed(server.as_raw_fd()));
-        let mut b = [0u8; 1];
-        std::io::Read::read(&mut &server, &mut b).unwrap();
-        assert!(peer_closed(server.as_raw_fd()), "EOF after the data");
+        assert!(!peer_gone(server.as_raw_fd()));
+        (&server).write_all(b"probe").unwrap();
+        assert!(
+            settle(&server, true),
+            "reset after writing to a closed peer"
+        );
     }
 
     #[test]

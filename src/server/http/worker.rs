@@ -1,18 +1,20 @@
 //! The worker pool: each worker takes one complete request at a time from the bounded job
-//! channel, runs the handler (a panic becomes a 500, never a dead worker), and hands the
-//! connection back to the poller for keep-alive or closing.
+//! channel, runs the handler (a panic becomes a 500, never a dead worker; a panic anywhere else
+//! while serving closes that connection and the worker goes on), and hands the connection back
+//! to the poller for keep-alive or closing.
 //!
 //! Thread model: `Limits::workers` threads, each blocked in `recv` on the job channel until the
 //! poller drops its sender at shutdown. While serving, a worker owns the connection; its socket
 //! is switched to blocking mode with a write timeout, so a client that stops reading cannot hold
 //! the worker longer than `io_timeout` per write.
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use log::{debug, warn};
+use log::{debug, error, warn};
 
 use super::conn::Conn;
 use super::poller::Shared;
@@ -29,7 +31,9 @@ pub(super) struct Job {
 
 /// A served connection going back to the poller.
 pub(super) struct Done {
-    pub(super) conn: Conn,
+    pub(super) id: u64,
+    /// `None` when serving panicked outside the handler and the connection was dropped.
+    pub(super) conn: Option<Conn>,
     pub(super) keep_alive: bool,
 }
 
@@ -44,8 +48,17 @@ impl Worker {
     pub(super) fn run(self) {
         // `recv` ends with an error once the poller drops the job sender (shutdown).
         while let Ok(job) = self.jobs.recv() {
-            let done = self.serve(job);
-            let id = done.conn.id;
+            let id = job.conn.id;
+            // The handler's panics are caught in `serve`; this catches any other one, so the
+            // worker lives on and the poller still learns the request is over.
+            let done = catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {
+                error!("conn {id}: panic while serving; connection closed");
+                Done {
+                    id,
+                    conn: None,
+                    keep_alive: false,
+                }
+            });
             match self.done.try_send(done) {
                 Ok(()) => self.shared.waker.wake(),
                 // Cannot be full: it holds at most one message per admitted request and its
@@ -68,7 +81,8 @@ impl Worker {
         if let Err(e) = conn.stream.set_nonblocking(false) {
             debug!("conn {}: cannot prepare socket: {e}", conn.id);
             return Done {
-                conn,
+                id: conn.id,
+                conn: Some(conn),
                 keep_alive: false,
             };
         }
@@ -98,6 +112,10 @@ impl Worker {
             "conn {}: {method} {path} served, keep-alive {keep_alive}",
             conn.id
         );
-        Done { conn, keep_alive }
+        Done {
+            id: conn.id,
+            conn: Some(conn),
+            keep_alive,
+        }
     }
 }
