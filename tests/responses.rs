@@ -504,7 +504,7 @@ fn responses_refusals_are_clear_400s() {
         r.header("X-Aiproxy-Ignored-Include"),
         Some("reasoning.encrypted_content,message.output_text.logprobs")
     );
-    let metrics = gw.get("/metrics").text();
+    let metrics = gw.admin("GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("route=\"responses\""), "{metrics}");
 }
 
