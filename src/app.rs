@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
@@ -16,14 +15,14 @@ use serde_json::Value;
 use crate::auth::Auth;
 use crate::backend::{self, Backend};
 use crate::config::{self, Config, EnvLookup};
-use crate::mcp::McpServer;
+use crate::mcp::Supervisor;
 
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// The `/v1/*` auth chain for this config (the Apiman probe cache carries over).
     pub auth: Auth,
     pub backends: HashMap<String, Arc<dyn Backend>>,
-    pub mcp: HashMap<String, Arc<McpServer>>,
+    pub mcp: HashMap<String, Arc<Supervisor>>,
     /// Unix seconds when this config was loaded (the `created` of `/v1/models`).
     pub loaded_at: u64,
 }
@@ -59,7 +58,7 @@ impl Snapshot {
             .map(|(name, cfg)| {
                 (
                     name.clone(),
-                    unchanged_mcp(name).unwrap_or_else(|| McpServer::new(name, cfg.clone())),
+                    unchanged_mcp(name).unwrap_or_else(|| Supervisor::new(name, cfg.clone())),
                 )
             })
             .collect();
@@ -72,7 +71,7 @@ impl Snapshot {
             config: Arc::new(config),
             backends,
             mcp,
-            loaded_at: unix_now(),
+            loaded_at: crate::clock::unix_now(),
         }
     }
 }
@@ -204,13 +203,6 @@ impl App {
             server.stop();
         }
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Load a config file and also keep its document as written (for admin edits and persistence).

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::app::{App, Document, Source, load_with_document};
 use crate::config::{self, Config, Env, EnvLookup};
-use crate::server::http::{Hooks, Limits, Server, TickFn};
-use crate::server::routes::Gateway;
+use crate::gateway::routes::Gateway;
+use crate::http::{Hooks, Limits, Server, TickFn};
 use crate::tools::printable;
 
 pub const USAGE: &str = "\
@@ -105,7 +105,7 @@ pub fn run(args: &[String]) -> i32 {
             println!("{USAGE}");
             0
         }
-        Ok(Command::DemoMcp) => match crate::mcp::demo::run_stdio() {
+        Ok(Command::DemoMcp) => match crate::demo::mcp_server::run_stdio() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("demo-mcp: {e}");
@@ -171,8 +171,8 @@ fn load_config(opts: &Opts, env: &Env) -> Result<(Config, Option<PathBuf>, Docum
         return Err(format!("config file {} not found", path.display()));
     }
     // The demo's document as written, so admin responses show its references unexpanded.
-    config::demo(env)
-        .map(|c| (c, None, crate::app::document(config::DEMO_CONFIG_YAML)))
+    crate::demo::config(env)
+        .map(|c| (c, None, crate::app::document(crate::demo::CONFIG_YAML)))
         .map_err(|e| e.to_string())
 }
 
@@ -249,7 +249,7 @@ fn serve(opts: &Opts) -> i32 {
             "ADMIN_API_KEY not set: the admin API and /metrics answer local clients of the admin listener only"
         );
     }
-    crate::signals::block();
+    crate::sys::signals::block();
     let gateway = Arc::new(Gateway::new(Arc::clone(&app)));
     let notifier = Arc::new(crate::sd_notify::Notifier::from_env());
     let server = match Server::start_with(
@@ -264,7 +264,15 @@ fn serve(opts: &Opts) -> i32 {
             return 1;
         }
     };
-    gateway.metrics().attach_http(server.stats());
+    let stats = server.stats();
+    gateway.metrics().attach_http(Box::new(move || {
+        let (in_flight, open_connections, shed) = stats.read();
+        crate::metrics::ServerLoad {
+            in_flight,
+            open_connections,
+            shed,
+        }
+    }));
     log::info!(
         "aiproxy {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
@@ -292,7 +300,7 @@ fn serve(opts: &Opts) -> i32 {
         None => None,
     };
     notifier.ready();
-    while crate::signals::wait() == crate::signals::Signal::Reload {
+    while crate::sys::signals::wait() == crate::sys::signals::Signal::Reload {
         match app.reload() {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
             Err(e) => log::error!("SIGHUP: reload refused, the running config stays: {e}"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aiproxy::auth::{Auth, AuthError};
 use aiproxy::config::{self, Config};
-use aiproxy::server::http::{Request, Version};
+use aiproxy::http::{Request, Version};
 
 use crate::support::fake_apiman::{Answer, FakeApiman};
 use crate::support::gateway::TestEnv;

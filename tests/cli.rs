@@ -134,6 +134,7 @@ fn serve_listens_where_told_and_stops_on_sigterm() {
         .read_to_string()
         .unwrap();
     assert_eq!(body, r#"{"status":"ok"}"#);
+    // SAFETY: kill(2) takes no pointers; the pid is a process this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -203,6 +204,7 @@ fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     std::fs::write(d.join("config.yaml"), cfg("first")).unwrap();
     let (mut child, port) = start_serve(&d);
     assert_eq!(model_ids(port), ["first"]);
+    // SAFETY: kill(2) takes no pointers; the pid is a process this test started.
     let hup = |child: &std::process::Child| unsafe {
         libc::kill(child.id() as i32, libc::SIGHUP);
     };
@@ -293,6 +295,7 @@ fn demo_admin_examples_work_on_the_admin_port() {
     let r = request(main, "PUT", "/admin/assistants/coder", &json, body);
     assert_eq!(r.status, 401);
 
+    // SAFETY: kill(2) takes no pointers; the pid is a process this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

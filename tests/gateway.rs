@@ -274,6 +274,7 @@ fn a_killed_mcp_child_is_restarted_on_the_next_request() {
     assert!(gw.chat(&ask("what is 2 + 3?")).text().contains('5'));
     let pids = pids_with_marker(&marker);
     assert_eq!(pids.len(), 1, "one demo server child: {pids:?}");
+    // SAFETY: kill(2) takes no pointers; the pid is a process this test started.
     unsafe {
         libc::kill(pids[0] as i32, libc::SIGKILL);
     }

@@ -47,7 +47,7 @@ fn zeros(len: usize) -> String {
 
 /// Peak RSS growth (KiB) of a fresh demo gateway answering `body`, and the response.
 fn growth(body: &str) -> (u64, Response) {
-    let gw = ProcGateway::start(aiproxy::config::DEMO_CONFIG_YAML);
+    let gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let warm =
         json!({"model": "demo", "messages": [{"role": "user", "content": "what is 2 + 3?"}]});
     assert_eq!(post(&gw, warm.to_string().as_bytes()).status, 200);

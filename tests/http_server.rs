@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aiproxy::server::http::{Handler, Limits, Request, Responder, Server, Version};
+use aiproxy::http::{Handler, Limits, Request, Responder, Server, Version};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 
@@ -1206,6 +1206,7 @@ fn emfile_child() {
         assert!(clients.len() < 100, "the descriptor limit did not apply");
     }
     let cpu = || {
+        // SAFETY: rusage is plain data; all-zero is a valid value.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointer to a rusage struct.
         assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);

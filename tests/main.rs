@@ -1,5 +1,9 @@
 //! One integration-test binary; each module owns one area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    unsafe_code,
+    reason = "tests signal processes and read or set process limits through libc directly"
+)]
 
 mod admin;
 mod auth;

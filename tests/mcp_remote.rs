@@ -1,5 +1,5 @@
 //! The MCP client over legacy HTTP+SSE and streamable HTTP (and the 2026-07-28 era over stdio),
-//! end to end through `McpServer`: server-everything in `sse` and `streamableHttp` modes, the
+//! end to end through `Supervisor`: server-everything in `sse` and `streamableHttp` modes, the
 //! Python `mcp` SDK server over stdio, sse and streamable-http, and the scripted fault server
 //! `support/mcp_http_faults.py`.
 
@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aiproxy::config::McpTransport;
-use aiproxy::mcp::{CallResult, ClientOptions, Era, Error, McpServer, ServerState};
+use aiproxy::mcp::{CallResult, ClientOptions, Era, Error, ServerState, Supervisor};
 use serde_json::{Value, json};
 
 use crate::support::peers::{
@@ -23,8 +23,8 @@ fn kinds(r: &CallResult) -> Vec<String> {
         .collect()
 }
 
-fn server(name: &str, transport: McpTransport) -> Arc<McpServer> {
-    McpServer::new(name, server_config(transport, 15_000, 15_000))
+fn server(name: &str, transport: McpTransport) -> Arc<Supervisor> {
+    Supervisor::new(name, server_config(transport, 15_000, 15_000))
 }
 
 fn mcp_url(port: u16) -> String {
@@ -37,7 +37,7 @@ fn sse_url(port: u16) -> String {
 
 /// Start-up (connect, handshake, first listing) and the mean of 20 sequential calls, printed
 /// for the record.
-fn measure(s: &McpServer, tool: &str, args: Value) {
+fn measure(s: &Supervisor, tool: &str, args: Value) {
     let t0 = Instant::now();
     s.tools().unwrap();
     let start = t0.elapsed();
@@ -54,7 +54,7 @@ fn measure(s: &McpServer, tool: &str, args: Value) {
 }
 
 /// The same checks for server-everything over any transport.
-fn exercise_everything(s: &McpServer) {
+fn exercise_everything(s: &Supervisor) {
     measure(s, "echo", json!({"message": "m"}));
     let tools = tool_names(s);
     for t in [
@@ -145,7 +145,7 @@ fn everything_over_streamable_http() {
 }
 
 /// The Python SDK server's tools, one per content kind.
-fn exercise_python(s: &McpServer, protocol: &str) {
+fn exercise_python(s: &Supervisor, protocol: &str) {
     measure(s, "echo", json!({"text": "m"}));
     assert_eq!(
         tool_names(s),
@@ -203,7 +203,7 @@ fn python_sdk_over_stdio_legacy_when_asked() {
         cwd: None,
         inherit_env: false,
     };
-    let s = McpServer::with_era(
+    let s = Supervisor::with_era(
         "py-stdio-legacy",
         server_config(transport, 15_000, 15_000),
         Era::Legacy,
@@ -231,7 +231,7 @@ fn python_sdk_over_streamable_http_speaks_the_stateless_revision() {
 fn python_sdk_over_streamable_http_with_json_replies_and_a_session() {
     let port = free_port();
     let _peer = python_server("http", port, &["json"]);
-    let s = McpServer::with_era(
+    let s = Supervisor::with_era(
         "py-http-json",
         server_config(http_transport(mcp_url(port), &[]), 15_000, 15_000),
         Era::Legacy,
@@ -244,7 +244,7 @@ fn expired_session_404_is_reinitialized_and_the_call_retried() {
     let port = free_port();
     let mut peer = python_server("http", port, &[]);
     // Legacy era, so there is a session to lose (the SDK also speaks stateless 2026-07-28).
-    let s = McpServer::with_era(
+    let s = Supervisor::with_era(
         "py-expiry",
         server_config(http_transport(mcp_url(port), &[]), 15_000, 15_000),
         Era::Legacy,
@@ -366,8 +366,8 @@ fn legacy_sse_server_restart_is_recovered_after_backoff() {
     assert_eq!(s.status().restarts, 1);
 }
 
-fn faults_server(mode: &str, port: u16, startup_ms: u64, call_ms: u64) -> Arc<McpServer> {
-    McpServer::new(
+fn faults_server(mode: &str, port: u16, startup_ms: u64, call_ms: u64) -> Arc<Supervisor> {
+    Supervisor::new(
         mode,
         server_config(
             http_transport(
@@ -381,7 +381,7 @@ fn faults_server(mode: &str, port: u16, startup_ms: u64, call_ms: u64) -> Arc<Mc
 }
 
 /// The fault server's request log.
-fn request_log(s: &McpServer) -> Vec<Value> {
+fn request_log(s: &Supervisor) -> Vec<Value> {
     let r = call(s, "log", json!({})).unwrap();
     serde_json::from_str(&text(&r)).unwrap()
 }
@@ -576,7 +576,7 @@ fn url_userinfo_and_query_never_appear_in_errors_or_status() {
         http_transport(format!("{base}/mcp?token=q-Secret2"), &[]),
         sse_transport(format!("{base}/sse?token=q-Secret2")),
     ] {
-        let s = McpServer::new("leaky", server_config(transport, 1_000, 1_000));
+        let s = Supervisor::new("leaky", server_config(transport, 1_000, 1_000));
         let err = s.tools().unwrap_err().to_string();
         let status = format!("{:?}", s.status());
         eprintln!("error: {err}");
@@ -709,7 +709,7 @@ fn silent_sessions_are_pinged_and_a_hung_one_is_replaced() {
         ping_timeout: Duration::from_millis(500),
         ..ClientOptions::default()
     };
-    let s = McpServer::with_options("ping", server_config(transport, 10_000, 10_000), opts);
+    let s = Supervisor::with_options("ping", server_config(transport, 10_000, 10_000), opts);
     assert_eq!(text(&call(&s, "echo", json!({"text": "a"})).unwrap()), "a");
     let pid = s.status().pid.unwrap();
     // Idle but healthy: the ping is answered and the session kept.
@@ -770,7 +770,7 @@ fn raw_event_stream(events: &'static str, hold: Duration) -> (u16, thread::JoinH
 fn legacy_sse_endpoint_must_arrive_in_time_and_stay_on_the_origin() {
     // A stream that never names its endpoint: the start fails at the startup timeout.
     let (port, h) = raw_event_stream(": just a comment\n\n", Duration::from_millis(1500));
-    let s = McpServer::new(
+    let s = Supervisor::new(
         "no-endpoint",
         server_config(sse_transport(sse_url(port)), 1_000, 5_000),
     );
@@ -791,7 +791,7 @@ fn legacy_sse_endpoint_must_arrive_in_time_and_stay_on_the_origin() {
         "event: endpoint\ndata: http://evil.example:9/message?s=1\n\n",
         Duration::from_millis(500),
     );
-    let s = McpServer::new(
+    let s = Supervisor::new(
         "cross-origin",
         server_config(sse_transport(sse_url(port)), 5_000, 5_000),
     );

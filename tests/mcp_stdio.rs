@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aiproxy::cancel::Cancel;
 use aiproxy::config::{McpServerConfig, McpTransport};
-use aiproxy::mcp::{CallResult, Error, McpServer, ServerState};
+use aiproxy::mcp::{CallResult, Error, ServerState, Supervisor};
 use aiproxy::secret::Secret;
 use serde_json::{Value, json};
 
@@ -45,8 +45,8 @@ fn demo_transport() -> McpTransport {
     stdio(env!("CARGO_BIN_EXE_aiproxy"), &["demo-mcp"])
 }
 
-fn demo() -> Arc<McpServer> {
-    McpServer::new("demo", config(demo_transport(), 10_000, 10_000, 16))
+fn demo() -> Arc<Supervisor> {
+    Supervisor::new("demo", config(demo_transport(), 10_000, 10_000, 16))
 }
 
 fn python() -> &'static str {
@@ -68,8 +68,8 @@ fn faults_transport(mode: &str, arg: Option<&str>) -> McpTransport {
     stdio(python(), &args)
 }
 
-fn faults(mode: &str, arg: Option<&str>, startup_ms: u64, call_ms: u64) -> Arc<McpServer> {
-    McpServer::new(
+fn faults(mode: &str, arg: Option<&str>, startup_ms: u64, call_ms: u64) -> Arc<Supervisor> {
+    Supervisor::new(
         mode,
         config(faults_transport(mode, arg), startup_ms, call_ms, 16),
     )
@@ -79,7 +79,7 @@ fn peers() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-peers")
 }
 
-fn everything() -> Arc<McpServer> {
+fn everything() -> Arc<Supervisor> {
     let index = peers().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
         index.exists(),
@@ -93,7 +93,7 @@ fn everything() -> Arc<McpServer> {
         "node".to_string()
     };
     let index = index.display().to_string();
-    McpServer::new(
+    Supervisor::new(
         "everything",
         config(stdio(&node, &[&index, "stdio"]), 20_000, 20_000, 16),
     )
@@ -191,7 +191,7 @@ fn parallel_calls_share_one_session_concurrently() {
 
 #[test]
 fn max_concurrency_bounds_calls_and_the_slot_wait_counts_against_the_timeout() {
-    let s = McpServer::new("demo1", config(demo_transport(), 10_000, 800, 1));
+    let s = Supervisor::new("demo1", config(demo_transport(), 10_000, 800, 1));
     s.tools().unwrap();
     let first = {
         let s = s.clone();
@@ -501,7 +501,7 @@ fn unsupported_protocol_version_is_refused() {
 
 #[test]
 fn start_errors_say_what_went_wrong() {
-    let s = McpServer::new(
+    let s = Supervisor::new(
         "missing",
         config(stdio("/nonexistent/mcp-server", &[]), 5000, 5000, 4),
     );
@@ -513,7 +513,7 @@ fn start_errors_say_what_went_wrong() {
         "{msg}"
     );
 
-    let s = McpServer::new(
+    let s = Supervisor::new(
         "exits",
         config(
             stdio("sh", &["-c", "echo 'boom: bad config' >&2; exit 7"]),
@@ -564,7 +564,7 @@ fn child_gets_a_minimal_environment_unless_inherit_env() {
             cwd: Some(std::env::temp_dir()),
             inherit_env: inherit,
         };
-        let s = McpServer::new("env", config(t, 5000, 5000, 4));
+        let s = Supervisor::new("env", config(t, 5000, 5000, 4));
         let r = call(&s, "env", json!({})).unwrap();
         serde_json::from_str(&text(&r)).unwrap()
     };
@@ -612,7 +612,7 @@ fn cwd_is_honoured() {
         cwd: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support")),
         inherit_env: false,
     };
-    let s = McpServer::new("cwd", config(t, 5000, 5000, 4));
+    let s = Supervisor::new("cwd", config(t, 5000, 5000, 4));
     assert_eq!(tool_names(&s).len(), 5);
 }
 

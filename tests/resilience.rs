@@ -162,7 +162,7 @@ fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
 #[test]
 fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     let _heavy = HEAVY.lock();
-    let mut gw = ProcGateway::start(aiproxy::config::DEMO_CONFIG_YAML);
+    let mut gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let question =
         json!({"model": "demo", "messages": [{"role": "user", "content": "what is 2 + 3?"}]});
     // Warm: the demo MCP server starts on first use.
@@ -665,7 +665,7 @@ fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
 #[test]
 fn non_ascii_request_targets_never_stop_the_server() {
     let _heavy = HEAVY.lock();
-    let mut gw = ProcGateway::start(aiproxy::config::DEMO_CONFIG_YAML);
+    let mut gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let chars: [&[u8]; 6] = [
         "\u{e9}".as_bytes(),
         "\u{20ac}".as_bytes(),
@@ -746,7 +746,7 @@ fn systemd_notify_ready_watchdog_and_stopping() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let gw = ProcGateway::start_with_env(
-        aiproxy::config::DEMO_CONFIG_YAML,
+        aiproxy::demo::CONFIG_YAML,
         &[
             ("NOTIFY_SOCKET", &format!("@{name}")),
             ("WATCHDOG_USEC", "400000"),

@@ -355,7 +355,7 @@ fn responses_mcp_calls_sent_back_reach_the_upstream_as_tool_messages() {
 #[test]
 fn responses_store_evicts_oldest_first() {
     let gw = TestGateway::start_with_env(
-        aiproxy::config::DEMO_CONFIG_YAML,
+        aiproxy::demo::CONFIG_YAML,
         &[("AIPROXY_RESPONSES_STORE_MAX_ENTRIES", "2")],
     );
     let ids: Vec<String> = (0..3)
@@ -385,7 +385,7 @@ fn responses_store_evicts_oldest_first() {
 
 #[test]
 fn responses_hidden_mcp_items_and_incomplete_and_json() {
-    let yaml = aiproxy::config::DEMO_CONFIG_YAML.replace(
+    let yaml = aiproxy::demo::CONFIG_YAML.replace(
         "    mcp_servers: [demo]\n",
         "    mcp_servers: [demo]\n    responses_mcp_items: false\n",
     );
@@ -584,7 +584,7 @@ fn responses_hostile_bodies_get_proper_answers() {
 fn responses_are_private_to_the_key_that_made_them() {
     let yaml = format!(
         "{}proxy_api_keys: [key-a, key-b]\n",
-        aiproxy::config::DEMO_CONFIG_YAML
+        aiproxy::demo::CONFIG_YAML
     );
     let gw = TestGateway::start(&yaml);
     let body = json!({"model": "demo", "input": "hi"}).to_string();

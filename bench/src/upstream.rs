@@ -19,7 +19,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiproxy::server::http::{Handler, Limits, Request, Responder, Server};
+use aiproxy::http::{Handler, Limits, Request, Responder, Server};
 use serde_json::{Value, json};
 
 struct Shape {

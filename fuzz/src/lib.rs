@@ -10,7 +10,7 @@ use std::io::{BufReader, Cursor};
 use aiproxy::backend::anthropic::stream::StreamMachine;
 use aiproxy::config::{self, MapEnv};
 use aiproxy::mcp::jsonrpc::decode_frame;
-use aiproxy::server::http::fuzzing;
+use aiproxy::http::fuzzing;
 use aiproxy::sse_codec::SseReader;
 
 /// Event cap used for the SSE targets: small, so oversize handling is reached.

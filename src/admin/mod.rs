@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use crate::app::{App, Snapshot, Source};
 use crate::config::{self, Config};
 use crate::error::ApiError;
-use crate::server::http::Request;
+use crate::http::Request;
 
 /// An admin answer: a status and a JSON body (errors are OpenAI-shaped).
 pub struct Reply {
@@ -597,8 +597,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
             .open(&tmp)?;
         // The umask may have narrowed the mode; set exactly the original.
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if crate::sys::process::is_root() {
             std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
         }
         f.write_all(text.as_bytes())?;

@@ -2,7 +2,7 @@
 //! read are typed; everything else lands in `rest` (never `deny_unknown_fields`: new OpenAI
 //! fields must not break clients). Input items and tools stay JSON values here: their many
 //! shapes are checked and translated, with a precise `param` path on errors, by
-//! [`crate::responses`].
+//! [`crate::gateway::responses`].
 
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -19,8 +19,8 @@ use std::net::IpAddr;
 
 use super::bearer_token;
 use crate::error::ApiError;
+use crate::http::Request;
 use crate::secret::{Secret, constant_time_eq};
-use crate::server::http::Request;
 
 /// How `/admin/*` is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use ureq::Agent;
 use super::probe_cache::{DEFAULT_CAPACITY, Outcome, ProbeCache, Source};
 use super::{ApiKey, Provider, Verdict};
 use crate::config::ApimanConfig;
-use crate::server::http::Request;
+use crate::http::Request;
 
 /// How much longer than a probe a thread waits for another thread's probe of the same key.
 const COALESCE_MARGIN: Duration = Duration::from_secs(1);

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::config::{ApimanMode, Config};
 use crate::error::ApiError;
-use crate::server::http::Request;
+use crate::http::Request;
 
 pub use admin::{AdminAuth, AdminError, Listener, is_local_host, is_loopback};
 

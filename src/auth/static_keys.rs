@@ -4,8 +4,8 @@
 //! candidates). Immutable after construction; shared by all worker threads.
 
 use super::{ApiKey, Provider, Verdict};
+use crate::http::Request;
 use crate::secret::{Secret, constant_time_eq};
-use crate::server::http::Request;
 
 pub(super) struct StaticKeys {
     keys: Vec<Secret>,

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::config::{ApimanConfig, ApimanMode};
+use crate::http::Version;
 use crate::secret::Secret;
-use crate::server::http::Version;
 
 pub(crate) fn request_from(peer: SocketAddr, headers: &[(&str, &str)], query: &str) -> Request {
     Request {

@@ -5,8 +5,8 @@
 
 use super::{ApiKey, Provider, Verdict};
 use crate::config::ApimanConfig;
+use crate::http::Request;
 use crate::secret::{Secret, constant_time_eq};
-use crate::server::http::Request;
 
 pub(super) struct TrustedHeader {
     /// `None` when the config lacks the header or the secret (fail closed).

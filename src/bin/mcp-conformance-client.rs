@@ -1,6 +1,6 @@
 //! `mcp-conformance-client`: the client side of the official MCP conformance suite
 //! (`@modelcontextprotocol/conformance`, `conformance client --command …`), driving aiproxy's
-//! own MCP client ([`aiproxy::mcp::McpServer`] over streamable HTTP) exactly as the gateway
+//! own MCP client ([`aiproxy::mcp::Supervisor`] over streamable HTTP) exactly as the gateway
 //! does: lazy start with era detection, `tools/list`, `tools/call`.
 //!
 //! Contract (notes B.2.3): the suite runs `sh -c "<command> <server-url>"`, so the URL is the
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aiproxy::cancel::Cancel;
 use aiproxy::config::{McpServerConfig, McpTransport};
-use aiproxy::mcp::{CallResult, McpServer};
+use aiproxy::mcp::{CallResult, Supervisor};
 use serde_json::{Value, json};
 
 fn main() -> ExitCode {
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         max_concurrency: 4,
         max_tools: 1000,
     };
-    let server = McpServer::new("conformance", cfg);
+    let server = Supervisor::new("conformance", cfg);
     let outcome = run(&server, &scenario);
     server.stop();
     match outcome {
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(server: &McpServer, scenario: &str) -> Result<(), String> {
+fn run(server: &Supervisor, scenario: &str) -> Result<(), String> {
     let tools = server.tools().map_err(|e| format!("listing tools: {e}"))?;
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
     log::info!(
@@ -111,7 +111,7 @@ fn context_calls() -> Vec<(String, Value)> {
         .unwrap_or_default()
 }
 
-fn call(server: &McpServer, tool: &str, args: Value) -> Result<CallResult, String> {
+fn call(server: &Supervisor, tool: &str, args: Value) -> Result<CallResult, String> {
     let r = server
         .call_tool(tool, args, &Cancel::new())
         .map_err(|e| format!("calling {tool}: {e}"))?;

@@ -4,8 +4,6 @@
 //! multi-line values. A bad line is an error naming its line number and never its value (the
 //! file holds secrets). Pure function; no I/O.
 
-use super::env::is_var_name;
-
 /// The variables of a `.env` file in order (a later duplicate wins when collected into a map).
 /// Errors read `LINE: message`.
 pub(super) fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
@@ -85,6 +83,14 @@ fn after_quote(rest: &str) -> Result<(), &'static str> {
     } else {
         Err("unexpected text after the closing quote")
     }
+}
+
+/// A variable name: a letter or `_`, then letters, digits and `_` (as in `.env` keys and
+/// `${VAR}` references alike).
+pub(super) fn is_var_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

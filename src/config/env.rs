@@ -14,7 +14,7 @@ use std::path::Path as FsPath;
 
 use serde_yaml::Value as Yaml;
 
-use super::dotenv;
+use super::dotenv::{self, is_var_name};
 use super::raw::{Path, Problems, key_text};
 
 /// Where `${VAR}` values come from (the process environment, a `.env` file, a test map).
@@ -125,12 +125,6 @@ impl EnvLookup for MapEnv {
 pub(super) struct Expanded {
     pub(super) text: String,
     pub(super) unset: Vec<String>,
-}
-
-pub(super) fn is_var_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Expand `${VAR}`, `${VAR:-default}` and `$$` in one string.

@@ -6,11 +6,10 @@
 //! (`raw`: a small schema reader; `items`: MCP servers, backends, assistants; `validate`: the
 //! sections, durations, addresses, enums, cross references), collecting every problem as
 //! `path: message` (`assistants[1].temprature: unknown field`) so an operator sees them all at
-//! once. `demo` holds the embedded demo config used when no config file exists. The admin API
+//! once. The admin API
 //! reuses the item readers ([`assistant_from_value`] …) and [`check_references`]. Nothing here
 //! does I/O besides reading the files the caller names; no threads.
 
-mod demo;
 mod dotenv;
 mod env;
 mod items;
@@ -27,7 +26,6 @@ use serde_json::{Map, Value};
 
 use crate::secret::Secret;
 
-pub use demo::DEMO_CONFIG_YAML;
 pub use env::{Env, EnvLookup, MapEnv, expand_str};
 pub use validate::{
     assistant_from_value, backend_from_value, check_references, mcp_server_from_value,
@@ -285,11 +283,4 @@ pub fn parse(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, Er
         source: source.to_string(),
         problems,
     })
-}
-
-/// The embedded demo config: a `demo` assistant on the built-in `mock` backend with the
-/// built-in demo MCP server (`${AIPROXY_EXE} demo-mcp`; [`Env`] provides `AIPROXY_EXE`, the
-/// path of the running binary).
-pub fn demo(env: &dyn EnvLookup) -> Result<Config, Error> {
-    parse(DEMO_CONFIG_YAML, "<embedded demo config>", env)
 }

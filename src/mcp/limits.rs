@@ -17,11 +17,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 pub(super) fn jittered(base: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u64(crate::clock::unix_nanos());
     let tenth_permille = h.finish() % 1000;
     base - base / 10 * u32::try_from(tenth_permille).unwrap_or(0) / 1000
 }

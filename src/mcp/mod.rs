@@ -6,7 +6,7 @@
 //! parameters), `client` (one session: requests multiplexed by id, liveness pings, tool
 //! listing and calls), `dispatch` (routing replies to waiting callers, answering server
 //! requests), `handshake` (era detection and the opening of a session), `transport/` (stdio,
-//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`McpServer`]: a configured
+//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`Supervisor`]: a configured
 //! server whose session is started lazily, shared by all requests, bounded per server,
 //! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
 //! back-off jitter), `demo` (the built-in demo server behind `aiproxy demo-mcp`).
@@ -15,7 +15,6 @@
 //! threads that read its connection (see `transport/`); no lock is held across I/O.
 
 mod client;
-pub mod demo;
 mod dispatch;
 pub mod era;
 mod handshake;
@@ -23,7 +22,7 @@ pub mod headers;
 pub mod jsonrpc;
 mod limits;
 pub mod protocol;
-mod server;
+mod supervisor;
 pub mod transport;
 
 use std::fmt;
@@ -31,7 +30,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
-pub use server::{ClientOptions, McpServer, ServerState, ServerStatus};
+pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,13 +11,24 @@
 //! client or the model makes up (unknown models, unknown tools) never become labels.
 //! `render` writes the text exposition.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::server::http::HttpStats;
-
 mod render;
+
+/// The HTTP server's load at one moment, for the gauges of `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerLoad {
+    /// Requests admitted and not yet answered.
+    pub in_flight: usize,
+    pub open_connections: usize,
+    /// Requests and connections refused with 503 at a limit so far.
+    pub shed: u64,
+}
+
+/// Reads the HTTP server's current [`ServerLoad`].
+pub type ServerLoadFn = Box<dyn Fn() -> ServerLoad + Send + Sync>;
 
 /// Distinct assistants / backends / tools tracked; the rest are reported as `other`.
 pub const MAX_ASSISTANTS: usize = 32;
@@ -209,7 +220,7 @@ pub struct Metrics {
     /// tool × outcome
     tool_calls: Box<[AtomicU64]>,
     tool_latency: Box<[Histogram]>,
-    http_stats: OnceLock<Arc<HttpStats>>,
+    http_stats: OnceLock<ServerLoadFn>,
 }
 
 impl Default for Metrics {
@@ -229,7 +240,7 @@ impl Metrics {
             tools.len_with_other(),
         );
         Metrics {
-            started_at: crate::app::unix_now(),
+            started_at: crate::clock::unix_now(),
             http: counters(ROUTES.len() * N_STATUS),
             chat: counters(na * N_STATUS),
             chat_latency: histograms(na, &LATENCY_BOUNDS),
@@ -246,9 +257,10 @@ impl Metrics {
         }
     }
 
-    /// Read in-flight and shed counts from the HTTP server at scrape time (set once).
-    pub fn attach_http(&self, stats: Arc<HttpStats>) {
-        let _ = self.http_stats.set(stats);
+    /// Where the HTTP server's load is read at scrape time (set once; the caller adapts the
+    /// server's own counters, so this module does not depend on the server).
+    pub fn attach_http(&self, load: ServerLoadFn) {
+        let _ = self.http_stats.set(load);
     }
 
     /// One answered request (every route).

@@ -57,8 +57,12 @@ impl Metrics {
                 );
             }
         }
-        if let Some(stats) = self.http_stats.get() {
-            let (in_flight, open, shed) = stats.read();
+        if let Some(load) = self.http_stats.get() {
+            let super::ServerLoad {
+                in_flight,
+                open_connections: open,
+                shed,
+            } = load();
             family(
                 o,
                 "aiproxy_in_flight_requests",

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::agent::ToolExecutor;
 use crate::api::openai::{FunctionDef, Message, Tool, ToolCall};
 use crate::cancel::Cancel;
-use crate::mcp::{self, McpServer};
+use crate::mcp::{self, Supervisor};
 use crate::metrics::{Metrics, ToolOutcome};
 use result::ToolOutput;
 
@@ -60,7 +60,7 @@ fn warn_capped_once(server: &str, tools: &Arc<Vec<mcp::ToolInfo>>, cap: usize) {
 }
 
 struct Route {
-    server: Arc<McpServer>,
+    server: Arc<Supervisor>,
     tool: String,
 }
 
@@ -99,7 +99,7 @@ impl ToolSet {
     }
 
     /// Start (if needed) and list the given servers, apply the assistant's filters.
-    pub fn build(servers: &[Arc<McpServer>], allowed: &[String], denied: &[String]) -> ToolSet {
+    pub fn build(servers: &[Arc<Supervisor>], allowed: &[String], denied: &[String]) -> ToolSet {
         let listed: Vec<Result<Arc<Vec<mcp::ToolInfo>>, mcp::Error>> = match servers {
             [] => Vec::new(),
             [one] => vec![one.tools()],
@@ -119,7 +119,7 @@ impl ToolSet {
             }),
         };
         let mut set = ToolSet::empty();
-        let mut entries: Vec<(&Arc<McpServer>, &mcp::ToolInfo)> = Vec::new();
+        let mut entries: Vec<(&Arc<Supervisor>, &mcp::ToolInfo)> = Vec::new();
         for (srv, res) in servers.iter().zip(&listed) {
             match res {
                 Ok(tools) => {

@@ -237,7 +237,7 @@ fn demo_config_through_env() {
     let env = Env::load(None)
         .unwrap()
         .with_builtin("AIPROXY_EXE", "/bin/aiproxy-demo");
-    let cfg = config::demo(&env).unwrap();
+    let cfg = aiproxy::demo::config(&env).unwrap();
     assert_eq!(cfg.assistants.len(), 1);
     assert!(check_references(&cfg).is_empty());
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use aiproxy::app::App;
 use aiproxy::config::{self, EnvLookup};
-use aiproxy::server::http::Server;
-use aiproxy::server::routes::Gateway;
+use aiproxy::gateway::routes::Gateway;
+use aiproxy::http::Server;
 use serde_json::Value;
 
 /// Environment for test configs: `AIPROXY_EXE` is the built binary, plus any extras.
@@ -86,7 +86,7 @@ impl TestGateway {
 
     /// The embedded demo config, as `aiproxy` runs it without a config file.
     pub fn demo() -> TestGateway {
-        TestGateway::start(config::DEMO_CONFIG_YAML)
+        TestGateway::start(aiproxy::demo::CONFIG_YAML)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aiproxy::cancel::Cancel;
 use aiproxy::config::{McpServerConfig, McpTransport};
-use aiproxy::mcp::{CallResult, Error, McpServer};
+use aiproxy::mcp::{CallResult, Error, Supervisor};
 use aiproxy::secret::Secret;
 use serde_json::Value;
 
@@ -229,7 +229,7 @@ pub fn server_config(transport: McpTransport, startup_ms: u64, call_ms: u64) -> 
 }
 
 /// One `tools/call` with a fresh, never-cancelled token.
-pub fn call(s: &McpServer, tool: &str, args: Value) -> Result<CallResult, Error> {
+pub fn call(s: &Supervisor, tool: &str, args: Value) -> Result<CallResult, Error> {
     s.call_tool(tool, args, &Cancel::new())
 }
 
@@ -244,6 +244,6 @@ pub fn text(r: &CallResult) -> String {
 }
 
 /// The tool names a server lists (starting it if needed).
-pub fn tool_names(s: &McpServer) -> Vec<String> {
+pub fn tool_names(s: &Supervisor) -> Vec<String> {
     s.tools().unwrap().iter().map(|t| t.name.clone()).collect()
 }

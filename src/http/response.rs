@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Version;
 use super::body::{LAST_CHUNK, encode_chunk};
-use super::sys;
+use crate::sys::net as sys;
 
 /// Bodies up to this size are copied behind the head so the response leaves in one write.
 const COALESCE_LIMIT: usize = 64 * 1024;

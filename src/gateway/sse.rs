@@ -15,7 +15,7 @@ use crate::agent::LoopSink;
 use crate::api::openai::{FinishReason, ToolCall, Usage};
 use crate::backend::Cancelled;
 use crate::error::ApiError;
-use crate::server::http::{BodyStream, Responder};
+use crate::http::{BodyStream, Responder};
 
 /// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);

@@ -14,8 +14,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Value, json};
 
-use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message, decode_frame};
-use super::protocol::SUPPORTED_VERSIONS;
+use crate::mcp::jsonrpc::{Id, METHOD_NOT_FOUND, Message, decode_frame};
+use crate::mcp::protocol::SUPPORTED_VERSIONS;
 
 /// Calls running at once.
 pub const MAX_CALLS: usize = 64;

@@ -16,26 +16,8 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{debug, error, warn};
 
-use super::conn::Conn;
-use super::poller::Shared;
 use super::response::{RespState, Responder};
-use super::{Handler, Request};
-
-/// A complete request, admitted and waiting for a worker.
-pub(super) struct Job {
-    pub(super) conn: Conn,
-    pub(super) request: Request,
-    pub(super) keep_alive: bool,
-    pub(super) head_only: bool,
-}
-
-/// A served connection going back to the poller.
-pub(super) struct Done {
-    pub(super) id: u64,
-    /// `None` when serving panicked outside the handler and the connection was dropped.
-    pub(super) conn: Option<Conn>,
-    pub(super) keep_alive: bool,
-}
+use super::{Done, Handler, Job, Shared};
 
 pub(super) struct Worker {
     pub(super) handler: Arc<dyn Handler>,

@@ -1,6 +1,7 @@
 //! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions`, the Responses API (`/v1/responses[/{id}]`, in
-//! [`crate::responses`]), plus `/admin/*` and `GET /metrics` behind the admin guard.
+//! `POST /v1/chat/completions` (answered in [`super::chat`]), the Responses API
+//! (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics` behind
+//! the admin guard.
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics.
@@ -14,8 +15,8 @@
 //! page on any origin could otherwise use an open gateway through a visitor's browser);
 //! allowed origins get CORS headers and an answer to their preflight.
 //!
-//! Runs on the HTTP worker thread that owns the request; a chat completion runs its whole tool
-//! loop here.
+//! Runs on the HTTP worker thread that owns the request; the endpoints it calls run their whole
+//! tool loop there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,25 +24,19 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::reply::{send_error, send_json};
 use crate::admin;
-use crate::agent::{self, Collect, LoopError, Outcome, Run};
-use crate::api::decode;
-use crate::api::openai::ChatRequest;
-use crate::app::{App, Snapshot, unix_now};
+use crate::app::{App, Snapshot};
 use crate::auth::{AdminAuth, Listener};
-use crate::backend::{self, Backend, TurnRequest, TurnSink};
-use crate::cancel::Cancel;
 use crate::error::ApiError;
-use crate::metrics::{Metrics, Route, UpstreamError};
-use crate::responses::{self, store::Store as ResponseStore};
+use crate::gateway::responses::{self, store::Store as ResponseStore};
+use crate::http::{Handler, Request, Responder};
+use crate::metrics::{Metrics, Route};
 use crate::secret::Secret;
-use crate::server::http::{Handler, Request, Responder};
-use crate::server::sse::ChunkWriter;
-use crate::tools::ToolSet;
 
 pub struct Gateway {
-    app: Arc<App>,
-    metrics: Arc<Metrics>,
+    pub(super) app: Arc<App>,
+    pub(super) metrics: Arc<Metrics>,
     /// `/admin/*` and `/metrics`: `ADMIN_API_KEY` as a Bearer token; without it, local
     /// clients of the admin listener only.
     admin_auth: AdminAuth,
@@ -83,12 +78,12 @@ impl Gateway {
 
 /// What the access line and the metrics report about a request.
 #[derive(Default)]
-struct Served {
-    status: u16,
-    assistant: Option<String>,
-    tool_calls: u32,
+pub(super) struct Served {
+    pub(super) status: u16,
+    pub(super) assistant: Option<String>,
+    pub(super) tool_calls: u32,
     /// LLM rounds the tool loop ran (0 when it did not get that far).
-    rounds: u32,
+    pub(super) rounds: u32,
 }
 
 impl Handler for Gateway {
@@ -296,7 +291,7 @@ fn cors_check(req: &Request, snap: &Snapshot) -> Cors {
     }
 }
 
-fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)> {
+pub(super) fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)> {
     vec![
         ("Access-Control-Allow-Origin", origin.to_string()),
         ("Vary", "Origin".to_string()),
@@ -311,43 +306,12 @@ fn route_of(path: &str) -> Route {
     match path {
         "/health" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
-        p if crate::responses::owns(p) => Route::Responses,
+        p if crate::gateway::responses::owns(p) => Route::Responses,
         "/metrics" => Route::Metrics,
         "/v1/models" => Route::Models,
         p if p.starts_with("/v1/models/") => Route::Models,
         p if p == "/admin" || p.starts_with("/admin/") => Route::Admin,
         _ => Route::Other,
-    }
-}
-
-/// The backend of one request, timing and counting each upstream call for the metrics.
-pub(crate) struct Metered<'a> {
-    pub(crate) inner: &'a dyn Backend,
-    pub(crate) name: &'a str,
-    pub(crate) metrics: &'a Metrics,
-}
-
-impl Backend for Metered<'_> {
-    fn turn(
-        &self,
-        req: &TurnRequest<'_>,
-        sink: &mut dyn TurnSink,
-    ) -> Result<backend::Turn, backend::Error> {
-        let started = Instant::now();
-        let result = self.inner.turn(req, sink);
-        let error = match &result {
-            Ok(_) => None,
-            // The client left; the upstream did nothing wrong.
-            Err(backend::Error::Cancelled) => return result,
-            Err(backend::Error::Connect(_)) => Some(UpstreamError::Connect),
-            Err(backend::Error::Timeout) => Some(UpstreamError::Timeout),
-            Err(backend::Error::Status { status: 429, .. }) => Some(UpstreamError::RateLimited),
-            Err(backend::Error::Status { .. }) => Some(UpstreamError::Status),
-            Err(backend::Error::Protocol(_)) => Some(UpstreamError::Protocol),
-            Err(backend::Error::TooLarge) => Some(UpstreamError::TooLarge),
-        };
-        self.metrics.upstream(self.name, started.elapsed(), error);
-        result
     }
 }
 
@@ -368,226 +332,19 @@ impl Gateway {
         let _ = resp.send(200, &h, body.as_bytes());
         200
     }
-
-    fn chat(
-        &self,
-        snap: &Snapshot,
-        req: &Request,
-        resp: &mut Responder<'_>,
-        request_id: &str,
-        cors_origin: Option<&str>,
-    ) -> Served {
-        let mut served = Served::default();
-        let id_header = [("X-Request-Id", request_id)];
-        let chat: ChatRequest =
-            match decode::chat_request(&req.body, snap.config.server.max_body_bytes) {
-                Ok(c) => c,
-                Err(e) => {
-                    served.status = send_error(resp, &id_header, &e);
-                    return served;
-                }
-            };
-        let Some(assistant) = snap.config.assistant(&chat.model) else {
-            served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
-            return served;
-        };
-        served.assistant = Some(assistant.name.clone());
-        let Some(backend) = snap.backends.get(&assistant.backend) else {
-            let e = ApiError::internal(format!("assistant '{}' has no backend", assistant.name));
-            served.status = send_error(resp, &id_header, &e);
-            return served;
-        };
-        let prepared = match agent::prepare(chat, assistant) {
-            Ok(p) => p,
-            Err(e) => {
-                served.status = send_error(resp, &id_header, &e);
-                return served;
-            }
-        };
-        let servers: Vec<_> = assistant
-            .mcp_servers
-            .iter()
-            .filter_map(|n| snap.mcp.get(n).cloned())
-            .collect();
-        let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
-            .with_metrics(Arc::clone(&self.metrics))
-            .with_max_calls(assistant.max_tool_calls_per_turn);
-        let headers = run_headers(request_id, &tools, cors_origin);
-        let cancel = Cancel::new();
-        let metered = Metered {
-            inner: backend.as_ref(),
-            name: &assistant.backend,
-            metrics: &self.metrics,
-        };
-        let run = Run {
-            assistant,
-            backend: &metered,
-            tools: &tools,
-            cancel: &cancel,
-            deadline: Instant::now() + snap.config.server.request_timeout,
-        };
-        let completion_id = completion_id();
-        let created = unix_now();
-
-        if prepared.stream {
-            let mut writer = ChunkWriter::new(
-                resp,
-                &completion_id,
-                created,
-                &assistant.name,
-                headers.clone(),
-            );
-            let result = run.run(&prepared, &mut writer);
-            served.status = 200;
-            match result {
-                Ok(out) => {
-                    served.tool_calls = out.tool_calls;
-                    served.rounds = out.rounds;
-                    let usage = prepared.include_usage.then_some(&out.usage);
-                    if writer
-                        .finish(&out.client_tool_calls, out.finish_reason, usage)
-                        .is_err()
-                    {
-                        served.status = 499;
-                    }
-                }
-                Err(e) => {
-                    let api = ApiError::from(&e);
-                    log_failure(request_id, &e, &api);
-                    if let Some((resp, api)) = writer.fail(&api) {
-                        served.status = send_error(resp, &headers_ref(&headers), &api);
-                    } else if matches!(e, LoopError::Cancelled) {
-                        served.status = 499;
-                    }
-                }
-            }
-            return served;
-        }
-
-        let mut sink = Collect {
-            client_gone: || resp.client_gone(),
-        };
-        let result = run.run(&prepared, &mut sink);
-        let hdrs = headers_ref(&headers);
-        served.status = match result {
-            Ok(out) => {
-                served.tool_calls = out.tool_calls;
-                served.rounds = out.rounds;
-                send_json(
-                    resp,
-                    200,
-                    &hdrs,
-                    &completion_json(&completion_id, created, &assistant.name, &out),
-                )
-            }
-            Err(e) => {
-                let api = ApiError::from(&e);
-                log_failure(request_id, &e, &api);
-                send_error(resp, &hdrs, &api)
-            }
-        };
-        served
-    }
-}
-
-pub(crate) fn run_headers(
-    request_id: &str,
-    tools: &ToolSet,
-    cors_origin: Option<&str>,
-) -> Vec<(String, String)> {
-    let mut h = vec![("X-Request-Id".to_string(), request_id.to_string())];
-    if let Some(origin) = cors_origin {
-        h.extend(
-            cors_response_headers(origin)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v)),
-        );
-    }
-    if !tools.degraded.is_empty() {
-        let names: Vec<&str> = tools.degraded.iter().map(|(n, _)| n.as_str()).collect();
-        h.push(("X-Aiproxy-Degraded".to_string(), names.join(",")));
-    }
-    h
-}
-
-pub(crate) fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
-    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-pub(crate) fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {
-    match e {
-        LoopError::Cancelled => log::info!("{request_id} client disconnected; loop stopped"),
-        _ => log::warn!(
-            "{request_id} request failed: {} ({})",
-            api.message,
-            api.status
-        ),
-    }
 }
 
 fn model_json(name: &str, snap: &Snapshot) -> Value {
     json!({"id": name, "object": "model", "created": snap.loaded_at, "owned_by": "aiproxy"})
 }
 
-fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value {
-    let mut message = json!({"role": "assistant", "content": out.content, "refusal": null});
-    if !out.client_tool_calls.is_empty() {
-        message["tool_calls"] = serde_json::to_value(&out.client_tool_calls).unwrap_or(Value::Null);
-        if out.content.is_empty() {
-            message["content"] = Value::Null;
-        }
-    }
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
-        "usage": out.usage.to_json(),
-    })
-}
-
-pub(crate) fn send_json(
-    resp: &mut Responder<'_>,
-    status: u16,
-    headers: &[(&str, &str)],
-    body: &Value,
-) -> u16 {
-    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
-    h.extend_from_slice(headers);
-    // A failed write means the client left; there is nobody to tell.
-    let _ = resp.send(status, &h, body.to_string().as_bytes());
-    status
-}
-
-pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
-    let mut h: Vec<(&str, &str)> = headers.to_vec();
-    if let Some(ra) = &e.retry_after {
-        h.push(("Retry-After", ra.as_str()));
-    }
-    if e.status == 401 {
-        h.push(("WWW-Authenticate", "Bearer"));
-    }
-    // 499 is for our logs only: the client is gone.
-    let status = if e.status == 499 { 500 } else { e.status };
-    send_json(resp, status, &h, &e.body());
-    e.status
-}
-
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A short unique id: process start time mixed with a counter.
-fn unique_hex() -> String {
+pub(super) fn unique_hex() -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = crate::clock::unix_nanos();
     format!("{:012x}{:06x}", t & 0xffff_ffff_ffff, n & 0xff_ffff)
-}
-
-fn completion_id() -> String {
-    format!("chatcmpl-{}", unique_hex())
 }
 
 /// The client's `X-Request-Id` when it is short and printable, else a new one.

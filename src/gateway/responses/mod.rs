@@ -32,14 +32,14 @@ use serde_json::{Map, Value, json};
 use crate::agent::{self, LoopError, Run};
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
-use crate::app::{Snapshot, unix_now};
+use crate::app::Snapshot;
 use crate::cancel::Cancel;
+use crate::clock::unix_now;
 use crate::error::ApiError;
+use crate::gateway::reply::{headers_ref, send_error, send_json};
+use crate::gateway::run::{Metered, log_failure, run_headers};
+use crate::http::{Request, Responder};
 use crate::metrics::Metrics;
-use crate::server::http::{Request, Responder};
-use crate::server::routes::{
-    Metered, headers_ref, log_failure, run_headers, send_error, send_json,
-};
 use crate::tools::{ToolSet, naming};
 use output::{Builder, Echo};
 use store::{Store, Stored};
@@ -577,10 +577,7 @@ fn keys() -> &'static RandomState {
 pub fn unique_id() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = crate::clock::unix_nanos();
     let mut out = String::with_capacity(32);
     for salt in [2u8, 3] {
         let mut h = keys().build_hasher();

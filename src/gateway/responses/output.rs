@@ -53,7 +53,7 @@ impl Echo {
         o.insert("created_at".into(), json!(self.created_at));
         o.insert("status".into(), json!(status));
         if status == "completed" {
-            o.insert("completed_at".into(), json!(crate::app::unix_now()));
+            o.insert("completed_at".into(), json!(crate::clock::unix_now()));
         }
         o.insert("error".into(), error);
         o.insert(

@@ -1,32 +1,24 @@
-//! The embedded demo config, used when no config file exists: a `demo` assistant on the
-//! built-in `mock` backend with the built-in demo MCP server (this same binary, run as
-//! `demo-mcp`). No network and no API key needed. Constant data only.
+//! The offline demo: the embedded config used when no config file exists (a `demo` assistant
+//! on the built-in `mock` backend with the built-in demo MCP server) and that demo MCP server
+//! itself (`aiproxy demo-mcp`, in [`mcp_server`]). No network and no API key needed.
 
-/// YAML text, read like any config file; `${AIPROXY_EXE}` comes from [`super::Env`].
-pub const DEMO_CONFIG_YAML: &str = r#"# aiproxy embedded demo config (used when no config file exists).
-mcp_servers:
-  demo:
-    transport: stdio
-    command: ${AIPROXY_EXE}
-    args: [demo-mcp]
-    description: Built-in demo tools (add, echo, uppercase, sleep).
+pub mod mcp_server;
 
-backends:
-  mock:
-    kind: mock
+use crate::config::{self, Config, EnvLookup};
 
-assistants:
-  - name: demo
-    backend: mock
-    model: mock
-    description: Demo assistant on the built-in mock backend with the built-in demo tools.
-    system_prompt: You are a helpful demo assistant. Use the tools when they help.
-    mcp_servers: [demo]
-"#;
+/// The demo config's YAML text (`config.yaml` beside this file), read like any config file;
+/// `${AIPROXY_EXE}`, the path of the running binary, comes from [`config::Env`].
+pub const CONFIG_YAML: &str = include_str!("config.yaml");
+
+/// The embedded demo config, parsed and validated like a file.
+pub fn config(env: &dyn EnvLookup) -> Result<Config, config::Error> {
+    config::parse(CONFIG_YAML, "<embedded demo config>", env)
+}
 
 #[cfg(test)]
 mod tests {
-    use super::super::{BackendKind, MapEnv, McpTransport, demo};
+    use super::config as demo;
+    use crate::config::{BackendKind, MapEnv, McpTransport};
 
     #[test]
     fn demo_config_runs_this_binary() {

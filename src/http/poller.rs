@@ -14,7 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -25,8 +25,8 @@ use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
 use super::peers::PeerTable;
 use super::response::{CONTINUE_100, error_response};
-use super::sys::{Epoll, Waker, is_per_connection_error, write_now};
-use super::worker::{Done, Job};
+use super::{Done, Job, Shared};
+use crate::sys::net::{Epoll, is_per_connection_error, write_now};
 
 const LISTENER: u64 = 0;
 const WAKER: u64 = 1;
@@ -46,14 +46,6 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 /// The poller gives up (and reports itself dead) after this many panics within the window.
 const MAX_PANICS: usize = 50;
 const PANIC_WINDOW: Duration = Duration::from_secs(10);
-
-/// State shared with the workers and `Server`.
-pub(super) struct Shared {
-    pub(super) waker: Waker,
-    /// Set when shutdown begins: responses then say `Connection: close`.
-    pub(super) draining: AtomicBool,
-    pub(super) stats: Arc<super::HttpStats>,
-}
 
 pub(super) enum Control {
     /// Stop accepting, drain in-flight requests for up to `drain`, report whether all finished.

@@ -1,4 +1,4 @@
-//! [`McpServer`]: one configured MCP server as the rest of the proxy sees it.
+//! [`Supervisor`]: one configured MCP server as the rest of the proxy sees it.
 //!
 //! Owns the server's single session: started lazily on first use (spawn or connect, handshake
 //! and first `tools/list`, within `startup_timeout`), shared by all requests, restarted on the
@@ -107,7 +107,7 @@ struct Inner {
 }
 
 /// A configured MCP server with its lazily started, shared session.
-pub struct McpServer {
+pub struct Supervisor {
     name: String,
     cfg: McpServerConfig,
     opts: ClientOptions,
@@ -116,23 +116,23 @@ pub struct McpServer {
     slots: Slots,
 }
 
-impl McpServer {
-    pub fn new(name: &str, cfg: McpServerConfig) -> Arc<McpServer> {
-        McpServer::with_options(name, cfg, ClientOptions::default())
+impl Supervisor {
+    pub fn new(name: &str, cfg: McpServerConfig) -> Arc<Supervisor> {
+        Supervisor::with_options(name, cfg, ClientOptions::default())
     }
 
     /// A server that speaks a fixed protocol era instead of detecting it (tests, diagnostics).
-    pub fn with_era(name: &str, cfg: McpServerConfig, era: Era) -> Arc<McpServer> {
+    pub fn with_era(name: &str, cfg: McpServerConfig, era: Era) -> Arc<Supervisor> {
         let opts = ClientOptions {
             era,
             ..ClientOptions::default()
         };
-        McpServer::with_options(name, cfg, opts)
+        Supervisor::with_options(name, cfg, opts)
     }
 
-    pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<McpServer> {
+    pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<Supervisor> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
-        Arc::new(McpServer {
+        Arc::new(Supervisor {
             name: name.to_string(),
             cfg,
             opts,
@@ -475,7 +475,7 @@ impl McpServer {
     }
 }
 
-impl Drop for McpServer {
+impl Drop for Supervisor {
     fn drop(&mut self) {
         self.stop();
     }

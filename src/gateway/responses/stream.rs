@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backend::Cancelled;
-use crate::server::http::{BodyStream, Responder};
+use crate::http::{BodyStream, Responder};
 
 /// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);

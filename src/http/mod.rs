@@ -23,7 +23,8 @@
 //! after `first_byte_timeout`; more than `max_in_flight` admitted requests, `max_connections`
 //! open connections or `max_connections_per_ip` from one address → 503 with `Retry-After: 1`. Error responses
 //! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
-//! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in `sys.rs`.
+//! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in
+//! [`crate::sys::net`]. Imports nothing else from the crate.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io;
@@ -44,13 +45,39 @@ mod parse;
 mod peers;
 mod poller;
 mod response;
-mod sys;
 mod worker;
 
 pub use response::{BodyStream, Responder};
 
-use poller::{Control, Poller, Shared};
+use conn::Conn;
+use poller::{Control, Poller};
 use worker::Worker;
+
+// The hand-off between the poller and the workers (defined here so neither imports the other).
+
+/// State shared by the poller, the workers and [`Server`].
+struct Shared {
+    waker: crate::sys::net::Waker,
+    /// Set when shutdown begins: responses then say `Connection: close`.
+    draining: AtomicBool,
+    stats: Arc<HttpStats>,
+}
+
+/// A complete request, admitted by the poller and waiting for a worker.
+struct Job {
+    conn: Conn,
+    request: Request,
+    keep_alive: bool,
+    head_only: bool,
+}
+
+/// A served connection going back from a worker to the poller.
+struct Done {
+    id: u64,
+    /// `None` when serving panicked outside the handler and the connection was dropped.
+    conn: Option<Conn>,
+    keep_alive: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -264,7 +291,7 @@ impl Server {
         limits.validate()?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            waker: sys::Waker::new()?,
+            waker: crate::sys::net::Waker::new()?,
             draining: AtomicBool::new(false),
             stats: Arc::new(HttpStats::default()),
         });

@@ -15,25 +15,24 @@ const READ_INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 
 /// A level-triggered epoll instance. Level-triggered keeps the bookkeeping simple: a socket we
 /// did not fully read is reported again on the next `wait`.
-pub(super) struct Epoll {
+pub struct Epoll {
     fd: OwnedFd,
 }
 
 impl Epoll {
-    pub(super) fn new() -> io::Result<Epoll> {
+    pub fn new() -> io::Result<Epoll> {
         // SAFETY: plain syscall with a valid flag; the result is checked before use.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd })
     }
 
     /// Watch `fd` for readability; events carry `token`.
-    pub(super) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events: READ_INTEREST,
             u64: token,
@@ -47,7 +46,7 @@ impl Epoll {
         }
     }
 
-    pub(super) fn delete(&self, fd: RawFd) -> io::Result<()> {
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
         // SAFETY: as above; the event argument is ignored for DEL but must be non-null on old kernels.
         let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
@@ -59,11 +58,7 @@ impl Epoll {
     }
 
     /// Wait up to `timeout_ms` for events; fills the front of `events` and returns how many.
-    pub(super) fn wait(
-        &self,
-        events: &mut [libc::epoll_event],
-        timeout_ms: i32,
-    ) -> io::Result<usize> {
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
         let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
         // SAFETY: the kernel writes at most `max` entries into `events`, which has that many.
         let n =
@@ -76,28 +71,27 @@ impl Epoll {
 }
 
 /// An eventfd: workers and `Server::shutdown` write to it so the poller leaves `epoll_wait`.
-pub(super) struct Waker {
+pub struct Waker {
     fd: OwnedFd,
 }
 
 impl Waker {
-    pub(super) fn new() -> io::Result<Waker> {
+    pub fn new() -> io::Result<Waker> {
         // SAFETY: plain syscall; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd })
     }
 
-    pub(super) fn raw_fd(&self) -> RawFd {
+    pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
-    pub(super) fn wake(&self) {
+    pub fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64. A failure can only be EAGAIN on counter
         // overflow, in which case the poller is already due to wake up, so it is ignored.
@@ -105,7 +99,7 @@ impl Waker {
     }
 
     /// Reset the counter so level-triggered epoll stops reporting it.
-    pub(super) fn drain(&self) {
+    pub fn drain(&self) {
         let mut value: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64; EAGAIN (nothing pending) is fine.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
@@ -117,7 +111,7 @@ impl Waker {
 /// is NOT gone: a client may half-close (`shutdown(SHUT_WR)`) after sending its request and
 /// still read the response; a client that closed completely is found out by the next write
 /// (its kernel answers with a reset). Consumes nothing and never blocks.
-pub(super) fn peer_gone(fd: RawFd) -> bool {
+pub fn peer_gone(fd: RawFd) -> bool {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN | libc::POLLRDHUP,
@@ -138,7 +132,7 @@ pub(super) fn peer_gone(fd: RawFd) -> bool {
 
 /// Write a small response without blocking; false unless every byte went out. Used only for
 /// short messages on sockets we are about to read from or close, whose send buffer is empty.
-pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
+pub fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
     let mut s = stream;
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -154,7 +148,7 @@ pub(super) fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
 
 /// Errors that concern only the connection being accepted (accept(2): "should treat them
 /// like EAGAIN by retrying"), as opposed to resource exhaustion.
-pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
+pub fn is_per_connection_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(

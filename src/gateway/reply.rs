@@ -1,0 +1,38 @@
+//! Writing a whole JSON answer or an OpenAI-shaped error, with the request's headers.
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::http::Responder;
+
+/// Owned header pairs as the `&str` pairs the responder takes.
+pub(crate) fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
+    h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+pub(crate) fn send_json(
+    resp: &mut Responder<'_>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> u16 {
+    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    h.extend_from_slice(headers);
+    // A failed write means the client left; there is nobody to tell.
+    let _ = resp.send(status, &h, body.to_string().as_bytes());
+    status
+}
+
+pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(ra) = &e.retry_after {
+        h.push(("Retry-After", ra.as_str()));
+    }
+    if e.status == 401 {
+        h.push(("WWW-Authenticate", "Bearer"));
+    }
+    // 499 is for our logs only: the client is gone.
+    let status = if e.status == 499 { 500 } else { e.status };
+    send_json(resp, status, &h, &e.body());
+    e.status
+}

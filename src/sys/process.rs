@@ -1,0 +1,98 @@
+//! Process and pipe syscalls std does not expose, for the stdio MCP transport: `poll(2)` on a
+//! pipe, non-blocking mode, exit checks that do not reap (`waitid(WNOWAIT)`, so a process-group
+//! id stays reserved until we reap the child and a group is never signalled after its id may
+//! have been reused), signalling a whole process group, and whether we run as root.
+//!
+//! Thread model: free functions, callable from any thread; none blocks beyond its timeout.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Wait until `fd` is readable (or writable with `write`), at most `timeout`. `Ok(false)` on
+/// timeout. Hang-up and errors count as ready: the following read or write reports them.
+pub fn poll_fd(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match n {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Put a pipe end in non-blocking mode, so writes can be bounded by a deadline.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no pointers involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a child ended, checked without reaping it (`WNOWAIT`), so its pid — and with it the
+/// process-group id — stays reserved until we reap it. `None` while it runs.
+pub fn exit_status_nowait(pid: u32) -> Option<String> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid "nothing happened" value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let id: libc::id_t = pid;
+    // SAFETY: `info` is a valid siginfo_t we own.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        // ECHILD: already reaped (by our own shutdown); it is certainly gone.
+        return Some("exited".into());
+    }
+    // SAFETY: waitid filled `info` (or left it zeroed when nothing has exited yet).
+    let (si_pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if si_pid == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with status {status}"),
+        _ => format!("killed by signal {status}"),
+    })
+}
+
+/// Send `sig` to the whole process group led by `pid` (the child was spawned with
+/// `process_group(0)`, so npx-style grandchildren are reached too).
+pub fn signal_group(pid: u32, sig: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+/// Whether the process runs as root (effective uid 0): the admin API then keeps a persisted
+/// config file's owner.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
