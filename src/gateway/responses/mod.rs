@@ -30,6 +30,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::agent::{self, LoopError, Run};
+use crate::api::decode;
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::app::Snapshot;
@@ -138,7 +139,7 @@ fn previous_not_found(id: &str) -> ApiError {
 fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let mut served = Served::default();
     let id_header = [("X-Request-Id", ctx.request_id)];
-    let r = match parse_body(&req.body) {
+    let r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
         Ok(r) => r,
         Err(e) => {
             served.status = send_error(resp, &id_header, &e);
@@ -521,35 +522,38 @@ fn echo_fields(
     f
 }
 
-/// Decode the body with messages that say what is wrong (400, never 500).
-fn parse_body(body: &[u8]) -> Result<ResponsesRequest, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+/// Decode the body with messages that say what is wrong (400, never 500), within the decode
+/// limits every endpoint shares ([`decode::bounded`]): straight into the typed request; only a
+/// body that does not fit is decoded again, as a `Value`, to name the field at fault.
+fn parse_body(body: &[u8], max_body_bytes: usize) -> Result<ResponsesRequest, ApiError> {
+    decode::bounded(body, max_body_bytes, |text| {
+        serde_json::from_str::<ResponsesRequest>(text).map_err(|e| diagnose(text, &e))
+    })
+}
+
+fn diagnose(text: &str, typed: &serde_json::Error) -> ApiError {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return ApiError::bad_request(format!("invalid request: {typed}"));
+    };
     let Some(obj) = value.as_object() else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
+        return ApiError::bad_request("request body must be a JSON object");
     };
     if obj.get("model").is_none_or(Value::is_null) {
-        return Err(
-            ApiError::bad_request("missing required parameter: 'model'").with_param("model")
-        );
+        return ApiError::bad_request("missing required parameter: 'model'").with_param("model");
     }
-    serde_json::from_value::<ResponsesRequest>(value.clone()).map_err(|e| {
-        // Name the field at fault: decode each field alone beside a valid model.
-        let culprit = obj.iter().find(|(k, v)| {
-            let mut probe = Map::new();
-            probe.insert("model".into(), json!("m"));
-            probe.insert((*k).clone(), (*v).clone());
-            serde_json::from_value::<ResponsesRequest>(Value::Object(probe)).is_err()
-        });
-        match culprit {
-            Some((k, _)) => {
-                ApiError::bad_request(format!("invalid request: {k}: {e}")).with_param(k.clone())
-            }
-            None => ApiError::bad_request(format!("invalid request: {e}")),
+    // Name the field at fault: decode each field alone beside a valid model.
+    let culprit = obj.iter().find(|(k, v)| {
+        let mut probe = Map::new();
+        probe.insert("model".into(), json!("m"));
+        probe.insert((*k).clone(), (*v).clone());
+        serde_json::from_value::<ResponsesRequest>(Value::Object(probe)).is_err()
+    });
+    match culprit {
+        Some((k, _)) => {
+            ApiError::bad_request(format!("invalid request: {k}: {typed}")).with_param(k.clone())
         }
-    })
+        None => ApiError::bad_request(format!("invalid request: {typed}")),
+    }
 }
 
 /// The owner tag of stored responses: a keyed hash of the caller's credentials, so one key's
