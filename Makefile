@@ -17,13 +17,11 @@ build:
 peers:
 	./tests/peers/install.sh
 
-## test: unit + integration tests (installs the test peers first)
+## test: unit + integration tests (installs the test peers first). Runs under cargo-nextest
+## (installed when missing): its test groups in .config/nextest.toml keep the heavy tests apart.
 test: peers
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --profile ci; \
-	else \
-		$(CARGO) test -- --test-threads 4; \
-	fi
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+	$(CARGO) nextest run --profile ci
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -13,15 +13,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::support::fake_openai::{FakeOpenAi, Reply};
 use crate::support::gateway::{TestGateway, request, stream_text};
 use crate::support::proc_gateway::ProcGateway;
-
-/// Tests that open hundreds of sockets or threads run one at a time (2 shared cores).
-static HEAVY: Mutex<()> = Mutex::new(());
 
 /// Socket timeout of every client in this module.
 const IO: Duration = Duration::from_secs(10);
@@ -74,7 +70,6 @@ fn exchange(addr: SocketAddr, body: &Value, timeout: Duration) -> (u16, Option<S
 
 #[test]
 fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
-    let _heavy = HEAVY.lock();
     let up = FakeOpenAi::start();
     up.set_default(
         Reply::text("alpha beta gamma delta")
@@ -161,7 +156,6 @@ fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
 
 #[test]
 fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
-    let _heavy = HEAVY.lock();
     let mut gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let question =
         json!({"model": "demo", "messages": [{"role": "user", "content": "what is 2 + 3?"}]});
@@ -179,22 +173,28 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
     }
     // Keep every slowloris head growing, a byte at a time, while the real client is served.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (round_tx, round_rx) = crossbeam_channel::bounded::<()>(1);
     let trickler = std::thread::spawn(move || {
         while stop_rx.recv_timeout(Duration::from_millis(100)).is_err() {
             for s in &mut slow {
                 let _ = s.write_all(b"a");
             }
+            let _ = round_tx.try_send(());
         }
         slow
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Serve only once the slowloris heads are growing.
+    for _ in 0..2 {
+        round_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
     for _ in 0..3 {
         let t = Instant::now();
         let (status, _, body) = exchange(gw.addr, &question, IO);
         assert_eq!(status, 200, "{body}");
         assert!(body.contains('5'), "{body}");
+        // Nominally a few ms; served behind the slow heads it would wait out their timeouts.
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < Duration::from_secs(2),
             "took {:?}",
             t.elapsed()
         );
@@ -203,8 +203,9 @@ fn five_hundred_idle_and_slowloris_connections_do_not_delay_a_completion() {
         ask["stream"] = json!(true);
         let (status, _, body) = exchange(gw.addr, &ask, IO);
         assert!(status == 200 && body.contains("[DONE]"), "{status} {body}");
+        // Nominally a few ms; served behind the slow heads it would wait out their timeouts.
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < Duration::from_secs(2),
             "took {:?}",
             t.elapsed()
         );
@@ -664,7 +665,6 @@ fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
 /// each get an answer, and the gateway must go on serving.
 #[test]
 fn non_ascii_request_targets_never_stop_the_server() {
-    let _heavy = HEAVY.lock();
     let mut gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let chars: [&[u8]; 6] = [
         "\u{e9}".as_bytes(),

@@ -7,3 +7,4 @@ pub mod fake_openai;
 pub mod gateway;
 pub mod peers;
 pub mod proc_gateway;
+pub mod wait;
