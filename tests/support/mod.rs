@@ -3,6 +3,7 @@
 
 pub mod fake_anthropic;
 pub mod fake_apiman;
+pub mod fake_http;
 pub mod fake_openai;
 pub mod gateway;
 pub mod peers;
