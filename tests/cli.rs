@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::config::Config;
 use crate::support::wait::{self, LogLines};
 
 const EXE: &str = env!("CARGO_BIN_EXE_aiproxy");
@@ -171,7 +172,10 @@ fn model_ids(port: u16) -> Vec<String> {
 fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     let d = tmpdir("sighup");
     let cfg = |name: &str| {
-        format!("backends:\n  b: {{kind: mock}}\nassistants:\n  - {{name: {name}, backend: b}}\n")
+        Config::new()
+            .mock("b")
+            .assistant(serde_json::json!({"name": name, "backend": "b"}))
+            .yaml()
     };
     std::fs::write(d.join("config.yaml"), cfg("first")).unwrap();
     let (mut child, port, mut log) = start_serve(&d);

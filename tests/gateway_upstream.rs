@@ -5,33 +5,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::Config;
 use crate::support::fake_openai::{FakeOpenAi, Reply, Trickle};
 use crate::support::gateway::{TestGateway, stream_text};
 
 fn config(upstream: &str, max_iter: u32, timeout: &str) -> String {
-    format!(
-        r#"
-mcp_servers:
-  demo:
-    command: ${{AIPROXY_EXE}}
-    args: [demo-mcp]
-backends:
-  up:
-    kind: openai
-    base_url: {upstream}
-    api_key: sk-upstream
-    timeout: {timeout}
-assistants:
-  - name: calc
-    backend: up
-    model: gpt-test
-    system_prompt: You add numbers.
-    mcp_servers: [demo]
-    max_tool_iterations: {max_iter}
-    temperature: 0.1
-    extra_body: {{custom_flag: true}}
-"#
-    )
+    Config::new()
+        .demo_mcp()
+        .openai(
+            "up",
+            upstream,
+            json!({"api_key": "sk-upstream", "timeout": timeout}),
+        )
+        .assistant(json!({
+            "name": "calc", "backend": "up", "model": "gpt-test",
+            "system_prompt": "You add numbers.", "mcp_servers": ["demo"],
+            "max_tool_iterations": max_iter, "temperature": 0.1,
+            "extra_body": {"custom_flag": true},
+        }))
+        .yaml()
 }
 
 fn ask(text: &str, stream: bool) -> Value {

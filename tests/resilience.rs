@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::Config;
 use crate::support::fake_openai::{FakeOpenAi, Reply};
 use crate::support::gateway::{TestGateway, request, stream_text};
 use crate::support::proc_gateway::ProcGateway;
@@ -22,21 +23,14 @@ use crate::support::proc_gateway::ProcGateway;
 /// Socket timeout of every client in this module.
 const IO: Duration = Duration::from_secs(10);
 
-fn upstream_config(url: &str, server: &str, timeout: &str) -> String {
-    format!(
-        r#"
-server: {{{server}}}
-mcp_servers:
-  demo:
-    command: ${{AIPROXY_EXE}}
-    args: [demo-mcp]
-backends:
-  up: {{kind: openai, base_url: "{url}", timeout: {timeout}}}
-assistants:
-  - {{name: plain, backend: up, model: m}}
-  - {{name: calc, backend: up, model: m, mcp_servers: [demo]}}
-"#
-    )
+fn upstream_config(url: &str, server: Value, timeout: &str) -> String {
+    Config::new()
+        .server(server)
+        .demo_mcp()
+        .openai("up", url, json!({"timeout": timeout}))
+        .assistant(json!({"name": "plain", "backend": "up", "model": "m"}))
+        .assistant(json!({"name": "calc", "backend": "up", "model": "m", "mcp_servers": ["demo"]}))
+        .yaml()
 }
 
 fn ask(model: &str, text: &str, stream: bool) -> Value {
@@ -79,7 +73,7 @@ fn five_hundred_mixed_requests_complete_or_get_503_and_memory_comes_back() {
     // A small pool so that 500 at once overflow it: some are served, the rest shed.
     let gw = ProcGateway::start(&upstream_config(
         &up.url(),
-        "workers: 16, max_in_flight: 64",
+        json!({"workers": 16, "max_in_flight": 64}),
         "10s",
     ));
     for i in 0..20 {
@@ -263,7 +257,7 @@ fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
 #[test]
 fn upstream_faults_mid_body_mid_stream_and_mid_loop_are_clean_errors() {
     let up = FakeOpenAi::start();
-    let gw = TestGateway::start(&upstream_config(&up.url(), "", "2s"));
+    let gw = TestGateway::start(&upstream_config(&up.url(), json!({}), "2s"));
 
     // A JSON answer cut in the middle: 502 saying so.
     up.push(Reply::text("a long enough answer to cut").close_after(1));
@@ -334,7 +328,7 @@ fn upstream_faults_mid_body_mid_stream_and_mid_loop_are_clean_errors() {
 fn ten_megabyte_upstream_answers_are_bounded() {
     const TEN_MB: usize = 10 * 1024 * 1024;
     let up = FakeOpenAi::start();
-    let gw = TestGateway::start(&upstream_config(&up.url(), "", "20s"));
+    let gw = TestGateway::start(&upstream_config(&up.url(), json!({}), "20s"));
     // Non-stream: within the 16 MiB answer cap, so it is delivered whole.
     up.push(Reply::huge(TEN_MB));
     let r = gw.chat(&ask("plain", "big", false));
@@ -487,7 +481,7 @@ fn with(pointer: &str, value: Value) -> Vec<u8> {
 #[test]
 fn wrong_types_and_hostile_bodies_are_400s_with_a_message() {
     let up = FakeOpenAi::start();
-    let gw = TestGateway::start(&upstream_config(&up.url(), "", "5s"));
+    let gw = TestGateway::start(&upstream_config(&up.url(), json!({}), "5s"));
     // The unmodified request is fine (so each case below fails for its one change).
     up.push(Reply::text("fine"));
     let (status, v) = post_raw(&gw, &with("/n", json!(1)));
@@ -603,7 +597,7 @@ fn wrong_types_and_hostile_bodies_are_400s_with_a_message() {
 #[test]
 fn huge_messages_are_forwarded_whole_or_refused_cleanly() {
     let up = FakeOpenAi::start();
-    let gw = TestGateway::start(&upstream_config(&up.url(), "", "10s"));
+    let gw = TestGateway::start(&upstream_config(&up.url(), json!({}), "10s"));
     // 30 000 small messages (~1.3 MB): all of them reach the upstream, in order.
     let messages: Vec<Value> = (0..30_000)
         .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("m{i}")}))

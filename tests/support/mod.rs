@@ -1,6 +1,7 @@
 //! Shared test support: fake peers and helpers.
 #![allow(dead_code)]
 
+pub mod config;
 pub mod fake_anthropic;
 pub mod fake_apiman;
 pub mod fake_http;
