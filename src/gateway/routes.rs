@@ -126,9 +126,7 @@ impl Handler for Gateway {
                 served.status = send_error(resp, id_header, &e);
             }
             _ if matches!(cors, Cors::Refused) => {
-                let e = ApiError::new(
-                    403,
-                    "permission_error",
+                let e = ApiError::forbidden(
                     "cross-origin request refused: this gateway has no API keys configured and the request's Origin is not in server.cors.allowed_origins",
                 )
                 .with_code("origin_not_allowed");
@@ -149,7 +147,7 @@ impl Handler for Gateway {
             }
             _ if denied.is_some() => {
                 let e = denied
-                    .map(|d| d.api_error())
+                    .map(ApiError::from)
                     .unwrap_or_else(ApiError::unauthorized);
                 served.status = send_error(resp, id_header, &e);
             }
@@ -198,7 +196,7 @@ impl Handler for Gateway {
             }
             ("GET" | "HEAD", "/metrics") => {
                 let guard = self.admin_auth.check(&req, self.listener);
-                served.status = match guard.map_err(|e| e.api_error()) {
+                served.status = match guard.map_err(ApiError::from) {
                     Ok(()) => self.send_metrics(resp, id_header),
                     Err(e) => send_error(resp, id_header, &e),
                 };
@@ -208,7 +206,7 @@ impl Handler for Gateway {
                 let checked = admin::parse_path(path).and_then(|_| {
                     self.admin_auth
                         .check(&req, self.listener)
-                        .map_err(|e| e.api_error())
+                        .map_err(ApiError::from)
                 });
                 served.status = match checked {
                     Ok(()) => {
@@ -219,11 +217,8 @@ impl Handler for Gateway {
                 };
             }
             (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
-                let e = ApiError::new(
-                    405,
-                    "invalid_request_error",
-                    format!("method {} not allowed here", req.method),
-                );
+                let e =
+                    ApiError::method_not_allowed(format!("method {} not allowed here", req.method));
                 served.status = send_error(resp, id_header, &e);
             }
             (_, path) => {

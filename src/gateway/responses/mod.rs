@@ -99,11 +99,7 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
 }
 
 fn method_not_allowed(req: &Request) -> ApiError {
-    ApiError::new(
-        405,
-        "invalid_request_error",
-        format!("method {} not allowed here", req.method),
-    )
+    ApiError::method_not_allowed(format!("method {} not allowed here", req.method))
 }
 
 fn valid_id(id: &str) -> bool {
