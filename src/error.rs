@@ -311,13 +311,13 @@ mod tests {
     use super::*;
 
     /// What a client sees of an error: status, `type`, `code`, `Retry-After`.
-    fn shape(e: &ApiError) -> (u16, String, Option<&'static str>, Option<&str>) {
+    fn shape(e: &ApiError) -> (u16, String, Option<&'static str>, Option<String>) {
         let body = e.body();
         let kind = body["error"]["type"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        (e.status, kind, e.code, e.retry_after.as_deref())
+        (e.status, kind, e.code, e.retry_after.clone())
     }
 
     #[test]
@@ -405,7 +405,11 @@ mod tests {
             ),
         ];
         for (e, (status, kind, code, retry)) in cases {
-            assert_eq!(shape(&e), (status, kind.to_string(), code, retry), "{e}");
+            assert_eq!(
+                shape(&e),
+                (status, kind.to_string(), code, retry.map(String::from)),
+                "{e}"
+            );
         }
     }
 
@@ -425,7 +429,7 @@ mod tests {
                 429,
                 t("rate_limit_error"),
                 Some("rate_limit_exceeded"),
-                Some("7")
+                Some(t("7"))
             )
         );
         assert_eq!(
@@ -434,20 +438,26 @@ mod tests {
                 502,
                 t("upstream_error"),
                 Some("upstream_auth_failed"),
-                Some("7")
+                Some(t("7"))
             )
         );
         assert_eq!(shape(&st(403)).0, 502);
         assert_eq!(
             shape(&st(422)),
-            (400, t("invalid_request_error"), None, Some("7"))
+            (400, t("invalid_request_error"), None, Some(t("7")))
         );
-        assert_eq!(shape(&st(500)), (502, t("upstream_error"), None, Some("7")));
+        assert_eq!(
+            shape(&st(500)),
+            (502, t("upstream_error"), None, Some(t("7")))
+        );
         assert_eq!(
             shape(&st(529)),
-            (503, t("overloaded_error"), None, Some("7"))
+            (503, t("overloaded_error"), None, Some(t("7")))
         );
-        assert_eq!(shape(&st(504)), (504, t("timeout_error"), None, Some("7")));
+        assert_eq!(
+            shape(&st(504)),
+            (504, t("timeout_error"), None, Some(t("7")))
+        );
         let from = |e: backend::Error| shape(&ApiError::from(&e));
         assert_eq!(
             from(backend::Error::Timeout),
@@ -502,7 +512,12 @@ mod tests {
         assert_eq!(auth(AuthError::Invalid), auth(AuthError::Missing));
         assert_eq!(
             auth(AuthError::Unavailable),
-            (503, t("server_error"), Some("auth_unavailable"), Some("1"))
+            (
+                503,
+                t("server_error"),
+                Some("auth_unavailable"),
+                Some(t("1"))
+            )
         );
         let admin = |e| shape(&ApiError::from(e));
         assert_eq!(

@@ -31,7 +31,7 @@ use crate::auth::{AdminAuth, Listener};
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
 use crate::http::{Handler, Request, Responder};
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Metrics, Route, Status};
 use crate::secret::Secret;
 
 pub struct Gateway {
@@ -79,7 +79,7 @@ impl Gateway {
 /// What the access line and the metrics report about a request.
 #[derive(Default)]
 pub(super) struct Served {
-    pub(super) status: u16,
+    pub(super) status: Status,
     pub(super) assistant: Option<String>,
     pub(super) tool_calls: u32,
     /// LLM rounds the tool loop ran (0 when it did not get that far).
@@ -143,7 +143,7 @@ impl Handler for Gateway {
                 ));
                 h.push(("Access-Control-Max-Age", "600"));
                 let _ = resp.send(204, &h, b"");
-                served.status = 204;
+                served.status = Status::Http(204);
             }
             _ if denied.is_some() => {
                 let e = denied
@@ -311,7 +311,7 @@ fn route_of(path: &str) -> Route {
 }
 
 impl Gateway {
-    fn send_metrics(&self, resp: &mut Responder<'_>, headers: &[(&str, &str)]) -> u16 {
+    fn send_metrics(&self, resp: &mut Responder<'_>, headers: &[(&str, &str)]) -> Status {
         let snap = self.app.snapshot();
         let mut mcp: Vec<(String, crate::mcp::ServerStatus)> = snap
             .mcp
@@ -325,7 +325,7 @@ impl Gateway {
         h.extend_from_slice(headers);
         // A failed write means the client left; there is nobody to tell.
         let _ = resp.send(200, &h, body.as_bytes());
-        200
+        Status::Http(200)
     }
 }
 

@@ -37,9 +37,9 @@ use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::reply::{headers_ref, send_error, send_json};
-use crate::gateway::run::{Metered, log_failure, run_headers};
+use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
 use output::{Builder, Echo};
 use store::{Store, Stored};
@@ -51,7 +51,7 @@ pub const IGNORED_INCLUDE_HEADER: &str = "X-Aiproxy-Ignored-Include";
 /// What the access line and the metrics report about a request.
 #[derive(Debug, Default)]
 pub struct Served {
-    pub status: u16,
+    pub status: Status,
     pub assistant: Option<String>,
     pub tool_calls: u32,
     pub rounds: u32,
@@ -252,7 +252,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         let writer = SseWriter::new(resp, headers.clone());
         let mut builder = Builder::new(&echo, writer, &origins, show_mcp);
         let result = run.run(&prepared, &mut builder);
-        served.status = 200;
+        served.status = Status::Http(200);
         match result {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
@@ -261,10 +261,10 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                     Ok((done, writer)) => {
                         remember(&done);
                         if writer.close().is_err() {
-                            served.status = 499;
+                            served.status = Status::ClientGone;
                         }
                     }
-                    Err(_) => served.status = 499,
+                    Err(_) => served.status = Status::ClientGone,
                 }
             }
             Err(e) => {
@@ -272,16 +272,16 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 log_failure(ctx.request_id, &e, &api);
                 let (writer, events) = builder.fail(&api);
                 match events {
-                    Some(_) if matches!(e, LoopError::Cancelled) => served.status = 499,
+                    // Nobody to tell.
+                    Some(_) if matches!(e, LoopError::Cancelled) => {}
                     Some((error, failed)) => writer.fail_started(&error, &failed),
-                    None => match writer.into_unstarted() {
-                        Some(resp) => {
-                            served.status = send_error(resp, &headers_ref(&headers), &api)
+                    None => {
+                        if let Some(resp) = writer.into_unstarted() {
+                            served.status = send_error(resp, &headers_ref(&headers), &api);
                         }
-                        None if matches!(e, LoopError::Cancelled) => served.status = 499,
-                        None => {}
-                    },
+                    }
                 }
+                served.status = ended(&e, served.status);
             }
         }
         return served;
@@ -310,7 +310,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         Err(e) => {
             let api = ApiError::from(&e);
             log_failure(ctx.request_id, &e, &api);
-            send_error(resp, &hdrs, &api)
+            ended(&e, send_error(resp, &hdrs, &api))
         }
     };
     served
