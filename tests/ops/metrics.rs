@@ -248,7 +248,10 @@ fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
         if block.starts_with(": running tools") {
             break;
         }
-        assert!(!block.contains("[DONE]"), "the stream ended before the tool call");
+        assert!(
+            !block.contains("[DONE]"),
+            "the stream ended before the tool call"
+        );
     }
     reset(stream.into_stream());
     let line = proc.wait_line(Duration::from_secs(20), access_line);
