@@ -4,7 +4,9 @@
 //! the admin guard.
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
-//! counted for the metrics.
+//! counted for the metrics. A request whose client went away is reported as such
+//! ([`Status::ClientGone`]: `status=client_gone` in the access line, `status="499"` in the
+//! metrics), whatever was still written to its socket.
 //!
 //! One [`Gateway`] serves each listener ([`Listener`]): the main one serves everything above
 //! (admin and `/metrics` only with `ADMIN_API_KEY`); the admin listener (`admin.listen`) serves

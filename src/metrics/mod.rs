@@ -9,6 +9,10 @@
 //! interned into fixed-capacity tables on first use; once a table is full, further values are
 //! folded into `other`, so memory is bounded whatever the config or the clients do. Names the
 //! client or the model makes up (unknown models, unknown tools) never become labels.
+//! Fixed label sets are enums ([`Route`], [`Status`], [`UpstreamError`], [`ToolOutcome`]), each
+//! with its values in exposition order (`ALL`), its label from a `match`, and its slot in the
+//! counter tables from `index`. A request whose client went away is [`Status::ClientGone`],
+//! counted under `status="499"` (a label kept stable for dashboards; no 499 is ever sent).
 //! `render` writes the text exposition.
 
 use std::sync::OnceLock;
@@ -50,7 +54,7 @@ pub enum Route {
 }
 
 impl Route {
-    /// Every route, in exposition order ([`Route::index`] is the position here).
+    /// Every route, in exposition order (`index` is the position here).
     pub const ALL: [Route; 7] = [
         Route::Health,
         Route::Models,
@@ -175,7 +179,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Every kind, in exposition order ([`UpstreamError::index`] is the position here).
+    /// Every kind, in exposition order (`index` is the position here).
     pub const ALL: [UpstreamError; 6] = [
         UpstreamError::Connect,
         UpstreamError::Timeout,
@@ -222,7 +226,7 @@ pub enum ToolOutcome {
 }
 
 impl ToolOutcome {
-    /// Every outcome, in exposition order ([`ToolOutcome::index`] is the position here).
+    /// Every outcome, in exposition order (`index` is the position here).
     pub const ALL: [ToolOutcome; 5] = [
         ToolOutcome::Ok,
         ToolOutcome::Error,
