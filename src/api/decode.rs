@@ -293,15 +293,11 @@ pub fn bounded<T>(
             )));
         }
         Err(EstimateError::TooComplex) => {
-            return Err(ApiError::new(
-                413,
-                "invalid_request_error",
-                format!(
-                    "request body too complex: decoded it would take more than {} MiB \
+            return Err(ApiError::payload_too_large(format!(
+                "request body too complex: decoded it would take more than {} MiB \
                      (too many JSON values); send fewer, larger values",
-                    limit >> 20
-                ),
-            )
+                limit >> 20
+            ))
             .with_code("request_too_complex"));
         }
     };

@@ -38,9 +38,9 @@ use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::reply::{headers_ref, send_error, send_json};
-use crate::gateway::run::{Metered, log_failure, run_headers};
+use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
 use output::{Builder, Echo};
 use store::{Store, Stored};
@@ -52,7 +52,7 @@ pub const IGNORED_INCLUDE_HEADER: &str = "X-Aiproxy-Ignored-Include";
 /// What the access line and the metrics report about a request.
 #[derive(Debug, Default)]
 pub struct Served {
-    pub status: u16,
+    pub status: Status,
     pub assistant: Option<String>,
     pub tool_calls: u32,
     pub rounds: u32,
@@ -100,11 +100,7 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
 }
 
 fn method_not_allowed(req: &Request) -> ApiError {
-    ApiError::new(
-        405,
-        "invalid_request_error",
-        format!("method {} not allowed here", req.method),
-    )
+    ApiError::method_not_allowed(format!("method {} not allowed here", req.method))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -257,7 +253,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         let writer = SseWriter::new(resp, headers.clone());
         let mut builder = Builder::new(&echo, writer, &origins, show_mcp);
         let result = run.run(&prepared, &mut builder);
-        served.status = 200;
+        served.status = Status::Http(200);
         match result {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
@@ -266,10 +262,10 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                     Ok((done, writer)) => {
                         remember(&done);
                         if writer.close().is_err() {
-                            served.status = 499;
+                            served.status = Status::ClientGone;
                         }
                     }
-                    Err(_) => served.status = 499,
+                    Err(_) => served.status = Status::ClientGone,
                 }
             }
             Err(e) => {
@@ -277,16 +273,16 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 log_failure(ctx.request_id, &e, &api);
                 let (writer, events) = builder.fail(&api);
                 match events {
-                    Some(_) if matches!(e, LoopError::Cancelled) => served.status = 499,
+                    // Nobody to tell.
+                    Some(_) if matches!(e, LoopError::Cancelled) => {}
                     Some((error, failed)) => writer.fail_started(&error, &failed),
-                    None => match writer.into_unstarted() {
-                        Some(resp) => {
-                            served.status = send_error(resp, &headers_ref(&headers), &api)
+                    None => {
+                        if let Some(resp) = writer.into_unstarted() {
+                            served.status = send_error(resp, &headers_ref(&headers), &api);
                         }
-                        None if matches!(e, LoopError::Cancelled) => served.status = 499,
-                        None => {}
-                    },
+                    }
                 }
+                served.status = ended(&e, served.status);
             }
         }
         return served;
@@ -315,7 +311,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         Err(e) => {
             let api = ApiError::from(&e);
             log_failure(ctx.request_id, &e, &api);
-            send_error(resp, &hdrs, &api)
+            ended(&e, send_error(resp, &hdrs, &api))
         }
     };
     served
