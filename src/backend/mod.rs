@@ -13,6 +13,7 @@ pub mod anthropic;
 pub mod mock;
 pub mod openai;
 mod resolve;
+pub mod upstream;
 
 use std::fmt;
 use std::sync::Arc;
