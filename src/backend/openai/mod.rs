@@ -1,8 +1,8 @@
 //! The `openai` backend: any OpenAI-compatible `POST {base_url}/chat/completions` (OpenAI, Groq,
 //! vLLM, Ollama, llama.cpp, …).
 //!
-//! This folder only translates: [`build_payload`] makes the request body, [`parse`] decodes
-//! answers and stream chunks, [`stream`] is the stream [`Decoder`](super::upstream::Decoder).
+//! This folder only translates: `build_payload` makes the request body, `parse.rs` decodes
+//! answers and stream chunks, `stream.rs` is the stream [`Decoder`](super::upstream::Decoder).
 //! Everything HTTP — the pooled agent, timeouts, no redirects, no proxy from the environment,
 //! error bodies, the pump thread with idle ticks and the deadline — is
 //! [`super::upstream`], shared with the other backends. Non-stream answers are capped at

@@ -1,5 +1,5 @@
 //! The one upstream HTTP layer under the LLM backends: the ureq agent, sending a request,
-//! reading error bodies, mapping ureq errors, and (in [`stream`]) reading an event stream with
+//! reading error bodies, mapping ureq errors, and (in `stream.rs`) reading an event stream with
 //! idle ticks and the request deadline. The provider folders (`openai`, `anthropic`) keep only
 //! translation: they build the body, name the URL and headers, and decode what comes back (a
 //! [`Decoder`] for streams, a function for error bodies); every HTTP decision lives here, so the
@@ -8,7 +8,7 @@
 //! **Agent** ([`Upstream::new`]), one per backend, built once and shared by every worker thread
 //! (it is a connection pool): up to [`IDLE_CONNECTIONS`] idle connections are kept, overall and
 //! per host (ureq's defaults are 10 and 3, which would cap a busy gateway), so workers reuse
-//! them; names are resolved through [`super::resolve::CachingResolver`], not once per request.
+//! them; names are resolved through `backend::resolve::CachingResolver`, not once per request.
 //! Its timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending,
 //! waiting for the response head, and **per read** — an idle-gap limit, never a global one,
 //! which would cut long streams; the request's deadline is the one global limit on each
@@ -22,7 +22,7 @@
 //! `http://127.0.0.1` upstreams through it. Operators who need a proxy reach the upstream
 //! through it explicitly (a future `proxy` backend key).
 //!
-//! **Errors** ([`map_error`]): a timeout anywhere — resolving, connecting, the head, a read, the
+//! **Errors** (`map_error`): a timeout anywhere — resolving, connecting, the head, a read, the
 //! deadline — is [`Error::Timeout`] (the client gets 504 and the metrics count a timeout); a
 //! refused or failed connection, TLS or name failure is [`Error::Connect`] (502); a body over
 //! its cap is [`Error::TooLarge`]; a connection lost mid-body is [`Error::Protocol`].
@@ -117,7 +117,7 @@ impl Upstream {
     }
 
     /// A streaming exchange: events go through `decoder` (on the calling thread), which hands
-    /// text to `sink`; see [`stream`] for the threads, idle ticks and the deadline.
+    /// text to `sink`; see `stream.rs` for the threads, idle ticks and the deadline.
     pub fn stream<D: Decoder>(
         self: &Arc<Self>,
         body: Vec<u8>,
