@@ -11,8 +11,9 @@
 //! writes the semantic events as they happen ([`stream`]).
 //!
 //! Finished responses are kept in the bounded per-process [`store::Store`] (unless `store:
-//! false`) with their whole conversation, so `previous_response_id` continues it; entries are
-//! visible only to the credentials that created them. Runs on the HTTP worker thread that owns
+//! false`) with their whole conversation, so `previous_response_id` continues it and
+//! `item_reference` input items resolve to stored items; entries are visible only to the
+//! credentials that created them. Runs on the HTTP worker thread that owns
 //! the request, like chat completions.
 
 pub mod input;
@@ -138,7 +139,7 @@ fn previous_not_found(id: &str) -> ApiError {
 fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let mut served = Served::default();
     let id_header = [("X-Request-Id", ctx.request_id)];
-    let r = match parse_body(&req.body) {
+    let mut r = match parse_body(&req.body) {
         Ok(r) => r,
         Err(e) => {
             served.status = send_error(resp, &id_header, &e);
@@ -166,6 +167,14 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
             }
         },
     };
+    if let Some(Input::Items(items)) = r.input.as_mut() {
+        let known = previous.as_ref().map_or(&[][..], |p| p.items.as_slice());
+        let find = |id: &str| ctx.store.find_item(id, owner);
+        if let Err(e) = input::resolve_references(items, known, &find) {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    }
 
     let servers: Vec<_> = assistant
         .mcp_servers

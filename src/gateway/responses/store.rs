@@ -4,8 +4,10 @@
 //! Per process (a response created on another replica is unknown here). Bounded by entry count
 //! and by bytes (the serialized size of the stored response and conversation items), with a
 //! TTL; the oldest entries are evicted first. Each entry remembers an owner tag (a keyed hash of
-//! the caller's credentials) and is invisible to other callers. One mutex; every operation is
-//! O(1) amortized plus the evictions it performs; no threads.
+//! the caller's credentials) and is invisible to other callers. Items with an `id` are indexed
+//! so an `item_reference` input item finds the newest stored copy ([`Store::find_item`]). One
+//! mutex; every operation is O(1) amortized plus the evictions it performs (and the item ids of
+//! the entry it puts or removes); no threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -43,6 +45,8 @@ struct Inner {
     /// Ids in insertion order; may hold ids already removed (skipped when popped).
     order: VecDeque<String>,
     bytes: usize,
+    /// Item id → (response id, index in its `items`), for the newest response holding it.
+    items: HashMap<String, (String, usize)>,
 }
 
 pub struct Store {
@@ -95,6 +99,7 @@ impl Store {
                 map: HashMap::new(),
                 order: VecDeque::new(),
                 bytes: 0,
+                items: HashMap::new(),
             }),
             max_entries,
             max_bytes,
@@ -131,6 +136,9 @@ impl Store {
         }
         inner.bytes += bytes;
         inner.order.push_back(id.to_string());
+        for (i, item_id) in item_ids(&stored.items) {
+            inner.items.insert(item_id.to_string(), (id.to_string(), i));
+        }
         inner.map.insert(
             id.to_string(),
             Entry {
@@ -163,6 +171,17 @@ impl Store {
         g.map.get(id).map(|e| e.stored.clone())
     }
 
+    /// A stored item of this owner by its `id` (the newest live response holding it).
+    pub fn find_item(&self, item_id: &str, owner: u64) -> Option<Value> {
+        let g = self.inner.lock();
+        let (resp, i) = g.items.get(item_id)?;
+        let e = g.map.get(resp)?;
+        if e.owner != owner || e.at.elapsed() >= self.ttl {
+            return None;
+        }
+        e.stored.items.get(*i).cloned()
+    }
+
     /// Remove an entry of this owner; false when there was none.
     pub fn delete(&self, id: &str, owner: u64) -> bool {
         let mut g = self.inner.lock();
@@ -186,7 +205,20 @@ impl Store {
 fn remove(inner: &mut Inner, id: &str) {
     if let Some(e) = inner.map.remove(id) {
         inner.bytes -= e.bytes;
+        for (_, item_id) in item_ids(&e.stored.items) {
+            if inner.items.get(item_id).is_some_and(|(r, _)| r == id) {
+                inner.items.remove(item_id);
+            }
+        }
     }
+}
+
+/// `(index, id)` of the items that have a string `id`.
+fn item_ids(items: &[Value]) -> impl Iterator<Item = (usize, &str)> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, v.get("id")?.as_str()?)))
 }
 
 fn front_expired(inner: &Inner, now: Instant, ttl: Duration) -> bool {
@@ -264,5 +296,37 @@ mod tests {
             s.delete(&format!("k{i}"), 1);
         }
         assert!(s.inner.lock().order.len() < 200, "order queue compacted");
+        assert!(s.inner.lock().items.is_empty(), "item index emptied");
+    }
+
+    #[test]
+    fn finds_items_by_id_for_their_owner_only() {
+        let s = Store::new(2, 1 << 20, DEFAULT_TTL);
+        let with_items = |ids: &[&str]| Stored {
+            response: Arc::new(json!({})),
+            items: Arc::new(
+                ids.iter()
+                    .map(|i| json!({"id": i, "n": ids.len()}))
+                    .collect(),
+            ),
+        };
+        s.put("r1", 1, with_items(&["msg_a"]));
+        s.put("r2", 1, with_items(&["msg_a", "msg_b"]));
+        assert_eq!(
+            s.find_item("msg_a", 1),
+            Some(json!({"id": "msg_a", "n": 2}))
+        );
+        assert_eq!(s.find_item("msg_b", 2), None, "another owner");
+        assert_eq!(s.find_item("msg_c", 1), None);
+        s.delete("r2", 1);
+        assert_eq!(s.find_item("msg_b", 1), None, "gone with its response");
+        s.put("r3", 1, with_items(&["x"]));
+        s.put("r4", 1, with_items(&["y"]));
+        assert_eq!(s.find_item("x", 1), Some(json!({"id": "x", "n": 1})));
+        assert_eq!(
+            s.inner.lock().items.len(),
+            2,
+            "evicted entries leave the index"
+        );
     }
 }

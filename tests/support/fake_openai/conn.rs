@@ -26,7 +26,8 @@ pub(super) fn serve_connection(mut stream: TcpStream, id: usize, shared: &Shared
                 .script
                 .lock()
                 .pop_front()
-                .unwrap_or_else(|| shared.default.lock().clone());
+                .unwrap_or_else(|| shared.default.lock().clone())
+                .for_request(&req.body);
             answer(&mut stream, &req, &reply, shared)
         } else if req.method == "GET" && req.path.ends_with("/models") {
             let body = json!({"object":"list","data":[{"id":"fake-model","object":"model","created":0,"owned_by":"fake"}]});
