@@ -237,3 +237,12 @@ fn curl_as_in_the_readme() {
         "{v}"
     );
 }
+
+#[test]
+fn open_responses_compliance_scenarios_validate_against_the_published_schema() {
+    on_both(|base, tag| {
+        let mut cmd = python("venv", "openresponses_compliance.py", base);
+        cmd.arg("demo");
+        run_client(cmd, &format!("Open Responses compliance ({tag})"))
+    });
+}

@@ -527,6 +527,36 @@ fn echo_fields(
     f.insert("truncation".into(), json!("disabled"));
     f.insert("user".into(), opt(r.user.clone().map(Value::from)));
     f.insert("background".into(), json!(false));
+    // The rest of what the specification's response object requires: the client's value when
+    // it sent one of the right type, else the default a model service reports.
+    let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
+        r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
+    };
+    f.insert(
+        "presence_penalty".into(),
+        rest("presence_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "frequency_penalty".into(),
+        rest("frequency_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "top_logprobs".into(),
+        rest("top_logprobs", Value::is_u64, json!(0)),
+    );
+    f.insert(
+        "max_tool_calls".into(),
+        rest("max_tool_calls", Value::is_u64, Value::Null),
+    );
+    f.insert("service_tier".into(), json!("default"));
+    f.insert(
+        "safety_identifier".into(),
+        rest("safety_identifier", Value::is_string, Value::Null),
+    );
+    f.insert(
+        "prompt_cache_key".into(),
+        rest("prompt_cache_key", Value::is_string, Value::Null),
+    );
     f
 }
 
