@@ -354,10 +354,10 @@ fn responses_mcp_calls_sent_back_reach_the_upstream_as_tool_messages() {
 
 #[test]
 fn responses_store_evicts_oldest_first() {
-    let gw = TestGateway::start_with_env(
-        aiproxy::demo::CONFIG_YAML,
-        &[("AIPROXY_RESPONSES_STORE_MAX_ENTRIES", "2")],
-    );
+    let gw = TestGateway::start(&format!(
+        "{}responses:\n  store_max_entries: 2\n",
+        aiproxy::demo::CONFIG_YAML
+    ));
     let ids: Vec<String> = (0..3)
         .map(|i| {
             ok(
@@ -381,6 +381,54 @@ fn responses_store_evicts_oldest_first() {
         &json!({"model": "demo", "input": "x", "previous_response_id": ids[0]}),
     );
     assert_eq!(r.json()["error"]["code"], "previous_response_not_found");
+}
+
+#[test]
+fn responses_store_limits_come_from_the_config_section() {
+    // Too few bytes for any response: nothing is kept.
+    let gw = TestGateway::start(&format!(
+        "{}responses:\n  store_max_bytes: 1KiB\n",
+        aiproxy::demo::CONFIG_YAML
+    ));
+    let id = ok(&gw, &json!({"model": "demo", "input": "x".repeat(2000)}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(gw.get(&format!("/v1/responses/{id}")).status, 404);
+    // A short TTL: retrievable at once, gone after it.
+    let gw = TestGateway::start(&format!(
+        "{}responses:\n  store_ttl: 2s\n  store_max_entries: 10\n",
+        aiproxy::demo::CONFIG_YAML
+    ));
+    let id = ok(&gw, &json!({"model": "demo", "input": "hi"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    assert_eq!(gw.get(&format!("/v1/responses/{id}")).status, 200);
+    while gw.get(&format!("/v1/responses/{id}")).status == 200 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "expired too early"
+    );
+    // Strictly read: unknown keys and bad values are refused with their path.
+    let bad = format!(
+        "{}responses:\n  store_max_entries: -1\n  store_ttl: soon\n  stor_ttl: 1h\n",
+        aiproxy::demo::CONFIG_YAML
+    );
+    let err = aiproxy::config::parse(&bad, "test", &crate::support::gateway::TestEnv::new())
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "responses.store_max_entries",
+        "responses.store_ttl",
+        "responses.stor_ttl: unknown field",
+    ] {
+        assert!(err.contains(want), "{want} not in {err}");
+    }
 }
 
 #[test]

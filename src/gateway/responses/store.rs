@@ -1,8 +1,8 @@
 //! The bounded in-memory response store behind `previous_response_id`, `GET` and `DELETE
 //! /v1/responses/{id}`.
 //!
-//! Per process (a response created on another replica is unknown here). Bounded by entry count
-//! and by bytes (the serialized size of the stored response and conversation items), with a
+//! Per process (a response created on another replica is unknown here). Bounded (limits from
+//! the `responses:` config section) by entry count and by bytes (the serialized size of the stored response and conversation items), with a
 //! TTL; the oldest entries are evicted first. Each entry remembers an owner tag (a keyed hash of
 //! the caller's credentials) and is invisible to other callers. Items with an `id` are indexed
 //! so an `item_reference` input item finds the newest stored copy ([`Store::find_item`]). One
@@ -15,13 +15,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::Value;
-
-/// Default capacity: entries.
-pub const DEFAULT_MAX_ENTRIES: usize = 1000;
-/// Default capacity: bytes of stored JSON.
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-/// Default time to live.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// A finished response as stored.
 #[derive(Debug, Clone)]
@@ -58,39 +51,14 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Store::new(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_TTL)
+        Store::from_config(&crate::config::ResponsesConfig::default())
     }
 }
 
 impl Store {
-    /// The default store, with capacities from the environment when set:
-    /// `AIPROXY_RESPONSES_STORE_MAX_ENTRIES`, `AIPROXY_RESPONSES_STORE_MAX_BYTES`,
-    /// `AIPROXY_RESPONSES_STORE_TTL_SECS` (invalid values are logged and ignored).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Store {
-        let num = |name: &str, default: u64| -> u64 {
-            match get(name).map(|v| v.trim().parse::<u64>()) {
-                None => default,
-                Some(Ok(n)) => n,
-                Some(Err(_)) => {
-                    log::warn!("{name} is not a whole number; using {default}");
-                    default
-                }
-            }
-        };
-        let max_entries = num(
-            "AIPROXY_RESPONSES_STORE_MAX_ENTRIES",
-            DEFAULT_MAX_ENTRIES as u64,
-        );
-        let max_bytes = num(
-            "AIPROXY_RESPONSES_STORE_MAX_BYTES",
-            DEFAULT_MAX_BYTES as u64,
-        );
-        let ttl = num("AIPROXY_RESPONSES_STORE_TTL_SECS", DEFAULT_TTL.as_secs());
-        Store::new(
-            usize::try_from(max_entries).unwrap_or(usize::MAX),
-            usize::try_from(max_bytes).unwrap_or(usize::MAX),
-            Duration::from_secs(ttl),
-        )
+    /// The store with the limits of the `responses:` config section.
+    pub fn from_config(c: &crate::config::ResponsesConfig) -> Store {
+        Store::new(c.store_max_entries, c.store_max_bytes, c.store_ttl)
     }
 
     pub fn new(max_entries: usize, max_bytes: usize, ttl: Duration) -> Store {
@@ -244,6 +212,8 @@ fn pop_oldest(inner: &mut Inner) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
     fn stored(text: &str) -> Stored {
         Stored {
