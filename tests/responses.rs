@@ -797,3 +797,46 @@ fn responses_stream_flushes_deltas_and_stops_when_the_client_leaves() {
         "the upstream connection is closed when the client leaves"
     );
 }
+
+#[test]
+fn responses_item_references_resolve_from_the_store() {
+    let gw = TestGateway::demo();
+    // A turn with an MCP round: message, mcp_call, message.
+    let first = ok(&gw, &json!({"model": "demo", "input": "what is 2 + 3?"}));
+    let out = first["output"].as_array().unwrap();
+    let ids: Vec<&str> = out.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(out[1]["type"], "mcp_call");
+    // The Vercel AI SDK's shape: the earlier output as references (the mcp_call twice, as a
+    // call and as its result), then the new question; store: false on the follow-up.
+    let mut input = vec![json!({"role": "user", "content": "what is 2 + 3?"})];
+    for id in [ids[0], ids[1], ids[1], ids[2]] {
+        input.push(json!({"type": "item_reference", "id": id}));
+    }
+    input.push(json!({"role": "user", "content": "echo done"}));
+    let second = ok(
+        &gw,
+        &json!({"model": "demo", "input": input, "store": false}),
+    );
+    assert_eq!(
+        second["output"].as_array().unwrap().last().unwrap()["content"][0]["text"],
+        "The echo tool returned: done"
+    );
+    // An unknown id is a 400 that names the item (other callers' items are unknown too:
+    // store::tests::finds_items_by_id_for_their_owner_only).
+    let r = post(
+        &gw,
+        &json!({"model": "demo", "input": [{"type": "item_reference", "id": "msg_nope"}]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = r.json();
+    assert_eq!(e["error"]["param"], "input[0]");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("msg_nope"),
+        "{e}"
+    );
+    let r = post(
+        &gw,
+        &json!({"model": "demo", "input": [{"type": "item_reference", "id": ""}]}),
+    );
+    assert_eq!(r.status, 400);
+}

@@ -79,12 +79,8 @@ impl Store {
     /// byte budget is not kept (returns false).
     pub fn put(&self, id: &str, owner: u64, stored: Stored) -> bool {
         let bytes = id.len()
-            + stored.response.to_string().len()
-            + stored
-                .items
-                .iter()
-                .map(|i| i.to_string().len())
-                .sum::<usize>();
+            + json_len(&stored.response)
+            + stored.items.iter().map(json_len).sum::<usize>();
         if bytes > self.max_bytes || self.max_entries == 0 {
             return false;
         }
@@ -181,6 +177,24 @@ fn remove(inner: &mut Inner, id: &str) {
     }
 }
 
+/// The length of `v` serialized, counted without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a sink that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// `(index, id)` of the items that have a string `id`.
 fn item_ids(items: &[Value]) -> impl Iterator<Item = (usize, &str)> {
     items
@@ -220,6 +234,12 @@ mod tests {
             response: Arc::new(json!({ "t": text })),
             items: Arc::new(vec![json!(text)]),
         }
+    }
+
+    #[test]
+    fn counts_bytes_as_serialized() {
+        let v = json!({"a": [1, "é", null], "b": {"c": true}});
+        assert_eq!(json_len(&v), v.to_string().len());
     }
 
     #[test]
