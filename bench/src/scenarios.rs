@@ -100,6 +100,8 @@ pub struct Footprint {
 
 pub struct Results {
     pub pairs: Vec<Pair>,
+    /// The Responses API next to chat completions ([`crate::responses`]).
+    pub responses: Vec<crate::responses::Triple>,
     pub scaling: Vec<Pair>,
     pub tools: ToolLoop,
     pub footprint: Footprint,
@@ -236,6 +238,10 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
         }
     }
 
+    eprintln!("responses api vs chat completions");
+    let responses =
+        crate::responses::run(up.addr, proxy.addr, opts.warmup, opts.measure, opts.repeats);
+
     eprintln!("scaling curve");
     let mut scaling: Vec<Pair> = scaling_shapes()
         .into_iter()
@@ -270,10 +276,31 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
     up.stop();
     Ok(Results {
         pairs,
+        responses,
         scaling,
         tools,
         footprint,
     })
+}
+
+/// Only the Responses API scenario (`aiproxy-bench responses`): the same upstream and proxy
+/// setup as [`run`], no other scenario.
+pub fn responses_only(opts: &Opts) -> io::Result<Vec<crate::responses::Triple>> {
+    std::fs::create_dir_all(&opts.work)?;
+    let up = procs::upstream(&opts.self_exe, 640)?;
+    let cfg_path = opts.work.join("bench-config.yaml");
+    std::fs::write(&cfg_path, config(&opts.aiproxy, up.addr, 64, 256))?;
+    let proxy = procs::aiproxy(&opts.aiproxy, &cfg_path, &opts.work.join("aiproxy.log"))?;
+    sanity(proxy.addr, up.addr)?;
+    eprintln!(
+        "responses api vs chat completions ({} repeats)",
+        opts.repeats
+    );
+    let triples =
+        crate::responses::run(up.addr, proxy.addr, opts.warmup, opts.measure, opts.repeats);
+    proxy.stop();
+    up.stop();
+    Ok(triples)
 }
 
 /// One request each way, checked, so a broken setup fails loudly instead of benchmarking 502s.

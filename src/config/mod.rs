@@ -15,6 +15,7 @@ mod env;
 mod items;
 mod numbers;
 mod raw;
+mod responses;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 use crate::secret::Secret;
 
 pub use env::{Env, EnvLookup, MapEnv, expand_str};
+pub use responses::ResponsesConfig;
 pub use validate::{
     assistant_from_value, backend_from_value, check_references, mcp_server_from_value,
 };
@@ -42,6 +44,8 @@ pub struct Config {
     pub proxy_api_keys: Vec<Secret>,
     pub apiman: ApimanConfig,
     pub admin: AdminConfig,
+    /// `responses:` — the response store's limits.
+    pub responses: ResponsesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]

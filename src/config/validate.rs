@@ -81,6 +81,7 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
         proxy_api_keys: Vec::new(),
         apiman: ApimanConfig::default(),
         admin: AdminConfig::default(),
+        responses: Default::default(),
     };
     for (key, val) in entries(problems, root, doc) {
         let p = root.key(&key);
@@ -109,6 +110,7 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
             "proxy_api_keys" => cfg.proxy_api_keys = read_keys(problems, &p, val),
             "apiman" => cfg.apiman = read_apiman(problems, &p, val),
             "admin" => cfg.admin = read_admin(problems, &p, val),
+            "responses" => cfg.responses = super::responses::read_responses(problems, &p, val),
             _ => problems.unknown(&p),
         }
     }

@@ -54,7 +54,7 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
-            responses: Arc::new(ResponseStore::from_env(|k| app.env_var(k))),
+            responses: Arc::new(ResponseStore::from_config(&app.snapshot().config.responses)),
             metrics: Arc::new(Metrics::new()),
             app,
             listener: Listener::Main,

@@ -11,8 +11,9 @@
 //! writes the semantic events as they happen ([`stream`]).
 //!
 //! Finished responses are kept in the bounded per-process [`store::Store`] (unless `store:
-//! false`) with their whole conversation, so `previous_response_id` continues it; entries are
-//! visible only to the credentials that created them. Runs on the HTTP worker thread that owns
+//! false`) with their whole conversation, so `previous_response_id` continues it and
+//! `item_reference` input items resolve to stored items; entries are visible only to the
+//! credentials that created them. Runs on the HTTP worker thread that owns
 //! the request, like chat completions.
 
 pub mod input;
@@ -135,7 +136,7 @@ fn previous_not_found(id: &str) -> ApiError {
 fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let mut served = Served::default();
     let id_header = [("X-Request-Id", ctx.request_id)];
-    let r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
+    let mut r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
         Ok(r) => r,
         Err(e) => {
             served.status = send_error(resp, &id_header, &e);
@@ -163,6 +164,14 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
             }
         },
     };
+    if let Some(Input::Items(items)) = r.input.as_mut() {
+        let known = previous.as_ref().map_or(&[][..], |p| p.items.as_slice());
+        let find = |id: &str| ctx.store.find_item(id, owner);
+        if let Err(e) = input::resolve_references(items, known, &find) {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    }
 
     let servers: Vec<_> = assistant
         .mcp_servers
@@ -515,6 +524,36 @@ fn echo_fields(
     f.insert("truncation".into(), json!("disabled"));
     f.insert("user".into(), opt(r.user.clone().map(Value::from)));
     f.insert("background".into(), json!(false));
+    // The rest of what the specification's response object requires: the client's value when
+    // it sent one of the right type, else the default a model service reports.
+    let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
+        r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
+    };
+    f.insert(
+        "presence_penalty".into(),
+        rest("presence_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "frequency_penalty".into(),
+        rest("frequency_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "top_logprobs".into(),
+        rest("top_logprobs", Value::is_u64, json!(0)),
+    );
+    f.insert(
+        "max_tool_calls".into(),
+        rest("max_tool_calls", Value::is_u64, Value::Null),
+    );
+    f.insert("service_tier".into(), json!("default"));
+    f.insert(
+        "safety_identifier".into(),
+        rest("safety_identifier", Value::is_string, Value::Null),
+    );
+    f.insert(
+        "prompt_cache_key".into(),
+        rest("prompt_cache_key", Value::is_string, Value::Null),
+    );
     f
 }
 
