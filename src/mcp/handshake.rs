@@ -64,7 +64,10 @@ impl Session {
                 server_version,
             },
             Probe::Legacy(why) => {
-                log::debug!("mcp[{name}]: using initialize ({why})");
+                log::debug!(
+                    "{}mcp[{name}]: using initialize ({why})",
+                    crate::mcp::logctx::prefix()
+                );
                 session.initialize(deadline, t0)?
             }
             // `probe` settles retries itself; an unsettled one would mean legacy.
@@ -74,7 +77,8 @@ impl Session {
             .transport
             .session_ready(&info.protocol_version, deadline);
         log::info!(
-            "mcp[{name}]: session ready (protocol {}{}, server {} {})",
+            "{}mcp[{name}]: session ready (protocol {}{}, server {} {})",
+            crate::mcp::logctx::prefix(),
             info.protocol_version,
             if info.modern { ", stateless" } else { "" },
             info.server_name.as_deref().unwrap_or("?"),
@@ -125,7 +129,8 @@ impl Session {
             Err(RequestError::Rejected(e)) if era::modern_refusal(&e).is_some() => {
                 let version = era::modern_refusal(&e).unwrap_or(era::MODERN_VERSION);
                 log::debug!(
-                    "mcp[{}]: initialize refused as modern; using {version}",
+                    "{}mcp[{}]: initialize refused as modern; using {version}",
+                    crate::mcp::logctx::prefix(),
                     self.name
                 );
                 return Ok(SessionInfo {
@@ -175,6 +180,8 @@ impl Session {
             Error::Protocol(m) => format!("{step}: {m}"),
             Error::Start(m) => m,
             Error::Cancelled => format!("{step} cancelled"),
+            Error::Stopped(status) => format!("server stopped ({status})"),
+            e @ Error::TooLarge(_) => format!("{step}: {e}"),
         };
         match tail {
             Some(t) if !msg.contains(&t) => Error::Start(format!("{msg}; stderr: {t}")),

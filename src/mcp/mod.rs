@@ -9,7 +9,8 @@
 //! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`Supervisor`]: a configured
 //! server whose session is started lazily, shared by all requests, bounded per server,
 //! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
-//! back-off jitter), `demo` (the built-in demo server behind `aiproxy demo-mcp`).
+//! back-off jitter), `logctx` (the request id MCP log lines carry), `demo` (the built-in demo
+//! server behind `aiproxy demo-mcp`).
 //!
 //! Thread model: callers block on their own request with a deadline; each transport owns the
 //! threads that read its connection (see `transport/`); no lock is held across I/O.
@@ -21,6 +22,7 @@ mod handshake;
 pub mod headers;
 pub mod jsonrpc;
 mod limits;
+pub mod logctx;
 pub mod protocol;
 mod supervisor;
 pub mod transport;
@@ -30,7 +32,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
-pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor};
+pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor, without_stderr};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,11 @@ pub enum Error {
     Protocol(String),
     /// The caller gave up (client disconnected).
     Cancelled,
+    /// The server process ended during the call; the short status (`exit status 1`,
+    /// `signal 9`). Its stderr and other details are in the log and the admin status only.
+    Stopped(String),
+    /// The server's reply was larger than this many bytes; it was discarded unread.
+    TooLarge(usize),
 }
 
 impl fmt::Display for Error {
@@ -75,6 +82,8 @@ impl fmt::Display for Error {
             Error::Rpc { code, message } => write!(f, "error {code}: {message}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Cancelled => f.write_str("cancelled"),
+            Error::Stopped(s) => write!(f, "server stopped ({s})"),
+            Error::TooLarge(n) => write!(f, "reply larger than {n} bytes, discarded"),
         }
     }
 }

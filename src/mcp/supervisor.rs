@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 
 use super::client::{RequestError, Session};
@@ -96,6 +96,9 @@ struct Inner {
     session: Option<Arc<Session>>,
     /// Tools of the current session.
     tools: Option<Arc<Vec<ToolInfo>>>,
+    /// The last listing any session gave: still offered while the server is down, so a
+    /// restart does not change what the model sees.
+    last_tools: Option<Arc<Vec<ToolInfo>>>,
     last_error: Option<String>,
     restarts: u64,
     ever_ready: bool,
@@ -114,6 +117,9 @@ pub struct Supervisor {
     inner: Mutex<Inner>,
     start_done: Condvar,
     slots: Slots,
+    /// Every configured secret value this server's text is scrubbed of (its own env and header
+    /// values, plus what [`Supervisor::set_secrets`] adds: backend keys and the like).
+    secrets: RwLock<Arc<Vec<String>>>,
 }
 
 impl Supervisor {
@@ -132,7 +138,9 @@ impl Supervisor {
 
     pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<Supervisor> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
+        let secrets = own_secrets(&cfg);
         Arc::new(Supervisor {
+            secrets: RwLock::new(Arc::new(secrets)),
             name: name.to_string(),
             cfg,
             opts,
@@ -140,6 +148,7 @@ impl Supervisor {
                 state: ServerState::Idle,
                 session: None,
                 tools: None,
+                last_tools: None,
                 last_error: None,
                 restarts: 0,
                 ever_ready: false,
@@ -154,6 +163,24 @@ impl Supervisor {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Also mask these configured secret values (backend keys, other servers' headers) in
+    /// everything this server's errors, logs and admin status show.
+    pub fn set_secrets(&self, extra: &[&str]) {
+        let mut all = own_secrets(&self.cfg);
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all.sort();
+        all.dedup();
+        *self.secrets.write() = Arc::new(all);
+    }
+
+    /// `text` with every configured secret value and credential shape masked
+    /// ([`crate::secret::scrub`]): for logs, errors and the admin status.
+    pub fn redact(&self, text: &str) -> String {
+        let secrets = self.secrets.read().clone();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        crate::secret::scrub(text, &refs)
     }
 
     /// Tools offered from this server (`max_tools`); the tool set leaves the rest out.
@@ -182,6 +209,7 @@ impl Supervisor {
                     let mut g = self.inner.lock();
                     if g.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
                         g.tools = Some(list.clone());
+                        g.last_tools = Some(list.clone());
                     }
                     return Ok(list);
                 }
@@ -218,16 +246,30 @@ impl Supervisor {
                     if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
                 {
                     log::info!(
-                        "mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        "{}mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        crate::mcp::logctx::prefix(),
                         self.name
                     );
                 }
-                Err(e) => return Err(e.into_error()),
+                Err(e) => {
+                    return Err(match e.into_error() {
+                        // The child died under the call: the model gets its exit status only.
+                        Error::Closed(_) if session.exit_status().is_some() => {
+                            Error::Stopped(session.exit_status().unwrap_or_default())
+                        }
+                        other => other,
+                    });
+                }
             }
         }
         Err(Error::Closed(
             "session died twice before the call was sent".into(),
         ))
+    }
+
+    /// The last tool listing any session of this server gave (also while it is down).
+    pub fn last_known_tools(&self) -> Option<Arc<Vec<ToolInfo>>> {
+        self.inner.lock().last_tools.clone()
     }
 
     pub fn status(&self) -> ServerStatus {
@@ -243,7 +285,7 @@ impl Supervisor {
         };
         ServerStatus {
             state,
-            last_error,
+            last_error: last_error.map(|e| self.redact(&e)),
             restarts: g.restarts,
             tool_count: g.tools.as_ref().map(|t| t.len()),
             pid: live.and_then(|s| s.pid()),
@@ -277,7 +319,8 @@ impl Supervisor {
             Ok(()) => Ok(session),
             Err(e) => {
                 log::warn!(
-                    "mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    "{}mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    crate::mcp::logctx::prefix(),
                     self.name
                 );
                 session.close(Grace::QUICK);
@@ -354,7 +397,9 @@ impl Supervisor {
                 g.failures = 0;
                 g.retry_at = None;
                 g.last_error = None;
-                g.tools = Some(Arc::new(tools));
+                let tools = Arc::new(tools);
+                g.last_tools = Some(tools.clone());
+                g.tools = Some(tools);
                 g.session = Some(session.clone());
                 Ok(session)
             }
@@ -375,13 +420,16 @@ impl Supervisor {
                         .min(MAX_BACKOFF),
                 );
                 g.retry_at = Some(Instant::now() + backoff);
-                let msg = match &e {
+                let msg = self.redact(&match &e {
                     Error::Start(m) => m.clone(),
                     other => other.to_string(),
-                };
+                });
+                // The server's stderr goes to the debug log only, never to a warn line.
                 log::warn!(
-                    "mcp[{}]: start failed ({msg}); next attempt in {} ms at the earliest",
+                    "{}mcp[{}]: start failed ({}); next attempt in {} ms at the earliest",
+                    crate::mcp::logctx::prefix(),
                     self.name,
+                    without_stderr(&msg),
                     backoff.as_millis()
                 );
                 g.last_error = Some(msg);
@@ -411,7 +459,8 @@ impl Supervisor {
             }
         })?;
         log::info!(
-            "mcp[{}]: ready with {} tools in {} ms",
+            "{}mcp[{}]: ready with {} tools in {} ms",
+            crate::mcp::logctx::prefix(),
             self.name,
             tools.len(),
             t0.elapsed().as_millis()
@@ -441,6 +490,7 @@ impl Supervisor {
                         .collect(),
                     cwd: cwd.as_deref(),
                     inherit_env: *inherit_env,
+                    secrets: self.secrets.read().as_ref().clone(),
                 };
                 Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
             }
@@ -473,6 +523,30 @@ impl Supervisor {
             max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
         }
     }
+}
+
+/// A server's own secret values: its env values (stdio) or header values (HTTP).
+fn own_secrets(cfg: &McpServerConfig) -> Vec<String> {
+    match &cfg.transport {
+        McpTransport::Stdio { env, .. } => env.values().map(|v| v.expose().to_string()).collect(),
+        McpTransport::Sse { headers, .. } | McpTransport::StreamableHttp { headers, .. } => {
+            headers
+                .values()
+                .flat_map(|v| {
+                    // `Bearer xyz`: the credential alone is masked too.
+                    let v = v.expose();
+                    let bare = v.split_once(' ').map(|(_, b)| b.trim().to_string());
+                    std::iter::once(v.to_string()).chain(bare)
+                })
+                .collect()
+        }
+    }
+}
+
+/// A start-failure message without the server's stderr tail (which `handshake` and the stdio
+/// transport append as `; stderr: …`): for warn-level log lines.
+pub fn without_stderr(msg: &str) -> &str {
+    msg.split_once("; stderr: ").map_or(msg, |(head, _)| head)
 }
 
 impl Drop for Supervisor {

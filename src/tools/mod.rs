@@ -68,8 +68,13 @@ pub struct ToolSet {
     /// OpenAI definitions of the MCP tools, in server then listing order.
     pub tools: Vec<Tool>,
     routes: HashMap<String, Route>,
-    /// Servers left out because they could not start, with the reason.
+    /// Servers that are down (could not start or be listed), with the reason (redacted; for
+    /// logs and the `X-Aiproxy-Degraded` header, never for the model).
     pub degraded: Vec<(String, String)>,
+    /// The servers behind `degraded`: a call under their prefix is answered as unavailable.
+    down: Vec<Arc<Supervisor>>,
+    /// The request this set serves, for MCP log lines of its call threads.
+    request: Option<Arc<str>>,
     metrics: Option<Arc<Metrics>>,
     /// MCP tool calls run per turn (the assistant's `max_tool_calls_per_turn`).
     max_calls: usize,
@@ -81,6 +86,8 @@ impl ToolSet {
             tools: Vec::new(),
             routes: HashMap::new(),
             degraded: Vec::new(),
+            down: Vec::new(),
+            request: None,
             metrics: None,
             max_calls: DEFAULT_MAX_CALLS,
         }
@@ -98,15 +105,25 @@ impl ToolSet {
         self
     }
 
-    /// Start (if needed) and list the given servers, apply the assistant's filters.
+    /// Start (if needed) and list the given servers, apply the assistant's filters. A server
+    /// that is down is reported in [`ToolSet::degraded`]; its last known tools (if it ever
+    /// listed any) are still offered, and calls to them or to any other name under its prefix
+    /// get `server 'x' is unavailable; try again later`.
     pub fn build(servers: &[Arc<Supervisor>], allowed: &[String], denied: &[String]) -> ToolSet {
+        let request = mcp::logctx::current();
         let listed: Vec<Result<Arc<Vec<mcp::ToolInfo>>, mcp::Error>> = match servers {
             [] => Vec::new(),
             [one] => vec![one.tools()],
             many => std::thread::scope(|s| {
                 let handles: Vec<_> = many
                     .iter()
-                    .map(|srv| s.spawn(move || srv.tools()))
+                    .map(|srv| {
+                        let request = request.clone();
+                        s.spawn(move || {
+                            let _ctx = mcp::logctx::enter_shared(request);
+                            srv.tools()
+                        })
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -119,26 +136,43 @@ impl ToolSet {
             }),
         };
         let mut set = ToolSet::empty();
-        let mut entries: Vec<(&Arc<Supervisor>, &mcp::ToolInfo)> = Vec::new();
-        for (srv, res) in servers.iter().zip(&listed) {
-            match res {
-                Ok(tools) => {
-                    let cap = srv.max_tools();
-                    if tools.len() > cap {
-                        warn_capped_once(srv.name(), tools, cap);
-                    }
-                    entries.extend(tools.iter().take(cap).map(|t| (srv, t)));
-                }
+        set.request = request;
+        let mut known: Vec<(&Arc<Supervisor>, Arc<Vec<mcp::ToolInfo>>)> = Vec::new();
+        for (srv, res) in servers.iter().zip(listed) {
+            let tools = match res {
+                Ok(tools) => tools,
                 Err(e) => {
+                    let last = srv.last_known_tools();
+                    let detail = srv.redact(&e.to_string());
                     log::warn!(
-                        "mcp server '{}' left out of this request: {}",
+                        "{}mcp server '{}' is down ({}); {}",
+                        mcp::logctx::prefix(),
                         srv.name(),
-                        printable(&e.to_string())
+                        printable(mcp::without_stderr(&detail)),
+                        if last.is_some() {
+                            "offering its last known tools"
+                        } else {
+                            "none of its tools offered"
+                        }
                     );
-                    set.degraded.push((srv.name().to_string(), e.to_string()));
+                    set.degraded.push((srv.name().to_string(), detail));
+                    set.down.push(Arc::clone(srv));
+                    match last {
+                        Some(t) => t,
+                        None => continue,
+                    }
                 }
+            };
+            let cap = srv.max_tools();
+            if tools.len() > cap {
+                warn_capped_once(srv.name(), &tools, cap);
             }
+            known.push((srv, tools));
         }
+        let entries: Vec<(&Arc<Supervisor>, &mcp::ToolInfo)> = known
+            .iter()
+            .flat_map(|(srv, tools)| tools.iter().take(srv.max_tools()).map(move |t| (*srv, t)))
+            .collect();
         let pairs: Vec<(&str, &str)> = entries
             .iter()
             .map(|(s, t)| (s.name(), t.name.as_str()))
@@ -191,17 +225,23 @@ impl ToolSet {
     fn run_call(&self, call: &ToolCall, cancel: &Cancel) -> (ToolOutput, ToolOutcome) {
         let name = &call.function.name;
         let Some(route) = self.routes.get(name) else {
+            // A name under a down server's prefix is that server's, not a made-up tool.
+            if let Some(srv) = self.down.iter().find(|s| naming::under_server(name, s.name())) {
+                let out = ToolOutput::error(unavailable(srv.name()));
+                return (out, ToolOutcome::Error);
+            }
             let out = ToolOutput::error(format!("unknown tool '{name}'"));
             return (out, ToolOutcome::Invalid);
         };
         let args = match parse_arguments(&call.function.arguments) {
             Ok(a) => a,
             Err(e) => {
-                let out = ToolOutput::error(format!("invalid JSON arguments for '{name}': {e}"));
+                let out = ToolOutput::error(format!("invalid arguments for '{name}': {e}"));
                 return (out, ToolOutcome::Invalid);
             }
         };
-        match route.server.call_tool(&route.tool, args, cancel) {
+        let server = &route.server;
+        match server.call_tool(&route.tool, args, cancel) {
             Ok(r) => {
                 let out = result::from_call_result(&r);
                 let outcome = if out.is_error {
@@ -211,19 +251,55 @@ impl ToolSet {
                 };
                 (out, outcome)
             }
-            Err(mcp::Error::Timeout) => (
-                ToolOutput::error(format!("'{name}' timed out")),
-                ToolOutcome::Timeout,
-            ),
-            Err(mcp::Error::Cancelled) => (
-                ToolOutput::error(format!("'{name}' failed: cancelled")),
-                ToolOutcome::Cancelled,
-            ),
-            Err(e) => (
-                ToolOutput::error(format!("'{name}' failed: {e}")),
-                ToolOutcome::Error,
-            ),
+            Err(e) => {
+                let outcome = match e {
+                    mcp::Error::Timeout => ToolOutcome::Timeout,
+                    mcp::Error::Cancelled => ToolOutcome::Cancelled,
+                    _ => ToolOutcome::Error,
+                };
+                if !matches!(e, mcp::Error::Cancelled) {
+                    log::warn!(
+                        "{}mcp[{}]: tools/call {} failed: {}",
+                        mcp::logctx::prefix(),
+                        server.name(),
+                        printable(&protocol_cut(&route.tool)),
+                        printable(&server.redact(&e.to_string()))
+                    );
+                }
+                (ToolOutput::error(failure_text(name, server, &e)), outcome)
+            }
         }
+    }
+}
+
+fn protocol_cut(s: &str) -> String {
+    mcp::protocol::cut(s, 80)
+}
+
+/// What the model is told when a server cannot be reached.
+fn unavailable(server: &str) -> String {
+    format!("server '{server}' is unavailable; try again later")
+}
+
+/// What the model sees when a call fails: short, stable, naming the server; no internal
+/// URLs, OS errors or server stderr (those go to the log).
+fn failure_text(name: &str, server: &Supervisor, e: &mcp::Error) -> String {
+    let s = server.name();
+    match e {
+        mcp::Error::Start(_) => unavailable(s),
+        mcp::Error::Stopped(status) => format!("server '{s}' stopped ({status})"),
+        mcp::Error::Closed(_) => format!("server '{s}' closed the connection before answering"),
+        mcp::Error::Timeout => format!("'{name}' timed out"),
+        mcp::Error::Cancelled => format!("'{name}' failed: cancelled"),
+        // The server's own answer to the client: passed on (scrubbed).
+        mcp::Error::Rpc { code, message } => {
+            format!("'{name}' failed: error {code}: {}", server.redact(message))
+        }
+        mcp::Error::Protocol(_) => format!("server '{s}' sent a reply that could not be used"),
+        mcp::Error::TooLarge(n) => format!(
+            "server '{s}' sent a reply larger than {} MiB; it was discarded",
+            n / (1024 * 1024)
+        ),
     }
 }
 
@@ -267,7 +343,12 @@ impl ToolSet {
                     std::thread::scope(|s| {
                         let handles: Vec<_> = batch
                             .iter()
-                            .map(|c| s.spawn(move || self.call_one(c, cancel)))
+                            .map(|c| {
+                                s.spawn(move || {
+                                    let _ctx = mcp::logctx::enter_shared(self.request.clone());
+                                    self.call_one(c, cancel)
+                                })
+                            })
                             .collect();
                         for h in handles {
                             out.push(
@@ -304,17 +385,26 @@ pub fn printable(s: &str) -> String {
     out
 }
 
-/// Model-produced arguments → a JSON object for `tools/call`. Empty means `{}`; a non-object
-/// value is wrapped as `{"value": v}`.
+/// Model-produced arguments → a JSON object for `tools/call`. Empty, `null` and `""` mean
+/// `{}`; any other value that is not an object is refused with a message telling the model
+/// what is expected (it is never wrapped or guessed at).
 pub fn parse_arguments(raw: &str) -> Result<Value, String> {
     if raw.trim().is_empty() {
         return Ok(json!({}));
     }
-    match serde_json::from_str::<Value>(raw) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(v) => Ok(json!({ "value": v })),
-        Err(e) => Err(e.to_string()),
-    }
+    let kind = match serde_json::from_str::<Value>(raw) {
+        Ok(v @ Value::Object(_)) => return Ok(v),
+        Ok(Value::Null) => return Ok(json!({})),
+        Ok(Value::String(s)) if s.is_empty() => return Ok(json!({})),
+        Ok(Value::String(_)) => "a string",
+        Ok(Value::Number(_)) => "a number",
+        Ok(Value::Bool(_)) => "a boolean",
+        Ok(Value::Array(_)) => "an array",
+        Err(e) => return Err(format!("not valid JSON ({e})")),
+    };
+    Err(format!(
+        "the arguments must be a JSON object matching the tool's input schema, not {kind}"
+    ))
 }
 
 /// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
@@ -342,8 +432,19 @@ mod tests {
     fn arguments() {
         assert_eq!(parse_arguments("").unwrap(), json!({}));
         assert_eq!(parse_arguments(r#"{"a":1}"#).unwrap(), json!({"a":1}));
-        assert_eq!(parse_arguments("3").unwrap(), json!({"value":3}));
-        assert!(parse_arguments("{oops").is_err());
+        assert_eq!(parse_arguments("null").unwrap(), json!({}));
+        assert_eq!(parse_arguments(" \"\" ").unwrap(), json!({}));
+        for (raw, kind) in [
+            ("3", "a number"),
+            ("\"str\"", "a string"),
+            ("[\"list\"]", "an array"),
+            ("true", "a boolean"),
+        ] {
+            let e = parse_arguments(raw).unwrap_err();
+            assert!(e.contains("must be a JSON object matching"), "{e}");
+            assert!(e.ends_with(kind), "{e}");
+        }
+        assert!(parse_arguments("{oops").unwrap_err().contains("not valid JSON"));
     }
 
     #[test]

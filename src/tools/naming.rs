@@ -34,6 +34,13 @@ pub fn base_name(server: &str, tool: &str) -> String {
     }
 }
 
+/// Whether an exposed name lies under `server`'s prefix (`<server>__…`): a call to such a
+/// name while the server is down is that server's, not a made-up tool.
+pub fn under_server(name: &str, server: &str) -> bool {
+    name.strip_prefix(&sanitize(server))
+        .is_some_and(|rest| rest.starts_with("__"))
+}
+
 /// `name` cut to fit, plus `_` and 8 hex digits of a stable hash of the original names.
 pub fn hashed_name(name: &str, server: &str, tool: &str) -> String {
     let keep = name.len().min(MAX_NAME - SUFFIX_LEN);

@@ -159,7 +159,8 @@ impl Session {
                     return Err(RequestError::Rejected(e));
                 };
                 log::debug!(
-                    "mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    "{}mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    crate::mcp::logctx::prefix(),
                     self.name,
                     version.protocol_version
                 );
@@ -236,7 +237,11 @@ impl Session {
     /// Stop waiting for `id`; tell the server (cancellation.mdx) unless it is the handshake.
     fn abandon(&self, id: i64, method: &str, reason: &str, tell: bool) {
         let was_pending = self.dispatch.pending.lock().waiters.remove(&id).is_some();
-        log::debug!("mcp[{}]: {method} #{id} {reason}", self.name);
+        log::debug!(
+            "{}mcp[{}]: {method} #{id} {reason}",
+            crate::mcp::logctx::prefix(),
+            self.name
+        );
         if was_pending && tell {
             let params = json!({"requestId": id, "reason": reason});
             let _ = self.notify("notifications/cancelled", Some(params));
@@ -292,7 +297,8 @@ impl Session {
             for t in items {
                 if !seen.insert(t.name.clone()) {
                     log::warn!(
-                        "mcp[{}]: duplicate tool name {:?} ignored",
+                        "{}mcp[{}]: duplicate tool name {:?} ignored",
+                        crate::mcp::logctx::prefix(),
                         self.name,
                         cut(&t.name, 80)
                     );
@@ -374,7 +380,8 @@ impl Session {
                 }
                 Err(why) => {
                     log::warn!(
-                        "mcp[{}]: leaving out tool {:?}: {why}",
+                        "{}mcp[{}]: leaving out tool {:?}: {why}",
+                        crate::mcp::logctx::prefix(),
                         self.name,
                         cut(&t.name, 80)
                     );
@@ -416,7 +423,8 @@ impl Session {
         match r {
             Ok(_) | Err(RequestError::Rejected(_)) => {
                 log::debug!(
-                    "mcp[{}]: alive (ping {} ms)",
+                    "{}mcp[{}]: alive (ping {} ms)",
+                    crate::mcp::logctx::prefix(),
                     self.name,
                     t0.elapsed().as_millis()
                 );
@@ -449,6 +457,11 @@ impl Session {
         self.transport.pid()
     }
 
+    /// How the server process ended, once it has (stdio).
+    pub fn exit_status(&self) -> Option<String> {
+        self.transport.exit_status()
+    }
+
     /// Close the session (blocks until the server is gone; see [`Transport::close`]).
     pub fn close(&self, grace: Grace) {
         self.transport.close(grace);
@@ -465,6 +478,7 @@ fn failure_error(f: Failure) -> RequestError {
             RequestError::Failed(Error::Closed(r))
         }
         Failure::Transport(RequestFailure::Refused(r)) => RequestError::Failed(Error::Protocol(r)),
+        Failure::Transport(RequestFailure::TooLarge(n)) => RequestError::Failed(Error::TooLarge(n)),
     }
 }
 

@@ -75,6 +75,8 @@ pub enum RequestFailure {
     /// The server answered with something that is not a JSON-RPC reply (an HTTP error status
     /// without a JSON-RPC body).
     Refused(String),
+    /// The reply was larger than this many bytes and was discarded unread; the session goes on.
+    TooLarge(usize),
 }
 
 /// Receiving half, implemented by the client's dispatcher and called from the transport's
@@ -138,8 +140,13 @@ pub trait Transport: Outbound {
     fn pid(&self) -> Option<u32> {
         None
     }
-    /// The last lines the server wrote to stderr, for start-failure messages.
+    /// The last lines the server wrote to stderr (already scrubbed of secrets), for
+    /// start-failure messages in the admin status and `check`; never for the model.
     fn stderr_tail(&self) -> Option<String> {
+        None
+    }
+    /// How the child ended, once it has: `exit status 1`, `signal 9` (stdio only).
+    fn exit_status(&self) -> Option<String> {
         None
     }
 }
