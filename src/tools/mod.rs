@@ -226,7 +226,11 @@ impl ToolSet {
         let name = &call.function.name;
         let Some(route) = self.routes.get(name) else {
             // A name under a down server's prefix is that server's, not a made-up tool.
-            if let Some(srv) = self.down.iter().find(|s| naming::under_server(name, s.name())) {
+            if let Some(srv) = self
+                .down
+                .iter()
+                .find(|s| naming::under_server(name, s.name()))
+            {
                 let out = ToolOutput::error(unavailable(srv.name()));
                 return (out, ToolOutcome::Error);
             }
@@ -444,7 +448,11 @@ mod tests {
             assert!(e.contains("must be a JSON object matching"), "{e}");
             assert!(e.ends_with(kind), "{e}");
         }
-        assert!(parse_arguments("{oops").unwrap_err().contains("not valid JSON"));
+        assert!(
+            parse_arguments("{oops")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
     }
 
     #[test]

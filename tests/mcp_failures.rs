@@ -1,0 +1,180 @@
+//! What the model, the admin API and the log see when an MCP server fails (issue 15): short,
+//! stable tool errors naming the server; stderr and secrets never leave the process; a down
+//! server keeps its last known tools and is named in `X-Aiproxy-Degraded`; arguments that are
+//! not an object are refused; tool output is passed byte for byte.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::fake_openai::{FakeOpenAi, Reply};
+use crate::support::gateway::{Response, TestGateway, admin_request, request};
+use crate::support::peers;
+
+/// aiproxy as a child process at its default log level, stderr in a file.
+struct LoggedGateway {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    dir: PathBuf,
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl LoggedGateway {
+    fn start(name: &str, yaml: &str) -> LoggedGateway {
+        let dir = std::env::temp_dir().join(format!("aiproxy-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+        let (addr, admin) = (free_addr(), free_addr());
+        let child = Command::new(env!("CARGO_BIN_EXE_aiproxy"))
+            .args(["serve", "--config"])
+            .arg(dir.join("config.yaml"))
+            .args(["--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let gw = LoggedGateway {
+            child,
+            addr,
+            admin,
+            dir,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(admin).is_err()
+            || request(admin, "GET", "/health", &[], b"").status != 200
+        {
+            assert!(Instant::now() < end, "aiproxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gw
+    }
+
+    fn chat(&self, body: &Value) -> Response {
+        request(
+            self.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap()
+    }
+}
+
+impl Drop for LoggedGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ask(text: &str) -> Value {
+    json!({"model": "a", "messages": [{"role": "user", "content": text}]})
+}
+
+/// The tool messages of the last completion request the fake upstream received.
+fn tool_messages(up: &FakeOpenAi) -> Vec<Value> {
+    let last = up.last_request().expect("no upstream request");
+    last.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .cloned()
+        .collect()
+}
+
+fn tool_text(up: &FakeOpenAi) -> String {
+    let msgs = tool_messages(up);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    msgs[0]["content"].as_str().unwrap().to_string()
+}
+
+fn gateway_yaml(up: &FakeOpenAi, key: &str, servers_yaml: &str, names: &str) -> String {
+    format!(
+        "backends:\n  up:\n    kind: openai\n    base_url: {}\n    api_key: {key}\n    timeout: 20s\n\
+         mcp_servers:\n{servers_yaml}\
+         assistants:\n  - name: a\n    backend: up\n    model: m\n    mcp_servers: [{names}]\n",
+        up.url()
+    )
+}
+
+const TOKEN: &str = "s3cr3t-value-123";
+const BACKEND_KEY: &str = "plainbackendvalue99";
+
+#[test]
+fn server_stderr_and_secrets_reach_neither_the_model_nor_the_admin_api_nor_warn_logs() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_call("leaky__crash", "{}"));
+    up.push(Reply::text("done"));
+    let script = peers::support_script("mcp_faults.py");
+    // The server prints its token (configured env value), the backend's key (a configured
+    // secret it should not know, shapeless) and a key-shaped word, then dies mid-call.
+    let shell = format!(
+        "echo \"debug: using token=$SERVICE_TOKEN; bare $SERVICE_TOKEN; {}\"\"{}\" >&2; exec python3 {script} crash",
+        &BACKEND_KEY[..12],
+        &BACKEND_KEY[12..]
+    );
+    let servers = format!(
+        "  leaky:\n    command: sh\n    args: [\"-c\", {}]\n    env: {{SERVICE_TOKEN: {TOKEN}}}\n",
+        serde_json::to_string(&shell).unwrap()
+    );
+    let gw = LoggedGateway::start("leaky", &gateway_yaml(&up, BACKEND_KEY, &servers, "leaky"));
+    let r = gw.chat(&ask("crash please"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        tool_text(&up),
+        "[tool error] server 'leaky' stopped (exit status 3)"
+    );
+
+    let admin = admin_request(gw.admin, "GET", "/admin/mcp/leaky", &[], b"");
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    let status = admin.json()["status"].clone();
+    let last_error = status["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last_error.contains("status 3"), "{status}");
+    // The admin still sees the server's last words, masked.
+    assert!(
+        last_error.contains("debug: using token=***"),
+        "{last_error}"
+    );
+
+    let log = gw.log();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("session ended"), "{log}");
+    for leak in [TOKEN, BACKEND_KEY] {
+        assert!(
+            !admin.text().contains(leak),
+            "{leak} in the admin API: {}",
+            admin.text()
+        );
+    }
+    // Stderr goes to the debug log only: not even masked at the default level.
+    for leak in [TOKEN, BACKEND_KEY, "debug: using", "crashing on purpose"] {
+        assert!(!log.contains(leak), "{leak} in the log:\n{log}");
+        assert!(!r.text().contains(leak));
+    }
+    for req in up.requests() {
+        let body = String::from_utf8_lossy(&req.raw_body).to_string();
+        assert!(!body.contains(TOKEN) && !body.contains("debug:"), "{body}");
+    }
+}
