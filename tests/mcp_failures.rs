@@ -178,3 +178,24 @@ fn server_stderr_and_secrets_reach_neither_the_model_nor_the_admin_api_nor_warn_
         assert!(!body.contains(TOKEN) && !body.contains("debug:"), "{body}");
     }
 }
+
+fn python_stdio_server(name: &str) -> String {
+    format!(
+        "  {name}:\n    command: {}\n    args: [\"{}\", stdio]\n    startup_timeout: 20s\n",
+        peers::venv_python(),
+        peers::support_script("py_mcp_server.py")
+    )
+}
+
+#[test]
+fn tool_output_reaches_the_model_byte_for_byte() {
+    let code = "    def f():\n        return 1\n\n\n";
+    let up = FakeOpenAi::start();
+    let args = json!({ "text": code }).to_string();
+    up.push(Reply::tool_call("py__echo", &args));
+    up.push(Reply::text("done"));
+    let gw = TestGateway::start(&gateway_yaml(&up, "k", &python_stdio_server("py"), "py"));
+    let r = gw.chat(&ask("echo some code"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(tool_text(&up), code);
+}

@@ -4,7 +4,8 @@
 //! links and embedded resources become short text; images travel as real image blocks for
 //! backends that take them (`Message::tool_images`) and as a short placeholder in the text;
 //! binary data never appears as base64 in the text. Failures are marked (`Message::tool_error`
-//! plus a `[tool error]` prefix). Output above the cap is cut head + tail with a marker.
+//! plus a `[tool error]` prefix). Text is passed byte for byte (blocks joined with `\n`, nothing
+//! trimmed); only output above the cap is cut, head + tail with a marker.
 
 use serde_json::Value;
 
@@ -101,7 +102,9 @@ pub fn from_call_result(r: &CallResult) -> ToolOutput {
     if let (false, Some(sc)) = (has_text, &r.structured_content) {
         parts.insert(0, sc.to_string());
     }
-    let mut text = parts.join("\n").trim().to_string();
+    // Byte for byte: indentation and trailing newlines are part of the output (a later edit
+    // may have to match them exactly). Only the cap in `into_message` may cut.
+    let mut text = parts.join("\n");
     if text.is_empty() {
         text = "(no output)".into();
     }
@@ -246,6 +249,16 @@ mod tests {
         assert!(m.tool_error);
         assert_eq!(m.tool_call_id.as_deref(), Some("call_1"));
         assert_eq!(m.role, Role::Tool);
+    }
+
+    #[test]
+    fn text_is_passed_byte_for_byte() {
+        let code = "    def f():\n        return 1\n\n\n";
+        let r = result(json!([{"type":"text","text":code}]), None, false);
+        assert_eq!(from_call_result(&r).text, code);
+        assert_eq!(from_call_result(&r).into_message("c").text_content(), code);
+        let r = result(json!([{"type":"text","text":" \t\n"}]), None, false);
+        assert_eq!(from_call_result(&r).text, " \t\n");
     }
 
     #[test]
