@@ -199,3 +199,110 @@ fn tool_output_reaches_the_model_byte_for_byte() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(tool_text(&up), code);
 }
+
+fn tool_texts(up: &FakeOpenAi) -> Vec<String> {
+    tool_messages(up)
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn points_stdio(name: &str) -> String {
+    format!(
+        "  {name}:\n    command: {}\n    args: [\"{}\", stdio]\n    startup_timeout: 20s\n",
+        peers::venv_python(),
+        peers::support_script("py_mcp_points.py")
+    )
+}
+
+#[test]
+fn a_down_server_is_named_to_the_model_and_in_the_degraded_header() {
+    let port = peers::free_port();
+    let script = peers::support_script("py_mcp_points.py");
+    let mut peer = peers::Peer::spawn(
+        &peers::venv_python(),
+        &[&script, "http", &port.to_string()],
+        &[],
+        port,
+    );
+    let closed = peers::free_port();
+    let servers = format!(
+        "  r:\n    transport: http\n    url: http://127.0.0.1:{port}/mcp\n    startup_timeout: 20s\n  \
+         never:\n    transport: http\n    url: http://127.0.0.1:{closed}/mcp\n    startup_timeout: 5s\n"
+    );
+    let up = FakeOpenAi::start();
+    let gw = TestGateway::start(&gateway_yaml(&up, "k", &servers, "r, never"));
+
+    up.push(Reply::tool_call("r__echo", r#"{"text":"hi"}"#));
+    up.push(Reply::text("done"));
+    let r = gw.chat(&ask("one"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("never"));
+    assert_eq!(tool_texts(&up), ["hi"]);
+
+    peer.kill();
+    up.push(Reply::tool_call("r__echo", r#"{"text":"hi"}"#));
+    up.push(Reply::text("done"));
+    let r = gw.chat(&ask("two"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        tool_texts(&up),
+        ["[tool error] server 'r' is unavailable; try again later"]
+    );
+
+    // Now known to be down: named in the header, its last known tools still offered, and a
+    // call under a never-reachable server's prefix is that server's, not an unknown tool.
+    up.push(Reply::tool_calls(&[
+        ("never__add", r#"{"a":1}"#),
+        ("r__echo", r#"{"text":"hi"}"#),
+        ("nosuch__tool", "{}"),
+    ]));
+    up.push(Reply::text("done"));
+    let r = gw.chat(&ask("three"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("r,never"));
+    let offered = up.completions()[4].tool_names();
+    assert!(offered.contains(&"r__echo".to_string()), "{offered:?}");
+    assert_eq!(
+        tool_texts(&up),
+        [
+            "[tool error] server 'never' is unavailable; try again later",
+            "[tool error] server 'r' is unavailable; try again later",
+            "[tool error] unknown tool 'nosuch__tool'",
+        ]
+    );
+    for t in tool_texts(&up) {
+        assert!(!t.contains("127.0.0.1") && !t.contains("os error"), "{t}");
+    }
+}
+
+#[test]
+fn arguments_that_are_not_an_object_are_refused_except_null_and_empty() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_calls(&[
+        ("p__old_tool", "null"),
+        ("p__old_tool", ""),
+        ("p__old_tool", r#""""#),
+        ("p__echo", r#""str""#),
+        ("p__echo", "42"),
+        ("p__echo", r#"["list"]"#),
+    ]));
+    up.push(Reply::text("done"));
+    let gw = TestGateway::start(&gateway_yaml(&up, "k", &points_stdio("p"), "p"));
+    let r = gw.chat(&ask("args"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let texts = tool_texts(&up);
+    assert_eq!(
+        &texts[..3],
+        ["old tool here", "old tool here", "old tool here"]
+    );
+    for (t, kind) in texts[3..].iter().zip(["a string", "a number", "an array"]) {
+        assert_eq!(
+            t,
+            &format!(
+                "[tool error] invalid arguments for 'p__echo': the arguments must be a JSON \
+                 object matching the tool's input schema, not {kind}"
+            )
+        );
+    }
+}

@@ -203,6 +203,7 @@ impl Session {
             p.waiters.insert(id, tx);
         }
         let msg = Message::request(Id::Int(id), method, params);
+        let oversized_before = self.dispatch.unmatched_oversized.load(Ordering::Acquire);
         if let Err(e) = self.transport.send_with_headers(&msg, deadline, headers) {
             self.dispatch.pending.lock().waiters.remove(&id);
             return Err(RequestError::NotSent(match e {
@@ -219,6 +220,13 @@ impl Session {
             let now = Instant::now();
             if now >= deadline {
                 self.abandon(id, method, "timed out", cancel.is_some());
+                // A reply too large to keep, whose id could not be seen, came meanwhile: most
+                // likely this one's.
+                if self.dispatch.unmatched_oversized.load(Ordering::Acquire) != oversized_before {
+                    return Err(RequestError::Failed(Error::TooLarge(
+                        super::transport::stdio::MAX_LINE,
+                    )));
+                }
                 return Err(RequestError::Failed(Error::Timeout));
             }
             match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {

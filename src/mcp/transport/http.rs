@@ -342,6 +342,12 @@ impl Shared {
     fn json_reply(self: &Arc<Self>, id: &Id, body: ureq::Body) {
         let bytes = match web::read_body(body, web::MAX_BODY) {
             Ok(b) => b,
+            Err(e) if e.starts_with("response larger than") => {
+                let limit = usize::try_from(web::MAX_BODY).unwrap_or(usize::MAX);
+                return self
+                    .inbound
+                    .on_request_failed(id, RequestFailure::TooLarge(limit));
+            }
             Err(e) => return self.inbound.on_request_failed(id, RequestFailure::Lost(e)),
         };
         match decode_frame(&bytes) {

@@ -89,6 +89,9 @@ pub trait Inbound: Send + Sync {
     /// Whether someone still waits for the reply to `id` (a stream read only for that reply
     /// can stop when nobody does).
     fn wants(&self, id: &Id) -> bool;
+    /// A message over `limit` bytes was discarded unread; `id` is the request it answered when
+    /// its ends showed that. The session goes on.
+    fn on_oversized(&self, id: Option<&Id>, limit: usize);
     /// The connection is gone (peer exited, stream ended, protocol error, or we closed it).
     /// Called once.
     fn on_closed(&self, reason: &str);

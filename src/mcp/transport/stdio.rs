@@ -37,10 +37,11 @@ use super::process::{
     user_mode_emulator, write_all_until,
 };
 use super::{Grace, Inbound, Outbound, SendError, Transport};
-use crate::mcp::jsonrpc::{Message, decode_frame};
+use crate::mcp::jsonrpc::{Message, decode_frame, oversized_id};
 use crate::mcp::protocol::cut;
 
-/// Longest stdout line (one message) we accept; a longer one ends the session.
+/// Longest stdout line (one message) we accept; a longer one is discarded as it arrives and
+/// fails only the call it answers.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Longest stderr line kept whole; longer ones are dropped with a note.
 const MAX_STDERR_LINE: usize = 64 * 1024;
@@ -273,8 +274,18 @@ impl Shared {
                     }
                 }
                 Ok(ReadEvent::Eof) => break "server closed its stdout".to_string(),
-                Ok(ReadEvent::TooLong) => {
-                    break format!("server sent a message line over {MAX_LINE} bytes");
+                // Dropped as it arrived; only the call it answers fails (the session goes on).
+                Ok(ReadEvent::TooLong { head, tail }) => {
+                    let id = oversized_id(&head, &tail);
+                    log::warn!(
+                        "mcp[{}]: discarded a message over {MAX_LINE} bytes ({})",
+                        self.name,
+                        id.as_ref()
+                            .map_or("reply to an unknown request".to_string(), |id| format!(
+                                "reply to request {id}"
+                            ))
+                    );
+                    self.inbound.on_oversized(id.as_ref(), MAX_LINE);
                 }
                 Err(e) => break format!("reading server stdout: {e}"),
             }
@@ -377,7 +388,7 @@ impl Shared {
                     }
                     tail.push_back(cut(text.trim(), 300));
                 }
-                Ok(ReadEvent::TooLong) => {
+                Ok(ReadEvent::TooLong { .. }) => {
                     log::debug!("mcp[{}] stderr: (overlong line dropped)", self.name)
                 }
                 // A grandchild outside the group could hold stderr open forever: stop after
