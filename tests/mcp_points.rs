@@ -86,3 +86,95 @@ fn oversized_reply_over_streamable_http_fails_only_its_call() {
     let s = supervisor("big-http", http_transport(url, &[]), 60_000);
     oversized_reply_fails_only_its_call(&s);
 }
+
+/// Wait until `file` has a line `want`, up to `limit`.
+fn wait_mark(file: &std::path::Path, want: &str, limit: Duration) -> Option<Duration> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.lines().any(|l| l == want) {
+            return Some(t0.elapsed());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn mark_file(name: &str) -> std::path::PathBuf {
+    let f = std::env::temp_dir().join(format!("aiproxy-marks-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&f);
+    f
+}
+
+/// A cancelled call and a timed-out call both reach the server at once: its handler is
+/// cancelled within 2 s of the caller giving up (the 10 s sleep never completes).
+fn cancellation_reaches_the_server(s: &Arc<Supervisor>, marks: &std::path::Path) {
+    s.tools().unwrap();
+    let cancel = aiproxy::cancel::Cancel::new();
+    let c2 = cancel.clone();
+    let s2 = Arc::clone(s);
+    let call = thread::spawn(move || s2.call_tool("slow", json!({"ms": 10_000, "tag": "c"}), &c2));
+    assert!(wait_mark(marks, "start c", Duration::from_secs(10)).is_some());
+    cancel.cancel();
+    assert_eq!(call.join().unwrap(), Err(Error::Cancelled));
+    let took = wait_mark(marks, "cancelled c", Duration::from_secs(5));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(2)),
+        "{}: not cancelled: {took:?}",
+        s.name()
+    );
+
+    // The call timeout (3 s in these tests) cancels the same way.
+    let t0 = std::time::Instant::now();
+    let err = s.call_tool(
+        "slow",
+        json!({"ms": 10_000, "tag": "t"}),
+        &aiproxy::cancel::Cancel::new(),
+    );
+    assert_eq!(err, Err(Error::Timeout));
+    let took = wait_mark(marks, "cancelled t", Duration::from_secs(5));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(2)),
+        "{}: not cancelled after the timeout: {took:?}",
+        s.name()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6));
+    assert!(!std::fs::read_to_string(marks).unwrap().contains("done"));
+    // The session is still usable.
+    assert_eq!(text(&call_ok(s, "echo", json!({"text": "ok"}))), "ok");
+}
+
+fn call_ok(s: &Supervisor, tool: &str, args: serde_json::Value) -> aiproxy::mcp::CallResult {
+    call(s, tool, args).unwrap()
+}
+
+#[test]
+fn cancellation_reaches_a_stateless_streamable_http_server() {
+    let marks = mark_file("http-modern");
+    let peer = remote_peer("http", &[], &[("MARK_FILE", marks.display().to_string())]);
+    let url = format!("http://127.0.0.1:{}/mcp", peer.port);
+    let s = supervisor("cancel-http", http_transport(url, &[]), 3000);
+    cancellation_reaches_the_server(&s, &marks);
+    assert_eq!(s.status().protocol_version.as_deref(), Some("2026-07-28"));
+}
+
+#[test]
+fn cancellation_reaches_a_legacy_streamable_http_server() {
+    let marks = mark_file("http-legacy");
+    let peer = remote_peer("http", &[], &[("MARK_FILE", marks.display().to_string())]);
+    let url = format!("http://127.0.0.1:{}/mcp", peer.port);
+    let s = Supervisor::with_era(
+        "cancel-http-legacy",
+        server_config(http_transport(url, &[]), 20_000, 3000),
+        aiproxy::mcp::Era::Legacy,
+    );
+    cancellation_reaches_the_server(&s, &marks);
+}
+
+#[test]
+fn cancellation_reaches_a_stdio_server() {
+    let marks = mark_file("stdio");
+    let m = marks.display().to_string();
+    let s = supervisor("cancel-stdio", stdio_transport(&[("MARK_FILE", &m)]), 3000);
+    cancellation_reaches_the_server(&s, &marks);
+}

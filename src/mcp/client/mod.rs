@@ -245,6 +245,9 @@ impl Session {
     /// Stop waiting for `id`; tell the server (cancellation.mdx) unless it is the handshake.
     fn abandon(&self, id: i64, method: &str, reason: &str, tell: bool) {
         let was_pending = self.dispatch.pending.lock().waiters.remove(&id).is_some();
+        // Close the request's own exchange first (HTTP): immediate, whatever the server does
+        // with the notification.
+        self.transport.cancel_request(&Id::Int(id));
         log::debug!(
             "{}mcp[{}]: {method} #{id} {reason}",
             crate::mcp::logctx::prefix(),

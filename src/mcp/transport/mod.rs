@@ -11,6 +11,7 @@
 //! `http.rs` (streamable HTTP, 2025-03-26 on, and the stateless 2026-07-28 revision); `web.rs`
 //! holds what the two HTTP transports share.
 
+pub mod exchange;
 pub mod http;
 mod http_stream;
 pub mod process;
@@ -127,6 +128,10 @@ pub trait Transport: Outbound {
     fn close(&self, grace: Grace);
     /// False once the connection is known dead, closing, or its session expired.
     fn is_open(&self) -> bool;
+    /// The caller of request `id` gave up (cancel or timeout): release what carries its reply
+    /// now (streamable HTTP closes the request's connection). `notifications/cancelled` is
+    /// sent separately by the client.
+    fn cancel_request(&self, _id: &Id) {}
     /// `initialize` agreed on `protocol_version`: streamable HTTP sends it in a header on every
     /// later message, starting with `notifications/initialized`.
     fn negotiated(&self, _protocol_version: &str) {}

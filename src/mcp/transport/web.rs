@@ -83,7 +83,12 @@ pub fn agent(max_conns: usize) -> Agent {
         .max_idle_connections_per_host(max_conns)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
-    Agent::new_with_config(config)
+    // Every connection is tracked, so a cancelled call's exchange can be shut down at once.
+    Agent::with_parts(
+        config,
+        super::exchange::Cancellable::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
 }
 
 /// Put the configured headers on a request.
