@@ -178,3 +178,31 @@ fn cancellation_reaches_a_stdio_server() {
     let s = supervisor("cancel-stdio", stdio_transport(&[("MARK_FILE", &m)]), 3000);
     cancellation_reaches_the_server(&s, &marks);
 }
+
+#[test]
+fn a_stateless_server_restarted_with_new_tools_is_relisted_on_tool_not_found() {
+    let port = free_port();
+    let script = script();
+    let port_s = port.to_string();
+    let args = [script.as_str(), "http", port_s.as_str(), "stateless"];
+    let python = peers::venv_python();
+    let mut v1 = Peer::spawn(&python, &args, &[("VARIANT", "v1".into())], port);
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let s = supervisor("stale", http_transport(url, &[]), 10_000);
+    assert!(peers::tool_names(&s).contains(&"old_tool".to_string()));
+    assert_eq!(s.status().protocol_version.as_deref(), Some("2026-07-28"));
+    v1.kill();
+    let _v2 = Peer::spawn(&python, &args, &[("VARIANT", "v2".into())], port);
+    // The cached list still names old_tool; the server no longer has it.
+    let r = call(&s, "old_tool", json!({})).unwrap();
+    assert!(r.is_error, "{r:?}");
+    assert!(text(&r).contains("Unknown tool"), "{r:?}");
+    // Listed again at once, not after the 60 s cache.
+    let names = peers::tool_names(&s);
+    assert!(names.contains(&"new_tool".to_string()), "{names:?}");
+    assert!(!names.contains(&"old_tool".to_string()), "{names:?}");
+    assert_eq!(
+        text(&call(&s, "new_tool", json!({})).unwrap()),
+        "new tool here"
+    );
+}

@@ -52,6 +52,8 @@ impl Session {
             },
             Era::Auto => session.probe(deadline, t0)?,
         };
+        // A fixed or learned era skips `server/discover`: the server was not asked who it is.
+        let asked = !matches!(era, Era::Modern);
         let info = match probe {
             Probe::Modern {
                 version,
@@ -76,13 +78,19 @@ impl Session {
         session
             .transport
             .session_ready(&info.protocol_version, deadline);
+        let server = match (&info.server_name, &info.server_version) {
+            (None, None) if !asked => "not asked (era already known)".to_string(),
+            (n, v) => format!(
+                "{} {}",
+                n.as_deref().unwrap_or("(unnamed)"),
+                v.as_deref().unwrap_or("(no version)")
+            ),
+        };
         log::info!(
-            "{}mcp[{name}]: session ready (protocol {}{}, server {} {})",
+            "{}mcp[{name}]: session ready (protocol {}{}, server {server})",
             crate::mcp::logctx::prefix(),
             info.protocol_version,
             if info.modern { ", stateless" } else { "" },
-            info.server_name.as_deref().unwrap_or("?"),
-            info.server_version.as_deref().unwrap_or("?"),
         );
         session.set_info(info);
         Ok(session)

@@ -24,6 +24,7 @@ pub mod jsonrpc;
 mod limits;
 pub mod logctx;
 pub mod protocol;
+mod redact;
 mod supervisor;
 pub mod transport;
 
@@ -32,7 +33,8 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
-pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor, without_stderr};
+pub use redact::without_stderr;
+pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

@@ -155,6 +155,29 @@ pub fn parse_call_result(result: Value) -> Result<CallResult, Error> {
     })
 }
 
+/// Whether a `tools/call` answer says the tool does not exist: a JSON-RPC error (`-32602`,
+/// `-32601`) or an `isError` result whose text says "unknown tool" / "tool … not found" (the
+/// Python SDK's `Unknown tool: x`, the TypeScript SDK's `Tool x not found`).
+pub fn tool_not_found(answer: &Result<Value, crate::mcp::client::RequestError>) -> bool {
+    let says = |text: &str| {
+        let t = text.to_ascii_lowercase();
+        t.contains("unknown tool") || (t.contains("tool") && t.contains("not found"))
+    };
+    match answer {
+        Err(crate::mcp::client::RequestError::Rejected(e)) => {
+            matches!(e.code, -32602 | -32601) && says(&e.message)
+        }
+        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => {
+            v.get("content").and_then(Value::as_array).is_some_and(|c| {
+                c.iter()
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .any(|t| t.len() < 1000 && says(t))
+            })
+        }
+        _ => false,
+    }
+}
+
 /// `s` cut to at most `max` characters (server-provided text going into errors and logs).
 pub fn cut(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -258,5 +281,28 @@ mod tests {
     fn cut_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "hé…");
         assert_eq!(cut("hi", 2), "hi");
+    }
+
+    #[test]
+    fn tool_not_found_answers() {
+        use crate::mcp::client::RequestError;
+        use crate::mcp::jsonrpc::RpcError;
+        let rpc = |code, m: &str| {
+            Err(RequestError::Rejected(RpcError {
+                code,
+                message: m.into(),
+                data: None,
+            }))
+        };
+        assert!(tool_not_found(&rpc(-32602, "Unknown tool: x")));
+        assert!(tool_not_found(&rpc(-32602, "MCP error: Tool x not found")));
+        assert!(!tool_not_found(&rpc(-32602, "Invalid arguments")));
+        assert!(!tool_not_found(&rpc(-32603, "Unknown tool: x")));
+        let err = |t: &str| Ok(json!({"isError": true, "content": [{"type":"text","text": t}]}));
+        assert!(tool_not_found(&err("Unknown tool: old")));
+        assert!(!tool_not_found(&err("file not found")));
+        assert!(!tool_not_found(&Ok(
+            json!({"content": [{"type":"text","text":"Unknown tool"}]})
+        )));
     }
 }

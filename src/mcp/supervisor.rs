@@ -23,6 +23,7 @@ use super::client::{RequestError, Session};
 use super::era::Era;
 use super::limits::{Slots, jittered};
 use super::protocol;
+use super::redact::{own_secrets, without_stderr};
 use super::transport::http::HttpTransport;
 use super::transport::sse::SseTransport;
 use super::transport::stdio::{StdioSpec, StdioTransport};
@@ -183,6 +184,23 @@ impl Supervisor {
         crate::secret::scrub(text, &refs)
     }
 
+    /// The tool list, fetched again now (after a "tool not found" answer: the server may have
+    /// restarted with other tools). Also what the next request offers.
+    fn relist(
+        &self,
+        session: &Arc<Session>,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Option<Arc<Vec<ToolInfo>>> {
+        let list = Arc::new(session.list_tools(deadline, Some(cancel)).ok()?);
+        let mut g = self.inner.lock();
+        if g.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            g.tools = Some(list.clone());
+            g.last_tools = Some(list.clone());
+        }
+        Some(list)
+    }
+
     /// Tools offered from this server (`max_tools`); the tool set leaves the rest out.
     pub fn max_tools(&self) -> usize {
         self.cfg.max_tools
@@ -238,12 +256,33 @@ impl Supervisor {
         let deadline = Instant::now() + self.cfg.call_timeout;
         let _slot = self.slots.acquire(deadline, cancel)?;
         let params = protocol::call_params(tool, arguments);
-        for attempt in 0..2 {
+        let mut relisted = false;
+        let mut attempt = 0;
+        while attempt < 2 {
+            attempt += 1;
             let session = self.live_session(Some(cancel))?;
-            match session.call_tool(params.clone(), deadline, cancel) {
+            let answer = session.call_tool(params.clone(), deadline, cancel);
+            // A stale list (a stateless server restarted with other tools): list again once;
+            // when the tool is still there, ask again.
+            if !relisted && protocol::tool_not_found(&answer) {
+                relisted = true;
+                log::info!(
+                    "{}mcp[{}]: the server does not know {tool}; listing its tools again",
+                    crate::mcp::logctx::prefix(),
+                    self.name
+                );
+                if self
+                    .relist(&session, deadline, cancel)
+                    .is_some_and(|l| l.iter().any(|t| t.name == tool))
+                {
+                    attempt -= 1;
+                    continue;
+                }
+            }
+            match answer {
                 Ok(result) => return protocol::parse_call_result(result),
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
-                    if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
+                    if attempt == 1 && !cancel.is_cancelled() && Instant::now() < deadline =>
                 {
                     log::info!(
                         "{}mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
@@ -523,30 +562,6 @@ impl Supervisor {
             max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
         }
     }
-}
-
-/// A server's own secret values: its env values (stdio) or header values (HTTP).
-fn own_secrets(cfg: &McpServerConfig) -> Vec<String> {
-    match &cfg.transport {
-        McpTransport::Stdio { env, .. } => env.values().map(|v| v.expose().to_string()).collect(),
-        McpTransport::Sse { headers, .. } | McpTransport::StreamableHttp { headers, .. } => {
-            headers
-                .values()
-                .flat_map(|v| {
-                    // `Bearer xyz`: the credential alone is masked too.
-                    let v = v.expose();
-                    let bare = v.split_once(' ').map(|(_, b)| b.trim().to_string());
-                    std::iter::once(v.to_string()).chain(bare)
-                })
-                .collect()
-        }
-    }
-}
-
-/// A start-failure message without the server's stderr tail (which `handshake` and the stdio
-/// transport append as `; stderr: …`): for warn-level log lines.
-pub fn without_stderr(msg: &str) -> &str {
-    msg.split_once("; stderr: ").map_or(msg, |(head, _)| head)
 }
 
 impl Drop for Supervisor {
