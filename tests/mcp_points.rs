@@ -206,3 +206,92 @@ fn a_stateless_server_restarted_with_new_tools_is_relisted_on_tool_not_found() {
         "new tool here"
     );
 }
+
+fn everything_yaml() -> String {
+    format!(
+        "mcp_servers:\n  everything:\n    command: {}\n    args: [\"{}\", stdio]\n    startup_timeout: 20s\n\
+         backends:\n  mock: {{kind: mock}}\n\
+         assistants:\n  - {{name: a, backend: mock, mcp_servers: [everything]}}\n",
+        peers::node(),
+        peers::everything_js()
+    )
+}
+
+#[test]
+fn admin_tools_are_the_servers_objects_unchanged_with_aiproxys_fields_beside() {
+    let gw = crate::support::gateway::TestGateway::start(&everything_yaml());
+    let r = gw.admin("GET", "/admin/mcp/everything/tools", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let tools = v["tools"].as_array().unwrap();
+    let find = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t["tool"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {v}"))
+            .clone()
+    };
+    // As the server sent it: inputSchema (not renamed), title, annotations, outputSchema.
+    let structured = find("get-structured-content");
+    let tool = &structured["tool"];
+    assert!(tool["inputSchema"].is_object(), "{tool}");
+    assert!(tool["outputSchema"].is_object(), "{tool}");
+    assert!(tool["title"].is_string(), "{tool}");
+    assert!(tool["annotations"].is_object(), "{tool}");
+    assert!(tool.get("input_schema").is_none());
+    assert_eq!(
+        structured["aiproxy"],
+        json!({"exposed_name": "everything__get-structured-content", "offered": true, "reason": null})
+    );
+    // A task-only tool is listed, marked as not offered, with the reason.
+    let task = find("simulate-research-query");
+    assert_eq!(
+        task["tool"]["execution"]["taskSupport"], "required",
+        "{task}"
+    );
+    assert_eq!(task["aiproxy"]["offered"], false);
+    assert!(
+        task["aiproxy"]["reason"].as_str().unwrap().contains("task"),
+        "{task}"
+    );
+    // Unknown, non-ASCII and huge names are refused, not looked up.
+    let huge = format!("/admin/mcp/{}/tools", "x".repeat(100_000));
+    for path in [
+        "/admin/mcp/nosuch/tools",
+        "/admin/mcp/%C3%A9t%C3%A9/tools",
+        huge.as_str(),
+    ] {
+        let r = gw.admin("GET", path, &[], b"");
+        assert!(
+            matches!(r.status, 400 | 404 | 414 | 431),
+            "{path}: {}",
+            r.status
+        );
+    }
+}
+
+#[test]
+fn check_connect_names_the_tools_it_does_not_offer() {
+    let dir = std::env::temp_dir().join(format!("aiproxy-check-tasks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, everything_yaml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aiproxy"))
+        .args(["check", "--connect", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "- 'everything' / 'simulate-research-query' not offered: it can only run as a task"
+        ),
+        "{stdout}"
+    );
+}

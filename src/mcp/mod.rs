@@ -43,6 +43,16 @@ pub struct ToolInfo {
     pub description: Option<String>,
     /// The MCP `inputSchema` (an object schema); `{"type":"object"}` when absent.
     pub input_schema: Value,
+    /// The tool object exactly as the server listed it (for the admin API).
+    pub raw: Value,
+}
+
+/// A listed tool that is not offered, and why (task-only, invalid annotations, duplicate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftOut {
+    /// The tool object exactly as the server listed it.
+    pub raw: Value,
+    pub reason: String,
 }
 
 /// A `tools/call` result.

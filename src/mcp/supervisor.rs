@@ -28,7 +28,7 @@ use super::transport::http::HttpTransport;
 use super::transport::sse::SseTransport;
 use super::transport::stdio::{StdioSpec, StdioTransport};
 use super::transport::{Grace, Inbound, RemoteSpec, Transport};
-use super::{CallResult, Error, ToolInfo};
+use super::{CallResult, Error, LeftOut, ToolInfo};
 use crate::cancel::Cancel;
 use crate::config::{McpServerConfig, McpTransport};
 use crate::secret::Secret;
@@ -304,6 +304,20 @@ impl Supervisor {
         Err(Error::Closed(
             "session died twice before the call was sent".into(),
         ))
+    }
+
+    /// The server's tools and the listed tools it does not offer (with why), from the current
+    /// session's listing (started if needed).
+    pub fn listing(&self) -> Result<(Arc<Vec<ToolInfo>>, Arc<Vec<LeftOut>>), Error> {
+        let tools = self.tools()?;
+        let left_out = self
+            .inner
+            .lock()
+            .session
+            .as_ref()
+            .map(|s| s.left_out())
+            .unwrap_or_default();
+        Ok((tools, left_out))
     }
 
     /// The last tool listing any session of this server gave (also while it is down).

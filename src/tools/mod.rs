@@ -373,6 +373,41 @@ impl ToolSet {
     }
 }
 
+/// `GET /admin/mcp/{name}/tools`: every tool object exactly as the server listed it (`tool`),
+/// with aiproxy's own fields beside it (`aiproxy`: the exposed name, whether it is offered,
+/// why not). Names are those the server's tools get on their own; an assistant that also
+/// uses a server with colliding names gets suffixed ones (see `aiproxy check --connect`), and
+/// its `allowed_tools` / `denied_tools` apply on top.
+pub fn admin_listing(server: &Supervisor) -> Result<Value, mcp::Error> {
+    let (tools, left_out) = server.listing()?;
+    let cap = server.max_tools();
+    let pairs: Vec<(&str, &str)> = tools
+        .iter()
+        .take(cap)
+        .map(|t| (server.name(), t.name.as_str()))
+        .collect();
+    let names = naming::assign_names(&pairs);
+    let mut out: Vec<Value> = Vec::with_capacity(tools.len() + left_out.len());
+    for (i, t) in tools.iter().enumerate() {
+        let aiproxy = match names.get(i) {
+            Some(name) => json!({"exposed_name": name, "offered": true, "reason": null}),
+            None => json!({
+                "exposed_name": null,
+                "offered": false,
+                "reason": format!("beyond the first {cap} tools of the server (max_tools)")
+            }),
+        };
+        out.push(json!({"tool": t.raw, "aiproxy": aiproxy}));
+    }
+    for l in left_out.iter() {
+        out.push(json!({
+            "tool": l.raw,
+            "aiproxy": {"exposed_name": null, "offered": false, "reason": l.reason}
+        }));
+    }
+    Ok(json!({"name": server.name(), "tools": out}))
+}
+
 /// `s` safe to print on a terminal: control characters (ESC, CR, BEL, …) and invisible
 /// direction/format characters as `\u{..}` escapes (`\r`, `\n`, `\t` for those), backslashes
 /// doubled; everything else as is.

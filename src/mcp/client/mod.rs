@@ -25,7 +25,7 @@ use super::headers::{self, ParamHeader};
 use super::jsonrpc::{Id, Message, RpcError};
 use super::protocol::{self, cut};
 use super::transport::{Grace, Inbound, RequestFailure, SendError, Transport};
-use super::{Error, ToolInfo};
+use super::{Error, LeftOut, ToolInfo};
 use crate::cancel::Cancel;
 
 /// Waiters wake at least this often to check their deadline and their `Cancel`.
@@ -96,6 +96,8 @@ pub struct Session {
     param_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
     /// A liveness ping is in flight (one at a time).
     pinging: AtomicBool,
+    /// Tools of the last complete listing that are not offered, with why.
+    left_out: Mutex<Arc<Vec<LeftOut>>>,
 }
 
 impl Session {
@@ -116,6 +118,7 @@ impl Session {
             tools_fresh_until: Mutex::new(None),
             param_headers: Mutex::new(HashMap::new()),
             pinging: AtomicBool::new(false),
+            left_out: Mutex::new(Arc::new(Vec::new())),
         })
     }
 
@@ -284,6 +287,7 @@ impl Session {
         let listed_at = Instant::now();
         let mut ttl: Option<Duration> = None;
         let mut tools: Vec<ToolInfo> = Vec::new();
+        let mut left_out: Vec<LeftOut> = Vec::new();
         // Names seen so far: a set, as a hostile server may list tens of thousands of tools.
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;
@@ -299,8 +303,9 @@ impl Session {
                 // Only the first page can be "never sent" for the caller's purposes.
                 if page > 0 { e.delivered() } else { e }
             })?;
-            let (items, next) =
+            let (items, skipped, next) =
                 protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            left_out.extend(skipped);
             if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
                 let d = Duration::from_millis(ms);
                 ttl = Some(ttl.map_or(d, |t| t.min(d)));
@@ -326,8 +331,9 @@ impl Session {
                             _ => DEFAULT_TOOLS_TTL,
                         };
                         *self.tools_fresh_until.lock() = Some(listed_at + ttl);
-                        tools = self.keep_valid_param_headers(tools);
+                        tools = self.keep_valid_param_headers(tools, &mut left_out);
                     }
+                    *self.left_out.lock() = Arc::new(left_out);
                     return Ok(tools);
                 }
             }
@@ -378,7 +384,11 @@ impl Session {
 
     /// 2026-07-28: record each tool's `x-mcp-header` parameters; a tool whose annotations are
     /// invalid is dropped with a warning (SEP-2243: it MUST NOT be offered).
-    fn keep_valid_param_headers(&self, tools: Vec<ToolInfo>) -> Vec<ToolInfo> {
+    fn keep_valid_param_headers(
+        &self,
+        tools: Vec<ToolInfo>,
+        left_out: &mut Vec<LeftOut>,
+    ) -> Vec<ToolInfo> {
         let mut map = HashMap::new();
         let kept = tools
             .into_iter()
@@ -390,6 +400,10 @@ impl Session {
                     true
                 }
                 Err(why) => {
+                    left_out.push(LeftOut {
+                        raw: t.raw.clone(),
+                        reason: format!("invalid x-mcp-header annotations: {why}"),
+                    });
                     log::warn!(
                         "{}mcp[{}]: leaving out tool {:?}: {why}",
                         crate::mcp::logctx::prefix(),
@@ -453,6 +467,11 @@ impl Session {
                 .tools_fresh_until
                 .lock()
                 .is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Tools of the last complete listing that are not offered, with why.
+    pub fn left_out(&self) -> Arc<Vec<LeftOut>> {
+        self.left_out.lock().clone()
     }
 
     pub fn is_open(&self) -> bool {

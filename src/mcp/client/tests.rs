@@ -42,6 +42,7 @@ fn session() -> (Session, Arc<Recorder>) {
         tools_fresh_until: Mutex::new(None),
         param_headers: Mutex::new(HashMap::new()),
         pinging: AtomicBool::new(false),
+        left_out: Mutex::new(Arc::new(Vec::new())),
     };
     (s, rec)
 }
