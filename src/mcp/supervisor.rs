@@ -110,6 +110,9 @@ struct Inner {
     learned_era: Option<Era>,
 }
 
+/// A server's usable tools and the listed ones it does not offer.
+pub type Listing = (Arc<Vec<ToolInfo>>, Arc<Vec<LeftOut>>);
+
 /// A configured MCP server with its lazily started, shared session.
 pub struct Supervisor {
     name: String,
@@ -308,7 +311,7 @@ impl Supervisor {
 
     /// The server's tools and the listed tools it does not offer (with why), from the current
     /// session's listing (started if needed).
-    pub fn listing(&self) -> Result<(Arc<Vec<ToolInfo>>, Arc<Vec<LeftOut>>), Error> {
+    pub fn listing(&self) -> Result<Listing, Error> {
         let tools = self.tools()?;
         let left_out = self
             .inner
