@@ -306,3 +306,74 @@ fn arguments_that_are_not_an_object_are_refused_except_null_and_empty() {
         );
     }
 }
+
+#[test]
+fn shortened_and_suffixed_names_keep_the_tool_name_and_say_the_server() {
+    let long = format!("srv{}", "x".repeat(47));
+    let everything = format!(
+        "  {long}:\n    command: {}\n    args: [\"{}\", stdio]\n    startup_timeout: 20s\n",
+        peers::node(),
+        peers::everything_js()
+    );
+    let servers = format!(
+        "{everything}{}{}",
+        points_stdio("my.every"),
+        points_stdio("my_every")
+    );
+    let up = FakeOpenAi::start();
+    up.push(Reply::text("hello"));
+    let gw = TestGateway::start(&gateway_yaml(
+        &up,
+        "k",
+        &servers,
+        &format!("{long}, my.every, my_every"),
+    ));
+    assert_eq!(gw.chat(&ask("hi")).status, 200);
+    let req = up.last_request().unwrap();
+    let tools = req.body["tools"].as_array().unwrap().clone();
+    let find = |suffix: &str| -> Vec<Value> {
+        tools
+            .iter()
+            .filter(|t| t["function"]["name"].as_str().unwrap().ends_with(suffix))
+            .cloned()
+            .collect()
+    };
+    // The long server name is shortened; the tool's own name stays whole.
+    let links = find("__get-resource-links");
+    assert_eq!(links.len(), 1, "{tools:?}");
+    let name = links[0]["function"]["name"].as_str().unwrap();
+    assert!(name.len() <= 64 && name.starts_with("srvxxx"), "{name}");
+    assert!(
+        links[0]["function"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("(MCP server '{long}') ")),
+        "{}",
+        links[0]
+    );
+    // Two servers that sanitize alike: both keep `echo` whole and say which server they are.
+    let echoes = find("__echo");
+    let mine: Vec<&Value> = echoes
+        .iter()
+        .filter(|t| {
+            t["function"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("my_every_")
+        })
+        .collect();
+    assert_eq!(mine.len(), 2, "{echoes:?}");
+    assert_ne!(mine[0]["function"]["name"], mine[1]["function"]["name"]);
+    let descs: Vec<&str> = mine
+        .iter()
+        .map(|t| t["function"]["description"].as_str().unwrap())
+        .collect();
+    assert!(
+        descs.contains(&"(MCP server 'my.every') Return the text unchanged."),
+        "{descs:?}"
+    );
+    assert!(
+        descs.contains(&"(MCP server 'my_every') Return the text unchanged."),
+        "{descs:?}"
+    );
+}

@@ -179,15 +179,22 @@ impl ToolSet {
             .collect();
         let names = naming::assign_names(&pairs);
         for ((srv, info), name) in entries.into_iter().zip(names) {
-            let plain = naming::base_name(srv.name(), &info.name);
+            let plain = naming::plain_name(srv.name(), &info.name);
             if !naming::tool_allowed(&[&name, &plain], allowed, denied) {
                 continue;
+            }
+            let mut description = info.description.clone().unwrap_or_default();
+            if name != plain {
+                // A shortened or suffixed name: the server's name tells similar tools apart.
+                description = format!("(MCP server '{}') {description}", srv.name())
+                    .trim_end()
+                    .to_string();
             }
             set.tools.push(Tool {
                 kind: "function".into(),
                 function: FunctionDef {
                     name: name.clone(),
-                    description: Some(info.description.clone().unwrap_or_default()),
+                    description: Some(description),
                     parameters: Some(parameters_schema(&info.input_schema)),
                     rest: Map::new(),
                 },
