@@ -295,3 +295,46 @@ fn check_connect_names_the_tools_it_does_not_offer() {
         "{stdout}"
     );
 }
+
+#[test]
+fn blob_resources_with_text_types_reach_the_model_as_text() {
+    // server-everything's blob resource is `text/plain`, base64-encoded.
+    let yaml = everything_yaml();
+    let cfg = aiproxy::config::parse(&yaml, "t", &crate::support::gateway::TestEnv::new()).unwrap();
+    let s = Supervisor::new("everything", cfg.mcp_servers["everything"].clone());
+    let r = call(
+        &s,
+        "get-resource-reference",
+        json!({"resourceType": "Blob", "resourceId": 3}),
+    )
+    .unwrap();
+    let shown = aiproxy::tools::result::from_call_result(&r).text;
+    assert!(
+        shown.contains("Resource 3: This is a base64 blob created at"),
+        "{shown}\n{r:?}"
+    );
+
+    // The Python SDK with an application/json blob.
+    let s = supervisor("blob-py", stdio_transport(&[]), 20_000);
+    let r = call(
+        &s,
+        "blob",
+        json!({"mime": "application/json", "text": "{\"é\": [1, 2]}\n"}),
+    )
+    .unwrap();
+    assert_eq!(
+        aiproxy::tools::result::from_call_result(&r).text,
+        "[resource mem://blob]\n{\"é\": [1, 2]}\n"
+    );
+    let r = call(
+        &s,
+        "blob",
+        json!({"mime": "application/octet-stream", "text": "x"}),
+    )
+    .unwrap();
+    assert!(
+        aiproxy::tools::result::from_call_result(&r)
+            .text
+            .contains("not shown")
+    );
+}

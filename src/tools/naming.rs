@@ -65,7 +65,10 @@ pub fn server_hashed(server: &str, tool: &str) -> Option<String> {
 /// name while the server is down is that server's, not a made-up tool.
 pub fn under_server(name: &str, server: &str) -> bool {
     let s = sanitize(server);
-    if name.strip_prefix(&s).is_some_and(|rest| rest.starts_with("__")) {
+    if name
+        .strip_prefix(&s)
+        .is_some_and(|rest| rest.starts_with("__"))
+    {
         return true;
     }
     // The shortened form: `<prefix of server>_<hash of server>__…`.
