@@ -62,12 +62,15 @@ impl LoggedGateway {
         gw
     }
 
-    fn chat(&self, body: &Value) -> Response {
+    fn chat(&self, body: &Value, request_id: &str) -> Response {
         request(
             self.addr,
             "POST",
             "/v1/chat/completions",
-            &[("Content-Type", "application/json")],
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Request-Id", request_id),
+            ],
             body.to_string().as_bytes(),
         )
     }
@@ -137,7 +140,7 @@ fn server_stderr_and_secrets_reach_neither_the_model_nor_the_admin_api_nor_warn_
         serde_json::to_string(&shell).unwrap()
     );
     let gw = LoggedGateway::start("leaky", &gateway_yaml(&up, BACKEND_KEY, &servers, "leaky"));
-    let r = gw.chat(&ask("crash please"));
+    let r = gw.chat(&ask("crash please"), "req-leaky-1");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         tool_text(&up),
@@ -161,6 +164,13 @@ fn server_stderr_and_secrets_reach_neither_the_model_nor_the_admin_api_nor_warn_
     let log = gw.log();
     assert!(log.contains("WARN"), "{log}");
     assert!(log.contains("session ended"), "{log}");
+    // MCP lines logged for a request carry its id.
+    assert!(
+        log.contains(
+            "req-leaky-1 mcp[leaky]: tools/call crash failed: server stopped (exit status 3)"
+        ),
+        "{log}"
+    );
     for leak in [TOKEN, BACKEND_KEY] {
         assert!(
             !admin.text().contains(leak),

@@ -322,6 +322,8 @@ impl ToolExecutor for ToolSet {
     /// Run the calls concurrently; one tool message per call, in the given order. Calls
     /// beyond `max_calls` are not run: each gets a tool error saying so.
     fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
+        // The loop may call from a thread of its own: MCP lines still name the request.
+        let _ctx = mcp::logctx::enter_shared(self.request.clone());
         let (run, over) = calls.split_at(calls.len().min(self.max_calls));
         if !over.is_empty() {
             log::warn!(
