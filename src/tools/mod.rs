@@ -247,7 +247,13 @@ impl ToolSet {
         let args = match parse_arguments(&call.function.arguments) {
             Ok(a) => a,
             Err(e) => {
-                let out = ToolOutput::error(format!("invalid arguments for '{name}': {e}"));
+                let out = ToolOutput::error(match e {
+                    ArgError::Json(e) => format!("invalid JSON arguments for '{name}': {e}"),
+                    ArgError::NotObject(kind) => format!(
+                        "invalid arguments for '{name}': the arguments must be a JSON object \
+                         matching the tool's input schema, not {kind}"
+                    ),
+                });
                 return (out, ToolOutcome::Invalid);
             }
         };
@@ -433,10 +439,19 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// Why model-produced arguments cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgError {
+    /// Not JSON at all (the parser's message).
+    Json(String),
+    /// JSON, but not an object: `a string`, `a number`, `a boolean`, `an array`.
+    NotObject(&'static str),
+}
+
 /// Model-produced arguments → a JSON object for `tools/call`. Empty, `null` and `""` mean
-/// `{}`; any other value that is not an object is refused with a message telling the model
-/// what is expected (it is never wrapped or guessed at).
-pub fn parse_arguments(raw: &str) -> Result<Value, String> {
+/// `{}`; any other value that is not an object is refused (never wrapped or guessed at), so
+/// the model can be told what is expected.
+pub fn parse_arguments(raw: &str) -> Result<Value, ArgError> {
     if raw.trim().is_empty() {
         return Ok(json!({}));
     }
@@ -448,11 +463,9 @@ pub fn parse_arguments(raw: &str) -> Result<Value, String> {
         Ok(Value::Number(_)) => "a number",
         Ok(Value::Bool(_)) => "a boolean",
         Ok(Value::Array(_)) => "an array",
-        Err(e) => return Err(format!("not valid JSON ({e})")),
+        Err(e) => return Err(ArgError::Json(e.to_string())),
     };
-    Err(format!(
-        "the arguments must be a JSON object matching the tool's input schema, not {kind}"
-    ))
+    Err(ArgError::NotObject(kind))
 }
 
 /// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
@@ -488,15 +501,9 @@ mod tests {
             ("[\"list\"]", "an array"),
             ("true", "a boolean"),
         ] {
-            let e = parse_arguments(raw).unwrap_err();
-            assert!(e.contains("must be a JSON object matching"), "{e}");
-            assert!(e.ends_with(kind), "{e}");
+            assert_eq!(parse_arguments(raw), Err(ArgError::NotObject(kind)));
         }
-        assert!(
-            parse_arguments("{oops")
-                .unwrap_err()
-                .contains("not valid JSON")
-        );
+        assert!(matches!(parse_arguments("{oops"), Err(ArgError::Json(_))));
     }
 
     #[test]
