@@ -338,3 +338,136 @@ fn blob_resources_with_text_types_reach_the_model_as_text() {
             .contains("not shown")
     );
 }
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+fn test_ca(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=aiproxy test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[test]
+fn https_server_with_a_private_ca_from_ca_file() {
+    let dir = std::env::temp_dir().join(format!("aiproxy-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_ca(&dir);
+    let port = free_port();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let script = script();
+    let _peer = Peer::spawn(
+        &peers::venv_python(),
+        &[
+            &script,
+            "https",
+            &port.to_string(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ],
+        &[],
+        port,
+    );
+    let url = format!("https://127.0.0.1:{port}/mcp");
+    let mut cfg = server_config(http_transport(url.clone(), &[]), 20_000, 20_000);
+
+    // Without the CA the bundled roots refuse the certificate.
+    let s = Supervisor::new("tls-untrusted", cfg.clone());
+    let err = s.tools().unwrap_err();
+    assert!(matches!(err, Error::Start(_)), "{err:?}");
+    let msg = err.to_string().to_lowercase();
+    assert!(
+        msg.contains("certificate") || msg.contains("tls") || msg.contains("unknownissuer"),
+        "{msg}"
+    );
+
+    // With `ca_file` it connects and calls.
+    cfg.ca_file = Some(dir.join("ca.pem"));
+    let s = Supervisor::new("tls", cfg.clone());
+    assert_eq!(
+        text(&call(&s, "echo", json!({"text": "über TLS"})).unwrap()),
+        "über TLS"
+    );
+
+    // A ca_file that holds no certificate is a clear start error.
+    std::fs::write(dir.join("empty.pem"), "not a certificate\n").unwrap();
+    cfg.ca_file = Some(dir.join("empty.pem"));
+    let err = Supervisor::new("tls-bad", cfg)
+        .tools()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ca_file_is_read_from_the_config_for_http_transports_only() {
+    let env = crate::support::gateway::TestEnv::new();
+    let yaml =
+        "mcp_servers:\n  r: {transport: http, url: \"https://h/mcp\", ca_file: /etc/ca.pem}\n";
+    let cfg = aiproxy::config::parse(yaml, "t", &env).unwrap();
+    assert_eq!(
+        cfg.mcp_servers["r"].ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    let yaml = "mcp_servers:\n  s: {command: x, ca_file: /etc/ca.pem}\n";
+    let err = aiproxy::config::parse(yaml, "t", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ca_file") && err.contains("not valid for transport stdio"),
+        "{err}"
+    );
+}

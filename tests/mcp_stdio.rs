@@ -38,6 +38,7 @@ fn config(
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency,
         max_tools: 1000,
+        ca_file: None,
     }
 }
 

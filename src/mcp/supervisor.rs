@@ -577,6 +577,7 @@ impl Supervisor {
                 .collect(),
             idle: MIN_STREAM_IDLE.max(self.cfg.call_timeout + Duration::from_secs(30)),
             max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
+            ca_file: self.cfg.ca_file.clone(),
         }
     }
 }

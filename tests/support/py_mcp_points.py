@@ -4,6 +4,7 @@ revisions) with the tools the issue-15 regression tests need.
     python py_mcp_points.py stdio
     python py_mcp_points.py sse PORT
     python py_mcp_points.py http PORT [json] [stateless]
+    python py_mcp_points.py https PORT CERTFILE KEYFILE   (streamable HTTP over TLS)
 
 Environment: MARK_FILE (where `slow` notes "start TAG", "done TAG" or "cancelled TAG", one per
 line), VARIANT (`v2` lists `new_tool` instead of `old_tool`: a server restarted with new tools).
@@ -104,6 +105,17 @@ def main():
             port=int(sys.argv[2]),
             json_response="json" in opts,
             stateless_http="stateless" in opts,
+        )
+    elif mode == "https":
+        import uvicorn
+
+        uvicorn.run(
+            srv.streamable_http_app(),
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            ssl_certfile=sys.argv[3],
+            ssl_keyfile=sys.argv[4],
+            log_level="warning",
         )
     else:
         sys.exit("unknown mode " + mode)

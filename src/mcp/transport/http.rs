@@ -74,7 +74,7 @@ impl HttpTransport {
         inbound: Arc<dyn Inbound>,
     ) -> Result<HttpTransport, String> {
         spec.validate()?;
-        let agent = web::agent(spec.max_streams);
+        let agent = web::agent(spec.max_streams, spec.ca_file.as_deref())?;
         let streams = Slots::new(spec.max_streams);
         log::debug!(
             "mcp[{name}]: streamable HTTP to {}",

@@ -59,7 +59,7 @@ impl SseTransport {
         deadline: Instant,
     ) -> Result<SseTransport, String> {
         spec.validate()?;
-        let agent = web::agent(spec.max_streams.min(16));
+        let agent = web::agent(spec.max_streams.min(16), spec.ca_file.as_deref())?;
         let req = web::with_headers(
             agent
                 .get(&spec.url)
