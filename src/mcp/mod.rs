@@ -6,11 +6,17 @@
 //! parameters), `client` (one session: requests multiplexed by id, liveness pings, tool
 //! listing and calls), `dispatch` (routing replies to waiting callers, answering server
 //! requests), `handshake` (era detection and the opening of a session), `transport/` (stdio,
-//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`Supervisor`]: a configured
-//! server whose session is started lazily, shared by all requests, bounded per server,
-//! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
-//! back-off jitter), `logctx` (the request id MCP log lines carry), `demo` (the built-in demo
-//! server behind `aiproxy demo-mcp`).
+//! legacy HTTP+SSE and streamable HTTP behind one trait; `exchange` makes an HTTP call's
+//! connection closable from the cancelling thread), `supervisor` ([`Supervisor`]: a
+//! configured server whose session is started lazily, shared by all requests, bounded per
+//! server, restarted when it dies or its HTTP session expires; its last known tools outlive
+//! it), `limits` (per-server call bound and back-off jitter), `options` (client options and
+//! the status a server reports), `redact` (the secret values a server's text is scrubbed of),
+//! `logctx` (the request id MCP log lines carry).
+//!
+//! Failures carry details for the log and the admin API ([`Error`]); what the model is told
+//! is composed from the error's kind in `tools`, never from server stderr or URLs. One
+//! oversized message (over 16 MiB) fails only the call it answers, on every transport.
 //!
 //! Thread model: callers block on their own request with a deadline; each transport owns the
 //! threads that read its connection (see `transport/`); no lock is held across I/O.
@@ -23,6 +29,7 @@ pub mod headers;
 pub mod jsonrpc;
 mod limits;
 pub mod logctx;
+mod options;
 pub mod protocol;
 mod redact;
 mod supervisor;
@@ -33,8 +40,9 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
+pub use options::{ClientOptions, ServerState, ServerStatus};
 pub use redact::without_stderr;
-pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor};
+pub use supervisor::{Listing, Supervisor};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

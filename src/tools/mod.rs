@@ -3,7 +3,11 @@
 //!
 //! A [`ToolSet`] is built per request from the snapshot's MCP servers: servers are started
 //! lazily and concurrently (scoped threads, each bounded by its `startup_timeout`); a server that
-//! cannot start is left out and reported as degraded instead of failing the request. All tool
+//! is down is reported as degraded (`X-Aiproxy-Degraded`) instead of failing the request, and
+//! its last known tools are still offered. A failed call is told to the model in short, stable
+//! words naming the server (`server 'x' is unavailable; try again later`, `server 'x' stopped
+//! (exit status 1)`); the details go to the log, scrubbed of secrets, with the request id.
+//! Arguments must be a JSON object (`null` and `""` mean `{}`). All tool
 //! calls of one turn run concurrently in scoped threads (at most [`MAX_PARALLEL_CALLS`] at a
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
 //! results come back in the model's order. Each call is timed and counted in the gateway's
