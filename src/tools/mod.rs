@@ -284,7 +284,7 @@ impl ToolSet {
                         mcp::logctx::prefix(),
                         server.name(),
                         printable(&protocol_cut(&route.tool)),
-                        printable(&server.redact(&e.to_string()))
+                        printable(mcp::without_stderr(&server.redact(&e.to_string())))
                     );
                 }
                 (ToolOutput::error(failure_text(name, server, &e)), outcome)
