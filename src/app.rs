@@ -52,7 +52,7 @@ impl Snapshot {
                 .then(|| prev.mcp.get(name).cloned())
                 .flatten()
         };
-        let mcp = config
+        let mcp: HashMap<String, Arc<Supervisor>> = config
             .mcp_servers
             .iter()
             .map(|(name, cfg)| {
@@ -62,6 +62,13 @@ impl Snapshot {
                 )
             })
             .collect();
+        // Everything an MCP server shows (errors, logs, admin status) is scrubbed of every
+        // configured secret, not only its own.
+        let secrets = secret_values(&config);
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        for server in mcp.values() {
+            server.set_secrets(&refs);
+        }
         let auth = match previous {
             Some(prev) => prev.auth.rebuild(&config),
             None => Auth::from_config(&config),
@@ -74,6 +81,28 @@ impl Snapshot {
             loaded_at: crate::clock::unix_now(),
         }
     }
+}
+
+/// Every configured secret value: backend keys and header values, MCP env and header values,
+/// proxy keys, the Apiman secret.
+fn secret_values(config: &Config) -> Vec<String> {
+    use crate::config::McpTransport;
+    let mut out: Vec<&crate::secret::Secret> = Vec::new();
+    for b in config.backends.values() {
+        out.extend(b.api_key.iter());
+        out.extend(b.default_headers.values());
+    }
+    for m in config.mcp_servers.values() {
+        match &m.transport {
+            McpTransport::Stdio { env, .. } => out.extend(env.values()),
+            McpTransport::Sse { headers, .. } | McpTransport::StreamableHttp { headers, .. } => {
+                out.extend(headers.values())
+            }
+        }
+    }
+    out.extend(config.proxy_api_keys.iter());
+    out.extend(config.apiman.secret.iter());
+    out.iter().map(|s| s.expose().to_string()).collect()
 }
 
 /// Where the config came from, for reloads, `${VAR}` expansion of admin bodies and persistence.

@@ -446,6 +446,20 @@ fn check(opts: &Opts) -> i32 {
             .collect();
         let set = crate::tools::ToolSet::build(&servers, &a.allowed_tools, &a.denied_tools);
         print!("{}", describe_tools(&a.name, &set));
+        // Listed but never offered (task-only tools, invalid annotations): say so.
+        for srv in &servers {
+            if let Ok((_, left_out)) = srv.listing() {
+                for l in left_out.iter() {
+                    let tool = l.raw.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                    println!(
+                        "  - '{}' / '{}' not offered: {}",
+                        printable(srv.name()),
+                        printable(tool),
+                        printable(&l.reason)
+                    );
+                }
+            }
+        }
         for (server, err) in &set.degraded {
             failed = true;
             println!(

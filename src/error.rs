@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use crate::agent::LoopError;
 use crate::auth::{AdminError, AuthError};
 use crate::backend;
-use crate::mcp;
 
 /// The OpenAI error `type` of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,11 +181,13 @@ impl ApiError {
     }
 
     /// 502: an MCP server failed to answer an admin request about it.
-    pub fn mcp_server(name: &str, e: &mcp::Error) -> Self {
+    /// An MCP server failed an admin call; `detail` is the error already redacted of the
+    /// server's secrets.
+    pub fn mcp_server(name: &str, detail: &str) -> Self {
         ApiError::new(
             502,
             ErrorKind::Upstream,
-            format!("MCP server '{name}': {e}"),
+            format!("MCP server '{name}': {detail}"),
         )
     }
 
@@ -400,7 +401,7 @@ mod tests {
                 (500, "client_closed_request", None, None),
             ),
             (
-                ApiError::mcp_server("s", &mcp::Error::Closed("eof".into())),
+                ApiError::mcp_server("s", &crate::mcp::Error::Closed("eof".into()).to_string()),
                 (502, "upstream_error", None, None),
             ),
         ];

@@ -19,6 +19,8 @@ mod gateway_upstream;
 mod hostile_requests;
 mod http_server;
 mod mcp_conformance;
+mod mcp_failures;
+mod mcp_points;
 mod mcp_remote;
 mod mcp_stdio;
 mod ops;

@@ -52,6 +52,9 @@ pub fn mcp_server(c: &McpServerConfig) -> Value {
     v["startup_timeout"] = secs(c.startup_timeout);
     v["call_timeout"] = secs(c.call_timeout);
     v["max_concurrency"] = json!(c.max_concurrency);
+    if let Some(ca) = &c.ca_file {
+        v["ca_file"] = json!(ca.display().to_string());
+    }
     v
 }
 

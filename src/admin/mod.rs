@@ -311,15 +311,9 @@ fn mcp_tools(app: &App, name: &str) -> Reply {
     let Some(server) = snap.mcp.get(name) else {
         return not_found(Kind::Mcp, name);
     };
-    match server.tools() {
-        Ok(tools) => {
-            let list: Vec<Value> = tools
-                .iter()
-                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
-                .collect();
-            Reply::ok(json!({"name": name, "tools": list}))
-        }
-        Err(e) => ApiError::mcp_server(name, &e).into(),
+    match crate::tools::admin_listing(server) {
+        Ok(listing) => Reply::ok(listing),
+        Err(e) => ApiError::mcp_server(name, &server.redact(&e.to_string())).into(),
     }
 }
 

@@ -75,6 +75,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
     let mut call_timeout = None;
     let mut max_concurrency = None;
     let mut max_tools = None;
+    let mut ca_file = None;
 
     let Some(fields) = fields(problems, path, v) else {
         return McpServerConfig {
@@ -90,6 +91,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_tools: DEFAULT_MAX_TOOLS,
+            ca_file: None,
         };
     };
     for (key, val) in fields {
@@ -115,13 +117,14 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
                 max_concurrency = count(problems, &p, val, 1, MAX_CONCURRENCY_LIMIT);
             }
             "max_tools" => max_tools = count(problems, &p, val, 1, MAX_TOOLS_LIMIT),
+            "ca_file" => ca_file = string(problems, &p, val),
             _ => problems.unknown(&p),
         }
         match key.as_str() {
             "command" | "args" | "env" | "cwd" | "inherit_env" if given(val) => {
                 stdio_fields.push(key);
             }
-            "url" | "headers" if given(val) => remote_fields.push(key),
+            "url" | "headers" | "ca_file" if given(val) => remote_fields.push(key),
             _ => {}
         }
     }
@@ -201,6 +204,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
         call_timeout: call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         max_concurrency: max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
         max_tools: max_tools.unwrap_or(DEFAULT_MAX_TOOLS),
+        ca_file: blank_to_none(ca_file).map(PathBuf::from),
     }
 }
 

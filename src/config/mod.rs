@@ -107,6 +107,9 @@ pub struct McpServerConfig {
     pub max_concurrency: usize,
     /// Tools offered from this server (the first ones of its listing); default 1000.
     pub max_tools: usize,
+    /// HTTP transports: a PEM file of CA certificates to trust for this server's HTTPS instead
+    /// of the bundled roots (a private CA). `None`: the bundled Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -92,6 +92,8 @@ impl Handler for Gateway {
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
         let started = Instant::now();
         let request_id = request_id(&req);
+        // MCP log lines of this request name it.
+        let _log_ctx = crate::mcp::logctx::enter(&request_id);
         let mut served = Served::default();
         let route = route_of(&req.path);
         // The snapshot this request works with, start to end (auth included).
