@@ -231,3 +231,31 @@ fn without_vision_images_stay_placeholders() {
     assert!(!body.contains("image_url"), "{body}");
     assert!(body.contains("[image: image/png"), "{body}");
 }
+
+/// The real client: `chat.completions.parse` and its stream helper with a Pydantic model,
+/// across a tool round whose first round says something before calling the tool.
+#[test]
+fn openai_sdk_parse_with_pydantic_across_a_tool_round() {
+    let up = FakeOpenAi::start();
+    for _ in 0..2 {
+        up.push(Reply::tool_call("demo__add", r#"{"a":2,"b":3}"#).with_text("Let me check."));
+        up.push(Reply::deltas(&["{\"answer\"", ": 5}"]));
+    }
+    let gw = TestGateway::start(&config(&up.url(), ""));
+    let out = std::process::Command::new(peers::venv_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/structured_parse.py"
+        ))
+        .arg(gw.url("/v1"))
+        .arg("calc")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "parse failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(up.completions().len(), 4);
+}
