@@ -10,6 +10,7 @@ mod auth;
 mod backend_anthropic;
 mod backend_openai;
 mod cli;
+mod completions;
 mod config;
 mod gateway;
 mod gateway_anthropic;

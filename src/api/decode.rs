@@ -269,6 +269,15 @@ pub static DECODING: Budget = Budget::new();
 /// Decode a chat request body with messages that say what is wrong (SPEC §4: 400, never 500;
 /// 413 when too complex to decode, 503 when the decode budget stays exhausted).
 pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, ApiError> {
+    request_body(body, max_body_bytes)
+}
+
+/// Any JSON request body, under the same guards as [`chat_request`] (the legacy completions
+/// endpoint decodes its own shape).
+pub fn request_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<T, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
     let limit = decode_limit(max_body_bytes);
@@ -296,7 +305,7 @@ pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, A
         log::warn!("request body decode budget exhausted; answering 503");
         return Err(ApiError::overloaded());
     };
-    serde_json::from_str::<ChatRequest>(text).map_err(|e| diagnose(text, &e))
+    serde_json::from_str::<T>(text).map_err(|e| diagnose(text, &e))
 }
 
 /// The 400 for a body that is JSON but not a chat request. Decodes the body again, as a

@@ -47,9 +47,10 @@ pub enum Route {
     Metrics,
     Other,
     Responses,
+    Completions,
 }
 
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 8] = [
     "health",
     "models",
     "chat",
@@ -57,6 +58,7 @@ const ROUTES: [&str; 7] = [
     "metrics",
     "other",
     "responses",
+    "completions",
 ];
 
 /// Statuses we answer with; anything else is counted as `other`.
