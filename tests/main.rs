@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
+mod browser;
 mod cli;
 mod completions;
 mod config;
