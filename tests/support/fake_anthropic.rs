@@ -50,6 +50,9 @@ pub enum Reply {
     Hang,
     /// A stream: text "first", then `pings` pings `gap` apart, then text "second".
     Slow { gap: Duration, pings: usize },
+    /// These SSE events as given (each a complete `event:`/`data:` text ending in a blank
+    /// line), for translating servers that do not speak quite like the real API.
+    RawStream(Vec<String>),
 }
 
 impl Reply {
@@ -303,6 +306,7 @@ fn handle(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             &message,
             retry_after.as_deref(),
         ),
+        Some(Reply::RawStream(events)) => write_stream(&mut out, &events),
         Some(Reply::Hang) => {
             let until = Instant::now() + Duration::from_secs(30);
             while !stop.load(Ordering::Acquire) && Instant::now() < until {
