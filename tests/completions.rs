@@ -248,3 +248,53 @@ proxy_api_keys: ["az-secret"]
     assert_eq!(send(&[("api-key", "wrong")]).status, 401);
     assert_eq!(send(&[]).status, 401);
 }
+
+/// The venv of the heavier real clients (tests/peers/requirements-compat.txt).
+pub fn compat_python() -> String {
+    let p = peers::peers_dir().join("venv-compat/bin/python");
+    assert!(
+        p.exists(),
+        "compat peers missing: run tests/peers/install.sh"
+    );
+    p.display().to_string()
+}
+
+/// Run one check of tests/sdk/legacy_clients.py against the gateway.
+pub fn legacy_client(gw: &TestGateway, model: &str, check: &str) {
+    let out = Command::new(compat_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/legacy_clients.py"
+        ))
+        .args([&gw.url("/v1"), model, check])
+        // litellm: the bundled model cost map, no telemetry, nothing fetched at import.
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_TELEMETRY", "False")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{check}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn llamaindex_openai_like_defaults_use_the_completions_endpoint() {
+    let up = FakeOpenAi::start();
+    up.set_default(Reply::echo_user());
+    let gw = TestGateway::start(&config(&up.url()));
+    legacy_client(&gw, "calc", "llamaindex");
+    assert_eq!(up.completions().len(), 2);
+}
+
+#[test]
+fn litellm_text_completion_stream_and_not() {
+    let up = FakeOpenAi::start();
+    up.set_default(Reply::echo_user());
+    let gw = TestGateway::start(&config(&up.url()));
+    legacy_client(&gw, "calc", "litellm");
+    assert_eq!(up.completions().len(), 2);
+}

@@ -259,3 +259,20 @@ fn openai_sdk_parse_with_pydantic_across_a_tool_round() {
     );
     assert_eq!(up.completions().len(), 4);
 }
+
+/// instructor in JSON mode with a Pydantic model, across a tool round.
+#[test]
+fn instructor_json_mode_across_a_tool_round() {
+    let up = FakeOpenAi::start();
+    // Braces in the pre-tool text: a client that cuts from the first `{` to the last `}` of
+    // joined rounds' text cannot rescue it.
+    up.push(Reply::tool_call("demo__add", r#"{"a":2,"b":3}"#).with_text("Calling add {a, b}."));
+    up.push(Reply::text(r#"{"answer": 5}"#));
+    let gw = TestGateway::start(&config(&up.url(), ""));
+    crate::completions::legacy_client(&gw, "calc", "instructor");
+    assert_eq!(up.completions().len(), 2);
+    assert_eq!(
+        up.completions()[0].body["response_format"]["type"],
+        "json_object"
+    );
+}
