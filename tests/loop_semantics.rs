@@ -276,3 +276,26 @@ fn instructor_json_mode_across_a_tool_round() {
         "json_object"
     );
 }
+
+/// History sent by the client (an SDK replaying `message` objects with `content: null`) goes
+/// upstream with `content: ""` as well.
+#[test]
+fn client_history_tool_call_messages_get_empty_string_content() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::text("ok"));
+    let gw = TestGateway::start(&config(&up.url(), ""));
+    let call =
+        json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    for assistant in [
+        json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+        json!({"role": "assistant", "tool_calls": [call]}),
+    ] {
+        up.push(Reply::text("ok"));
+        let body = json!({"model": "calc", "messages": [
+            {"role": "user", "content": "hi"}, assistant,
+            {"role": "tool", "tool_call_id": "c1", "content": "done"}]});
+        assert_eq!(gw.chat(&body).status, 200);
+        let sent = up.last_request().unwrap().body;
+        assert_eq!(sent["messages"][1]["content"], json!(""), "{sent}");
+    }
+}
