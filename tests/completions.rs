@@ -298,3 +298,34 @@ fn litellm_text_completion_stream_and_not() {
     legacy_client(&gw, "calc", "litellm");
     assert_eq!(up.completions().len(), 2);
 }
+
+/// An endless body (chunked, never finished) is cut at `server.max_body_bytes` with a 413.
+#[test]
+fn completion_endless_body_is_cut_at_the_body_limit() {
+    use std::io::{Read, Write};
+    let up = FakeOpenAi::start();
+    let yaml = config(&up.url()).replace(
+        "mcp_servers:\n  demo:",
+        "server:\n  max_body_bytes: 65536\nmcp_servers:\n  demo:",
+    );
+    let gw = TestGateway::start(&yaml);
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let chunk = format!("2000\r\n{}\r\n", "\u{e9}".repeat(4096));
+    // At most 1 MiB, far past the limit; the server answers (and stops reading) long before.
+    for _ in 0..128 {
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).unwrap_or(0);
+    let text = String::from_utf8_lossy(&head[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(up.completions().is_empty());
+}
