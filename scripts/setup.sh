@@ -12,6 +12,8 @@
 #   nginx                     the reverse-proxy tests (ops::nginx)
 #   systemd                   systemd-analyze verifies the shipped unit (ops::deploy)
 #   curl, file                README example test, static-binary check
+#   chromium                  the CORS test in a real headless browser (tests/browser.rs, driven
+#                             by playwright-core from tests/peers with executablePath)
 set -euo pipefail
 
 need_apt=()
@@ -24,6 +26,7 @@ have nginx || need_apt+=(nginx)
 have systemd-analyze || need_apt+=(systemd)
 have curl || need_apt+=(curl)
 have file || need_apt+=(file)
+have chromium || need_apt+=(chromium)
 
 need_targets=()
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do

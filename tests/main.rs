@@ -6,11 +6,14 @@
 )]
 
 mod admin;
+mod anthropic_compat;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
 mod backend_upstream;
+mod browser;
 mod cli;
+mod completions;
 mod config;
 mod gateway;
 mod gateway_anthropic;
@@ -18,6 +21,7 @@ mod gateway_mcp;
 mod gateway_upstream;
 mod hostile_requests;
 mod http_server;
+mod loop_semantics;
 mod mcp_conformance;
 mod mcp_failures;
 mod mcp_points;

@@ -104,6 +104,9 @@ pub fn assistant(a: &AssistantConfig) -> Value {
         "allowed_tools": a.allowed_tools,
         "denied_tools": a.denied_tools,
     });
+    if a.vision {
+        v["vision"] = json!(true);
+    }
     if !a.responses_mcp_items {
         v["responses_mcp_items"] = json!(false);
     }

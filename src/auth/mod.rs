@@ -1,9 +1,9 @@
 //! The `/v1/*` auth chain (SPEC §8): which API key a request carries, and whether any configured
 //! provider accepts it. Admin checks (`/admin/*`, `/metrics`) are separate, in [`admin`].
 //!
-//! Keys are read from `Authorization: Bearer <key>`, `X-API-Key` and `?apikey=` (in that order,
-//! de-duplicated). Providers, each behind [`Provider`]: static `proxy_api_keys`
-//! (`static_keys`), Apiman `trusted_header` (`trusted_header`) and Apiman `gateway_probe`
+//! Keys are read from `Authorization: Bearer <key>`, `X-API-Key`, `api-key` (Azure style) and
+//! `?apikey=` (in that order, de-duplicated). Providers, each behind [`Provider`]: static
+//! `proxy_api_keys` (`static_keys`), Apiman `trusted_header` (`trusted_header`) and Apiman `gateway_probe`
 //! (`apiman_probe`, with its cache in `probe_cache`). They are tried cheapest first and the
 //! first that accepts authorizes the request; with none configured the chain is open
 //! ([`Auth::is_open`]; the caller logs that at startup).
@@ -56,18 +56,24 @@ impl fmt::Debug for ApiKey {
 
 /// The key candidates of a request, in order: `Authorization: Bearer` (scheme case-insensitive;
 /// any other scheme is not a key — the original used `Basic …` values whole), `X-API-Key`,
-/// `?apikey=` (percent-decoded). Empty and over-long values are skipped; duplicates are kept
+/// `api-key` (what Azure OpenAI clients send), `?apikey=` (percent-decoded). Empty and over-long values are skipped; duplicates are kept
 /// once, at their first position.
 pub fn extract_keys(req: &Request) -> Vec<ApiKey> {
     let bearer = req.header("Authorization").and_then(bearer_token);
     let x_api_key = req
         .header("X-API-Key")
         .map(|v| v.trim().as_bytes().to_vec());
+    let azure = req.header("api-key").map(|v| v.trim().as_bytes().to_vec());
     let query = query_param(&req.query, "apikey");
-    let mut keys: Vec<ApiKey> = Vec::with_capacity(3);
-    for k in [bearer.map(|b| b.as_bytes().to_vec()), x_api_key, query]
-        .into_iter()
-        .flatten()
+    let mut keys: Vec<ApiKey> = Vec::with_capacity(4);
+    for k in [
+        bearer.map(|b| b.as_bytes().to_vec()),
+        x_api_key,
+        azure,
+        query,
+    ]
+    .into_iter()
+    .flatten()
     {
         if !k.is_empty() && k.len() <= MAX_KEY_BYTES && !keys.iter().any(|e| e.0 == k) {
             keys.push(ApiKey(k));

@@ -52,6 +52,13 @@ fn keys_in_order_bearer_header_query() {
 }
 
 #[test]
+fn azure_api_key_header_is_read_like_x_api_key() {
+    assert_eq!(keys(&[("api-key", " az-key ")], ""), strs(&["az-key"]));
+    let got = keys(&[("Api-Key", "az"), ("X-API-Key", "x")], "apikey=q");
+    assert_eq!(got, strs(&["x", "az", "q"]));
+}
+
+#[test]
 fn duplicates_are_kept_once_at_first_position() {
     let got = keys(
         &[("Authorization", "Bearer k1"), ("X-API-Key", "k1")],

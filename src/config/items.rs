@@ -294,6 +294,7 @@ pub(super) fn read_assistant(
         allowed_tools: Vec::new(),
         denied_tools: Vec::new(),
         responses_mcp_items: true,
+        vision: false,
     };
     let (mut name_given, mut backend_given) = (name.is_some(), false);
 
@@ -338,6 +339,7 @@ pub(super) fn read_assistant(
             "responses_mcp_items" => {
                 a.responses_mcp_items = boolean(problems, &p, val).unwrap_or(true);
             }
+            "vision" => a.vision = boolean(problems, &p, val).unwrap_or(false),
             _ => problems.unknown(&p),
         }
     }

@@ -179,6 +179,9 @@ pub struct AssistantConfig {
     pub denied_tools: Vec<String>,
     /// Responses API: show each MCP tool call as an `mcp_call` output item (default true).
     pub responses_mcp_items: bool,
+    /// The model takes images: images from MCP tools are sent as `image_url` parts of a user
+    /// message after the tool results (default false: a text placeholder only).
+    pub vision: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,7 +1,9 @@
-//! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions` (answered in [`super::chat`]), the Responses API
-//! (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics` behind
-//! the admin guard.
+//! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]` (a
+//! trailing slash on the list is accepted), `POST /v1/chat/completions` (answered in
+//! [`super::chat`]), the legacy `POST /v1/completions` ([`super::completions`]), the Responses
+//! API (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics`
+//! behind the admin guard. A 404 for an unknown route names the endpoints served (clients
+//! such as pydantic-ai and LangChain JS otherwise report it as "model not found").
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics. A request whose client went away is reported as such
@@ -15,7 +17,12 @@
 //! route it differently from us. Browser requests: with no `/v1` auth provider configured, a
 //! request whose `Origin` is not in `server.cors.allowed_origins` is refused with 403 (a
 //! page on any origin could otherwise use an open gateway through a visitor's browser);
-//! allowed origins get CORS headers and an answer to their preflight.
+//! allowed origins get CORS headers (`Access-Control-Expose-Headers` names `X-Request-Id`,
+//! `Retry-After` and `X-Aiproxy-Degraded`) and an answer to their preflight, before auth (a
+//! browser sends no credentials with it): methods `GET, POST, DELETE, OPTIONS`, and the
+//! headers the browser asked for when they are a plain list of header names (the OpenAI SDKs
+//! send `x-stainless-*` ones), else a fixed list that includes `Authorization`, `X-API-Key`
+//! and `api-key`.
 //!
 //! Runs on the HTTP worker thread that owns the request; the endpoints it calls run their whole
 //! tool loop there.
@@ -140,11 +147,9 @@ impl Handler for Gateway {
                 // A CORS preflight: answered for allowed origins, before auth (a browser sends
                 // no credentials with it).
                 let mut h = base_headers.clone();
-                h.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS"));
-                h.push((
-                    "Access-Control-Allow-Headers",
-                    "Authorization, Content-Type, X-API-Key, X-Request-Id",
-                ));
+                h.push(("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"));
+                let asked = req.header("Access-Control-Request-Headers");
+                h.push(("Access-Control-Allow-Headers", preflight_headers(asked)));
                 h.push(("Access-Control-Max-Age", "600"));
                 let _ = resp.send(204, &h, b"");
                 served.status = Status::Http(204);
@@ -158,7 +163,7 @@ impl Handler for Gateway {
             ("GET" | "HEAD", "/health") => {
                 served.status = send_json(resp, 200, id_header, &json!({"status": "ok"}));
             }
-            ("GET" | "HEAD", "/v1/models") => {
+            ("GET" | "HEAD", "/v1/models" | "/v1/models/") => {
                 let data: Vec<Value> = snap
                     .config
                     .assistants
@@ -181,6 +186,9 @@ impl Handler for Gateway {
             }
             ("POST", "/v1/chat/completions") => {
                 served = self.chat(&snap, &req, resp, &request_id, cors_origin);
+            }
+            ("POST", "/v1/completions") => {
+                served = self.completions(&snap, &req, resp, &request_id, cors_origin);
             }
             (_, path) if responses::owns(path) => {
                 let ctx = responses::Ctx {
@@ -220,13 +228,20 @@ impl Handler for Gateway {
                     Err(e) => send_error(resp, id_header, &e),
                 };
             }
-            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
+            (
+                _,
+                "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/metrics",
+            ) => {
                 let e =
                     ApiError::method_not_allowed(format!("method {} not allowed here", req.method));
                 served.status = send_error(resp, id_header, &e);
             }
             (_, path) => {
-                let e = ApiError::not_found(format!("no route for {} {path}", req.method));
+                let e = ApiError::not_found(format!(
+                    "no route for {} {path}; this server serves {SERVED_ENDPOINTS}",
+                    req.method
+                ))
+                .with_code("unknown_route");
                 served.status = send_error(resp, id_header, &e);
             }
         }
@@ -245,6 +260,29 @@ impl Handler for Gateway {
             elapsed.as_millis(),
             served.tool_calls,
         );
+    }
+}
+
+/// The endpoints named in a 404 for an unknown route.
+const SERVED_ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, GET|DELETE /v1/responses/{id}, GET /v1/models, GET /v1/models/{id}, GET /health";
+
+/// Headers a preflight allows when the browser's list is not a plain list of header names.
+const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-API-Key, api-key, X-Request-Id, OpenAI-Organization, OpenAI-Project";
+
+/// The preflight's `Access-Control-Allow-Headers`: the requested list echoed when it is a
+/// short, plain comma-separated list of header names; [`ALLOWED_HEADERS`] otherwise.
+fn preflight_headers(asked: Option<&str>) -> &str {
+    match asked {
+        Some(a)
+            if !a.trim().is_empty()
+                && a.len() <= 1024
+                && a.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b',' | b' ')
+                }) =>
+        {
+            a
+        }
+        _ => ALLOWED_HEADERS,
     }
 }
 
@@ -296,7 +334,7 @@ pub(super) fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)>
         ("Vary", "Origin".to_string()),
         (
             "Access-Control-Expose-Headers",
-            "X-Request-Id, X-Aiproxy-Degraded".to_string(),
+            "X-Request-Id, Retry-After, X-Aiproxy-Degraded".to_string(),
         ),
     ]
 }
@@ -305,6 +343,7 @@ fn route_of(path: &str) -> Route {
     match path {
         "/health" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
+        "/v1/completions" => Route::Completions,
         p if crate::gateway::responses::owns(p) => Route::Responses,
         "/metrics" => Route::Metrics,
         "/v1/models" => Route::Models,

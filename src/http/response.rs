@@ -1,5 +1,6 @@
 //! Writing responses: `Responder` (one complete response or a stream), `BodyStream` (one chunk
-//! per `write`, flushed at once), and the small canned error responses the poller sends.
+//! per `write`, flushed at once), and the small canned error responses the poller sends (each
+//! with a fresh `X-Request-Id`, as the gateway's own answers have).
 //!
 //! The server owns framing: it writes `Content-Length`, `Transfer-Encoding` and `Connection`,
 //! so handlers cannot desynchronise a keep-alive connection. Header names and values are
@@ -343,7 +344,8 @@ pub(super) fn error_body(status: u16, message: &str) -> Vec<u8> {
 /// A complete error response that closes the connection (503 also carries `Retry-After: 1`).
 pub(super) fn error_response(status: u16, message: &str) -> Vec<u8> {
     let body = error_body(status, message);
-    let mut headers = vec![("Content-Type", "application/json")];
+    let id = poller_request_id();
+    let mut headers = vec![("Content-Type", "application/json"), ("X-Request-Id", &id)];
     if status == 503 {
         headers.push(("Retry-After", "1"));
     }
@@ -355,6 +357,15 @@ pub(super) fn error_response(status: u16, message: &str) -> Vec<u8> {
     );
     out.extend_from_slice(&body);
     out
+}
+
+static POLLER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A request id for an answer the poller gives itself (the request never reached a handler).
+fn poller_request_id() -> String {
+    let n = POLLER_SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = crate::clock::unix_nanos();
+    format!("req-{:012x}p{:05x}", t & 0xffff_ffff_ffff, n & 0xf_ffff)
 }
 
 pub(super) const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -448,6 +459,7 @@ mod tests {
         let (head, body) = r.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(head.contains("\r\nRetry-After: 1"));
+        assert!(head.contains("\r\nX-Request-Id: req-"), "{head}");
         assert!(head.contains("\r\nConnection: close"));
         assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();

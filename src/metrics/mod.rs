@@ -51,11 +51,12 @@ pub enum Route {
     Metrics,
     Other,
     Responses,
+    Completions,
 }
 
 impl Route {
     /// Every route, in exposition order (`index` is the position here).
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Health,
         Route::Models,
         Route::Chat,
@@ -63,6 +64,7 @@ impl Route {
         Route::Metrics,
         Route::Other,
         Route::Responses,
+        Route::Completions,
     ];
 
     pub fn label(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Other => "other",
             Route::Responses => "responses",
+            Route::Completions => "completions",
         }
     }
 
@@ -86,6 +89,7 @@ impl Route {
             Route::Metrics => 4,
             Route::Other => 5,
             Route::Responses => 6,
+            Route::Completions => 7,
         }
     }
 }
