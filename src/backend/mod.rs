@@ -11,12 +11,13 @@
 //!
 //! Layers: [`upstream`] is the one HTTP layer of the LLM backends (pooled agent, timeouts, no
 //! redirects, no proxy from the environment, error bodies, ureq errors → [`Error`], the stream
-//! pump with idle ticks and the deadline); [`openai`] and [`anthropic`] only translate requests
-//! and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
+//! pump with idle ticks and the deadline); [`openai`] (chat completions), [`openai_responses`]
+//! (the Responses API) and [`anthropic`] only translate requests and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
 
 pub mod anthropic;
 pub mod mock;
 pub mod openai;
+pub mod openai_responses;
 mod resolve;
 pub mod upstream;
 
@@ -222,5 +223,8 @@ pub fn build(cfg: &BackendConfig) -> Arc<dyn Backend> {
         BackendKind::OpenAi => Arc::new(openai::OpenAiBackend::new(cfg)),
         BackendKind::Mock => Arc::new(mock::MockBackend),
         BackendKind::Anthropic => Arc::new(anthropic::AnthropicBackend::new(cfg)),
+        BackendKind::OpenAiResponses => {
+            Arc::new(openai_responses::OpenAiResponsesBackend::new(cfg))
+        }
     }
 }
