@@ -248,9 +248,7 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
         None => {
             if matches!(
                 kind,
-                Some(
-                    BackendKind::OpenAi | BackendKind::OpenAiResponses | BackendKind::Anthropic
-                )
+                Some(BackendKind::OpenAi | BackendKind::OpenAiResponses | BackendKind::Anthropic)
             ) {
                 problems.missing(&url_path);
             }

@@ -106,12 +106,19 @@ impl OpenAiResponsesBackend {
         self.upstream.agent()
     }
 
-    fn call(&self, body: &Value, req: &TurnRequest<'_>, sink: &mut dyn TurnSink) -> Result<Turn, Error> {
+    fn call(
+        &self,
+        body: &Value,
+        req: &TurnRequest<'_>,
+        sink: &mut dyn TurnSink,
+    ) -> Result<Turn, Error> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         if req.stream {
             let mut machine = stream::EventMachine::new();
-            return self.upstream.stream(bytes, req.deadline, &mut machine, sink);
+            return self
+                .upstream
+                .stream(bytes, req.deadline, &mut machine, sink);
         }
         Ok(Reply::from_body(&self.upstream.call(&bytes, req.deadline)?)?.to_turn())
     }
@@ -128,7 +135,10 @@ impl Backend for OpenAiResponsesBackend {
         match self.call(&body, req, sink) {
             // Refused before any byte of an answer: safe to ask again without it.
             Err(e) if asked && types::refuses_encrypted_content(&e) => {
-                log::debug!("openai-responses: model '{}' has no encrypted reasoning; asking without it", req.model);
+                log::debug!(
+                    "openai-responses: model '{}' has no encrypted reasoning; asking without it",
+                    req.model
+                );
                 let mut known = self.no_encrypted.lock();
                 if known.len() < MAX_REMEMBERED_MODELS {
                     known.insert(req.model.to_string());

@@ -33,7 +33,11 @@ pub fn build(req: &TurnRequest<'_>, encrypted_reasoning: bool) -> Value {
         if let Some(c) = choice {
             body.insert("tool_choice".into(), c);
         }
-        if let Some(p) = req.params.get("parallel_tool_calls").filter(|p| p.is_boolean()) {
+        if let Some(p) = req
+            .params
+            .get("parallel_tool_calls")
+            .filter(|p| p.is_boolean())
+        {
             body.insert("parallel_tool_calls".into(), p.clone());
         }
     }
@@ -80,7 +84,11 @@ fn input(messages: &[Message]) -> (Option<String>, Vec<Value>) {
             Role::System | Role::Developer => {
                 let text = m.text_content();
                 if !text.trim().is_empty() {
-                    let role = if m.role == Role::System { "system" } else { "developer" };
+                    let role = if m.role == Role::System {
+                        "system"
+                    } else {
+                        "developer"
+                    };
                     items.push(json!({"role": role, "content": text}));
                 }
             }
@@ -121,9 +129,9 @@ fn input_part(p: &Value) -> Option<Value> {
                 Some(v) => (v.get("url").and_then(Value::as_str), v.get("detail")),
                 None => (None, None),
             };
-            let mut part = json!({"type": "input_image", "image_url": url?});
-            part["detail"] = detail.filter(|d| d.is_string()).cloned().unwrap_or(json!("auto"));
-            Some(part)
+            let detail = detail.filter(|d| d.is_string()).cloned();
+            Some(json!({"type": "input_image", "image_url": url?,
+                "detail": detail.unwrap_or_else(|| json!("auto"))}))
         }
         "file" => {
             let f = p.get("file")?;
@@ -278,17 +286,36 @@ fn params(params: &Map<String, Value>, body: &mut Map<String, Value>) {
         }
         match key.as_str() {
             // Ours, or mapped elsewhere.
-            "model" | "messages" | "input" | "stream" | "stream_options" | "tools"
-            | "tool_choice" | "parallel_tool_calls" | "max_tokens" | "max_completion_tokens"
-            | "store" | "logprobs" => {}
-            "temperature" | "top_p" | "top_logprobs" | "user" | "safety_identifier"
-            | "prompt_cache_key" | "prompt_cache_retention" | "service_tier" | "metadata"
-            | "truncation" | "max_tool_calls" | "include" => {
+            "model"
+            | "messages"
+            | "input"
+            | "stream"
+            | "stream_options"
+            | "tools"
+            | "tool_choice"
+            | "parallel_tool_calls"
+            | "max_tokens"
+            | "max_completion_tokens"
+            | "store"
+            | "logprobs" => {}
+            "temperature"
+            | "top_p"
+            | "top_logprobs"
+            | "user"
+            | "safety_identifier"
+            | "prompt_cache_key"
+            | "prompt_cache_retention"
+            | "service_tier"
+            | "metadata"
+            | "truncation"
+            | "max_tool_calls"
+            | "include" => {
                 body.insert(key.clone(), value.clone());
             }
             "reasoning_effort" => {
-                let r = body.entry("reasoning").or_insert_with(|| json!({}));
-                r["effort"] = value.clone();
+                if let Value::Object(r) = body.entry("reasoning").or_insert_with(|| json!({})) {
+                    r.insert("effort".into(), value.clone());
+                }
             }
             "reasoning" if value.is_object() => {
                 let r = body.entry("reasoning").or_insert_with(|| json!({}));

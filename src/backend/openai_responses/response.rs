@@ -132,7 +132,10 @@ fn kind(v: &Value) -> Option<&str> {
 /// A `function_call` item → a tool call (`""` arguments → `{}`), or `None` for one the model
 /// did not finish.
 fn tool_call(item: &Value, index: usize, incomplete: bool) -> Option<ToolCall> {
-    let name = item.get("name").and_then(Value::as_str).filter(|n| !n.is_empty());
+    let name = item
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
     let Some(name) = name else {
         log::warn!("openai-responses: function_call without a name dropped");
         return None;

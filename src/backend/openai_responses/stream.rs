@@ -206,8 +206,11 @@ mod tests {
     #[test]
     fn cut_streams_bad_json_and_orphan_arguments_are_errors() {
         let mut m = EventMachine::new();
-        m.feed("", r#"{"type":"response.output_text.delta","output_index":0,"delta":"Hi"}"#)
-            .unwrap();
+        m.feed(
+            "",
+            r#"{"type":"response.output_text.delta","output_index":0,"delta":"Hi"}"#,
+        )
+        .unwrap();
         assert!(matches!(m.finish(), Err(Error::Protocol(_))));
         let mut m = EventMachine::new();
         assert!(matches!(m.feed("x", "{nope"), Err(Error::Protocol(_))));

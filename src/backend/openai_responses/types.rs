@@ -79,7 +79,13 @@ pub fn error_of(v: &Value, what: &str) -> Error {
     let code = [field("code"), field("type")]
         .into_iter()
         .find(|c| status_for(c).is_some())
-        .unwrap_or_else(|| if field("code").is_empty() { field("type") } else { field("code") });
+        .unwrap_or_else(|| {
+            if field("code").is_empty() {
+                field("type")
+            } else {
+                field("code")
+            }
+        });
     let text = if code.is_empty() {
         truncate_for_error(message)
     } else {
@@ -122,10 +128,17 @@ mod tests {
 
     #[test]
     fn usage_maps_details() {
-        let u = usage(Some(&json!({"input_tokens": 81, "input_tokens_details": {"cached_tokens": 64},
-            "output_tokens": 1035, "output_tokens_details": {"reasoning_tokens": 832}, "total_tokens": 1116})));
+        let u = usage(Some(
+            &json!({"input_tokens": 81, "input_tokens_details": {"cached_tokens": 64},
+            "output_tokens": 1035, "output_tokens_details": {"reasoning_tokens": 832}, "total_tokens": 1116}),
+        ));
         assert_eq!(
-            (u.prompt_tokens, u.cached_tokens, u.completion_tokens, u.reasoning_tokens),
+            (
+                u.prompt_tokens,
+                u.cached_tokens,
+                u.completion_tokens,
+                u.reasoning_tokens
+            ),
             (81, 64, 1035, 832)
         );
         assert_eq!(usage(Some(&json!(null))), Usage::default());
