@@ -90,7 +90,8 @@ pub struct Turn {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     /// Provider blocks to send back with this assistant message on the next round (Anthropic
-    /// thinking blocks); copied into `Message::provider_state` by the loop.
+    /// thinking blocks; the Responses API's output items when they include reasoning); copied
+    /// into `Message::provider_state` by the loop.
     pub provider_state: Option<Value>,
 }
 
