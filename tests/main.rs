@@ -10,6 +10,7 @@ mod anthropic_compat;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
+mod backend_openai_responses;
 mod backend_upstream;
 mod browser;
 mod cli;

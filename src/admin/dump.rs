@@ -72,6 +72,7 @@ pub fn mcp_status(s: &ServerStatus) -> Value {
 pub fn backend(c: &BackendConfig) -> Value {
     let kind = match c.kind {
         BackendKind::OpenAi => "openai",
+        BackendKind::OpenAiResponses => "openai-responses",
         BackendKind::Anthropic => "anthropic",
         BackendKind::Mock => "mock",
     };

@@ -33,6 +33,7 @@ const TRANSPORTS: &[(&str, Transport)] = &[
 
 const BACKEND_KINDS: &[(&str, BackendKind)] = &[
     ("openai", BackendKind::OpenAi),
+    ("openai-responses", BackendKind::OpenAiResponses),
     ("anthropic", BackendKind::Anthropic),
     ("mock", BackendKind::Mock),
 ];
@@ -249,13 +250,16 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
             u
         }
         None => {
-            if matches!(kind, Some(BackendKind::OpenAi | BackendKind::Anthropic)) {
+            if matches!(
+                kind,
+                Some(BackendKind::OpenAi | BackendKind::OpenAiResponses | BackendKind::Anthropic)
+            ) {
                 problems.missing(&url_path);
             }
             String::new()
         }
     };
-    if prompt_caching.is_some() && matches!(kind, Some(BackendKind::OpenAi | BackendKind::Mock)) {
+    if prompt_caching.is_some() && !matches!(kind, Some(BackendKind::Anthropic) | None) {
         problems.add(&path.key("prompt_caching"), "only valid for kind anthropic");
     }
 

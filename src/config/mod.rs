@@ -137,6 +137,8 @@ pub enum McpTransport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     OpenAi,
+    /// The Responses API (`POST {base_url}/responses`).
+    OpenAiResponses,
     Anthropic,
     Mock,
 }

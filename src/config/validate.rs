@@ -451,10 +451,30 @@ mod tests {
         let env = MapEnv::new().with("AIPROXY_EXE", "/bin/aiproxy");
         let cfg = parse_and_validate(EXAMPLE, &env).unwrap();
         assert_eq!(cfg.assistants.len(), 3);
-        assert_eq!(cfg.backends.len(), 4);
+        assert_eq!(cfg.backends.len(), 5);
+        assert_eq!(
+            cfg.backends["openai-responses"].kind,
+            BackendKind::OpenAiResponses
+        );
         let cfg = parse_and_validate(ORIGINAL, &MapEnv::new()).unwrap();
         assert_eq!(cfg.assistants.len(), 2);
         assert_eq!(cfg.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn openai_responses_kind_needs_a_base_url_and_takes_no_prompt_caching() {
+        let env = MapEnv::new();
+        let yaml = "backends:\n  r:\n    kind: openai-responses\n    base_url: https://api.openai.com/v1/\n    api_key: k\n";
+        let cfg = parse_and_validate(yaml, &env).unwrap();
+        assert_eq!(cfg.backends["r"].kind, BackendKind::OpenAiResponses);
+        assert_eq!(cfg.backends["r"].base_url, "https://api.openai.com/v1");
+        let errors = |yaml: &str| format!("{:?}", parse_and_validate(yaml, &env).unwrap_err());
+        let e = errors("backends:\n  r:\n    kind: openai-responses\n    api_key: k\n");
+        assert!(e.contains("backends.r.base_url"), "{e}");
+        let e = errors(
+            "backends:\n  r:\n    kind: openai-responses\n    base_url: http://x/v1\n    prompt_caching: true\n",
+        );
+        assert!(e.contains("only valid for kind anthropic"), "{e}");
     }
 
     #[test]

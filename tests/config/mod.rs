@@ -180,6 +180,10 @@ fn example_config_loads_and_documents_its_variables() {
         }
     );
     assert_eq!(cfg.backends["local"].base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(
+        cfg.backends["openai-responses"].kind,
+        config::BackendKind::OpenAiResponses
+    );
     assert_eq!(cfg.backends["local"].timeout, Duration::from_secs(900));
     match &cfg.mcp_servers["demo"].transport {
         McpTransport::Stdio { command, args, .. } => {
@@ -444,7 +448,7 @@ fn item_validators_for_admin_bodies() {
         err,
         [
             "bogus_field: unknown field",
-            "kind: expected one of openai, anthropic, mock"
+            "kind: expected one of openai, openai-responses, anthropic, mock"
         ]
     );
 

@@ -52,7 +52,7 @@ impl OpenAiBackend {
 }
 
 /// `default_headers` (minus the ones we own), then `Authorization`, then `Content-Type`.
-fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
+pub(super) fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
     let mut headers: Vec<(String, Secret)> = Vec::new();
     for (name, value) in &cfg.default_headers {
         let owned = name.eq_ignore_ascii_case("content-type")
