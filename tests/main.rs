@@ -18,6 +18,7 @@ mod gateway_mcp;
 mod gateway_upstream;
 mod hostile_requests;
 mod http_server;
+mod keys;
 mod mcp_conformance;
 mod mcp_remote;
 mod mcp_stdio;

@@ -14,6 +14,7 @@ use crate::agent::{self, Collect, Outcome, Run};
 use crate::api::decode;
 use crate::api::openai::ChatRequest;
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
@@ -30,6 +31,7 @@ impl Gateway {
         resp: &mut Responder<'_>,
         request_id: &str,
         cors_origin: Option<&str>,
+        caller: &Caller,
     ) -> Served {
         let mut served = Served::default();
         let id_header = [("X-Request-Id", request_id)];
@@ -41,7 +43,9 @@ impl Gateway {
                     return served;
                 }
             };
-        let Some(assistant) = snap.config.assistant(&chat.model) else {
+        // Out of the key's scope reads exactly like an unknown model.
+        let visible = snap.config.assistant(&chat.model);
+        let Some(assistant) = visible.filter(|a| caller.may_use(&a.name)) else {
             served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
             return served;
         };
@@ -72,6 +76,7 @@ impl Gateway {
             inner: backend.as_ref(),
             name: &assistant.backend,
             metrics: &self.metrics,
+            caller,
         };
         let run = Run {
             assistant,
