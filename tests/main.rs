@@ -27,3 +27,4 @@ mod resilience;
 mod responses;
 mod sdk;
 mod support;
+mod watch;

@@ -1,7 +1,7 @@
 //! Operations series: per API key name (`proxy_api_keys` entries; a bounded label table like
 //! the others, `other` beyond [`MAX_KEYS`]) the model requests admitted, refused at a limit and
 //! the upstream tokens charged; the audit log's written and dropped lines; config reloads by
-//! outcome (the file watcher and SIGHUP / `POST /admin/reload`).
+//! outcome (the file watcher and SIGHUP).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -103,7 +103,7 @@ impl Ops {
             o,
             "aiproxy_config_reloads_total",
             "counter",
-            "Config reloads (file watcher, SIGHUP, POST /admin/reload) by result.",
+            "Config reloads by the file watcher and SIGHUP, by result.",
         );
         for (i, result) in ["ok", "failed"].iter().enumerate() {
             let v = self.reloads[i].load(Relaxed);
