@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod audit;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::gateway::sse::ChunkWriter;
 use crate::http::{Request, Responder};
 use crate::metrics::Status;
-use crate::tools::ToolSet;
+use crate::tools::{ToolSet, Who};
 
 impl Gateway {
     pub(super) fn chat(
@@ -69,7 +69,8 @@ impl Gateway {
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
             .with_metrics(Arc::clone(&self.metrics))
-            .with_max_calls(assistant.max_tool_calls_per_turn);
+            .with_max_calls(assistant.max_tool_calls_per_turn)
+            .with_audit(snap.audit.clone(), who(request_id, caller, &assistant.name));
         let headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
@@ -164,6 +165,15 @@ fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value 
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
         "usage": out.usage.to_json(),
     })
+}
+
+/// Who the audit log names for this request's tool calls.
+pub(super) fn who(request_id: &str, caller: &Caller, assistant: &str) -> Who {
+    Who {
+        request_id: request_id.to_string(),
+        key: caller.name().map(str::to_string),
+        assistant: assistant.to_string(),
+    }
 }
 
 fn completion_id() -> String {

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::render::{counter, family, label};
+use super::render::{counter, family, label, sample};
 use super::{Labels, counters};
 
 /// Distinct key names tracked; the rest are reported as `other`.
@@ -81,7 +81,7 @@ impl Ops {
             "counter",
             "Tool-call lines handed to the audit log.",
         );
-        counter(
+        sample(
             o,
             "aiproxy_audit_lines_total",
             "",
@@ -93,7 +93,7 @@ impl Ops {
             "counter",
             "Tool-call lines dropped because the audit log's queue was full.",
         );
-        counter(
+        sample(
             o,
             "aiproxy_audit_dropped_total",
             "",

@@ -289,7 +289,7 @@ pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
+pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
     let _ = writeln!(out, "{name}{} {value}", braces(labels));
 }
 
