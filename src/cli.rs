@@ -299,6 +299,7 @@ fn serve(opts: &Opts) -> i32 {
         },
         None => None,
     };
+    notifier.ready();
     let _watcher = crate::watch::spawn(
         &app,
         Arc::clone(gateway.metrics()),
@@ -306,7 +307,6 @@ fn serve(opts: &Opts) -> i32 {
     )
     .map_err(|e| log::error!("cannot start the config watcher: {e}"))
     .ok();
-    notifier.ready();
     while crate::sys::signals::wait() == crate::sys::signals::Signal::Reload {
         let result = app.reload();
         gateway.metrics().config_reload(result.is_ok());
