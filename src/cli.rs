@@ -300,8 +300,17 @@ fn serve(opts: &Opts) -> i32 {
         None => None,
     };
     notifier.ready();
+    let _watcher = crate::watch::spawn(
+        &app,
+        Arc::clone(gateway.metrics()),
+        crate::watch::DEFAULT_INTERVAL,
+    )
+    .map_err(|e| log::error!("cannot start the config watcher: {e}"))
+    .ok();
     while crate::sys::signals::wait() == crate::sys::signals::Signal::Reload {
-        match app.reload() {
+        let result = app.reload();
+        gateway.metrics().config_reload(result.is_ok());
+        match result {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
             Err(e) => log::error!("SIGHUP: reload refused, the running config stays: {e}"),
         }

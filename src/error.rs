@@ -175,6 +175,15 @@ impl ApiError {
         .with_retry_after("1")
     }
 
+    /// 429 for a limit of the caller's API key (`rate_limit_exceeded`), with `Retry-After` in
+    /// whole seconds, rounded up.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        ApiError::new(429, ErrorKind::RateLimit, message)
+            .with_code("rate_limit_exceeded")
+            .with_retry_after(&secs.max(1).to_string())
+    }
+
     /// What is written to a client that went away (see the module doc).
     pub fn client_gone() -> Self {
         ApiError::new(500, ErrorKind::ClientClosedRequest, "client disconnected")

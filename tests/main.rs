@@ -7,6 +7,7 @@
 
 mod admin;
 mod anthropic_compat;
+mod audit;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
@@ -22,6 +23,7 @@ mod gateway_mcp;
 mod gateway_upstream;
 mod hostile_requests;
 mod http_server;
+mod keys;
 mod loop_semantics;
 mod mcp_conformance;
 mod mcp_failures;
@@ -33,3 +35,4 @@ mod resilience;
 mod responses;
 mod sdk;
 mod support;
+mod watch;

@@ -14,6 +14,7 @@ mod dotenv;
 mod env;
 mod items;
 mod numbers;
+mod ops;
 mod raw;
 mod responses;
 mod validate;
@@ -41,11 +42,58 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     pub assistants: Vec<AssistantConfig>,
     /// Non-empty keys only: `${PROXY_API_KEY:-}` expanding to "" does not switch auth on.
-    pub proxy_api_keys: Vec<Secret>,
+    pub proxy_api_keys: Vec<ProxyKey>,
     pub apiman: ApimanConfig,
     pub admin: AdminConfig,
     /// `responses:` — the response store's limits.
     pub responses: ResponsesConfig,
+    /// The tool audit log (`audit:`); `None` = off.
+    pub audit: Option<AuditConfig>,
+}
+
+/// One `proxy_api_keys` entry. A plain string is a key named `key-<n>` (its 1-based position)
+/// with no scope and no limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyKey {
+    /// Shown in metrics, logs and the audit log (never the key).
+    pub name: String,
+    pub key: Secret,
+    /// Assistant-name globs this key may use; `None` = every assistant.
+    pub assistants: Option<Vec<String>>,
+    /// Requests per minute (a token bucket per key per replica); `None` = unlimited.
+    pub rpm: Option<u64>,
+    /// Upstream tokens per minute, charged from reported usage; `None` = unlimited.
+    pub tpm: Option<u64>,
+}
+
+impl ProxyKey {
+    /// The entry for a plain-string key at position `index` (0-based).
+    pub fn plain(index: usize, key: impl Into<String>) -> ProxyKey {
+        ProxyKey {
+            name: format!("key-{}", index + 1),
+            key: Secret::new(key.into()),
+            assistants: None,
+            rpm: None,
+            tpm: None,
+        }
+    }
+}
+
+/// `audit:` — a JSON-lines file of every tool call, rotated by size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this (default 100 MiB; at least 4096).
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.keep`; default 5; 0 = truncate in place).
+    pub keep: usize,
+    /// Log the arguments themselves instead of their size and hash.
+    pub include_arguments: bool,
+}
+
+impl AuditConfig {
+    pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
+    pub const DEFAULT_KEEP: usize = 5;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +123,8 @@ pub struct ServerConfig {
     /// provider configured, a request carrying any other `Origin` is refused (403), so a web
     /// page cannot use an open gateway from a visitor's browser. Empty (default): none.
     pub cors_allowed_origins: Vec<String>,
+    /// Poll the config file (through symlinks: inode, mtime, size) and reload on change.
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +141,7 @@ impl Default for ServerConfig {
             first_byte_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
+            watch_config: false,
         }
     }
 }
@@ -234,6 +285,8 @@ pub struct AdminConfig {
     /// The admin listener (admin API, `/metrics`, `/health`) as written: `None` = not set in
     /// the file (the CLI applies [`DEFAULT_ADMIN_LISTEN`]); `Some("off")` disables it.
     pub listen: Option<String>,
+    /// Refuse every admin write with 405 (replicas managed from a ConfigMap); reads stay.
+    pub read_only: bool,
 }
 
 /// Where the admin listener binds unless `admin.listen`, `AIPROXY_ADMIN_LISTEN` or

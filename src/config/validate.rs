@@ -14,7 +14,7 @@ use super::items::{read_assistant, read_backend, read_mcp_server};
 use super::numbers::{count, duration, duration_or_zero};
 use super::raw::{
     Path, Problems, boolean, check_http_url, choice, elements, entries, is_header_name, non_empty,
-    string, string_list, text,
+    string, string_list,
 };
 use super::{
     AdminConfig, ApimanConfig, ApimanMode, AssistantConfig, BackendConfig, BackendKind, Config,
@@ -82,6 +82,7 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
         apiman: ApimanConfig::default(),
         admin: AdminConfig::default(),
         responses: Default::default(),
+        audit: None,
     };
     for (key, val) in entries(problems, root, doc) {
         let p = root.key(&key);
@@ -107,7 +108,8 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
                         .push(read_assistant(problems, &p.index(i), v, None));
                 }
             }
-            "proxy_api_keys" => cfg.proxy_api_keys = read_keys(problems, &p, val),
+            "proxy_api_keys" => cfg.proxy_api_keys = super::ops::read_keys(problems, &p, val),
+            "audit" => cfg.audit = super::ops::read_audit(problems, &p, val),
             "apiman" => cfg.apiman = read_apiman(problems, &p, val),
             "admin" => cfg.admin = read_admin(problems, &p, val),
             "responses" => cfg.responses = super::responses::read_responses(problems, &p, val),
@@ -170,6 +172,7 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             }
             "drain_timeout" => set(&mut s.drain_timeout, duration_or_zero(problems, &p, val)),
             "cors" => s.cors_allowed_origins = read_cors(problems, &p, val),
+            "watch_config" => set(&mut s.watch_config, boolean(problems, &p, val)),
             _ => problems.unknown(&p),
         }
     }
@@ -221,18 +224,6 @@ fn check_listen(problems: &mut Problems, path: &Path, s: &str) -> bool {
         problems.add(path, "expected host:port, e.g. 127.0.0.1:8000");
     }
     ok
-}
-
-/// Empty and blank entries are dropped, so `- ${PROXY_API_KEY:-}` with the variable unset does
-/// not switch auth on.
-fn read_keys(problems: &mut Problems, path: &Path, v: &Yaml) -> Vec<Secret> {
-    elements(problems, path, v)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| text(problems, &path.index(i), item))
-        .filter(|k| !k.trim().is_empty())
-        .map(Secret::new)
-        .collect()
 }
 
 const APIMAN_MODES: &[(&str, ApimanMode)] = &[
@@ -328,6 +319,7 @@ fn read_admin(problems: &mut Problems, path: &Path, v: &Yaml) -> AdminConfig {
         let p = path.key(&key);
         match key.as_str() {
             "persist" => set(&mut a.persist, boolean(problems, &p, val)),
+            "read_only" => set(&mut a.read_only, boolean(problems, &p, val)),
             "listen" => {
                 // `${AIPROXY_ADMIN_LISTEN:-}` expanding to "" means "not set here".
                 let listen = string(problems, &p, val)
@@ -519,7 +511,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let keys: Vec<&str> = cfg.proxy_api_keys.iter().map(|k| k.expose()).collect();
+        let keys: Vec<&str> = cfg.proxy_api_keys.iter().map(|k| k.key.expose()).collect();
         assert_eq!(keys, ["pk-1", "12345"]);
     }
 

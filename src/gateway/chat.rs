@@ -16,13 +16,14 @@ use super::run::{Metered, ended, log_failure, run_headers};
 use crate::agent::{self, Collect, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::sse::ChunkWriter;
 use crate::http::{Request, Responder};
 use crate::metrics::Status;
-use crate::tools::ToolSet;
+use crate::tools::{ToolSet, Who};
 
 impl Gateway {
     pub(super) fn chat(
@@ -32,6 +33,7 @@ impl Gateway {
         resp: &mut Responder<'_>,
         request_id: &str,
         cors_origin: Option<&str>,
+        caller: &Caller,
     ) -> Served {
         let mut served = Served::default();
         // Errors before the run carry the CORS headers too (a browser cannot read them else).
@@ -46,7 +48,15 @@ impl Gateway {
                     return served;
                 }
             };
-        self.run_completion(snap, chat, resp, request_id, cors_origin, Flavor::Chat)
+        self.run_completion(
+            snap,
+            chat,
+            resp,
+            request_id,
+            cors_origin,
+            caller,
+            Flavor::Chat,
+        )
     }
 
     /// Run the loop for a decoded request and answer it in the given flavor.
@@ -57,6 +67,7 @@ impl Gateway {
         resp: &mut Responder<'_>,
         request_id: &str,
         cors_origin: Option<&str>,
+        caller: &Caller,
         flavor: Flavor,
     ) -> Served {
         let mut served = Served::default();
@@ -64,7 +75,9 @@ impl Gateway {
         let cors = cors_origin.map(cors_response_headers).unwrap_or_default();
         let mut id_header: Vec<(&str, &str)> = vec![("X-Request-Id", request_id)];
         id_header.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
-        let Some(assistant) = snap.config.assistant(&chat.model) else {
+        // Out of the key's scope reads exactly like an unknown model.
+        let visible = snap.config.assistant(&chat.model);
+        let Some(assistant) = visible.filter(|a| caller.may_use(&a.name)) else {
             served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
             return served;
         };
@@ -88,13 +101,15 @@ impl Gateway {
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
             .with_metrics(Arc::clone(&self.metrics))
-            .with_max_calls(assistant.max_tool_calls_per_turn);
+            .with_max_calls(assistant.max_tool_calls_per_turn)
+            .with_audit(snap.audit.clone(), who(request_id, caller, &assistant.name));
         let headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
             inner: backend.as_ref(),
             name: &assistant.backend,
             metrics: &self.metrics,
+            caller,
         };
         let run = Run {
             assistant,
@@ -215,4 +230,13 @@ fn text_completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> V
         "choices": [{"text": out.content, "index": 0, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
         "usage": out.usage.to_json(),
     })
+}
+
+/// Who the audit log names for this request's tool calls.
+pub(super) fn who(request_id: &str, caller: &Caller, assistant: &str) -> Who {
+    Who {
+        request_id: request_id.to_string(),
+        key: caller.name().map(str::to_string),
+        assistant: assistant.to_string(),
+    }
 }

@@ -19,6 +19,7 @@ use super::reply::send_error;
 use super::routes::{Gateway, Served, cors_response_headers};
 use crate::api::openai::{ChatRequest, Message, Role, StreamOptions};
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::{Request, Responder};
 
@@ -44,13 +45,20 @@ impl Gateway {
         resp: &mut Responder<'_>,
         request_id: &str,
         cors_origin: Option<&str>,
+        caller: &Caller,
     ) -> Served {
         let decoded: Result<CompletionRequest, ApiError> =
             decode::request_body(&req.body, snap.config.server.max_body_bytes);
         match decoded.and_then(to_chat) {
-            Ok(chat) => {
-                self.run_completion(snap, chat, resp, request_id, cors_origin, Flavor::Text)
-            }
+            Ok(chat) => self.run_completion(
+                snap,
+                chat,
+                resp,
+                request_id,
+                cors_origin,
+                caller,
+                Flavor::Text,
+            ),
             Err(e) => {
                 let mut h: Vec<(&str, &str)> = vec![("X-Request-Id", request_id)];
                 let cors = cors_origin.map(cors_response_headers).unwrap_or_default();

@@ -24,6 +24,10 @@
 //! send `x-stainless-*` ones), else a fixed list that includes `Authorization`, `X-API-Key`
 //! and `api-key`.
 //!
+//! `/v1` requests carry the [`Caller`] auth found (its key's assistant scope filters the
+//! models it sees; an out-of-scope model is answered like an unknown one); model requests are
+//! admitted against the key's `rpm`/`tpm` before anything else (`keys`; 429 + `Retry-After`).
+//!
 //! Runs on the HTTP worker thread that owns the request; the endpoints it calls run their whole
 //! tool loop there.
 
@@ -36,7 +40,7 @@ use serde_json::{Value, json};
 use super::reply::{send_error, send_json};
 use crate::admin;
 use crate::app::{App, Snapshot};
-use crate::auth::{AdminAuth, Listener};
+use crate::auth::{AdminAuth, Caller, Listener};
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
 use crate::http::{Handler, Request, Responder};
@@ -112,8 +116,16 @@ impl Handler for Gateway {
         } else {
             Cors::None
         };
-        let denied = (v1 && !admin_only && req.method != "OPTIONS")
-            .then(|| snap.auth.check(&req).err())
+        let checked =
+            (v1 && !admin_only && req.method != "OPTIONS").then(|| snap.auth.identify(&req));
+        let caller = match &checked {
+            Some(Ok(c)) => c.clone(),
+            _ => Caller::default(),
+        };
+        let denied = checked.and_then(Result::err);
+        let limited = denied
+            .is_none()
+            .then(|| super::keys::admit(&self.metrics, &caller, &req))
             .flatten();
         let cors_origin = match &cors {
             Cors::Allowed(o) => Some(o.as_str()),
@@ -160,6 +172,13 @@ impl Handler for Gateway {
                     .unwrap_or_else(ApiError::unauthorized);
                 served.status = send_error(resp, id_header, &e);
             }
+            _ if limited.is_some() => {
+                if let Some(l) = &limited {
+                    let mut h = base_headers.clone();
+                    h.push(("retry-after-ms", l.retry_after_ms.as_str()));
+                    served.status = send_error(resp, &h, &l.error);
+                }
+            }
             ("GET" | "HEAD", "/health") => {
                 served.status = send_json(resp, 200, id_header, &json!({"status": "ok"}));
             }
@@ -168,6 +187,7 @@ impl Handler for Gateway {
                     .config
                     .assistants
                     .iter()
+                    .filter(|a| caller.may_use(&a.name))
                     .map(|a| model_json(&a.name, &snap))
                     .collect();
                 served.status = send_json(
@@ -179,16 +199,20 @@ impl Handler for Gateway {
             }
             ("GET" | "HEAD", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
-                served.status = match snap.config.assistant(id) {
+                let visible = snap
+                    .config
+                    .assistant(id)
+                    .filter(|a| caller.may_use(&a.name));
+                served.status = match visible {
                     Some(a) => send_json(resp, 200, id_header, &model_json(&a.name, &snap)),
                     None => send_error(resp, id_header, &ApiError::model_not_found(id)),
                 };
             }
             ("POST", "/v1/chat/completions") => {
-                served = self.chat(&snap, &req, resp, &request_id, cors_origin);
+                served = self.chat(&snap, &req, resp, &request_id, cors_origin, &caller);
             }
             ("POST", "/v1/completions") => {
-                served = self.completions(&snap, &req, resp, &request_id, cors_origin);
+                served = self.completions(&snap, &req, resp, &request_id, cors_origin, &caller);
             }
             (_, path) if responses::owns(path) => {
                 let ctx = responses::Ctx {
@@ -197,6 +221,7 @@ impl Handler for Gateway {
                     store: &self.responses,
                     request_id: &request_id,
                     cors_origin,
+                    caller: &caller,
                 };
                 let r = responses::handle(&ctx, &req, resp);
                 served = Served {

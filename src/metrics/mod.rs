@@ -13,13 +13,17 @@
 //! with its values in exposition order (`ALL`), its label from a `match`, and its slot in the
 //! counter tables from `index`. A request whose client went away is [`Status::ClientGone`],
 //! counted under `status="499"` (a label kept stable for dashboards; no 499 is ever sent).
-//! `render` writes the text exposition.
+//! `render` writes the text exposition; `ops` holds the per-API-key, audit-log and reload
+//! series.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+mod ops;
 mod render;
+
+pub use ops::MAX_KEYS;
 
 /// The HTTP server's load at one moment, for the gauges of `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -367,6 +371,8 @@ pub struct Metrics {
     tool_calls: Box<[AtomicU64]>,
     tool_latency: Box<[Histogram]>,
     http_stats: OnceLock<ServerLoadFn>,
+    /// Per API key, the audit log, config reloads (`ops`).
+    ops: ops::Ops,
 }
 
 impl Default for Metrics {
@@ -400,6 +406,7 @@ impl Metrics {
             backends,
             tools,
             http_stats: OnceLock::new(),
+            ops: ops::Ops::new(),
         }
     }
 

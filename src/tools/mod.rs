@@ -11,7 +11,8 @@
 //! calls of one turn run concurrently in scoped threads (at most [`MAX_PARALLEL_CALLS`] at a
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
 //! results come back in the model's order. Each call is timed and counted in the gateway's
-//! metrics when the set carries them.
+//! metrics when the set carries them, and written to the audit log when there is one
+//! ([`ToolSet::with_audit`]; the line is queued, never written on the request's thread).
 //!
 //! Hostile peers: at most `max_tools` tools of each server are offered (the first of its
 //! listing; default 1000, one warning per listing), and at most the assistant's
@@ -32,6 +33,7 @@ use serde_json::{Map, Value, json};
 
 use crate::agent::ToolExecutor;
 use crate::api::openai::{FunctionDef, Message, Tool, ToolCall};
+use crate::audit::{self, AuditLog};
 use crate::cancel::Cancel;
 use crate::mcp::{self, Supervisor};
 use crate::metrics::{Metrics, ToolOutcome};
@@ -82,6 +84,16 @@ pub struct ToolSet {
     metrics: Option<Arc<Metrics>>,
     /// MCP tool calls run per turn (the assistant's `max_tool_calls_per_turn`).
     max_calls: usize,
+    /// Where every call is also written, with who made it.
+    audit: Option<(Arc<AuditLog>, Who)>,
+}
+
+/// Who a request's tool calls are made for, as the audit log names them.
+pub struct Who {
+    pub request_id: String,
+    /// The API key's configured name (never the key).
+    pub key: Option<String>,
+    pub assistant: String,
 }
 
 impl ToolSet {
@@ -94,6 +106,7 @@ impl ToolSet {
             request: None,
             metrics: None,
             max_calls: DEFAULT_MAX_CALLS,
+            audit: None,
         }
     }
 
@@ -106,6 +119,13 @@ impl ToolSet {
     /// Count and time every call of this set in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ToolSet {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Also write every call of this set to the audit log, if there is one (lines it cannot
+    /// queue are counted in the metrics, when the set carries them).
+    pub fn with_audit(mut self, log: Option<Arc<AuditLog>>, who: Who) -> ToolSet {
+        self.audit = log.map(|l| (l, who));
         self
     }
 
@@ -225,10 +245,28 @@ impl ToolSet {
         let started = Instant::now();
         let name = &call.function.name;
         let (output, outcome) = self.run_call(call, cancel);
+        let elapsed = started.elapsed();
         if let Some(m) = &self.metrics {
             // A name the model made up is not a label (it would be unbounded).
             let known = self.routes.contains_key(name).then_some(name.as_str());
-            m.tool_call(known, outcome, started.elapsed());
+            m.tool_call(known, outcome, elapsed);
+        }
+        if let Some((log, who)) = &self.audit {
+            let origin = self.origin(name);
+            let queued = log.record(&audit::Record {
+                request_id: &who.request_id,
+                key: who.key.as_deref(),
+                assistant: &who.assistant,
+                server: origin.map(|o| o.0),
+                tool: origin.map(|o| o.1),
+                exposed: name,
+                arguments: &call.function.arguments,
+                duration: elapsed,
+                outcome: outcome.label(),
+            });
+            if let Some(m) = &self.metrics {
+                m.audit_line(queued);
+            }
         }
         output
     }

@@ -163,7 +163,7 @@ fn original_project_example_loads_unchanged() {
     let env = fixture_env().with("PROXY_API_KEY", "pk-1");
     let cfg = load(&fixtures().join("original-example.yaml"), &env).unwrap();
     assert_eq!(cfg.proxy_api_keys.len(), 1);
-    assert_eq!(cfg.proxy_api_keys[0].expose(), "pk-1");
+    assert_eq!(cfg.proxy_api_keys[0].key.expose(), "pk-1");
 }
 
 #[test]

@@ -34,6 +34,7 @@ use crate::agent::{self, LoopError, Run};
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
@@ -67,6 +68,8 @@ pub struct Ctx<'a> {
     pub request_id: &'a str,
     /// An allowed browser origin: the response carries its CORS headers.
     pub cors_origin: Option<&'a str>,
+    /// Who asks: the assistant scope and limits of its API key.
+    pub caller: &'a Caller,
 }
 
 /// Whether a path belongs to this API.
@@ -143,7 +146,8 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
             return served;
         }
     };
-    let Some(assistant) = ctx.snap.config.assistant(&r.model) else {
+    let visible = ctx.snap.config.assistant(&r.model);
+    let Some(assistant) = visible.filter(|a| ctx.caller.may_use(&a.name)) else {
         served.status = send_error(resp, &id_header, &ApiError::model_not_found(&r.model));
         return served;
     };
@@ -180,7 +184,11 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         .collect();
     let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
         .with_metrics(Arc::clone(ctx.metrics))
-        .with_max_calls(assistant.max_tool_calls_per_turn);
+        .with_max_calls(assistant.max_tool_calls_per_turn)
+        .with_audit(
+            ctx.snap.audit.clone(),
+            crate::gateway::chat::who(ctx.request_id, ctx.caller, &assistant.name),
+        );
     let origins: HashMap<String, (String, String)> = tools
         .tools
         .iter()
@@ -223,6 +231,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         inner: backend.as_ref(),
         name: &assistant.backend,
         metrics: ctx.metrics,
+        caller: ctx.caller,
     };
     let run = Run {
         assistant,
