@@ -48,15 +48,12 @@ impl Gateway {
                     return served;
                 }
             };
-        self.run_completion(
-            snap,
-            chat,
-            resp,
+        let meta = RequestMeta {
             request_id,
             cors_origin,
             caller,
-            Flavor::Chat,
-        )
+        };
+        self.run_completion(snap, chat, resp, &meta, Flavor::Chat)
     }
 
     /// Run the loop for a decoded request and answer it in the given flavor.
@@ -65,11 +62,14 @@ impl Gateway {
         snap: &Snapshot,
         chat: ChatRequest,
         resp: &mut Responder<'_>,
-        request_id: &str,
-        cors_origin: Option<&str>,
-        caller: &Caller,
+        meta: &RequestMeta<'_>,
         flavor: Flavor,
     ) -> Served {
+        let &RequestMeta {
+            request_id,
+            cors_origin,
+            caller,
+        } = meta;
         let mut served = Served::default();
         // Errors before the run carry the CORS headers too (a browser cannot read them else).
         let cors = cors_origin.map(cors_response_headers).unwrap_or_default();
@@ -202,6 +202,15 @@ fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value 
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
         "usage": out.usage.to_json(),
     })
+}
+
+/// Who asked, for a run: the request id, an allowed browser origin (its CORS headers go on
+/// every answer) and the API key's caller (scope, limits, audit name).
+#[derive(Clone, Copy)]
+pub(super) struct RequestMeta<'a> {
+    pub(super) request_id: &'a str,
+    pub(super) cors_origin: Option<&'a str>,
+    pub(super) caller: &'a Caller,
 }
 
 /// The answer's shape: chat completions or legacy `text_completion` objects.

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::chat::Flavor;
+use super::chat::{Flavor, RequestMeta};
 use super::decode;
 use super::reply::send_error;
 use super::routes::{Gateway, Served, cors_response_headers};
@@ -50,15 +50,14 @@ impl Gateway {
         let decoded: Result<CompletionRequest, ApiError> =
             decode::request_body(&req.body, snap.config.server.max_body_bytes);
         match decoded.and_then(to_chat) {
-            Ok(chat) => self.run_completion(
-                snap,
-                chat,
-                resp,
-                request_id,
-                cors_origin,
-                caller,
-                Flavor::Text,
-            ),
+            Ok(chat) => {
+                let meta = RequestMeta {
+                    request_id,
+                    cors_origin,
+                    caller,
+                };
+                self.run_completion(snap, chat, resp, &meta, Flavor::Text)
+            }
             Err(e) => {
                 let mut h: Vec<(&str, &str)> = vec![("X-Request-Id", request_id)];
                 let cors = cors_origin.map(cors_response_headers).unwrap_or_default();

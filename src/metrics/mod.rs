@@ -473,7 +473,8 @@ mod tests {
                 "admin",
                 "metrics",
                 "other",
-                "responses"
+                "responses",
+                "completions"
             ]
         );
         let kinds: Vec<&str> = UpstreamError::ALL.iter().map(|k| k.label()).collect();
