@@ -12,6 +12,7 @@ mod backend_openai;
 mod backend_upstream;
 mod cli;
 mod config;
+mod control_plane;
 mod gateway;
 mod gateway_anthropic;
 mod gateway_mcp;
