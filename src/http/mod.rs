@@ -253,8 +253,10 @@ impl Default for Limits {
     }
 }
 
-/// Worker stack size: room for the deepest request path (nested JSON up to serde's recursion
-/// limit, the tool loop, an upstream exchange) in debug builds, with margin.
+/// Worker stack size (also used by the per-request helper threads of the tool loop and the
+/// upstream stream reader). The whole test suite passes in debug builds with 256 KiB (128 KiB
+/// overflows); release builds need less. Only touched pages are resident, so the size bounds
+/// address space, not memory.
 pub const DEFAULT_STACK_SIZE: usize = 512 * 1024;
 /// Smallest accepted `Limits::stack_size`.
 pub const MIN_STACK_SIZE: usize = 64 * 1024;

@@ -265,15 +265,24 @@ impl ToolSet {
                 let mut out = Vec::with_capacity(many.len());
                 for batch in many.chunks(MAX_PARALLEL_CALLS) {
                     std::thread::scope(|s| {
+                        // Small fixed stacks, like the worker's; a call whose thread cannot
+                        // be started runs here instead.
                         let handles: Vec<_> = batch
                             .iter()
-                            .map(|c| s.spawn(move || self.call_one(c, cancel)))
+                            .map(|c| {
+                                std::thread::Builder::new()
+                                    .stack_size(crate::http::DEFAULT_STACK_SIZE)
+                                    .spawn_scoped(s, move || self.call_one(c, cancel))
+                                    .map_err(|_| c)
+                            })
                             .collect();
                         for h in handles {
-                            out.push(
-                                h.join()
+                            out.push(match h {
+                                Ok(h) => h
+                                    .join()
                                     .unwrap_or_else(|_| ToolOutput::error("tool call panicked")),
-                            );
+                                Err(c) => self.call_one(c, cancel),
+                            });
                         }
                     });
                 }
