@@ -44,7 +44,10 @@ pub struct StreamCapacity {
 
 impl StreamCapacity {
     pub fn failed(&self) -> usize {
-        self.stats.incomplete + self.stats.status_503 + self.stats.other_status + self.stats.io_errors
+        self.stats.incomplete
+            + self.stats.status_503
+            + self.stats.other_status
+            + self.stats.io_errors
     }
 }
 
@@ -73,11 +76,7 @@ pub fn run(opts: &Opts) -> io::Result<StreamCapacity> {
     let up = procs::upstream(&opts.self_exe, STREAMS + 100)?;
     let cfg = opts.work.join("bench-config-streams.yaml");
     std::fs::write(&cfg, config(&opts.aiproxy, up.addr))?;
-    let proxy = procs::aiproxy(
-        &opts.aiproxy,
-        &cfg,
-        &opts.work.join("aiproxy-streams.log"),
-    )?;
+    let proxy = procs::aiproxy(&opts.aiproxy, &cfg, &opts.work.join("aiproxy-streams.log"))?;
     std::thread::sleep(Duration::from_millis(500));
     let idle = procs::mem(proxy.pid());
 
