@@ -3,8 +3,9 @@
 # harness, then run the suite and write bench/RESULTS.md. Not part of CI's pass/fail.
 #   BENCH_SECS (3)  measured seconds per run     BENCH_REPEATS (3)  repeats of each pair
 #   BENCH_STATIC (auto)  0 skips the static build (its size is then not reported)
-#   BENCH_ONLY=responses  only the Responses API vs chat completions scenario, printed (no
-#                         RESULTS.md written)
+#   BENCH_ONLY           `responses`: only the Responses API vs chat completions scenario;
+#                        `streams`: only the 1,000-stream capacity run (both printed,
+#                        RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,4 @@ mkdir -p target/bench
 target/bench-harness/release/aiproxy-bench run \
   --aiproxy target/release/aiproxy "${static_args[@]}" \
   --work target/bench --out bench/RESULTS.md \
-  --secs "$secs" --repeats "$repeats"
+  --secs "$secs" --repeats "$repeats" ${BENCH_ONLY:+--only "$BENCH_ONLY"}

@@ -414,7 +414,7 @@ pub fn limits(cfg: &Config) -> Limits {
         max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
         idle_timeout: s.idle_timeout,
-        max_connections_per_ip: s.max_connections_per_ip,
+        max_connections_per_ip: s.connections_per_ip(),
         first_byte_timeout: s.first_byte_timeout,
         ..Limits::default()
     }

@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod completions;
 mod config;
+mod control_plane;
 mod gateway;
 mod gateway_anthropic;
 mod gateway_mcp;

@@ -2,7 +2,9 @@
 //!
 //! - `upstream --listen ADDR --workers N`: the fake OpenAI-compatible upstream ([`upstream`]);
 //! - `run --aiproxy PATH [--static PATH] [--out FILE] [--work DIR] [--secs S] [--warmup S]
-//!   [--repeats N]`: the whole suite ([`scenarios`]), written to `--out` ([`report`]);
+//!   [--repeats N] [--only streams]`: the whole suite ([`scenarios`], then the long-stream
+//!   capacity run [`streams`]), written to `--out` ([`report`]); `--only streams` runs just
+//!   the capacity scenario and prints its section (RESULTS.md is left alone);
 //! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N]`: only the Responses
 //!   API vs chat completions scenario ([`responses`]), its table printed to stdout;
 //! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]`:
@@ -17,6 +19,7 @@ mod procs;
 mod report;
 mod responses;
 mod scenarios;
+mod streams;
 mod upstream;
 
 use std::collections::HashMap;
@@ -103,9 +106,28 @@ fn run(args: &[String]) -> Result<(), String> {
                 return Ok(());
             }
             let mut machine = report::Machine::probe();
+            match f.get("only").map(String::as_str) {
+                None => {}
+                Some("streams") => {
+                    eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
+                    let r = streams::run(&opts).map_err(|e| e.to_string())?;
+                    println!(
+                        "{}load average before: {}, after: {}",
+                        streams::section(&r),
+                        machine.load_before,
+                        report::loadavg()
+                    );
+                    return Ok(());
+                }
+                Some(other) => return Err(format!("--only {other}: known: streams")),
+            }
             let results = scenarios::run(&opts).map_err(|e| e.to_string())?;
+            eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
+            let capacity = streams::run(&opts).map_err(|e| e.to_string())?;
             machine.load_after = report::loadavg();
-            let text = report::write(&results, &machine, &opts);
+            let mut text = report::write(&results, &machine, &opts);
+            text.push('\n');
+            text.push_str(&streams::section(&capacity));
             std::fs::write(&opts.out, &text).map_err(|e| e.to_string())?;
             eprintln!("wrote {}", opts.out.display());
             Ok(())

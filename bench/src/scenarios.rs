@@ -157,9 +157,19 @@ impl Env<'_> {
         }
     }
 
-    fn pair(&self, proxy: SocketAddr, shape: &Shape, pair: &mut Pair) {
-        let direct = load::run(&self.load(self.upstream, shape.body("fake-model", ""), shape));
-        let proxied = load::run(&self.load(proxy, shape.body("bench", ""), shape));
+    /// One direct and one proxied run; `direct_first` alternates between repeats so that a
+    /// warming or cooling machine does not favour one side.
+    fn pair(&self, proxy: SocketAddr, shape: &Shape, pair: &mut Pair, direct_first: bool) {
+        let run_direct =
+            || load::run(&self.load(self.upstream, shape.body("fake-model", ""), shape));
+        let run_proxy = || load::run(&self.load(proxy, shape.body("bench", ""), shape));
+        let (direct, proxied) = if direct_first {
+            let d = run_direct();
+            (d, run_proxy())
+        } else {
+            let p = run_proxy();
+            (run_direct(), p)
+        };
         eprintln!(
             "  {:<14} c={:<3} direct {:>8.0} rps p50 {:>7.3} ms | proxy {:>8.0} rps p50 {:>7.3} ms  503s {} errors {}",
             shape.id,
@@ -231,10 +241,10 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
             proxy: Vec::new(),
         })
         .collect();
-    for _ in 0..opts.repeats {
+    for rep in 0..opts.repeats {
         for p in &mut pairs {
             let shape = p.shape.clone();
-            env.pair(proxy.addr, &shape, p);
+            env.pair(proxy.addr, &shape, p, rep % 2 == 0);
         }
     }
 
@@ -251,10 +261,10 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
             proxy: Vec::new(),
         })
         .collect();
-    for _ in 0..opts.repeats.min(2) {
+    for rep in 0..opts.repeats.min(2) {
         for p in &mut scaling {
             let shape = p.shape.clone();
-            env.pair(proxy.addr, &shape, p);
+            env.pair(proxy.addr, &shape, p, rep % 2 == 0);
         }
     }
 
@@ -428,7 +438,10 @@ fn footprint(env: &Env<'_>, cfg_path: &Path) -> io::Result<Footprint> {
         });
         let stats = load::run(&l);
         stop.store(true, Ordering::Relaxed);
-        (stats, sampler.join().unwrap_or_default())
+        let mut peak = sampler.join().unwrap_or_default();
+        // The kernel's peak (VmHWM) of this fresh process, not the highest 25 ms sample.
+        peak.rss_kb = peak.rss_kb.max(procs::mem(pid).hwm_kb);
+        (stats, peak)
     });
     eprintln!(
         "  256 streams: peak RSS {} KiB, {} threads, {} complete, {} incomplete, {} 503",

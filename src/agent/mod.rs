@@ -369,10 +369,15 @@ impl Run<'_> {
         // Set when the deadline (not the client) stopped the tools: the answer is then 504.
         let mut timed_out = false;
         std::thread::scope(|s| {
-            s.spawn(move || {
-                // The receiver outlives this scope's threads, so the send cannot fail.
-                let _ = tx.send(tools.call_all(calls, cancel));
-            });
+            // A small fixed stack, like the worker's. If no thread can be started, `tx` is
+            // dropped with the closure and the wait below ends with "tool runner failed".
+            let _ = std::thread::Builder::new()
+                .name("tool-calls".into())
+                .stack_size(crate::http::DEFAULT_STACK_SIZE)
+                .spawn_scoped(s, move || {
+                    // The receiver outlives this scope's threads, so the send cannot fail.
+                    let _ = tx.send(tools.call_all(calls, cancel));
+                });
             loop {
                 match rx.recv_timeout(WAIT_TICK) {
                     Ok(results) => return Ok(results),

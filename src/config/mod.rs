@@ -100,9 +100,11 @@ impl AuditConfig {
 pub struct ServerConfig {
     /// `host:port`; `None` means "not set in the file" (the CLI then applies its default).
     pub listen: Option<String>,
-    /// Worker threads that run requests (each runs one agent loop at a time).
+    /// Worker threads that run requests (each runs one agent loop, a whole stream, at a time).
+    /// Sized for long LLM streams: a thread with its small stack costs tens of KiB resident.
     pub workers: usize,
-    /// Requests admitted at once (running + queued); beyond it: 503 + `Retry-After`.
+    /// Requests admitted at once (running + queued); beyond it: 503 + `Retry-After`, and
+    /// `GET /ready` answers 503 while it is reached.
     pub max_in_flight: usize,
     /// Open client connections; beyond it: 503 and close.
     pub max_connections: usize,
@@ -113,8 +115,10 @@ pub struct ServerConfig {
     /// Keep-alive connections idle longer than this are closed.
     pub idle_timeout: Duration,
     /// Open connections from one client address (IPv6: one /64); beyond it: 503 and close.
-    /// 0 = no per-address cap.
-    pub max_connections_per_ip: usize,
+    /// 0 = no per-address cap; `None` (not set) = half of `max_connections`
+    /// ([`ServerConfig::connections_per_ip`]), so a reverse proxy on the same host (every
+    /// client one address) gets most of the capacity while one client still cannot take all.
+    pub max_connections_per_ip: Option<usize>,
     /// A new connection that sends nothing for this long is closed.
     pub first_byte_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
@@ -131,18 +135,27 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: None,
-            workers: 64,
-            max_in_flight: 256,
-            max_connections: 1024,
+            workers: 1024,
+            max_in_flight: 2048,
+            max_connections: 4096,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
-            max_connections_per_ip: 256,
+            max_connections_per_ip: None,
             first_byte_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
             watch_config: false,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The per-address connection cap in effect (0 = none): the configured one, else half of
+    /// `max_connections` (at least 1).
+    pub fn connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or((self.max_connections / 2).max(1))
     }
 }
 

@@ -162,10 +162,9 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val)),
             "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val)),
             "max_connections_per_ip" => {
-                set(
-                    &mut s.max_connections_per_ip,
-                    count(problems, &p, val, 0, u64::MAX),
-                );
+                if let Some(n) = count(problems, &p, val, 0, u64::MAX) {
+                    s.max_connections_per_ip = Some(n);
+                }
             }
             "first_byte_timeout" => {
                 set(&mut s.first_byte_timeout, duration(problems, &p, val));

@@ -1,9 +1,11 @@
-//! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]` (a
-//! trailing slash on the list is accepted), `POST /v1/chat/completions` (answered in
-//! [`super::chat`]), the legacy `POST /v1/completions` ([`super::completions`]), the Responses
-//! API (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics`
-//! behind the admin guard. A 404 for an unknown route names the endpoints served (clients
-//! such as pydantic-ai and LangChain JS otherwise report it as "model not found").
+//! Routing and the OpenAI API surface (SPEC §4): `GET /health` (liveness: the process serves),
+//! `GET /ready` (readiness: 503 while draining or while the main pool admits no more requests),
+//! `GET /v1/models[/{id}]` (a trailing slash on the list is accepted), `POST
+//! /v1/chat/completions` (answered in [`super::chat`]), the legacy `POST /v1/completions`
+//! ([`super::completions`]), the Responses API (`/v1/responses[/{id}]`, in
+//! [`super::responses`]), plus `/admin/*` and `GET /metrics` behind the admin guard. A 404 for
+//! an unknown route names the endpoints served (clients such as pydantic-ai and LangChain JS
+//! otherwise report it as "model not found").
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics. A request whose client went away is reported as such
@@ -12,7 +14,8 @@
 //!
 //! One [`Gateway`] serves each listener ([`Listener`]): the main one serves everything above
 //! (admin and `/metrics` only with `ADMIN_API_KEY`); the admin listener (`admin.listen`) serves
-//! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest. Paths with dot segments
+//! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest (`/ready` too: readiness
+//! is the main listener's, where the traffic goes). Paths with dot segments
 //! (raw or encoded) are refused with 400 on both, so a proxy that normalises a path cannot
 //! route it differently from us. Browser requests: with no `/v1` auth provider configured, a
 //! request whose `Origin` is not in `server.cors.allowed_origins` is refused with 403 (a
@@ -29,7 +32,10 @@
 //! admitted against the key's `rpm`/`tpm` before anything else (`keys`; 429 + `Retry-After`).
 //!
 //! Runs on the HTTP worker thread that owns the request; the endpoints it calls run their whole
-//! tool loop there.
+//! tool loop there. The control plane never waits for that pool ([`Handler::lane`]): `/health`,
+//! `/ready` and `/metrics` go to the server's quick lane, `/admin/*` to its control lane, on
+//! both listeners, so probes, scrapes and operators are answered while every chat worker is
+//! busy with long streams.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +49,7 @@ use crate::app::{App, Snapshot};
 use crate::auth::{AdminAuth, Caller, Listener};
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
-use crate::http::{Handler, Request, Responder};
+use crate::http::{Handler, Lane, Request, Responder};
 use crate::metrics::{Metrics, Route, Status};
 use crate::secret::Secret;
 
@@ -100,6 +106,14 @@ pub(super) struct Served {
 }
 
 impl Handler for Gateway {
+    fn lane(&self, _method: &str, path: &str) -> Lane {
+        match path {
+            "/health" | "/ready" | "/metrics" => Lane::Quick,
+            p if p == "/admin" || p.starts_with("/admin/") => Lane::Control,
+            _ => Lane::Main,
+        }
+    }
+
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
         let started = Instant::now();
         let request_id = request_id(&req);
@@ -182,6 +196,21 @@ impl Handler for Gateway {
             ("GET" | "HEAD", "/health") => {
                 served.status = send_json(resp, 200, id_header, &json!({"status": "ok"}));
             }
+            ("GET" | "HEAD", "/ready") => {
+                let busy = resp.busy();
+                let (status, body) = if busy.draining {
+                    (503, json!({"status": "draining"}))
+                } else if busy.saturated() {
+                    (
+                        503,
+                        json!({"status": "busy", "in_flight": busy.in_flight,
+                               "max_in_flight": busy.max_in_flight}),
+                    )
+                } else {
+                    (200, json!({"status": "ready"}))
+                };
+                served.status = send_json(resp, status, id_header, &body);
+            }
             ("GET" | "HEAD", "/v1/models" | "/v1/models/") => {
                 let data: Vec<Value> = snap
                     .config
@@ -255,7 +284,12 @@ impl Handler for Gateway {
             }
             (
                 _,
-                "/health" | "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/metrics",
+                "/health"
+                | "/ready"
+                | "/v1/models"
+                | "/v1/chat/completions"
+                | "/v1/completions"
+                | "/metrics",
             ) => {
                 let e =
                     ApiError::method_not_allowed(format!("method {} not allowed here", req.method));
@@ -313,7 +347,7 @@ fn preflight_headers(asked: Option<&str>) -> &str {
 
 /// What the admin listener serves.
 fn admin_listener_route(path: &str) -> bool {
-    path == "/health" || path == "/metrics" || path == "/admin" || path.starts_with("/admin/")
+    matches!(path, "/health" | "/metrics" | "/admin") || path.starts_with("/admin/")
 }
 
 /// A `.` or `..` segment, raw or percent-encoded (`%2e`, `%2E`, mixed).
@@ -366,7 +400,7 @@ pub(super) fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)>
 
 fn route_of(path: &str) -> Route {
     match path {
-        "/health" => Route::Health,
+        "/health" | "/ready" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
         "/v1/completions" => Route::Completions,
         p if crate::gateway::responses::owns(p) => Route::Responses,

@@ -13,10 +13,10 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use super::Version;
 use super::body::{LAST_CHUNK, encode_chunk};
+use super::{Shared, Version};
 use crate::sys::net as sys;
 
 /// Bodies up to this size are copied behind the head so the response leaves in one write.
@@ -42,8 +42,25 @@ pub struct Responder<'a> {
     version: Version,
     head_only: bool,
     keep_alive: bool,
-    draining: &'a AtomicBool,
+    shared: &'a Shared,
     state: RespState,
+}
+
+/// How busy the server is, as a handler sees it (for a readiness endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// Shutdown has begun.
+    pub draining: bool,
+    /// Main-lane requests admitted (running + queued).
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+}
+
+impl Busy {
+    /// True when a new main-lane request would be refused with 503.
+    pub fn saturated(&self) -> bool {
+        self.draining || self.in_flight >= self.max_in_flight
+    }
 }
 
 impl<'a> Responder<'a> {
@@ -52,14 +69,14 @@ impl<'a> Responder<'a> {
         version: Version,
         head_only: bool,
         keep_alive: bool,
-        draining: &'a AtomicBool,
+        shared: &'a Shared,
     ) -> Responder<'a> {
         Responder {
             stream,
             version,
             head_only,
             keep_alive,
-            draining,
+            shared,
             state: RespState::Pending,
         }
     }
@@ -130,6 +147,16 @@ impl<'a> Responder<'a> {
         self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
+    /// The server's load now (main lane), e.g. for a readiness answer.
+    pub fn busy(&self) -> Busy {
+        let stats = &self.shared.stats;
+        Busy {
+            draining: self.shared.draining.load(Ordering::Acquire),
+            in_flight: stats.in_flight.load(Ordering::Relaxed),
+            max_in_flight: stats.max_in_flight,
+        }
+    }
+
     pub(super) fn state(&self) -> RespState {
         self.state
     }
@@ -174,7 +201,7 @@ impl<'a> Responder<'a> {
 
     fn decide_keep_alive(&mut self) {
         // During shutdown, tell the client this connection ends after the response.
-        if self.draining.load(Ordering::Acquire) {
+        if self.shared.draining.load(Ordering::Acquire) {
             self.keep_alive = false;
         }
     }

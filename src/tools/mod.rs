@@ -402,20 +402,27 @@ impl ToolSet {
                 let mut out = Vec::with_capacity(many.len());
                 for batch in many.chunks(MAX_PARALLEL_CALLS) {
                     std::thread::scope(|s| {
+                        // Small fixed stacks, like the worker's; a call whose thread cannot
+                        // be started runs here instead.
                         let handles: Vec<_> = batch
                             .iter()
                             .map(|c| {
-                                s.spawn(move || {
-                                    let _ctx = mcp::logctx::enter_shared(self.request.clone());
-                                    self.call_one(c, cancel)
-                                })
+                                std::thread::Builder::new()
+                                    .stack_size(crate::http::DEFAULT_STACK_SIZE)
+                                    .spawn_scoped(s, move || {
+                                        let _ctx = mcp::logctx::enter_shared(self.request.clone());
+                                        self.call_one(c, cancel)
+                                    })
+                                    .map_err(|_| c)
                             })
                             .collect();
                         for h in handles {
-                            out.push(
-                                h.join()
+                            out.push(match h {
+                                Ok(h) => h
+                                    .join()
                                     .unwrap_or_else(|_| ToolOutput::error("tool call panicked")),
-                            );
+                                Err(c) => self.call_one(c, cancel),
+                            });
                         }
                     });
                 }

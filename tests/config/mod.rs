@@ -551,5 +551,5 @@ server:
         (BackendKind::OpenAi, None)
     );
     assert_eq!(cfg.assistants[0].temperature, None);
-    assert_eq!(cfg.server.workers, 64);
+    assert_eq!(cfg.server.workers, 1024);
 }
