@@ -56,5 +56,6 @@ pub mod sse_codec;
     reason = "the one module with libc calls; each unsafe block documents why it is sound"
 )]
 pub mod sys;
+pub mod telemetry;
 pub mod tools;
 pub mod watch;

@@ -36,4 +36,5 @@ mod resilience;
 mod responses;
 mod sdk;
 mod support;
+mod telemetry;
 mod watch;

@@ -17,6 +17,7 @@ mod numbers;
 mod ops;
 mod raw;
 mod responses;
+mod telemetry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::secret::Secret;
 
 pub use env::{Env, EnvLookup, MapEnv, expand_str};
 pub use responses::ResponsesConfig;
+pub use telemetry::TelemetryConfig;
 pub use validate::{
     assistant_from_value, backend_from_value, check_references, mcp_server_from_value,
 };
@@ -49,6 +51,8 @@ pub struct Config {
     pub responses: ResponsesConfig,
     /// The tool audit log (`audit:`); `None` = off.
     pub audit: Option<AuditConfig>,
+    /// `telemetry:` — OpenTelemetry trace export.
+    pub telemetry: TelemetryConfig,
 }
 
 /// One `proxy_api_keys` entry. A plain string is a key named `key-<n>` (its 1-based position)

@@ -83,6 +83,7 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
         admin: AdminConfig::default(),
         responses: Default::default(),
         audit: None,
+        telemetry: Default::default(),
     };
     for (key, val) in entries(problems, root, doc) {
         let p = root.key(&key);
@@ -112,6 +113,7 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
             "audit" => cfg.audit = super::ops::read_audit(problems, &p, val),
             "apiman" => cfg.apiman = read_apiman(problems, &p, val),
             "admin" => cfg.admin = read_admin(problems, &p, val),
+            "telemetry" => cfg.telemetry = super::telemetry::read_telemetry(problems, &p, val),
             "responses" => cfg.responses = super::responses::read_responses(problems, &p, val),
             _ => problems.unknown(&p),
         }

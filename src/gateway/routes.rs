@@ -47,11 +47,13 @@ use super::reply::{send_error, send_json};
 use crate::admin;
 use crate::app::{App, Snapshot};
 use crate::auth::{AdminAuth, Caller, Listener};
+use crate::config::BackendKind;
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
 use crate::http::{Handler, Lane, Request, Responder};
 use crate::metrics::{Metrics, Route, Status};
 use crate::secret::Secret;
+use crate::telemetry::{Span, Tracer};
 
 pub struct Gateway {
     pub(super) app: Arc<App>,
@@ -63,13 +65,17 @@ pub struct Gateway {
     listener: Listener,
     /// Stored responses behind `previous_response_id` and `/v1/responses/{id}`.
     responses: Arc<ResponseStore>,
+    /// Trace export (`telemetry:`), when an endpoint is configured.
+    tracer: Option<Arc<Tracer>>,
 }
 
 impl Gateway {
     /// The handler of the main listener.
     pub fn new(app: Arc<App>) -> Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
+        let tracer = Tracer::start(&app.snapshot().config.telemetry, |k| app.env_var(k));
         Gateway {
+            tracer,
             admin_auth: AdminAuth::from_env_value(key),
             responses: Arc::new(ResponseStore::from_config(&app.snapshot().config.responses)),
             metrics: Arc::new(Metrics::new()),
@@ -86,6 +92,7 @@ impl Gateway {
             admin_auth: self.admin_auth.clone(),
             listener: Listener::Admin,
             responses: Arc::clone(&self.responses),
+            tracer: self.tracer.clone(),
         }
     }
 
@@ -137,6 +144,17 @@ impl Handler for Gateway {
             _ => Caller::default(),
         };
         let denied = checked.and_then(Result::err);
+        // The request's trace span (`/v1` only); its context is this thread's until the end.
+        let mut span = match &self.tracer {
+            Some(t) if v1 && !admin_only => {
+                let name = format!("{} {}", req.method, route.label());
+                Some(Span::request(t, req.header("traceparent"), &name))
+            }
+            _ => None,
+        };
+        let _trace = span
+            .as_ref()
+            .map(|s| crate::telemetry::enter(Some(s.ctx().clone())));
         let limited = denied
             .is_none()
             .then(|| super::keys::admit(&self.metrics, &caller, &req))
@@ -305,6 +323,9 @@ impl Handler for Gateway {
             }
         }
         let elapsed = started.elapsed();
+        if let Some(span) = &mut span {
+            request_attributes(span, &req, route, &served, &snap, &request_id);
+        }
         self.metrics.request(route, served.status);
         if let Some(assistant) = &served.assistant {
             self.metrics
@@ -319,6 +340,62 @@ impl Handler for Gateway {
             elapsed.as_millis(),
             served.tool_calls,
         );
+    }
+}
+
+/// The request span's name (`chat {assistant}` for model requests) and attributes (GenAI and
+/// HTTP semantic conventions).
+fn request_attributes(
+    span: &mut Span,
+    req: &Request,
+    route: Route,
+    served: &Served,
+    snap: &Snapshot,
+    request_id: &str,
+) {
+    span.set("http.request.method", req.method.as_str());
+    span.set("http.route", route_path(route));
+    span.set("aiproxy.request_id", request_id);
+    let code = match served.status {
+        Status::Http(c) => c,
+        Status::ClientGone => 499,
+    };
+    span.set("http.response.status_code", i64::from(code));
+    if let Some(a) = &served.assistant {
+        span.rename(format!("chat {a}"));
+        span.set("gen_ai.operation.name", "chat");
+        span.set("gen_ai.request.model", a.as_str());
+        let kind = snap
+            .config
+            .assistant(a)
+            .and_then(|a| snap.config.backends.get(&a.backend))
+            .map(|b| b.kind);
+        if let Some(kind) = kind {
+            let provider = match kind {
+                BackendKind::OpenAi | BackendKind::OpenAiResponses => "openai",
+                BackendKind::Anthropic => "anthropic",
+                BackendKind::Mock => "aiproxy.mock",
+            };
+            span.set("gen_ai.system", provider);
+            span.set("gen_ai.provider.name", provider);
+        }
+        span.set("aiproxy.rounds", u64::from(served.rounds));
+        span.set("aiproxy.tool_calls", u64::from(served.tool_calls));
+    }
+    if served.status == Status::ClientGone {
+        span.fail("client_gone");
+    } else if code >= 500 {
+        span.fail(&code.to_string());
+    }
+}
+
+fn route_path(route: Route) -> &'static str {
+    match route {
+        Route::Chat => "/v1/chat/completions",
+        Route::Completions => "/v1/completions",
+        Route::Responses => "/v1/responses",
+        Route::Models => "/v1/models",
+        _ => route.label(),
     }
 }
 
@@ -421,7 +498,14 @@ impl Gateway {
             .map(|(name, server)| (name.clone(), server.status()))
             .collect();
         mcp.sort_by(|a, b| a.0.cmp(&b.0));
-        let body = self.metrics.render(&mcp);
+        let mut body = self.metrics.render(&mcp);
+        let (dropped, exported) = self
+            .tracer
+            .as_ref()
+            .map_or((0, 0), |t| (t.dropped(), t.exported()));
+        body.push_str(&format!(
+            "# HELP aiproxy_trace_spans_dropped_total Trace spans dropped: export queue full, or the collector slow, down or refusing.\n# TYPE aiproxy_trace_spans_dropped_total counter\naiproxy_trace_spans_dropped_total {dropped}\n# HELP aiproxy_trace_spans_exported_total Trace spans the collector accepted.\n# TYPE aiproxy_trace_spans_exported_total counter\naiproxy_trace_spans_exported_total {exported}\n"
+        ));
         let mut h: Vec<(&str, &str)> =
             vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8")];
         h.extend_from_slice(headers);

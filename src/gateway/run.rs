@@ -1,5 +1,7 @@
 //! What every endpoint that runs the tool loop shares (chat completions, the Responses API):
-//! the metered backend (which also charges each round's tokens to the caller's key), the headers of a run, and logging and reporting a failed run once.
+//! the metered backend (which also charges each round's tokens to the caller's key and records
+//! each round as a trace span, `chat {model}`, whose `traceparent` the upstream gets), the
+//! headers of a run, and logging and reporting a failed run once.
 
 use std::time::Instant;
 
@@ -9,6 +11,7 @@ use crate::auth::Caller;
 use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Status, UpstreamError};
+use crate::telemetry::{Kind, Span};
 use crate::tools::ToolSet;
 
 /// The backend of one request, timing and counting each upstream call for the metrics.
@@ -27,7 +30,16 @@ impl Backend for Metered<'_> {
         sink: &mut dyn TurnSink,
     ) -> Result<backend::Turn, backend::Error> {
         let started = Instant::now();
+        let mut span = crate::telemetry::current()
+            .map(|c| c.child(&format!("chat {}", req.model), Kind::Client));
+        // The upstream request is made on this thread: it names the round's span.
+        let _trace = span
+            .as_ref()
+            .map(|s| crate::telemetry::enter(Some(s.ctx().clone())));
         let result = self.inner.turn(req, sink);
+        if let Some(span) = &mut span {
+            round_attributes(span, self.name, req, &result);
+        }
         let error = match &result {
             Ok(_) => None,
             // The client left; the upstream did nothing wrong.
@@ -48,6 +60,37 @@ impl Backend for Metered<'_> {
             }
         }
         result
+    }
+}
+
+fn round_attributes(
+    span: &mut Span,
+    backend: &str,
+    req: &TurnRequest<'_>,
+    result: &Result<backend::Turn, backend::Error>,
+) {
+    span.set("gen_ai.operation.name", "chat");
+    span.set("gen_ai.request.model", req.model);
+    span.set("aiproxy.backend", backend);
+    span.set("gen_ai.request.stream", req.stream);
+    match result {
+        Ok(turn) => {
+            span.set("gen_ai.usage.input_tokens", turn.usage.prompt_tokens);
+            span.set("gen_ai.usage.output_tokens", turn.usage.completion_tokens);
+            span.set_list(
+                "gen_ai.response.finish_reasons",
+                vec![turn.finish_reason.as_str().to_string()],
+            );
+            span.set("aiproxy.tool_calls", turn.tool_calls.len() as u64);
+        }
+        Err(e) => span.fail(match e {
+            backend::Error::Cancelled => "cancelled",
+            backend::Error::Connect(_) => "connect",
+            backend::Error::Timeout => "timeout",
+            backend::Error::Status { .. } => "http_status",
+            backend::Error::Protocol(_) => "protocol",
+            backend::Error::TooLarge => "too_large",
+        }),
     }
 }
 

@@ -86,6 +86,8 @@ pub struct ToolSet {
     max_calls: usize,
     /// Where every call is also written, with who made it.
     audit: Option<(Arc<AuditLog>, Who)>,
+    /// The trace span of the request this set serves: each call is a child span of it.
+    trace: Option<crate::telemetry::Ctx>,
 }
 
 /// Who a request's tool calls are made for, as the audit log names them.
@@ -107,6 +109,7 @@ impl ToolSet {
             metrics: None,
             max_calls: DEFAULT_MAX_CALLS,
             audit: None,
+            trace: None,
         }
     }
 
@@ -161,6 +164,7 @@ impl ToolSet {
         };
         let mut set = ToolSet::empty();
         set.request = request;
+        set.trace = crate::telemetry::current();
         let mut known: Vec<(&Arc<Supervisor>, Arc<Vec<mcp::ToolInfo>>)> = Vec::new();
         for (srv, res) in servers.iter().zip(listed) {
             let tools = match res {
@@ -246,6 +250,9 @@ impl ToolSet {
         let name = &call.function.name;
         let (output, outcome) = self.run_call(call, cancel);
         let elapsed = started.elapsed();
+        if let Some(trace) = &self.trace {
+            self.tool_span(trace, call, outcome, elapsed, started);
+        }
         if let Some(m) = &self.metrics {
             // A name the model made up is not a label (it would be unbounded).
             let known = self.routes.contains_key(name).then_some(name.as_str());
@@ -269,6 +276,37 @@ impl ToolSet {
             }
         }
         output
+    }
+
+    /// `execute_tool {tool}` (GenAI semantic conventions), a child of the request's span.
+    fn tool_span(
+        &self,
+        trace: &crate::telemetry::Ctx,
+        call: &ToolCall,
+        outcome: ToolOutcome,
+        elapsed: std::time::Duration,
+        started: Instant,
+    ) {
+        let origin = self.origin(&call.function.name);
+        let tool = origin.map_or(call.function.name.as_str(), |o| o.1);
+        let mut span = trace.child(
+            &format!("execute_tool {tool}"),
+            crate::telemetry::Kind::Internal,
+        );
+        span.start_before(started.elapsed());
+        span.set("gen_ai.operation.name", "execute_tool");
+        span.set("gen_ai.tool.name", tool);
+        span.set("gen_ai.tool.call.id", call.id.as_str());
+        span.set("gen_ai.tool.type", "extension");
+        if let Some((server, _)) = origin {
+            span.set("aiproxy.mcp.server", server);
+        }
+        span.set("aiproxy.tool.exposed_name", call.function.name.as_str());
+        span.set("aiproxy.tool.outcome", outcome.label());
+        span.set("aiproxy.tool.duration_ms", elapsed.as_millis() as u64);
+        if outcome != ToolOutcome::Ok {
+            span.fail(outcome.label());
+        }
     }
 
     fn run_call(&self, call: &ToolCall, cancel: &Cancel) -> (ToolOutput, ToolOutcome) {

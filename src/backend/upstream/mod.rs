@@ -112,7 +112,8 @@ impl Upstream {
 
     /// A non-streaming exchange: the whole 2xx body (at most `limits.json_bytes`).
     pub fn call(&self, body: &[u8], deadline: Instant) -> Result<Vec<u8>, Error> {
-        let resp = self.send(body, false, deadline)?;
+        let tp = crate::telemetry::traceparent();
+        let resp = self.send(body, false, deadline, tp.as_deref())?;
         read_json(resp, self.limits.json_bytes)
     }
 
@@ -129,15 +130,26 @@ impl Upstream {
     }
 
     /// Send the request and wait for the head; a non-2xx status becomes [`Error::Status`].
+    /// `traceparent`: the round's trace context (taken on the request's thread).
     fn send(
         &self,
         body: &[u8],
         event_stream: bool,
         deadline: Instant,
+        traceparent: Option<&str>,
     ) -> Result<Response<ureq::Body>, Error> {
         let mut rb = self.agent.post(&self.url);
         for (name, value) in &self.headers {
             rb = rb.header(name.as_str(), value.expose());
+        }
+        // The trace this round belongs to (W3C Trace Context), unless configured headers set one.
+        if let Some(tp) = traceparent
+            && !self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("traceparent"))
+        {
+            rb = rb.header("traceparent", tp);
         }
         if event_stream {
             let has = |h: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h));

@@ -77,6 +77,8 @@ struct Exchange {
     upstream: Arc<Upstream>,
     body: Vec<u8>,
     deadline: Instant,
+    /// The round's W3C trace context, taken on the request's thread (the pump has none).
+    traceparent: Option<String>,
 }
 
 pub(super) fn run<D: Decoder>(
@@ -90,6 +92,7 @@ pub(super) fn run<D: Decoder>(
         upstream: Arc::clone(upstream),
         body,
         deadline,
+        traceparent: crate::telemetry::traceparent(),
     });
     let mut consumer = Consumer {
         decoder,
@@ -171,7 +174,7 @@ impl Drop for PumpGuard {
 /// back in the pool already).
 fn produce(ex: &Exchange, emit: &mut dyn FnMut(Msg) -> bool) {
     let up = &ex.upstream;
-    let resp = match up.send(&ex.body, true, ex.deadline) {
+    let resp = match up.send(&ex.body, true, ex.deadline, ex.traceparent.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             emit(Msg::Failed(e));
