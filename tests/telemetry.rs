@@ -15,7 +15,7 @@ use crate::support::config::Config;
 use crate::support::fake_http::FakeHttp;
 use crate::support::fake_openai::{FakeOpenAi, Reply};
 use crate::support::gateway::{TestGateway, request};
-use crate::support::peers::{support_script, venv_python};
+use crate::support::peers::{free_port, http_faults, support_script, venv_python};
 use crate::support::wait;
 
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -271,4 +271,67 @@ fn dead_collector_drops_spans_without_slowing_requests() {
         assert_eq!(metric(&gw, "aiproxy_trace_spans_exported_total"), 0);
     }
     drop(silent);
+}
+
+/// A tool call to a streamable-HTTP MCP server carries a `traceparent` naming its tool span.
+#[test]
+fn http_mcp_server_gets_the_tool_calls_traceparent() {
+    let port = free_port();
+    let _peer = http_faults("normal", port);
+    let up = FakeOpenAi::start();
+    up.push(Reply::tool_call("f__echo", r#"{"text":"hi"}"#));
+    up.push(Reply::tool_call("f__log", "{}"));
+    up.push(Reply::text("done"));
+    let col = Collector::start();
+    let mut yaml = Config::new()
+        .mcp_server(
+            "f",
+            json!({"transport": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")}),
+        )
+        .openai("up", &up.url(), json!({"api_key": "sk-upstream"}))
+        .assistant(json!({"name": "a", "backend": "up", "model": "m", "mcp_servers": ["f"]}))
+        .yaml();
+    yaml.push_str(&format!("telemetry: {{otlp_endpoint: '{}'}}\n", col.url()));
+    let gw = TestGateway::start(&yaml);
+    let tp = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let body = json!({"model": "a", "messages": [{"role": "user", "content": "go"}]});
+    let r = request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json"), ("traceparent", &tp)],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait::until(Duration::from_secs(20), "6 spans exported", || {
+        col.span_count() >= 6
+    });
+    let spans = col.decoded();
+    let echo_span = spans
+        .iter()
+        .find(|s| s["name"] == "execute_tool echo")
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    // The third round's input holds the `log` tool's result: what the server saw.
+    let third = &up.completions()[2].body;
+    let log_text = third["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str())
+        .unwrap()
+        .to_string();
+    let log: Vec<Value> = serde_json::from_str(&log_text).unwrap();
+    let echo_call = log
+        .iter()
+        .find(|e| e["rpc"] == "tools/call")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(
+        echo_call["traceparent"],
+        format!(
+            "00-{CLIENT_TRACE}-{}-01",
+            echo_span["span_id"].as_str().unwrap()
+        )
+    );
 }

@@ -162,12 +162,6 @@ impl Span {
         Span::new(ctx, parent, name, Kind::Server)
     }
 
-    /// Date the span's start back by `d` (for a span recorded after the work it measures).
-    pub fn start_before(&mut self, d: std::time::Duration) {
-        let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.start = self.start.saturating_sub(d);
-    }
-
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }

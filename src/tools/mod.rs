@@ -248,10 +248,21 @@ impl ToolSet {
     fn call_one(&self, call: &ToolCall, cancel: &Cancel) -> ToolOutput {
         let started = Instant::now();
         let name = &call.function.name;
-        let (output, outcome) = self.run_call(call, cancel);
+        let mut span = self.trace.as_ref().map(|t| self.tool_span(t, call));
+        let (output, outcome) = {
+            // An HTTP MCP server gets this call's span as its `traceparent`.
+            let _trace = span
+                .as_ref()
+                .map(|s| crate::telemetry::enter(Some(s.ctx().clone())));
+            self.run_call(call, cancel)
+        };
         let elapsed = started.elapsed();
-        if let Some(trace) = &self.trace {
-            self.tool_span(trace, call, outcome, elapsed, started);
+        if let Some(span) = &mut span {
+            span.set("aiproxy.tool.outcome", outcome.label());
+            span.set("aiproxy.tool.duration_ms", elapsed.as_millis() as u64);
+            if outcome != ToolOutcome::Ok {
+                span.fail(outcome.label());
+            }
         }
         if let Some(m) = &self.metrics {
             // A name the model made up is not a label (it would be unbounded).
@@ -278,22 +289,15 @@ impl ToolSet {
         output
     }
 
-    /// `execute_tool {tool}` (GenAI semantic conventions), a child of the request's span.
-    fn tool_span(
-        &self,
-        trace: &crate::telemetry::Ctx,
-        call: &ToolCall,
-        outcome: ToolOutcome,
-        elapsed: std::time::Duration,
-        started: Instant,
-    ) {
+    /// `execute_tool {tool}` (GenAI semantic conventions), a child of the request's span;
+    /// the outcome is added when the call ends.
+    fn tool_span(&self, trace: &crate::telemetry::Ctx, call: &ToolCall) -> crate::telemetry::Span {
         let origin = self.origin(&call.function.name);
         let tool = origin.map_or(call.function.name.as_str(), |o| o.1);
         let mut span = trace.child(
             &format!("execute_tool {tool}"),
             crate::telemetry::Kind::Internal,
         );
-        span.start_before(started.elapsed());
         span.set("gen_ai.operation.name", "execute_tool");
         span.set("gen_ai.tool.name", tool);
         span.set("gen_ai.tool.call.id", call.id.as_str());
@@ -302,11 +306,7 @@ impl ToolSet {
             span.set("aiproxy.mcp.server", server);
         }
         span.set("aiproxy.tool.exposed_name", call.function.name.as_str());
-        span.set("aiproxy.tool.outcome", outcome.label());
-        span.set("aiproxy.tool.duration_ms", elapsed.as_millis() as u64);
-        if outcome != ToolOutcome::Ok {
-            span.fail(outcome.label());
-        }
+        span
     }
 
     fn run_call(&self, call: &ToolCall, cancel: &Cancel) -> (ToolOutput, ToolOutcome) {

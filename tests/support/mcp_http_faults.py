@@ -34,7 +34,7 @@ SESSIONS = set()
 PENDING = {}  # priming event id -> reply message
 ACTIVE = [0]  # open `comments` streams
 HEADERS = ("authorization", "mcp-session-id", "mcp-protocol-version", "last-event-id",
-           "accept", "mcp-method", "x-extra")
+           "accept", "mcp-method", "x-extra", "traceparent")
 
 
 def tool(name, props=None):

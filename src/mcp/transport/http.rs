@@ -171,7 +171,15 @@ impl Outbound for Arc<Shared> {
             Message::Request { id, .. } => {
                 let slot = self.streams.acquire(deadline).ok_or(SendError::Timeout)?;
                 let me = self.clone();
-                let (id, msg, headers) = (id.clone(), msg.clone(), headers.to_vec());
+                let (id, msg, mut headers) = (id.clone(), msg.clone(), headers.to_vec());
+                // The caller's trace (a tool call's span), taken on the caller's thread.
+                if let Some(tp) = crate::telemetry::traceparent()
+                    && !headers
+                        .iter()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+                {
+                    headers.push(("traceparent".to_string(), tp));
+                }
                 let had_session = self.session_id.lock().is_some();
                 // Registered before the thread starts, so a cancel never misses it.
                 let exchange = Arc::new(Exchange::default());
