@@ -12,7 +12,11 @@
 #   nginx                     the reverse-proxy tests (ops::nginx)
 #   systemd                   systemd-analyze verifies the shipped unit (ops::deploy)
 #   curl, file                README example test, static-binary check
+#   python3-venv              the test peers' venvs (Debian's python3 lacks ensurepip without it)
+# and, after those, cargo-deny (pinned, `cargo install --locked`) for `make deny`.
 set -euo pipefail
+
+CARGO_DENY_VERSION=0.20.2
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -24,6 +28,8 @@ have nginx || need_apt+=(nginx)
 have systemd-analyze || need_apt+=(systemd)
 have curl || need_apt+=(curl)
 have file || need_apt+=(file)
+# tests/peers/install.sh makes venvs: Debian's python3 needs python3-venv for that.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 need_targets=()
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
@@ -34,7 +40,16 @@ if [ ${#need_targets[@]} -gt 0 ]; then
   rustup target add "${need_targets[@]}"
 fi
 
+# cargo-deny, unless this version is there: compiled from crates.io (about 4 min on 2 cores).
+install_cargo_deny() {
+  if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
+    cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+}
+
 if [ ${#need_apt[@]} -eq 0 ]; then
+  install_cargo_deny
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -53,3 +68,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+install_cargo_deny

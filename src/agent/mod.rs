@@ -1,4 +1,4 @@
-//! The tool loop of one chat completion (SPEC §5), over a `dyn Backend`, a [`ToolSet`] and a
+//! The tool loop of one chat completion (SPEC §5), over a `dyn Backend`, a [`ToolSet`](crate::tools::ToolSet) and a
 //! [`LoopSink`]. No HTTP in here: the route prepares the request, the sink writes the stream
 //! (or nothing, for non-streaming requests).
 //!

@@ -4,7 +4,7 @@
 //!
 //! Layout: [`request`] and [`messages`] build the request body (pure), [`stream`] is the SSE state
 //! machine (pure), [`response`] turns a message into a [`Turn`] (pure), [`types`] holds the
-//! wire constants, usage and error shapes, and [`http`] does the I/O. A turn runs on the calling
+//! wire constants, usage and error shapes, and `http` does the I/O. A turn runs on the calling
 //! worker thread; the HTTP agent (connection pool) is shared by all of them.
 //!
 //! # OpenAI → Anthropic

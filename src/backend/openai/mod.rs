@@ -3,7 +3,7 @@
 //!
 //! One ureq [`Agent`] per backend, built once and shared by every worker thread (it is a
 //! connection pool; up to 64 idle connections per host are kept so workers reuse them; names are
-//! resolved through [`super::resolve::CachingResolver`], not once per request). Its
+//! resolved through `super::resolve::CachingResolver`, not once per request). Its
 //! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
 //! for the response head, and **per read** — an idle-gap limit, never a global one, which would
 //! cut long streams; the request's deadline is the one global limit on each exchange. Non-2xx
@@ -17,8 +17,8 @@
 //! through it explicitly (a future `proxy` backend key).
 //!
 //! Non-stream turns run on the calling worker thread (body capped at 16 MiB). Streaming turns
-//! are in [`stream`]: a short-lived pump thread reads the SSE so the caller can give the sink
-//! idle ticks while the upstream is quiet. Chunk and body decoding is in [`parse`].
+//! are in `stream`: a short-lived pump thread reads the SSE so the caller can give the sink
+//! idle ticks while the upstream is quiet. Chunk and body decoding is in `parse`.
 
 mod parse;
 mod stream;

@@ -1,7 +1,7 @@
 //! Writes Responses API server-sent events: `event: <type>` + `data: {…}`, one chunk per event,
 //! flushed. The HTTP head goes out lazily with the first event, so a failure before anything was
 //! written still gets a real error status. Keep-alives are SSE comments only, at most every
-//! [`KEEPALIVE_EVERY`] of silence while tools run or the upstream is quiet.
+//! `KEEPALIVE_EVERY` of silence while tools run or the upstream is quiet.
 
 use std::time::{Duration, Instant};
 
