@@ -1,4 +1,4 @@
-//! Routing and the OpenAI API surface (SPEC §4): `GET /health`, `GET /v1/models[/{id}]`,
+//! Routing and the OpenAI API surface (docs/api.md): `GET /health`, `GET /v1/models[/{id}]`,
 //! `POST /v1/chat/completions` (answered in [`super::chat`]), the Responses API
 //! (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics` behind
 //! the admin guard.

@@ -1,4 +1,4 @@
-//! Writes one chat completion as `chat.completion.chunk` server-sent events (SPEC §4).
+//! Writes one chat completion as `chat.completion.chunk` server-sent events (docs/api.md#streaming).
 //!
 //! Every chunk carries `id`, `object`, `created`, `model`, `choices[].index`, `delta` and
 //! `finish_reason` (the OpenAI SDK stream helpers need all of them); the first delta carries the
@@ -17,7 +17,7 @@ use crate::backend::Cancelled;
 use crate::error::ApiError;
 use crate::http::{BodyStream, Responder};
 
-/// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
+/// Longest silence on a stream while tools run (docs/api.md#streaming).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
 enum State<'a, 'b> {

@@ -1,4 +1,4 @@
-//! The `mock` backend (SPEC §6): a deterministic offline model for the demo config and tests.
+//! The `mock` backend (docs/backends.md#mock): a deterministic offline model for the demo config and tests.
 //!
 //! Every answer is decided from the request alone (no state), looking at the messages after
 //! the last user message:

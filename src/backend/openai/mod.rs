@@ -165,7 +165,7 @@ fn build_agent(timeout: Duration) -> Agent {
     )
 }
 
-/// The upstream payload (SPEC §6): model, messages, the merged params, tools unless this is the
+/// The upstream payload (docs/backends.md#openai): model, messages, the merged params, tools unless this is the
 /// final round, `stream` (+ `stream_options.include_usage`), then `extra_body` last. A `null`
 /// in `extra_body` removes that key (so an operator can drop e.g. `stream_options` for a server
 /// that rejects it).

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::backend::Cancelled;
 use crate::http::{BodyStream, Responder};
 
-/// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
+/// Longest silence on a stream while tools run (docs/api.md#streaming-events).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
 enum State<'a, 'b> {
