@@ -11,6 +11,7 @@ mod backend_anthropic;
 mod backend_openai;
 mod cli;
 mod config;
+mod docs;
 mod gateway;
 mod gateway_anthropic;
 mod gateway_mcp;
