@@ -4,7 +4,7 @@ CARGO ?= cargo
 MUSL_X86 := x86_64-unknown-linux-musl
 MUSL_ARM := aarch64-unknown-linux-musl
 
-.PHONY: run build test peers setup lint fmt clippy doc deny ci static static-x86 static-arm bench fuzz fuzz-replay clean
+.PHONY: run build test peers setup lint fmt clippy doc deny ci static static-x86 static-arm bench bench-test fuzz fuzz-replay clean
 
 ## run: build and start the gateway (the embedded demo config when there is no ./config.yaml)
 run:
@@ -17,13 +17,11 @@ build:
 peers:
 	./tests/peers/install.sh
 
-## test: unit + integration tests (installs the test peers first)
+## test: unit + integration tests (installs the test peers first). Runs under cargo-nextest
+## (installed when missing): its test groups in .config/nextest.toml keep the heavy tests apart.
 test: peers
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --profile ci; \
-	else \
-		$(CARGO) test -- --test-threads 4; \
-	fi
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+	$(CARGO) nextest run --profile ci
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -68,9 +66,9 @@ define check_static
 endef
 
 ## ci: everything CI checks: set-up, format, lints, docs, dependency checks, the static builds
-## (the aarch64 one is run under qemu by the tests), then all tests, and the fuzz regression
-## inputs replayed on stable
-ci: setup lint doc deny static test fuzz-replay
+## (the aarch64 one is run under qemu by the tests), then all tests, the benchmark harness's
+## own tests, and the fuzz regression inputs replayed on stable
+ci: setup lint doc deny static test bench-test fuzz-replay
 
 ## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:
@@ -82,6 +80,11 @@ bench:
 FUZZ_SECS ?= 60
 fuzz:
 	FUZZ_SECS=$(FUZZ_SECS) ./fuzz/run.sh
+
+## bench-test: the benchmark harness's own tests (bench/ is a workspace of its own; it shares
+## target/ with the main build, so this costs ~30 s, not a second build of every dependency)
+bench-test:
+	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) test --manifest-path bench/Cargo.toml --locked
 
 ## fuzz-replay: every seed and saved crash input through the fuzz targets, on stable (in `ci`)
 fuzz-replay:

@@ -131,7 +131,7 @@ fn rejections_are_cached_for_the_ttl() {
     let gw = fake();
     gw.answer("sk-forbidden", Answer::Status(403));
     // No answer set: the fake says 401.
-    let auth = Auth::from_config(&probe_config(&gw, "1s", "2s", &[]));
+    let auth = Auth::from_config(&probe_config(&gw, "2s", "2s", &[]));
     let started = Instant::now();
     for key in ["sk-unknown", "sk-forbidden"] {
         assert_eq!(auth.check(&bearer(key)), Err(AuthError::Invalid));
@@ -139,12 +139,12 @@ fn rejections_are_cached_for_the_ttl() {
         assert_eq!(gw.probes(key), 1, "{key}: second check must hit the cache");
     }
     assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "test too slow to be meaningful"
+        started.elapsed() < Duration::from_millis(1800),
+        "test too slow to be meaningful: the 2 s TTL may have passed"
     );
     // After the TTL the key is probed again (it may have been created meanwhile).
     gw.answer("sk-unknown", Answer::Status(200));
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(started.elapsed()));
     assert_eq!(auth.check(&bearer("sk-unknown")), Ok(()));
     assert_eq!(gw.probes("sk-unknown"), 2);
 }
@@ -158,8 +158,9 @@ fn slow_gateway_times_out_in_time_and_is_not_cached() {
     assert_eq!(auth.check(&bearer("sk-slow")), Err(AuthError::Unavailable));
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(450), "{took:?}");
+    // The gateway answers after 5 s; the bound is twice the 500 ms timeout plus 1 s.
     assert!(
-        took < Duration::from_millis(1500),
+        took < Duration::from_secs(2),
         "probe timeout not enforced: {took:?}"
     );
     assert_eq!(auth.check(&bearer("sk-slow")), Err(AuthError::Unavailable));
@@ -175,11 +176,8 @@ fn slow_gateway_times_out_in_time_and_is_not_cached() {
     );
     let t = Instant::now();
     assert_eq!(auth.check(&two), Err(AuthError::Unavailable));
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // The event that shows it: the second candidate was never probed.
     assert_eq!(gw.probes("sk-slow3"), 0);
 }
 

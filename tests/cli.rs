@@ -1,9 +1,11 @@
 //! The real binary: commands, exit codes, config path / .env / listen precedence (docs/cli.md).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::support::config::Config;
+use crate::support::wait::{self, LogLines};
 
 const EXE: &str = env!("CARGO_BIN_EXE_aiproxy");
 
@@ -115,18 +117,8 @@ fn serve_listens_where_told_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let t = Instant::now();
-    let mut ready = false;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.contains("listening on") {
-            ready = true;
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10));
-    }
-    assert!(ready);
+    let mut log = LogLines::follow(child.stderr.take().unwrap());
+    log.wait_for("listening on", Duration::from_secs(10));
     let body = ureq::get(&format!("http://127.0.0.1:{port}/health"))
         .call()
         .unwrap()
@@ -138,22 +130,15 @@ fn serve_listens_where_told_and_stops_on_sigterm() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0));
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = wait::for_some(Duration::from_secs(10), "exit on SIGTERM", || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0));
 }
 
-/// Start `serve` on a free port in `dir`; returns the child and the port once it listens.
-fn start_serve(dir: &PathBuf) -> (std::process::Child, u16) {
+/// Start `serve` on a free port in `dir`; returns the child, the port once it listens, and its
+/// log lines (stderr).
+fn start_serve(dir: &PathBuf) -> (std::process::Child, u16, LogLines) {
     let port = crate::support::peers::free_port();
     let mut child = Command::new(EXE)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -162,21 +147,9 @@ fn start_serve(dir: &PathBuf) -> (std::process::Child, u16) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let t = Instant::now();
-    while let Some(Ok(line)) = lines.next() {
-        if line.contains("listening on") {
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, port);
-        }
-        if t.elapsed() > Duration::from_secs(10) {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve did not start listening");
+    let mut log = LogLines::follow(child.stderr.take().unwrap());
+    log.wait_for("listening on", Duration::from_secs(10));
+    (child, port, log)
 }
 
 fn model_ids(port: u16) -> Vec<String> {
@@ -199,10 +172,13 @@ fn model_ids(port: u16) -> Vec<String> {
 fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     let d = tmpdir("sighup");
     let cfg = |name: &str| {
-        format!("backends:\n  b: {{kind: mock}}\nassistants:\n  - {{name: {name}, backend: b}}\n")
+        Config::new()
+            .mock("b")
+            .assistant(serde_json::json!({"name": name, "backend": "b"}))
+            .yaml()
     };
     std::fs::write(d.join("config.yaml"), cfg("first")).unwrap();
-    let (mut child, port) = start_serve(&d);
+    let (mut child, port, mut log) = start_serve(&d);
     assert_eq!(model_ids(port), ["first"]);
     // SAFETY: kill(2) takes no pointers; the pid is a process this test started.
     let hup = |child: &std::process::Child| unsafe {
@@ -214,7 +190,9 @@ fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     )
     .unwrap();
     hup(&child);
-    std::thread::sleep(Duration::from_millis(300));
+    // The refusal is an event in the log: only after it does the check below test anything.
+    let refused = log.wait_for("SIGHUP: reload", Duration::from_secs(10));
+    assert!(refused.contains("reload refused"), "{refused}");
     assert_eq!(
         model_ids(port),
         ["first"],
@@ -222,14 +200,9 @@ fn sighup_reloads_the_config_file_and_refuses_a_broken_one() {
     );
     std::fs::write(d.join("config.yaml"), cfg("second")).unwrap();
     hup(&child);
-    let t = Instant::now();
-    while model_ids(port) != ["second"] {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "SIGHUP did not reload"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let done = log.wait_for("SIGHUP: ", Duration::from_secs(10));
+    assert!(done.contains("config reloaded"), "{done}");
+    assert_eq!(model_ids(port), ["second"], "SIGHUP did not reload");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -252,19 +225,9 @@ fn demo_admin_examples_work_on_the_admin_port() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let t = Instant::now();
-    while let Some(Ok(line)) = lines.next() {
-        if line.contains("admin API and /metrics on http://") {
-            assert!(line.contains(&format!("127.0.0.1:{admin_port}")), "{line}");
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no admin listener line"
-        );
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let mut log = LogLines::follow(child.stderr.take().unwrap());
+    let line = log.wait_for("admin API and /metrics on http://", Duration::from_secs(10));
+    assert!(line.contains(&format!("127.0.0.1:{admin_port}")), "{line}");
     let main: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let json = [("Content-Type", "application/json")];
@@ -299,9 +262,7 @@ fn demo_admin_examples_work_on_the_admin_port() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::for_some(Duration::from_secs(10), "exit on SIGTERM", || {
+        child.try_wait().unwrap()
+    });
 }

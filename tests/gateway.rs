@@ -199,7 +199,8 @@ fn four_parallel_sleeps_in_one_turn_take_about_one_second() {
     let r = gw.chat(&ask("sleep 1000 x4"));
     let took = t.elapsed();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // One after another they take 4 s; in parallel about 1 s (bound: twice that plus 1 s).
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     let content = r.json()["choices"][0]["message"]["content"]
         .as_str()
         .unwrap()
@@ -278,7 +279,9 @@ fn a_killed_mcp_child_is_restarted_on_the_next_request() {
     unsafe {
         libc::kill(pids[0] as i32, libc::SIGKILL);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    crate::support::wait::until(Duration::from_secs(10), "the killed child is gone", || {
+        !pids_with_marker(&marker).contains(&pids[0])
+    });
     let r = gw.chat(&ask("what is 20 + 22?"));
     assert_eq!(r.status, 200);
     let content = r.json()["choices"][0]["message"]["content"]
@@ -290,9 +293,9 @@ fn a_killed_mcp_child_is_restarted_on_the_next_request() {
     assert_eq!(after.len(), 1);
     assert_ne!(after, pids, "a new child");
     drop(gw);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        pids_with_marker(&marker).is_empty(),
-        "no child left after shutdown"
+    crate::support::wait::until(
+        Duration::from_secs(5),
+        "no child left after shutdown",
+        || pids_with_marker(&marker).is_empty(),
     );
 }

@@ -5,33 +5,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::config::Config;
 use crate::support::fake_openai::{FakeOpenAi, Reply, Trickle};
 use crate::support::gateway::{TestGateway, stream_text};
 
 fn config(upstream: &str, max_iter: u32, timeout: &str) -> String {
-    format!(
-        r#"
-mcp_servers:
-  demo:
-    command: ${{AIPROXY_EXE}}
-    args: [demo-mcp]
-backends:
-  up:
-    kind: openai
-    base_url: {upstream}
-    api_key: sk-upstream
-    timeout: {timeout}
-assistants:
-  - name: calc
-    backend: up
-    model: gpt-test
-    system_prompt: You add numbers.
-    mcp_servers: [demo]
-    max_tool_iterations: {max_iter}
-    temperature: 0.1
-    extra_body: {{custom_flag: true}}
-"#
-    )
+    Config::new()
+        .demo_mcp()
+        .openai(
+            "up",
+            upstream,
+            json!({"api_key": "sk-upstream", "timeout": timeout}),
+        )
+        .assistant(json!({
+            "name": "calc", "backend": "up", "model": "gpt-test",
+            "system_prompt": "You add numbers.", "mcp_servers": ["demo"],
+            "max_tool_iterations": max_iter, "temperature": 0.1,
+            "extra_body": {"custom_flag": true},
+        }))
+        .yaml()
 }
 
 fn ask(text: &str, stream: bool) -> Value {
@@ -189,6 +181,35 @@ fn unreachable_upstream_is_502() {
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}/v1"), 8, "2s"));
     let r = gw.chat(&ask("hi", false));
     assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.header("Content-Type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        r.header("Content-Type")
+    );
+    // OpenAI's error shape: only `error`, with message, type, param and code.
+    let body = r.json();
+    assert_eq!(
+        body.as_object().map(|o| o.keys().collect::<Vec<_>>()),
+        Some(vec![&"error".to_string()]),
+        "{body}"
+    );
+    let e = &body["error"];
+    let mut keys: Vec<&String> = e
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    keys.sort();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{e}");
+    assert_eq!(e["type"], "upstream_error", "{e}");
+    assert!(e["code"].is_null() || e["code"].is_string(), "{e}");
+    assert!(e["param"].is_null(), "{e}");
+    // Says what failed, in words a client can show.
+    let message = e["message"].as_str().unwrap_or_else(|| panic!("{e}"));
+    assert!(
+        message.contains("upstream") && message.to_lowercase().contains("refused"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -322,7 +343,10 @@ fn request_timeout_while_a_tool_runs_is_504() {
             took.as_millis()
         );
         assert_eq!(error["type"], "timeout_error", "{error}");
-        assert!(took < Duration::from_millis(4500), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(950) && took < Duration::from_millis(4500),
+            "{took:?}"
+        );
     }
 }
 

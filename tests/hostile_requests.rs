@@ -47,12 +47,23 @@ fn zeros(len: usize) -> String {
 
 /// Peak RSS growth (KiB) of a fresh demo gateway answering `body`, and the response.
 fn growth(body: &str) -> (u64, Response) {
+    growth_at("/v1/chat/completions", body)
+}
+
+/// [`growth`] for a body posted to `path`.
+fn growth_at(path: &str, body: &str) -> (u64, Response) {
     let gw = ProcGateway::start(aiproxy::demo::CONFIG_YAML);
     let warm =
         json!({"model": "demo", "messages": [{"role": "user", "content": "what is 2 + 3?"}]});
     assert_eq!(post(&gw, warm.to_string().as_bytes()).status, 200);
     let before = peak_rss_kb(gw.pid());
-    let resp = post(&gw, body.as_bytes());
+    let resp = request(
+        gw.addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
     let after = peak_rss_kb(gw.pid());
     (after - before, resp)
 }
@@ -86,6 +97,22 @@ fn four_mib_array_as_message_content_costs_little_memory() {
     );
     assert!(kb <= MAX_GROWTH_KB, "peak RSS grew by {kb} KiB");
     assert_eq!(resp.status, 413, "{}", resp.text());
+}
+
+/// The Responses API decodes within the same limits (it used to parse into a `Value` and then
+/// clone it into the typed request).
+#[test]
+fn four_mib_array_in_a_responses_input_costs_little_memory() {
+    let head = r#"{"model":"demo","input":[{"role":"user","content":"hi"}],"metadata":"#;
+    let body = format!("{head}{}}}", zeros((BODY - head.len() - 2) | 1));
+    let (kb, resp) = growth_at("/v1/responses", &body);
+    eprintln!(
+        "4 MiB [0,0,…] in /v1/responses: peak RSS +{kb} KiB, status {}",
+        resp.status
+    );
+    assert!(kb <= MAX_GROWTH_KB, "peak RSS grew by {kb} KiB");
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["code"], "request_too_complex");
 }
 
 /// 260,000 minimal messages: small on the wire, ~200 bytes each typed.

@@ -141,7 +141,8 @@ fn everything_over_streamable_http() {
         "4 parallel 1 s operations over streamable HTTP: {} ms",
         wall.as_millis()
     );
-    assert!(wall < Duration::from_millis(2500), "{wall:?}");
+    // One after another they take 4 s; the bound is twice the nominal 1 s plus 1 s.
+    assert!(wall < Duration::from_secs(3), "{wall:?}");
 }
 
 /// The Python SDK server's tools, one per content kind.
@@ -292,7 +293,8 @@ fn restarted_server_everything_400_session_is_recovered() {
             (r, Instant::now())
         })
     };
-    thread::sleep(Duration::from_millis(500));
+    // Let the call get under way (had it not, it would fail to start, not with `Closed`).
+    thread::sleep(Duration::from_millis(1000));
     let killed_at = Instant::now();
     // Restart under the proxy: the new process knows no session and answers 400
     // "No valid session ID provided" (its quirk; the spec says 404).
@@ -339,7 +341,8 @@ fn legacy_sse_server_restart_is_recovered_after_backoff() {
             (r, Instant::now())
         })
     };
-    thread::sleep(Duration::from_millis(500));
+    // Let the call get under way (had it not, it would fail to start, not with `Closed`).
+    thread::sleep(Duration::from_millis(1000));
     let killed_at = Instant::now();
     peer.kill();
     let (r, ended) = in_flight.join().unwrap();
@@ -503,7 +506,7 @@ fn stalled_reply_stream_times_out_and_is_cancelled() {
     assert_eq!(call(&s, "stall", json!({})), Err(Error::Timeout));
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_millis(1000) && took < Duration::from_millis(1800),
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
         "{took:?}"
     );
     let log = request_log(&s);
@@ -537,7 +540,7 @@ fn comment_only_reply_streams_fail_at_the_call_timeout_and_release_their_thread(
         let took = t0.elapsed();
         slowest = slowest.max(took);
         assert_eq!(r, Err(Error::Timeout), "call {i}");
-        assert!(took < Duration::from_millis(1500), "call {i}: {took:?}");
+        assert!(took < Duration::from_secs(2), "call {i}: {took:?}");
     }
     // The reader threads notice within a tick that nobody waits any more.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -601,13 +604,14 @@ fn server_that_never_answers_initialize_fails_within_the_startup_timeout() {
     };
     assert!(msg.contains("initialize"), "{msg}");
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(1450) && took < Duration::from_secs(4),
         "{took:?}"
     );
     // Within the back-off, the error comes back at once.
     let t1 = Instant::now();
     assert!(matches!(s.tools(), Err(Error::Start(_))));
-    assert!(t1.elapsed() < Duration::from_millis(200));
+    // A new attempt would take the 1.5 s startup timeout.
+    assert!(t1.elapsed() < Duration::from_secs(1), "{:?}", t1.elapsed());
 }
 
 #[test]
@@ -712,8 +716,8 @@ fn silent_sessions_are_pinged_and_a_hung_one_is_replaced() {
     let s = Supervisor::with_options("ping", server_config(transport, 10_000, 10_000), opts);
     assert_eq!(text(&call(&s, "echo", json!({"text": "a"})).unwrap()), "a");
     let pid = s.status().pid.unwrap();
-    // Idle but healthy: the ping is answered and the session kept.
-    thread::sleep(Duration::from_millis(300));
+    // Idle but healthy: the pings (one per 200 ms idle) are answered and the session kept.
+    thread::sleep(Duration::from_millis(1000));
     assert_eq!(text(&call(&s, "echo", json!({"text": "b"})).unwrap()), "b");
     assert_eq!(s.status().pid, Some(pid));
     // Hung (stopped): the ping goes unanswered, the child is replaced, the call succeeds.
@@ -769,7 +773,8 @@ fn raw_event_stream(events: &'static str, hold: Duration) -> (u16, thread::JoinH
 #[test]
 fn legacy_sse_endpoint_must_arrive_in_time_and_stay_on_the_origin() {
     // A stream that never names its endpoint: the start fails at the startup timeout.
-    let (port, h) = raw_event_stream(": just a comment\n\n", Duration::from_millis(1500));
+    // The stream stays open well past the bound below, so only the timeout can end the start.
+    let (port, _h) = raw_event_stream(": just a comment\n\n", Duration::from_secs(4));
     let s = Supervisor::new(
         "no-endpoint",
         server_config(sse_transport(sse_url(port)), 1_000, 5_000),
@@ -782,10 +787,9 @@ fn legacy_sse_endpoint_must_arrive_in_time_and_stay_on_the_origin() {
         "{err:?}"
     );
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    h.join().unwrap();
     // An endpoint on another host would carry our configured headers there: refused.
     let (port, h) = raw_event_stream(
         "event: endpoint\ndata: http://evil.example:9/message?s=1\n\n",

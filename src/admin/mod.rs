@@ -185,12 +185,9 @@ pub fn handle(app: &App, req: &Request) -> Reply {
         ("GET", Some(k), [_, name]) => get_one(app, k, name),
         ("PUT", Some(k), [_, name]) => put(app, k, name, &req.body),
         ("DELETE", Some(k), [_, name]) => delete(app, k, name),
-        (_, Some(_), [_] | [_, _]) | (_, None, ["config" | "reload"]) => ApiError::new(
-            405,
-            "invalid_request_error",
-            format!("method {method} not allowed on {path}"),
-        )
-        .into(),
+        (_, Some(_), [_] | [_, _]) | (_, None, ["config" | "reload"]) => {
+            ApiError::method_not_allowed(format!("method {method} not allowed on {path}")).into()
+        }
         _ => ApiError::not_found(format!("no admin route {method} {path}")).into(),
     }
 }
@@ -322,17 +319,12 @@ fn mcp_tools(app: &App, name: &str) -> Reply {
                 .collect();
             Reply::ok(json!({"name": name, "tools": list}))
         }
-        Err(e) => ApiError::new(502, "upstream_error", format!("MCP server '{name}': {e}")).into(),
+        Err(e) => ApiError::mcp_server(name, &e).into(),
     }
 }
 
 fn invalid(what: String, problems: Vec<String>) -> ApiError {
-    ApiError::new(
-        422,
-        "invalid_request_error",
-        format!("{what}: {}", problems.join("; ")),
-    )
-    .with_code("invalid_config")
+    ApiError::unprocessable(format!("{what}: {}", problems.join("; "))).with_code("invalid_config")
 }
 
 fn put(app: &App, kind: Kind, name: &str, body: &[u8]) -> Reply {
@@ -405,15 +397,11 @@ fn delete(app: &App, kind: Kind, name: &str) -> Reply {
             Kind::Mcp => users(&|a| a.mcp_servers.iter().any(|s| s == name)),
         };
         if !in_use.is_empty() {
-            return Err(ApiError::new(
-                409,
-                "invalid_request_error",
-                format!(
-                    "{} '{name}' is used by assistant(s): {}",
-                    kind.noun(),
-                    in_use.join(", ")
-                ),
-            )
+            return Err(ApiError::conflict(format!(
+                "{} '{name}' is used by assistant(s): {}",
+                kind.noun(),
+                in_use.join(", ")
+            ))
             .with_code("in_use"));
         }
         let existed = match kind {
@@ -469,14 +457,10 @@ fn persist(
     edit(&mut doc);
     if let (true, Some(path)) = (cfg.admin.persist, source.path.as_deref()) {
         let refuse = |why: String| {
-            ApiError::new(
-                422,
-                "invalid_request_error",
-                format!(
-                    "change not applied: admin.persist cannot write {} back faithfully: {why}",
-                    path.display()
-                ),
-            )
+            ApiError::unprocessable(format!(
+                "change not applied: admin.persist cannot write {} back faithfully: {why}",
+                path.display()
+            ))
             .with_code("persist_refused")
         };
         if let Some(why) = &source.persist_blocker {

@@ -151,18 +151,6 @@ pub enum LoopError {
     Cancelled,
 }
 
-impl From<&LoopError> for ApiError {
-    fn from(e: &LoopError) -> Self {
-        match e {
-            LoopError::Backend(b) => ApiError::from(b),
-            LoopError::Deadline => ApiError::new(504, "timeout_error", "request timed out"),
-            LoopError::Cancelled => {
-                ApiError::new(499, "client_closed_request", "client disconnected")
-            }
-        }
-    }
-}
-
 /// The tools a run may call (the request's `ToolSet`; scripted executors in tests).
 pub trait ToolExecutor: Sync {
     /// Definitions offered to the model, under their exposed names.

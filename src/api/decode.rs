@@ -269,6 +269,19 @@ pub static DECODING: Budget = Budget::new();
 /// Decode a chat request body with messages that say what is wrong (docs/api.md#errors: 400, never 500;
 /// 413 when too complex to decode, 503 when the decode budget stays exhausted).
 pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, ApiError> {
+    bounded(body, max_body_bytes, |text| {
+        serde_json::from_str::<ChatRequest>(text).map_err(|e| diagnose(text, &e))
+    })
+}
+
+/// Decode a request body of any endpoint within the limits above: UTF-8 checked, priced by
+/// [`estimate`] (413 when too complex), then `decode` runs on the text while the body holds its
+/// share of the process-wide budget (503 when none is free in time).
+pub fn bounded<T>(
+    body: &[u8],
+    max_body_bytes: usize,
+    decode: impl FnOnce(&str) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
     let limit = decode_limit(max_body_bytes);
@@ -280,15 +293,11 @@ pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, A
             )));
         }
         Err(EstimateError::TooComplex) => {
-            return Err(ApiError::new(
-                413,
-                "invalid_request_error",
-                format!(
-                    "request body too complex: decoded it would take more than {} MiB \
+            return Err(ApiError::payload_too_large(format!(
+                "request body too complex: decoded it would take more than {} MiB \
                      (too many JSON values); send fewer, larger values",
-                    limit >> 20
-                ),
-            )
+                limit >> 20
+            ))
             .with_code("request_too_complex"));
         }
     };
@@ -296,7 +305,7 @@ pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, A
         log::warn!("request body decode budget exhausted; answering 503");
         return Err(ApiError::overloaded());
     };
-    serde_json::from_str::<ChatRequest>(text).map_err(|e| diagnose(text, &e))
+    decode(text)
 }
 
 /// The 400 for a body that is JSON but not a chat request. Decodes the body again, as a

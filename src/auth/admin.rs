@@ -18,7 +18,6 @@
 use std::net::IpAddr;
 
 use super::bearer_token;
-use crate::error::ApiError;
 use crate::http::Request;
 use crate::secret::{Secret, constant_time_eq};
 
@@ -41,7 +40,7 @@ pub enum Listener {
     Admin,
 }
 
-/// Why an admin request was refused.
+/// Why an admin request was refused (answered as mapped in [`crate::error`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminError {
     /// A key is configured and the request did not carry it as a Bearer token: 401.
@@ -54,45 +53,6 @@ pub enum AdminError {
     ForeignHost,
     /// Keyless on the admin listener with an `Origin` header (a browser page): 403.
     CrossOrigin,
-}
-
-impl AdminError {
-    pub fn status(&self) -> u16 {
-        self.api_error().status
-    }
-
-    /// The client-facing error; the route adds `WWW-Authenticate: Bearer` to a 401.
-    pub fn api_error(&self) -> ApiError {
-        let forbidden = |code: &'static str, msg: &str| {
-            ApiError::new(403, "permission_error", msg.to_string()).with_code(code)
-        };
-        match self {
-            AdminError::Unauthorized => ApiError::new(
-                401,
-                "authentication_error",
-                "invalid or missing admin key (send Authorization: Bearer <ADMIN_API_KEY>)",
-            )
-            .with_code("invalid_api_key"),
-            AdminError::NoKeyOnMain => ApiError::new(
-                401,
-                "authentication_error",
-                "the admin API and /metrics answer here only with ADMIN_API_KEY as Authorization: Bearer <key>; without a key use the admin listener (admin.listen, 127.0.0.1:8001 by default) from the same host",
-            )
-            .with_code("invalid_api_key"),
-            AdminError::Forbidden => forbidden(
-                "admin_loopback_only",
-                "the admin listener answers loopback clients only; set ADMIN_API_KEY and send it as Authorization: Bearer <key> to use it remotely",
-            ),
-            AdminError::ForeignHost => forbidden(
-                "admin_foreign_host",
-                "the admin listener answers keyless requests only for Host localhost, 127.0.0.1 or [::1]",
-            ),
-            AdminError::CrossOrigin => forbidden(
-                "admin_cross_origin",
-                "the admin listener does not answer keyless requests from web pages (Origin header present)",
-            ),
-        }
-    }
 }
 
 impl std::fmt::Display for AdminError {
@@ -201,6 +161,7 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
     use crate::auth::tests::request_from;
+    use crate::error::{ApiError, ErrorKind};
 
     fn req(peer: &str, headers: &[(&str, &str)], query: &str) -> Request {
         request_from(peer.parse().unwrap(), headers, query)
@@ -266,17 +227,13 @@ mod tests {
             ),
             Err(AdminError::CrossOrigin)
         );
-        assert_eq!(AdminError::Forbidden.api_error().status, 403);
-        assert!(
-            AdminError::Forbidden
-                .api_error()
-                .message
-                .contains("ADMIN_API_KEY")
-        );
+        let forbidden = ApiError::from(AdminError::Forbidden);
+        assert_eq!(forbidden.status, 403);
+        assert!(forbidden.message.contains("ADMIN_API_KEY"));
         // The main listener never answers keyless, loopback or not.
         let main = a.check(&req("127.0.0.1:5000", &[LOCAL], ""), Listener::Main);
         assert_eq!(main, Err(AdminError::NoKeyOnMain));
-        assert_eq!(AdminError::NoKeyOnMain.status(), 401);
+        assert_eq!(ApiError::from(AdminError::NoKeyOnMain).status, 401);
     }
 
     #[test]
@@ -351,8 +308,8 @@ mod tests {
         }
         let by_query = a.check(&req("127.0.0.1:1", &[], "apikey=adm-key"), Listener::Admin);
         assert_eq!(by_query, Err(AdminError::Unauthorized));
-        let e = AdminError::Unauthorized.api_error();
-        assert_eq!((e.status, e.kind), (401, "authentication_error"));
+        let e = ApiError::from(AdminError::Unauthorized);
+        assert_eq!((e.status, e.kind), (401, ErrorKind::Authentication));
         assert!(!e.message.contains("adm-key"));
     }
 }

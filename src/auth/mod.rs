@@ -25,7 +25,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::config::{ApimanMode, Config};
-use crate::error::ApiError;
 use crate::http::Request;
 
 pub use admin::{AdminAuth, AdminError, Listener, is_local_host, is_loopback};
@@ -143,7 +142,7 @@ pub trait Provider: Send + Sync {
     fn check(&self, req: &Request, keys: &[ApiKey]) -> Verdict;
 }
 
-/// Why a request was refused.
+/// Why a request was refused (answered as mapped in [`crate::error`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
     /// No credential at all.
@@ -152,27 +151,6 @@ pub enum AuthError {
     Invalid,
     /// Nothing accepted and at least one provider could not decide (Apiman unavailable).
     Unavailable,
-}
-
-impl AuthError {
-    /// The client-facing error (never echoes the key). Missing and invalid keys are 401 (the
-    /// route adds `WWW-Authenticate: Bearer`); an unavailable Apiman gateway is a retryable 503,
-    /// so a valid key holder is not told the key is wrong and SDKs retry on their own.
-    pub fn api_error(&self) -> ApiError {
-        match self {
-            AuthError::Missing | AuthError::Invalid => ApiError::unauthorized(),
-            AuthError::Unavailable => {
-                let mut e = ApiError::new(
-                    503,
-                    "server_error",
-                    "the API key could not be verified right now (auth gateway unavailable); retry shortly",
-                )
-                .with_code("auth_unavailable");
-                e.retry_after = Some("1".into());
-                e
-            }
-        }
-    }
 }
 
 impl fmt::Display for AuthError {

@@ -155,8 +155,13 @@ impl ProbeCache {
         }
     }
 
-    /// Store a real answer, making room first when full.
-    fn insert(&self, st: &mut State, fp: Fingerprint, valid: bool, now: Instant) {
+    /// Store a real answer (an unavailable gateway is no answer), making room first when full.
+    fn insert(&self, st: &mut State, fp: Fingerprint, outcome: Outcome, now: Instant) {
+        let valid = match outcome {
+            Outcome::Valid => true,
+            Outcome::Invalid => false,
+            Outcome::Unavailable => return,
+        };
         if self.ttl.is_zero() {
             return;
         }
@@ -232,11 +237,7 @@ impl Lead<'_> {
             {
                 st.in_flight.remove(&self.fp);
             }
-            match outcome {
-                Outcome::Valid => self.cache.insert(&mut st, self.fp, true, self.now),
-                Outcome::Invalid => self.cache.insert(&mut st, self.fp, false, self.now),
-                Outcome::Unavailable => {}
-            }
+            self.cache.insert(&mut st, self.fp, outcome, self.now);
         }
         *self.flight.done.lock() = Some(outcome);
         self.flight.cv.notify_all();

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::config::{ApimanConfig, ApimanMode};
+use crate::error::{ApiError, ErrorKind};
 use crate::http::Version;
 use crate::secret::Secret;
 
@@ -236,11 +237,11 @@ fn any_accept_wins_and_stops_the_chain() {
 
 #[test]
 fn errors_are_openai_shaped_and_never_echo_keys() {
-    let e = AuthError::Invalid.api_error();
-    assert_eq!((e.status, e.kind), (401, "authentication_error"));
+    let e = ApiError::from(AuthError::Invalid);
+    assert_eq!((e.status, e.kind), (401, ErrorKind::Authentication));
     assert_eq!(e.body()["error"]["code"], "invalid_api_key");
-    assert_eq!(AuthError::Missing.api_error().status, 401);
-    let u = AuthError::Unavailable.api_error();
+    assert_eq!(ApiError::from(AuthError::Missing).status, 401);
+    let u = ApiError::from(AuthError::Unavailable);
     assert_eq!(u.status, 503);
     assert_eq!(u.retry_after.as_deref(), Some("1"));
 }

@@ -109,8 +109,8 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
             "inherit_env" => inherit_env = boolean(problems, &p, val),
             "url" => url = string(problems, &p, val),
             "headers" => headers = header_map(problems, &p, val),
-            "startup_timeout" => startup_timeout = duration(problems, &p, val, false),
-            "call_timeout" => call_timeout = duration(problems, &p, val, false),
+            "startup_timeout" => startup_timeout = duration(problems, &p, val),
+            "call_timeout" => call_timeout = duration(problems, &p, val),
             "max_concurrency" => {
                 max_concurrency = count(problems, &p, val, 1, MAX_CONCURRENCY_LIMIT);
             }
@@ -230,7 +230,7 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
             "base_url" => base_url = string(problems, &p, val),
             "api_key" => api_key = string(problems, &p, val),
             "default_headers" => default_headers = header_map(problems, &p, val),
-            "timeout" => timeout = duration(problems, &p, val, false),
+            "timeout" => timeout = duration(problems, &p, val),
             "prompt_caching" => prompt_caching = boolean(problems, &p, val),
             _ => problems.unknown(&p),
         }

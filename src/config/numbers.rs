@@ -113,28 +113,24 @@ pub(super) fn number(
     Some(value)
 }
 
-/// A duration: a number of seconds (`30`, `0.5`) or a number with a unit (`500ms`, `30s`, `5m`,
-/// `1h`). `allow_zero: false` for timeouts, where zero would fail every call.
-pub(super) fn duration(
-    problems: &mut Problems,
-    path: &Path,
-    v: &Yaml,
-    allow_zero: bool,
-) -> Option<Duration> {
+/// A duration greater than zero, for timeouts (zero would fail every call): a number of
+/// seconds (`30`, `0.5`) or a number with a unit (`500ms`, `30s`, `5m`, `1h`).
+pub(super) fn duration(problems: &mut Problems, path: &Path, v: &Yaml) -> Option<Duration> {
+    let d = duration_or_zero(problems, path, v)?;
+    if d.is_zero() {
+        problems.add(path, "must be greater than 0");
+        return None;
+    }
+    Some(d)
+}
+
+/// A duration where zero means something (no grace period, no caching); the forms of
+/// [`duration`].
+pub(super) fn duration_or_zero(problems: &mut Problems, path: &Path, v: &Yaml) -> Option<Duration> {
     if v.is_null() {
         return None;
     }
-    match parse_duration(v) {
-        Ok(d) if d.is_zero() && !allow_zero => {
-            problems.add(path, "must be greater than 0");
-            None
-        }
-        Ok(d) => Some(d),
-        Err(e) => {
-            problems.add(path, e);
-            None
-        }
-    }
+    parse_duration(v).map_err(|e| problems.add(path, e)).ok()
 }
 
 fn parse_duration(v: &Yaml) -> Result<Duration, String> {
@@ -196,7 +192,7 @@ mod tests {
             ("0", 0),
         ];
         for (src, ms) in cases {
-            let (d, problems) = run(|p, path| duration(p, path, &y(src), true));
+            let (d, problems) = run(|p, path| duration_or_zero(p, path, &y(src)));
             assert_eq!(problems, Vec::<String>::new(), "{src}");
             assert_eq!(d, Some(Duration::from_millis(ms)), "{src}");
         }
@@ -218,10 +214,10 @@ mod tests {
             ("1e300h", "x: is too large"),
         ];
         for (src, want) in cases {
-            let (d, problems) = run(|p, path| duration(p, path, &y(src), true));
+            let (d, problems) = run(|p, path| duration_or_zero(p, path, &y(src)));
             assert_eq!((d, problems), (None, vec![want.to_string()]), "{src}");
         }
-        let (d, problems) = run(|p, path| duration(p, path, &y("0s"), false));
+        let (d, problems) = run(|p, path| duration(p, path, &y("0s")));
         assert_eq!(
             (d, problems),
             (None, vec!["x: must be greater than 0".to_string()])

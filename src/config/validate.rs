@@ -11,7 +11,7 @@ use serde_yaml::Value as Yaml;
 
 use super::env::expand_tree;
 use super::items::{read_assistant, read_backend, read_mcp_server};
-use super::numbers::{count, duration};
+use super::numbers::{count, duration, duration_or_zero};
 use super::raw::{
     Path, Problems, boolean, check_http_url, choice, elements, entries, is_header_name, non_empty,
     string, string_list, text,
@@ -155,8 +155,8 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
                     count(problems, &p, val, 1, MAX_BODY_BYTES),
                 );
             }
-            "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val, false)),
-            "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val, false)),
+            "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val)),
+            "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val)),
             "max_connections_per_ip" => {
                 set(
                     &mut s.max_connections_per_ip,
@@ -164,12 +164,9 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
                 );
             }
             "first_byte_timeout" => {
-                set(
-                    &mut s.first_byte_timeout,
-                    duration(problems, &p, val, false),
-                );
+                set(&mut s.first_byte_timeout, duration(problems, &p, val));
             }
-            "drain_timeout" => set(&mut s.drain_timeout, duration(problems, &p, val, true)),
+            "drain_timeout" => set(&mut s.drain_timeout, duration_or_zero(problems, &p, val)),
             "cors" => s.cors_allowed_origins = read_cors(problems, &p, val),
             _ => problems.unknown(&p),
         }
@@ -267,8 +264,8 @@ fn read_apiman(problems: &mut Problems, path: &Path, v: &Yaml) -> ApimanConfig {
                 );
             }
             "api_key_header" => set(&mut a.api_key_header, non_empty(problems, &p, val)),
-            "cache_ttl" => set(&mut a.cache_ttl, duration(problems, &p, val, true)),
-            "timeout" => set(&mut a.timeout, duration(problems, &p, val, false)),
+            "cache_ttl" => set(&mut a.cache_ttl, duration_or_zero(problems, &p, val)),
+            "timeout" => set(&mut a.timeout, duration(problems, &p, val)),
             "header" => a.header = s(problems).map(|h| h.trim().to_string()),
             "secret" => a.secret = s(problems).map(Secret::new),
             _ => problems.unknown(&p),

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::reply::{headers_ref, send_error, send_json};
 use super::routes::{Gateway, Served, unique_hex};
-use super::run::{Metered, log_failure, run_headers};
-use crate::agent::{self, Collect, LoopError, Outcome, Run};
+use super::run::{Metered, ended, log_failure, run_headers};
+use crate::agent::{self, Collect, Outcome, Run};
 use crate::api::decode;
 use crate::api::openai::ChatRequest;
 use crate::app::Snapshot;
@@ -19,6 +19,7 @@ use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::sse::ChunkWriter;
 use crate::http::{Request, Responder};
+use crate::metrics::Status;
 use crate::tools::ToolSet;
 
 impl Gateway {
@@ -91,7 +92,7 @@ impl Gateway {
                 headers.clone(),
             );
             let result = run.run(&prepared, &mut writer);
-            served.status = 200;
+            served.status = Status::Http(200);
             match result {
                 Ok(out) => {
                     served.tool_calls = out.tool_calls;
@@ -101,7 +102,7 @@ impl Gateway {
                         .finish(&out.client_tool_calls, out.finish_reason, usage)
                         .is_err()
                     {
-                        served.status = 499;
+                        served.status = Status::ClientGone;
                     }
                 }
                 Err(e) => {
@@ -109,9 +110,8 @@ impl Gateway {
                     log_failure(request_id, &e, &api);
                     if let Some((resp, api)) = writer.fail(&api) {
                         served.status = send_error(resp, &headers_ref(&headers), &api);
-                    } else if matches!(e, LoopError::Cancelled) {
-                        served.status = 499;
                     }
+                    served.status = ended(&e, served.status);
                 }
             }
             return served;
@@ -136,7 +136,7 @@ impl Gateway {
             Err(e) => {
                 let api = ApiError::from(&e);
                 log_failure(request_id, &e, &api);
-                send_error(resp, &hdrs, &api)
+                ended(&e, send_error(resp, &hdrs, &api))
             }
         };
         served

@@ -1,9 +1,11 @@
-//! Writing a whole JSON answer or an OpenAI-shaped error, with the request's headers.
+//! Writing a whole JSON answer or an OpenAI-shaped error, with the request's headers; each
+//! returns the [`Status`] it answered with, for the access line and the metrics.
 
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::http::Responder;
+use crate::metrics::Status;
 
 /// Owned header pairs as the `&str` pairs the responder takes.
 pub(crate) fn headers_ref(h: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -15,15 +17,19 @@ pub(crate) fn send_json(
     status: u16,
     headers: &[(&str, &str)],
     body: &Value,
-) -> u16 {
+) -> Status {
     let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
     // A failed write means the client left; there is nobody to tell.
     let _ = resp.send(status, &h, body.to_string().as_bytes());
-    status
+    Status::Http(status)
 }
 
-pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: &ApiError) -> u16 {
+pub(crate) fn send_error(
+    resp: &mut Responder<'_>,
+    headers: &[(&str, &str)],
+    e: &ApiError,
+) -> Status {
     let mut h: Vec<(&str, &str)> = headers.to_vec();
     if let Some(ra) = &e.retry_after {
         h.push(("Retry-After", ra.as_str()));
@@ -31,8 +37,5 @@ pub(crate) fn send_error(resp: &mut Responder<'_>, headers: &[(&str, &str)], e: 
     if e.status == 401 {
         h.push(("WWW-Authenticate", "Bearer"));
     }
-    // 499 is for our logs only: the client is gone.
-    let status = if e.status == 499 { 500 } else { e.status };
-    send_json(resp, status, &h, &e.body());
-    e.status
+    send_json(resp, e.status, &h, &e.body())
 }

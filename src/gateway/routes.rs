@@ -4,7 +4,9 @@
 //! the admin guard.
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
-//! counted for the metrics.
+//! counted for the metrics. A request whose client went away is reported as such
+//! ([`Status::ClientGone`]: `status=client_gone` in the access line, `status="499"` in the
+//! metrics), whatever was still written to its socket.
 //!
 //! One [`Gateway`] serves each listener ([`Listener`]): the main one serves everything above
 //! (admin and `/metrics` only with `ADMIN_API_KEY`); the admin listener (`admin.listen`) serves
@@ -31,7 +33,7 @@ use crate::auth::{AdminAuth, Listener};
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
 use crate::http::{Handler, Request, Responder};
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Metrics, Route, Status};
 use crate::secret::Secret;
 
 pub struct Gateway {
@@ -79,7 +81,7 @@ impl Gateway {
 /// What the access line and the metrics report about a request.
 #[derive(Default)]
 pub(super) struct Served {
-    pub(super) status: u16,
+    pub(super) status: Status,
     pub(super) assistant: Option<String>,
     pub(super) tool_calls: u32,
     /// LLM rounds the tool loop ran (0 when it did not get that far).
@@ -126,9 +128,7 @@ impl Handler for Gateway {
                 served.status = send_error(resp, id_header, &e);
             }
             _ if matches!(cors, Cors::Refused) => {
-                let e = ApiError::new(
-                    403,
-                    "permission_error",
+                let e = ApiError::forbidden(
                     "cross-origin request refused: this gateway has no API keys configured and the request's Origin is not in server.cors.allowed_origins",
                 )
                 .with_code("origin_not_allowed");
@@ -145,11 +145,11 @@ impl Handler for Gateway {
                 ));
                 h.push(("Access-Control-Max-Age", "600"));
                 let _ = resp.send(204, &h, b"");
-                served.status = 204;
+                served.status = Status::Http(204);
             }
             _ if denied.is_some() => {
                 let e = denied
-                    .map(|d| d.api_error())
+                    .map(ApiError::from)
                     .unwrap_or_else(ApiError::unauthorized);
                 served.status = send_error(resp, id_header, &e);
             }
@@ -198,7 +198,7 @@ impl Handler for Gateway {
             }
             ("GET" | "HEAD", "/metrics") => {
                 let guard = self.admin_auth.check(&req, self.listener);
-                served.status = match guard.map_err(|e| e.api_error()) {
+                served.status = match guard.map_err(ApiError::from) {
                     Ok(()) => self.send_metrics(resp, id_header),
                     Err(e) => send_error(resp, id_header, &e),
                 };
@@ -208,7 +208,7 @@ impl Handler for Gateway {
                 let checked = admin::parse_path(path).and_then(|_| {
                     self.admin_auth
                         .check(&req, self.listener)
-                        .map_err(|e| e.api_error())
+                        .map_err(ApiError::from)
                 });
                 served.status = match checked {
                     Ok(()) => {
@@ -219,11 +219,8 @@ impl Handler for Gateway {
                 };
             }
             (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
-                let e = ApiError::new(
-                    405,
-                    "invalid_request_error",
-                    format!("method {} not allowed here", req.method),
-                );
+                let e =
+                    ApiError::method_not_allowed(format!("method {} not allowed here", req.method));
                 served.status = send_error(resp, id_header, &e);
             }
             (_, path) => {
@@ -316,7 +313,7 @@ fn route_of(path: &str) -> Route {
 }
 
 impl Gateway {
-    fn send_metrics(&self, resp: &mut Responder<'_>, headers: &[(&str, &str)]) -> u16 {
+    fn send_metrics(&self, resp: &mut Responder<'_>, headers: &[(&str, &str)]) -> Status {
         let snap = self.app.snapshot();
         let mut mcp: Vec<(String, crate::mcp::ServerStatus)> = snap
             .mcp
@@ -330,7 +327,7 @@ impl Gateway {
         h.extend_from_slice(headers);
         // A failed write means the client left; there is nobody to tell.
         let _ = resp.send(200, &h, body.as_bytes());
-        200
+        Status::Http(200)
     }
 }
 

@@ -1,5 +1,5 @@
 //! What every endpoint that runs the tool loop shares (chat completions, the Responses API):
-//! the metered backend, the headers of a run, and logging a failed run once.
+//! the metered backend, the headers of a run, and logging and reporting a failed run once.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use super::routes::cors_response_headers;
 use crate::agent::LoopError;
 use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::error::ApiError;
-use crate::metrics::{Metrics, UpstreamError};
+use crate::metrics::{Metrics, Status, UpstreamError};
 use crate::tools::ToolSet;
 
 /// The backend of one request, timing and counting each upstream call for the metrics.
@@ -59,6 +59,15 @@ pub(crate) fn run_headers(
         h.push(("X-Aiproxy-Degraded".to_string(), names.join(",")));
     }
     h
+}
+
+/// How a failed run ended, for the access line and the metrics: the client went away, or the
+/// status its error was answered with (`sent`).
+pub(crate) fn ended(e: &LoopError, sent: Status) -> Status {
+    match e {
+        LoopError::Cancelled => Status::ClientGone,
+        LoopError::Backend(_) | LoopError::Deadline => sent,
+    }
 }
 
 pub(crate) fn log_failure(request_id: &str, e: &LoopError, api: &ApiError) {

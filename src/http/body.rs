@@ -361,30 +361,39 @@ mod tests {
 
     #[test]
     fn malformed_framing_is_refused() {
-        let cases: &[&[u8]] = &[
-            b"\r\n",                          // no size
-            b"g\r\n",                         // not hex
-            b"-1\r\n",                        // sign
-            b"5\nhello\r\n0\r\n\r\n",         // bare LF after size
-            b"5\r\nhelloX\r\n0\r\n\r\n",      // data longer than declared
-            b"5\r\nhello\n0\r\n\r\n",         // bare LF after data
-            b"5\r\nhello\r\n0\r\n\n",         // bare LF at the end
-            b"5\r\nhello\r\n0\r\nX: y\n",     // bare LF in trailer
-            b"5\rhello",                      // CR not followed by LF
-            b";ext\r\n",                      // extension without size
-            b"5;ext\x01\r\n",                 // control char in extension
-            b"2 junk\r\nab\r\n0\r\n\r\n",     // junk after the size
-            b"2\tx\r\nab\r\n0\r\n\r\n",       // junk after a tab
-            b"2x\r\nab\r\n0\r\n\r\n",         // junk right after the size
-            b"2 \xc2\xa0\r\nab\r\n0\r\n\r\n", // U+00A0 is not whitespace here
-            b"\xc2\xa02\r\nab\r\n0\r\n\r\n",  // nor before the size
-            b" 2\r\nab\r\n0\r\n\r\n",         // leading space
-            b"0x2\r\nab\r\n0\r\n\r\n",        // 0x prefix
+        const SIZE: &str = "invalid chunk size";
+        const SIZE_LF: &str = "bare LF in chunk size line";
+        const DATA_CRLF: &str = "missing CRLF after chunk data";
+        const TRAILER_LF: &str = "bare LF in trailer";
+        // Each case with the reason it must be refused for: a decoder that refuses it for
+        // another reason (or at another byte) has a different bug.
+        let cases: &[(&[u8], &str)] = &[
+            (b"\r\n", SIZE),                               // no size
+            (b"g\r\n", SIZE),                              // not hex
+            (b"-1\r\n", SIZE),                             // sign
+            (b"5\nhello\r\n0\r\n\r\n", SIZE_LF),           // bare LF after size
+            (b"5\r\nhelloX\r\n0\r\n\r\n", DATA_CRLF),      // data longer than declared
+            (b"5\r\nhello\n0\r\n\r\n", DATA_CRLF),         // bare LF after data
+            (b"5\r\nhello\r\n0\r\n\n", TRAILER_LF),        // bare LF at the end
+            (b"5\r\nhello\r\n0\r\nX: y\n", TRAILER_LF),    // bare LF in trailer
+            (b"5\rhello", "expected LF after chunk size"), // CR not followed by LF
+            (b";ext\r\n", SIZE),                           // extension without size
+            (b"5;ext\x01\r\n", "control character in chunk extension"),
+            (b"2 junk\r\nab\r\n0\r\n\r\n", SIZE), // junk after the size
+            (b"2\tx\r\nab\r\n0\r\n\r\n", SIZE),   // junk after a tab
+            (b"2x\r\nab\r\n0\r\n\r\n", SIZE),     // junk right after the size
+            (b"2 \xc2\xa0\r\nab\r\n0\r\n\r\n", SIZE), // U+00A0 is not whitespace here
+            (b"\xc2\xa02\r\nab\r\n0\r\n\r\n", SIZE), // nor before the size
+            (b" 2\r\nab\r\n0\r\n\r\n", SIZE),     // leading space
+            (b"0x2\r\nab\r\n0\r\n\r\n", SIZE),    // 0x prefix
         ];
-        for case in cases {
+        for (case, reason) in cases {
             match decode_split_everywhere(case) {
-                Err(ChunkError::Malformed(_)) => {}
-                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(case)),
+                Err(ChunkError::Malformed(r)) if r == *reason => {}
+                other => panic!(
+                    "{:?}: want Malformed({reason:?}), got {other:?}",
+                    String::from_utf8_lossy(case)
+                ),
             }
         }
     }

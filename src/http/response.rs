@@ -138,17 +138,26 @@ impl<'a> Responder<'a> {
         self.keep_alive && matches!(self.state, RespState::Sent | RespState::Finished)
     }
 
-    /// Answer 500 when the handler failed to respond; `close` forces the connection shut.
-    pub(super) fn fail_internal(&mut self, close: bool) {
-        if close {
-            self.keep_alive = false;
+    /// Answer 500 to a request whose handler returned without responding; the connection
+    /// stays usable.
+    pub(super) fn fail_unanswered(&mut self) {
+        self.send_internal_error();
+    }
+
+    /// After a handler panicked: answer 500 if nothing was sent yet, and shut the connection
+    /// (a response may be half-written).
+    pub(super) fn fail_after_panic(&mut self) {
+        self.keep_alive = false;
+        self.send_internal_error();
+        if self.state != RespState::Sent {
+            self.state = RespState::Broken;
         }
+    }
+
+    fn send_internal_error(&mut self) {
         if self.state == RespState::Pending {
             let body = error_body(500, "internal server error");
             let _ = self.send(500, &[("Content-Type", "application/json")], &body);
-        }
-        if close && self.state != RespState::Sent {
-            self.state = RespState::Broken;
         }
     }
 

@@ -81,11 +81,11 @@ impl Worker {
         match outcome {
             Err(_) => {
                 warn!("handler panicked on {method} {path}; answering 500 and closing");
-                resp.fail_internal(true);
+                resp.fail_after_panic();
             }
             Ok(()) if resp.state() == RespState::Pending => {
                 warn!("handler sent no response to {method} {path}; answering 500");
-                resp.fail_internal(false);
+                resp.fail_unanswered();
             }
             Ok(()) => {}
         }

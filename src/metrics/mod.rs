@@ -9,6 +9,10 @@
 //! interned into fixed-capacity tables on first use; once a table is full, further values are
 //! folded into `other`, so memory is bounded whatever the config or the clients do. Names the
 //! client or the model makes up (unknown models, unknown tools) never become labels.
+//! Fixed label sets are enums ([`Route`], [`Status`], [`UpstreamError`], [`ToolOutcome`]), each
+//! with its values in exposition order (`ALL`), its label from a `match`, and its slot in the
+//! counter tables from `index`. A request whose client went away is [`Status::ClientGone`],
+//! counted under `status="499"` (a label kept stable for dashboards; no 499 is ever sent).
 //! `render` writes the text exposition.
 
 use std::sync::OnceLock;
@@ -49,35 +53,119 @@ pub enum Route {
     Responses,
 }
 
-const ROUTES: [&str; 7] = [
-    "health",
-    "models",
-    "chat",
-    "admin",
-    "metrics",
-    "other",
-    "responses",
-];
+impl Route {
+    /// Every route, in exposition order (`index` is the position here).
+    pub const ALL: [Route; 7] = [
+        Route::Health,
+        Route::Models,
+        Route::Chat,
+        Route::Admin,
+        Route::Metrics,
+        Route::Other,
+        Route::Responses,
+    ];
 
-/// Statuses we answer with; anything else is counted as `other`.
-const STATUSES: [u16; 19] = [
-    200, 201, 204, 400, 401, 403, 404, 405, 408, 409, 413, 422, 429, 499, 500, 502, 503, 504, 505,
-];
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Models => "models",
+            Route::Chat => "chat",
+            Route::Admin => "admin",
+            Route::Metrics => "metrics",
+            Route::Other => "other",
+            Route::Responses => "responses",
+        }
+    }
 
-fn status_index(status: u16) -> usize {
-    STATUSES
-        .iter()
-        .position(|s| *s == status)
-        .unwrap_or(STATUSES.len())
+    fn index(self) -> usize {
+        match self {
+            Route::Health => 0,
+            Route::Models => 1,
+            Route::Chat => 2,
+            Route::Admin => 3,
+            Route::Metrics => 4,
+            Route::Other => 5,
+            Route::Responses => 6,
+        }
+    }
 }
 
-fn status_label(i: usize) -> String {
-    STATUSES
-        .get(i)
-        .map_or_else(|| OTHER.to_string(), u16::to_string)
+/// How a request ended, for the `status` labels and the access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Answered with this HTTP status.
+    Http(u16),
+    /// The client went away before the answer was complete; counted as `status="499"`
+    /// (nginx's "client closed request"), a label kept stable for dashboards. No 499 is ever
+    /// sent.
+    ClientGone,
 }
 
-const N_STATUS: usize = STATUSES.len() + 1;
+impl Status {
+    /// Statuses with series of their own, in exposition order; any other is counted as
+    /// `other` ([`Status::index`] is the position here, `ALL.len()` for `other`).
+    const ALL: [Status; 19] = [
+        Status::Http(200),
+        Status::Http(201),
+        Status::Http(204),
+        Status::Http(400),
+        Status::Http(401),
+        Status::Http(403),
+        Status::Http(404),
+        Status::Http(405),
+        Status::Http(408),
+        Status::Http(409),
+        Status::Http(413),
+        Status::Http(422),
+        Status::Http(429),
+        Status::ClientGone,
+        Status::Http(500),
+        Status::Http(502),
+        Status::Http(503),
+        Status::Http(504),
+        Status::Http(505),
+    ];
+    const N: usize = Status::ALL.len() + 1;
+
+    /// The `status` label value.
+    pub fn label(self) -> String {
+        match self {
+            Status::Http(code) => code.to_string(),
+            Status::ClientGone => "499".to_string(),
+        }
+    }
+
+    fn index(self) -> usize {
+        Status::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(Status::ALL.len())
+    }
+
+    /// The label of index `i` (`other` past the named statuses).
+    fn label_at(i: usize) -> String {
+        Status::ALL
+            .get(i)
+            .map_or_else(|| OTHER.to_string(), |s| s.label())
+    }
+}
+
+impl Default for Status {
+    /// Nothing answered yet (counted as `other` if it stays so).
+    fn default() -> Self {
+        Status::Http(0)
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// For the access line: the status, or `client_gone`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Http(code) => write!(f, "{code}"),
+            Status::ClientGone => f.write_str("client_gone"),
+        }
+    }
+}
 
 /// How an upstream call failed (`aiproxy_upstream_errors_total{kind}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +178,39 @@ pub enum UpstreamError {
     TooLarge,
 }
 
-const UPSTREAM_ERRORS: [&str; 6] = [
-    "connect",
-    "timeout",
-    "rate_limited",
-    "status",
-    "protocol",
-    "too_large",
-];
+impl UpstreamError {
+    /// Every kind, in exposition order (`index` is the position here).
+    pub const ALL: [UpstreamError; 6] = [
+        UpstreamError::Connect,
+        UpstreamError::Timeout,
+        UpstreamError::RateLimited,
+        UpstreamError::Status,
+        UpstreamError::Protocol,
+        UpstreamError::TooLarge,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::RateLimited => "rate_limited",
+            UpstreamError::Status => "status",
+            UpstreamError::Protocol => "protocol",
+            UpstreamError::TooLarge => "too_large",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            UpstreamError::Connect => 0,
+            UpstreamError::Timeout => 1,
+            UpstreamError::RateLimited => 2,
+            UpstreamError::Status => 3,
+            UpstreamError::Protocol => 4,
+            UpstreamError::TooLarge => 5,
+        }
+    }
+}
 
 /// How one MCP tool call ended (`aiproxy_tool_calls_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +225,36 @@ pub enum ToolOutcome {
     Invalid,
 }
 
-const TOOL_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "cancelled", "invalid"];
+impl ToolOutcome {
+    /// Every outcome, in exposition order (`index` is the position here).
+    pub const ALL: [ToolOutcome; 5] = [
+        ToolOutcome::Ok,
+        ToolOutcome::Error,
+        ToolOutcome::Timeout,
+        ToolOutcome::Cancelled,
+        ToolOutcome::Invalid,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ToolOutcome::Ok => "ok",
+            ToolOutcome::Error => "error",
+            ToolOutcome::Timeout => "timeout",
+            ToolOutcome::Cancelled => "cancelled",
+            ToolOutcome::Invalid => "invalid",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            ToolOutcome::Ok => 0,
+            ToolOutcome::Error => 1,
+            ToolOutcome::Timeout => 2,
+            ToolOutcome::Cancelled => 3,
+            ToolOutcome::Invalid => 4,
+        }
+    }
+}
 
 /// Seconds; covers a fast tool call up to a long tool loop.
 const LATENCY_BOUNDS: [f64; 16] = [
@@ -241,14 +383,14 @@ impl Metrics {
         );
         Metrics {
             started_at: crate::clock::unix_now(),
-            http: counters(ROUTES.len() * N_STATUS),
-            chat: counters(na * N_STATUS),
+            http: counters(Route::ALL.len() * Status::N),
+            chat: counters(na * Status::N),
             chat_latency: histograms(na, &LATENCY_BOUNDS),
             rounds: histograms(na, &ROUND_BOUNDS),
             upstream_calls: counters(nb),
-            upstream_errors: counters(nb * UPSTREAM_ERRORS.len()),
+            upstream_errors: counters(nb * UpstreamError::ALL.len()),
             upstream_latency: histograms(nb, &LATENCY_BOUNDS),
-            tool_calls: counters(nt * TOOL_OUTCOMES.len()),
+            tool_calls: counters(nt * ToolOutcome::ALL.len()),
             tool_latency: histograms(nt, &LATENCY_BOUNDS),
             assistants,
             backends,
@@ -264,15 +406,15 @@ impl Metrics {
     }
 
     /// One answered request (every route).
-    pub fn request(&self, route: Route, status: u16) {
-        self.http[route as usize * N_STATUS + status_index(status)].fetch_add(1, Relaxed);
+    pub fn request(&self, route: Route, status: Status) {
+        self.http[route.index() * Status::N + status.index()].fetch_add(1, Relaxed);
     }
 
     /// One chat completion of a configured assistant, with its whole duration (streams
     /// included) and the LLM rounds it took (0 when it failed before the first answer).
-    pub fn chat(&self, assistant: &str, status: u16, elapsed: Duration, rounds: u32) {
+    pub fn chat(&self, assistant: &str, status: Status, elapsed: Duration, rounds: u32) {
         let a = self.assistants.index(assistant);
-        self.chat[a * N_STATUS + status_index(status)].fetch_add(1, Relaxed);
+        self.chat[a * Status::N + status.index()].fetch_add(1, Relaxed);
         self.chat_latency[a].observe(elapsed.as_secs_f64());
         if rounds > 0 {
             self.rounds[a].observe(f64::from(rounds));
@@ -285,14 +427,14 @@ impl Metrics {
         self.upstream_calls[b].fetch_add(1, Relaxed);
         self.upstream_latency[b].observe(elapsed.as_secs_f64());
         if let Some(kind) = error {
-            self.upstream_errors[b * UPSTREAM_ERRORS.len() + kind as usize].fetch_add(1, Relaxed);
+            self.upstream_errors[b * UpstreamError::ALL.len() + kind.index()].fetch_add(1, Relaxed);
         }
     }
 
     /// One MCP tool call under its exposed name; `None` for a name the model made up.
     pub fn tool_call(&self, tool: Option<&str>, outcome: ToolOutcome, elapsed: Duration) {
         let t = tool.map_or(self.tools.slots.len(), |name| self.tools.index(name));
-        self.tool_calls[t * TOOL_OUTCOMES.len() + outcome as usize].fetch_add(1, Relaxed);
+        self.tool_calls[t * ToolOutcome::ALL.len() + outcome.index()].fetch_add(1, Relaxed);
         self.tool_latency[t].observe(elapsed.as_secs_f64());
     }
 }
@@ -306,6 +448,90 @@ mod tests {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
+    }
+
+    #[test]
+    fn every_label_renders_as_before_and_indexes_its_position() {
+        let routes: Vec<&str> = Route::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(
+            routes,
+            [
+                "health",
+                "models",
+                "chat",
+                "admin",
+                "metrics",
+                "other",
+                "responses"
+            ]
+        );
+        let kinds: Vec<&str> = UpstreamError::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "connect",
+                "timeout",
+                "rate_limited",
+                "status",
+                "protocol",
+                "too_large"
+            ]
+        );
+        let outcomes: Vec<&str> = ToolOutcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(outcomes, ["ok", "error", "timeout", "cancelled", "invalid"]);
+        let statuses: Vec<String> = (0..Status::N).map(Status::label_at).collect();
+        assert_eq!(
+            statuses,
+            [
+                "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "422",
+                "429", "499", "500", "502", "503", "504", "505", "other"
+            ]
+        );
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, k) in UpstreamError::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+        for (i, o) in ToolOutcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        for (i, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(s.index(), i);
+        }
+    }
+
+    #[test]
+    fn a_departed_client_is_counted_as_499_and_a_sent_499_is_not() {
+        let m = Metrics::new();
+        m.request(Route::Chat, Status::ClientGone);
+        m.chat("demo", Status::ClientGone, Duration::ZERO, 1);
+        // No code path sends 499; were one to, it would not pass for a departed client.
+        m.request(Route::Chat, Status::Http(499));
+        let text = m.render(&[]);
+        assert_eq!(
+            line(
+                &text,
+                "aiproxy_http_requests_total{route=\"chat\",status=\"499\"}"
+            ),
+            Some("1")
+        );
+        assert_eq!(
+            line(
+                &text,
+                "aiproxy_http_requests_total{route=\"chat\",status=\"other\"}"
+            ),
+            Some("1")
+        );
+        assert_eq!(
+            line(
+                &text,
+                "aiproxy_requests_total{assistant=\"demo\",status=\"499\"}"
+            ),
+            Some("1")
+        );
+        assert_eq!(Status::ClientGone.to_string(), "client_gone");
+        assert_eq!(Status::Http(502).to_string(), "502");
     }
 
     #[test]
@@ -360,12 +586,17 @@ mod tests {
     #[test]
     fn records_and_renders_every_family() {
         let m = Metrics::new();
-        m.request(Route::Chat, 200);
-        m.request(Route::Chat, 200);
-        m.request(Route::Health, 200);
-        m.request(Route::Other, 418);
-        m.chat("demo", 200, Duration::from_millis(30), 2);
-        m.chat("we\"ird\\name", 502, Duration::from_millis(5), 1);
+        m.request(Route::Chat, Status::Http(200));
+        m.request(Route::Chat, Status::Http(200));
+        m.request(Route::Health, Status::Http(200));
+        m.request(Route::Other, Status::Http(418));
+        m.chat("demo", Status::Http(200), Duration::from_millis(30), 2);
+        m.chat(
+            "we\"ird\\name",
+            Status::Http(502),
+            Duration::from_millis(5),
+            1,
+        );
         m.upstream("mock", Duration::from_millis(3), None);
         m.upstream(
             "mock",

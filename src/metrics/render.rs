@@ -5,9 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{
-    Histogram, Labels, Metrics, N_STATUS, ROUTES, TOOL_OUTCOMES, UPSTREAM_ERRORS, status_label,
-};
+use super::{Histogram, Labels, Metrics, Route, Status, ToolOutcome, UpstreamError};
 use crate::mcp::{ServerState, ServerStatus};
 
 impl Metrics {
@@ -42,18 +40,18 @@ impl Metrics {
             "counter",
             "Answered HTTP requests by route and status.",
         );
-        for (r, route) in ROUTES.iter().enumerate() {
-            for s in 0..N_STATUS {
+        for route in Route::ALL {
+            for s in 0..Status::N {
                 let labels = format!(
                     "{},{}",
-                    label("route", route),
-                    label("status", &status_label(s))
+                    label("route", route.label()),
+                    label("status", &Status::label_at(s))
                 );
                 counter(
                     o,
                     "aiproxy_http_requests_total",
                     &labels,
-                    self.http[r * N_STATUS + s].load(Relaxed),
+                    self.http[route.index() * Status::N + s].load(Relaxed),
                 );
             }
         }
@@ -93,17 +91,17 @@ impl Metrics {
             "Chat completions by assistant and status (499: the client went away).",
         );
         for (a, name) in self.assistants.used() {
-            for s in 0..N_STATUS {
+            for s in 0..Status::N {
                 let labels = format!(
                     "{},{}",
                     label("assistant", name),
-                    label("status", &status_label(s))
+                    label("status", &Status::label_at(s))
                 );
                 counter(
                     o,
                     "aiproxy_requests_total",
                     &labels,
-                    self.chat[a * N_STATUS + s].load(Relaxed),
+                    self.chat[a * Status::N + s].load(Relaxed),
                 );
             }
         }
@@ -145,13 +143,13 @@ impl Metrics {
             "Failed upstream calls by backend and kind.",
         );
         for (b, name) in self.backends.used() {
-            for (k, kind) in UPSTREAM_ERRORS.iter().enumerate() {
-                let labels = format!("{},{}", label("backend", name), label("kind", kind));
+            for kind in UpstreamError::ALL {
+                let labels = format!("{},{}", label("backend", name), label("kind", kind.label()));
                 counter(
                     o,
                     "aiproxy_upstream_errors_total",
                     &labels,
-                    self.upstream_errors[b * UPSTREAM_ERRORS.len() + k].load(Relaxed),
+                    self.upstream_errors[b * UpstreamError::ALL.len() + kind.index()].load(Relaxed),
                 );
             }
         }
@@ -171,13 +169,17 @@ impl Metrics {
             "MCP tool calls by exposed tool name and outcome.",
         );
         for (t, name) in self.tools.used() {
-            for (k, outcome) in TOOL_OUTCOMES.iter().enumerate() {
-                let labels = format!("{},{}", label("tool", name), label("outcome", outcome));
+            for outcome in ToolOutcome::ALL {
+                let labels = format!(
+                    "{},{}",
+                    label("tool", name),
+                    label("outcome", outcome.label())
+                );
                 counter(
                     o,
                     "aiproxy_tool_calls_total",
                     &labels,
-                    self.tool_calls[t * TOOL_OUTCOMES.len() + k].load(Relaxed),
+                    self.tool_calls[t * ToolOutcome::ALL.len() + outcome.index()].load(Relaxed),
                 );
             }
         }

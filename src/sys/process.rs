@@ -9,12 +9,22 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// Wait until `fd` is readable (or writable with `write`), at most `timeout`. `Ok(false)` on
-/// timeout. Hang-up and errors count as ready: the following read or write reports them.
-pub fn poll_fd(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
+/// What [`poll_fd`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    Read,
+    Write,
+}
+
+/// Wait until `fd` is ready to read or to write, at most `timeout`. `Ok(false)` on timeout.
+/// Hang-up and errors count as ready: the following read or write reports them.
+pub fn poll_fd(fd: RawFd, ready: Ready, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd,
-        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        events: match ready {
+            Ready::Read => libc::POLLIN,
+            Ready::Write => libc::POLLOUT,
+        },
         revents: 0,
     };
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);

@@ -328,11 +328,17 @@ fn hangs_and_stalls_time_out() {
     for stream in [false, true] {
         let (e, took) = run_err(Reply::hang(), stream, t);
         assert_eq!(e, Error::Timeout, "stream={stream}");
-        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(750) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
     let (e, took) = run_err(Reply::text("a b c d").hang_after(2), true, t);
     assert_eq!(e, Error::Timeout);
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(750) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -472,8 +478,9 @@ fn quiet_upstream_gives_idle_ticks_and_idle_cancel_returns_at_once() {
     let start = Instant::now();
     let e = Call::new(true).run(&backend(&fake), &mut sink).unwrap_err();
     assert_eq!(e, Error::Cancelled);
+    // The first idle tick comes after ~1 s, the answer after 5 s.
     assert!(
-        start.elapsed() < Duration::from_millis(2000),
+        start.elapsed() < Duration::from_secs(3),
         "{:?}",
         start.elapsed()
     );

@@ -203,3 +203,95 @@ fn metrics_follow_what_was_served() {
     );
     assert_eq!(m(&build), 1.0);
 }
+
+/// Close with a reset (SO_LINGER 0), which the gateway notices without writing.
+fn reset(s: std::net::TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a valid, correctly sized linger struct on our own socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+/// A client that leaves mid-run is an outcome, not an error status: the access line says
+/// `status=client_gone` and the metrics count it under the documented `status="499"` label,
+/// streaming or not. (Before, a fake 499 travelled inside the error and the log said 499.)
+#[test]
+fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
+    let dir = TempDir::new("metrics-gone");
+    let config = dir.write("config.yaml", CONFIG);
+    let mut cmd = serve_cmd(dir.path(), &["--config", config.to_str().unwrap()]);
+    cmd.env("ADMIN_API_KEY", KEY);
+    let (mut proc, addr) = serve(cmd, Duration::from_secs(20));
+    let access_line = |l: &str| l.contains("POST /v1/chat/completions assistant=demo");
+    let upstream_calls = || {
+        let (_, text) = scrape(addr);
+        value(&text, "aiproxy_upstream_requests_total{backend=\"mock\"}").unwrap_or(0.0)
+    };
+
+    // Streaming: the tool call is announced, then the client hangs up while it runs.
+    let body = json!({"model": "demo", "stream": true,
+        "messages": [{"role": "user", "content": "sleep 3000"}]});
+    let mut stream = SseClient::open(addr, &body);
+    assert_eq!(stream.status, 200);
+    while let Some((block, _)) = stream.next_block() {
+        if block.starts_with(": running tools") {
+            break;
+        }
+        assert!(
+            !block.contains("[DONE]"),
+            "the stream ended before the tool call"
+        );
+    }
+    reset(stream.into_stream());
+    let line = proc.wait_line(Duration::from_secs(20), access_line);
+    assert!(line.contains(" status=client_gone "), "{line}");
+
+    // Not streaming: once the first round is done (the tool is running), the client hangs up.
+    let before = upstream_calls();
+    let body = json!({"model": "demo",
+        "messages": [{"role": "user", "content": "sleep 3000"}]})
+    .to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+    wait_for(Duration::from_secs(10), "the first round", || {
+        (upstream_calls() > before).then_some(())
+    });
+    reset(s);
+    let line = proc.wait_line(Duration::from_secs(20), access_line);
+    assert!(line.contains(" status=client_gone "), "{line}");
+
+    let (_, text) = scrape(addr);
+    let m = |s: &str| must(&text, s);
+    assert_eq!(
+        m("aiproxy_requests_total{assistant=\"demo\",status=\"499\"}"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        m("aiproxy_http_requests_total{route=\"chat\",status=\"499\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "aiproxy_http_requests_total{route=\"chat\",status=\"500\"}"
+        ),
+        None,
+        "a departed client is not a server error"
+    );
+}

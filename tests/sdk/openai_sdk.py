@@ -3,6 +3,7 @@
 Usage: python openai_sdk.py <base_url>   (base_url ends with /v1; assistant `demo` on the mock
 backend with the demo MCP server). Exits non-zero with a message on the first failed check.
 """
+import json
 import sys
 
 import openai
@@ -65,6 +66,28 @@ weather = {
 msgs = [{"role": "user", "content": "echo hello"}]
 r = client.chat.completions.create(model="demo", messages=msgs, tools=[weather])
 check(r.choices[0].finish_reason == "stop", f"MCP tools still run with client tools: {r}")
+check("hello" in (r.choices[0].message.content or ""), f"the MCP echo answered: {r}")
+check(not r.choices[0].message.tool_calls, f"no client tool call for an MCP request: {r}")
+
+msgs = [{"role": "user", "content": "What's the weather in Paris?"}]
+r = client.chat.completions.create(model="demo", messages=msgs, tools=[weather])
+choice = r.choices[0]
+check(choice.finish_reason == "tool_calls", f"client tool not called: {r}")
+calls = choice.message.tool_calls or []
+check(len(calls) == 1, f"one tool call: {calls}")
+call = calls[0]
+check(call.type == "function" and call.function.name == "get_weather", f"tool call: {call}")
+check(isinstance(call.id, str) and call.id, f"tool call id: {call}")
+args = json.loads(call.function.arguments)
+check(args == {"city": "Paris"}, f"tool call arguments: {call.function.arguments!r}")
+# The client runs the tool and sends the result back: the conversation continues from it.
+msgs += [
+    choice.message.model_dump(exclude_none=True),
+    {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 degrees"},
+]
+r = client.chat.completions.create(model="demo", messages=msgs, tools=[weather])
+check(r.choices[0].finish_reason == "stop", f"after the tool result: {r}")
+check("sunny, 21 degrees" in (r.choices[0].message.content or ""), f"answer from the result: {r}")
 
 # Errors map to SDK exceptions
 try:

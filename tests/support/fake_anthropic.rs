@@ -10,17 +10,18 @@
 //! assistant turn that used tools must start with a (signed) thinking block, no forced tool
 //! choice, `budget_tokens < max_tokens`. Valid requests are answered from a script, as JSON or as
 //! an SSE stream (chunked, one event per chunk) according to the request's `stream`. Every
-//! request is recorded. One thread accepts; each connection gets its own short-lived thread.
+//! request is recorded. It runs on the shared [`super::fake_http`] base (a thread per
+//! connection); every answer closes its connection.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+
+use super::fake_http::{Conn, FakeHttp};
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -146,47 +147,26 @@ struct State {
 }
 
 pub struct FakeAnthropic {
-    addr: SocketAddr,
+    http: FakeHttp,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
 }
 
 pub const API_KEY: &str = "sk-ant-test-key";
 
 impl FakeAnthropic {
     pub fn start(script: Vec<Reply>) -> FakeAnthropic {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             script: script.into(),
             requests: Vec::new(),
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        let accept = std::thread::spawn(move || {
-            while !sp.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (st, sp) = (st.clone(), sp.clone());
-                        std::thread::spawn(move || handle(conn, &st, &sp));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        FakeAnthropic {
-            addr,
-            state,
-            stop,
-            accept: Some(accept),
-        }
+        let st = Arc::clone(&state);
+        let http = FakeHttp::start("fake-anthropic", move |c| handle(c, &st));
+        FakeAnthropic { http, state }
     }
 
     /// The `base_url` to configure (with `/v1`, as for the real API).
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.http.addr())
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -207,48 +187,21 @@ impl FakeAnthropic {
     }
 }
 
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn handle(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.set_write_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+fn handle(mut conn: Conn, state: &Mutex<State>) {
+    let Some(req) = conn.next_request() else {
         return;
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
+    };
+    let request_line = format!("{} {} HTTP/1.1", req.method, req.target);
+    let headers: Vec<(String, String)> = req
+        .headers
         .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    if reader.read_exact(&mut body).is_err() {
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = req.body;
+    // The answer is written through a second handle, so that `conn` stays free to wait on.
+    let Ok(mut out) = conn.stream.try_clone() else {
         return;
-    }
+    };
     let body_text = String::from_utf8_lossy(&body).to_string();
     let parsed: Value = serde_json::from_str(&body_text).unwrap_or(Value::Null);
 
@@ -304,10 +257,7 @@ fn handle(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             retry_after.as_deref(),
         ),
         Some(Reply::Hang) => {
-            let until = Instant::now() + Duration::from_secs(30);
-            while !stop.load(Ordering::Acquire) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            conn.pause(Duration::from_secs(30));
         }
         Some(Reply::Message {
             content,
@@ -369,7 +319,9 @@ fn handle(conn: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
                 chunk(&mut out, ev);
             }
             for _ in 0..pings {
-                std::thread::sleep(gap);
+                if !conn.pause(gap) {
+                    return;
+                }
                 chunk(&mut out, &event("ping", json!({"type": "ping"})));
             }
             for ev in [

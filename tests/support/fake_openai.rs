@@ -1,7 +1,7 @@
 //! An in-process OpenAI-compatible upstream for tests.
 //!
-//! `FakeOpenAi::start()` listens on `127.0.0.1:0`; every accepted connection gets its own
-//! thread (HTTP/1.1 keep-alive, `Content-Length` request bodies). `POST …/chat/completions`
+//! `FakeOpenAi::start()` listens on `127.0.0.1:0` (the shared [`super::fake_http`] base: a
+//! thread per connection, HTTP/1.1 keep-alive, `Content-Length` request bodies). `POST …/chat/completions`
 //! is answered from a script: queued [`Reply`]s in order, then the default reply; `GET
 //! …/models` lists `fake-model`; anything else is 404. Every request is recorded (method,
 //! path, headers, JSON body) and open connections are counted, so a test can check that a
@@ -14,17 +14,14 @@ mod reply;
 pub use reply::{Reply, Trickle};
 
 use std::collections::VecDeque;
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-const POLL: Duration = Duration::from_millis(20);
+use super::fake_http::{FakeHttp, POLL};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -68,58 +65,37 @@ impl Recorded {
 }
 
 struct Shared {
-    stop: AtomicBool,
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     requests: Mutex<Vec<Recorded>>,
-    open: AtomicUsize,
-    accepted: AtomicUsize,
-    handlers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 pub struct FakeOpenAi {
-    addr: SocketAddr,
+    http: FakeHttp,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
 }
 
 impl FakeOpenAi {
     /// Start on an ephemeral loopback port. The default reply is `Reply::text("Hello from the
     /// fake upstream.")`.
     pub fn start() -> FakeOpenAi {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::text("Hello from the fake upstream.")),
             requests: Mutex::new(Vec::new()),
-            open: AtomicUsize::new(0),
-            accepted: AtomicUsize::new(0),
-            handlers: Mutex::new(Vec::new()),
         });
         let s = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name("fake-openai-accept".into())
-            .spawn(move || accept_loop(&listener, &s))
-            .expect("spawn accept thread");
-        FakeOpenAi {
-            addr,
-            shared,
-            accept: Some(accept),
-        }
+        let http = FakeHttp::start("fake-openai", move |c| conn::serve_connection(c, &s));
+        FakeOpenAi { http, shared }
     }
 
     /// Base URL for a backend config: `http://127.0.0.1:<port>/v1`.
     pub fn url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.http.addr())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Queue a reply for the next completion request.
@@ -173,12 +149,12 @@ impl FakeOpenAi {
 
     /// Connections open right now (idle keep-alive ones included).
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::SeqCst)
+        self.http.open_connections()
     }
 
     /// Connections accepted so far.
     pub fn total_connections(&self) -> usize {
-        self.shared.accepted.load(Ordering::SeqCst)
+        self.http.total_connections()
     }
 
     /// Wait until exactly `n` connections are open; false on timeout.
@@ -191,46 +167,5 @@ impl FakeOpenAi {
             std::thread::sleep(POLL);
         }
         true
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
-        let handlers = std::mem::take(&mut *self.shared.handlers.lock());
-        for h in handlers {
-            let _ = h.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let id = shared.accepted.fetch_add(1, Ordering::SeqCst);
-                shared.open.fetch_add(1, Ordering::SeqCst);
-                let s = Arc::clone(shared);
-                let h = std::thread::Builder::new()
-                    .name(format!("fake-openai-{id}"))
-                    .spawn(move || {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_nodelay(true);
-                        // A client that stops reading must not pin this thread (or Drop).
-                        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-                        conn::serve_connection(stream, id, &s);
-                        s.open.fetch_sub(1, Ordering::SeqCst);
-                    })
-                    .expect("spawn connection thread");
-                shared.handlers.lock().push(h);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
     }
 }

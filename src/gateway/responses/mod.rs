@@ -30,6 +30,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::agent::{self, LoopError, Run};
+use crate::api::decode;
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::app::Snapshot;
@@ -37,9 +38,9 @@ use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::reply::{headers_ref, send_error, send_json};
-use crate::gateway::run::{Metered, log_failure, run_headers};
+use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
 use output::{Builder, Echo};
 use store::{Store, Stored};
@@ -51,7 +52,7 @@ pub const IGNORED_INCLUDE_HEADER: &str = "X-Aiproxy-Ignored-Include";
 /// What the access line and the metrics report about a request.
 #[derive(Debug, Default)]
 pub struct Served {
-    pub status: u16,
+    pub status: Status,
     pub assistant: Option<String>,
     pub tool_calls: u32,
     pub rounds: u32,
@@ -99,11 +100,7 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
 }
 
 fn method_not_allowed(req: &Request) -> ApiError {
-    ApiError::new(
-        405,
-        "invalid_request_error",
-        format!("method {} not allowed here", req.method),
-    )
+    ApiError::method_not_allowed(format!("method {} not allowed here", req.method))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -138,7 +135,7 @@ fn previous_not_found(id: &str) -> ApiError {
 fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let mut served = Served::default();
     let id_header = [("X-Request-Id", ctx.request_id)];
-    let r = match parse_body(&req.body) {
+    let r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
         Ok(r) => r,
         Err(e) => {
             served.status = send_error(resp, &id_header, &e);
@@ -256,7 +253,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         let writer = SseWriter::new(resp, headers.clone());
         let mut builder = Builder::new(&echo, writer, &origins, show_mcp);
         let result = run.run(&prepared, &mut builder);
-        served.status = 200;
+        served.status = Status::Http(200);
         match result {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
@@ -265,10 +262,10 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                     Ok((done, writer)) => {
                         remember(&done);
                         if writer.close().is_err() {
-                            served.status = 499;
+                            served.status = Status::ClientGone;
                         }
                     }
-                    Err(_) => served.status = 499,
+                    Err(_) => served.status = Status::ClientGone,
                 }
             }
             Err(e) => {
@@ -276,16 +273,16 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 log_failure(ctx.request_id, &e, &api);
                 let (writer, events) = builder.fail(&api);
                 match events {
-                    Some(_) if matches!(e, LoopError::Cancelled) => served.status = 499,
+                    // Nobody to tell.
+                    Some(_) if matches!(e, LoopError::Cancelled) => {}
                     Some((error, failed)) => writer.fail_started(&error, &failed),
-                    None => match writer.into_unstarted() {
-                        Some(resp) => {
-                            served.status = send_error(resp, &headers_ref(&headers), &api)
+                    None => {
+                        if let Some(resp) = writer.into_unstarted() {
+                            served.status = send_error(resp, &headers_ref(&headers), &api);
                         }
-                        None if matches!(e, LoopError::Cancelled) => served.status = 499,
-                        None => {}
-                    },
+                    }
                 }
+                served.status = ended(&e, served.status);
             }
         }
         return served;
@@ -314,7 +311,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         Err(e) => {
             let api = ApiError::from(&e);
             log_failure(ctx.request_id, &e, &api);
-            send_error(resp, &hdrs, &api)
+            ended(&e, send_error(resp, &hdrs, &api))
         }
     };
     served
@@ -521,35 +518,38 @@ fn echo_fields(
     f
 }
 
-/// Decode the body with messages that say what is wrong (400, never 500).
-fn parse_body(body: &[u8]) -> Result<ResponsesRequest, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+/// Decode the body with messages that say what is wrong (400, never 500), within the decode
+/// limits every endpoint shares ([`decode::bounded`]): straight into the typed request; only a
+/// body that does not fit is decoded again, as a `Value`, to name the field at fault.
+fn parse_body(body: &[u8], max_body_bytes: usize) -> Result<ResponsesRequest, ApiError> {
+    decode::bounded(body, max_body_bytes, |text| {
+        serde_json::from_str::<ResponsesRequest>(text).map_err(|e| diagnose(text, &e))
+    })
+}
+
+fn diagnose(text: &str, typed: &serde_json::Error) -> ApiError {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return ApiError::bad_request(format!("invalid request: {typed}"));
+    };
     let Some(obj) = value.as_object() else {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
+        return ApiError::bad_request("request body must be a JSON object");
     };
     if obj.get("model").is_none_or(Value::is_null) {
-        return Err(
-            ApiError::bad_request("missing required parameter: 'model'").with_param("model")
-        );
+        return ApiError::bad_request("missing required parameter: 'model'").with_param("model");
     }
-    serde_json::from_value::<ResponsesRequest>(value.clone()).map_err(|e| {
-        // Name the field at fault: decode each field alone beside a valid model.
-        let culprit = obj.iter().find(|(k, v)| {
-            let mut probe = Map::new();
-            probe.insert("model".into(), json!("m"));
-            probe.insert((*k).clone(), (*v).clone());
-            serde_json::from_value::<ResponsesRequest>(Value::Object(probe)).is_err()
-        });
-        match culprit {
-            Some((k, _)) => {
-                ApiError::bad_request(format!("invalid request: {k}: {e}")).with_param(k.clone())
-            }
-            None => ApiError::bad_request(format!("invalid request: {e}")),
+    // Name the field at fault: decode each field alone beside a valid model.
+    let culprit = obj.iter().find(|(k, v)| {
+        let mut probe = Map::new();
+        probe.insert("model".into(), json!("m"));
+        probe.insert((*k).clone(), (*v).clone());
+        serde_json::from_value::<ResponsesRequest>(Value::Object(probe)).is_err()
+    });
+    match culprit {
+        Some((k, _)) => {
+            ApiError::bad_request(format!("invalid request: {k}: {typed}")).with_param(k.clone())
         }
-    })
+        None => ApiError::bad_request(format!("invalid request: {typed}")),
+    }
 }
 
 /// The owner tag of stored responses: a keyed hash of the caller's credentials, so one key's

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-pub use crate::sys::process::{exit_status_nowait, poll_fd, set_nonblocking, signal_group};
+pub use crate::sys::process::{Ready, exit_status_nowait, poll_fd, set_nonblocking, signal_group};
 
 /// Variables a child gets from our environment when `inherit_env` is off (docs/mcp.md#transports): enough to
 /// find programs, write temp files and format text; nothing that may carry a credential.
@@ -70,7 +70,7 @@ pub fn write_all_until<W: Write + AsRawFd>(
                 }
                 poll_fd(
                     w.as_raw_fd(),
-                    true,
+                    Ready::Write,
                     (deadline - now).min(Duration::from_millis(100)),
                 )?;
             }
@@ -159,7 +159,7 @@ impl<R: Read + AsRawFd> LineReader<R> {
                 }
                 return Ok(ReadEvent::Line(rest));
             }
-            if !poll_fd(self.inner.as_raw_fd(), false, poll)? {
+            if !poll_fd(self.inner.as_raw_fd(), Ready::Read, poll)? {
                 return Ok(ReadEvent::Idle);
             }
             if self.start > 0 {
