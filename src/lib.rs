@@ -10,13 +10,17 @@
 //!    access line per request), `chat` (chat completions), `responses` (the Responses API,
 //!    translated to and from the same loop), `sse` (chat-completion chunks). `admin` (the admin
 //!    API) and `auth` (the `/v1` chain and the admin check) sit beside it.
-//! 3. `agent` — the tool loop of one request, on the worker thread that owns it.
-//! 4. `backend` (one LLM round against the upstream, streamed line by line) and `tools` (the
-//!    assistant's tool set, naming, results) → `mcp` (the hand-written MCP client: tool calls of
-//!    one turn run concurrently in scoped threads; each MCP server has one persistent session
-//!    shared by all requests, supervised in `mcp::supervisor`, with a reader thread dispatching
-//!    replies by JSON-RPC id).
-//! 5. `api` — wire types (OpenAI chat, Responses), used by every layer above `http`.
+//! 3. `tools` — the assistant's tool set (naming, filters, results), the agent's
+//!    `ToolExecutor` over MCP sessions.
+//! 4. `agent` — the tool loop of one request, on the worker thread that owns it, over a
+//!    `dyn Backend` and a `dyn ToolExecutor`.
+//! 5. `backend` (one LLM round against the upstream, streamed line by line; HTTP in
+//!    `backend::upstream`, providers only translate) and `mcp` (the hand-written MCP client:
+//!    tool calls of one turn run concurrently in scoped threads; each MCP server has one
+//!    persistent session shared by all requests, supervised in `mcp::supervisor`, with a reader
+//!    thread dispatching replies by JSON-RPC id).
+//! 6. `api` — wire types (OpenAI chat, Responses), used by every layer above `http`; imports
+//!    nothing from the crate.
 //!
 //! Configuration lives in `config` (strict YAML → typed values); the live registry (config +
 //! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
+mod backend_upstream;
 mod cli;
 mod config;
 mod docs;

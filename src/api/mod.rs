@@ -1,5 +1,4 @@
 //! Wire types of the APIs we serve, and decoding request bodies without amplification.
-pub mod decode;
 pub mod diagnose;
 pub mod openai;
 pub mod responses;

@@ -8,11 +8,17 @@
 //! [`Turn`]. Every upstream call has connect, response-head and per-read timeouts, and the
 //! whole exchange is bounded by the request's deadline ([`TurnRequest::deadline`]): a stream
 //! that stays alive with keep-alive comments or empty deltas ends with [`Error::Timeout`] then.
+//!
+//! Layers: [`upstream`] is the one HTTP layer of the LLM backends (pooled agent, timeouts, no
+//! redirects, no proxy from the environment, error bodies, ureq errors → [`Error`], the stream
+//! pump with idle ticks and the deadline); [`openai`] and [`anthropic`] only translate requests
+//! and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
 
 pub mod anthropic;
 pub mod mock;
 pub mod openai;
 mod resolve;
+pub mod upstream;
 
 use std::fmt;
 use std::sync::Arc;

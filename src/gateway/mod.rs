@@ -1,9 +1,11 @@
 //! The API layer above the HTTP server: [`routes`] maps each request to its endpoint behind
 //! auth and the admin guard; [`chat`] answers chat completions and [`responses`] the Responses
-//! API, both running the tool loop ([`run`] holds what they share); [`sse`] writes
+//! API, both running the tool loop ([`run`] holds what they share; [`decode`] admits their
+//! bodies within the memory limits); [`sse`] writes
 //! chat-completion chunks as server-sent events; [`reply`] writes JSON answers and errors.
 
 pub mod chat;
+pub mod decode;
 pub mod reply;
 pub mod responses;
 pub mod routes;

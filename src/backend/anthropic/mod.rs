@@ -4,8 +4,10 @@
 //!
 //! Layout: [`request`] and [`messages`] build the request body (pure), [`stream`] is the SSE state
 //! machine (pure), [`response`] turns a message into a [`Turn`] (pure), [`types`] holds the
-//! wire constants, usage and error shapes, and `http` does the I/O. A turn runs on the calling
-//! worker thread; the HTTP agent (connection pool) is shared by all of them.
+//! wire constants, usage and error shapes. The I/O is the shared upstream layer
+//! ([`super::upstream`]: pooled agent, timeouts, no redirects, error bodies, the stream pump
+//! with idle ticks and the deadline); this folder only translates. Bodies are capped at 32 MiB
+//! (JSON) and 8 MiB (one stream event).
 //!
 //! # OpenAI → Anthropic
 //!
@@ -50,7 +52,6 @@
 //! | stream ending before `message_stop` | `Error::Protocol` |
 //! | `ping`, `citations_delta`, unknown events, server-tool blocks | tolerated, not shown |
 
-mod http;
 pub mod messages;
 pub mod request;
 pub mod response;
@@ -60,25 +61,66 @@ pub mod types;
 #[cfg(test)]
 mod golden_tests;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use serde_json::Value;
 
+use super::upstream::{Limits, Upstream};
 use super::{Backend, Error, Turn, TurnRequest, TurnSink};
 use crate::config::BackendConfig;
+use response::Reply;
 
 /// How many times a `pause_turn` answer is continued within one round.
 pub const MAX_PAUSE_CONTINUATIONS: usize = 3;
 
+/// Size caps: a whole JSON answer (the API's own request limit is 32 MB; answers are far
+/// smaller), one SSE event (a `content_block_start` of a server tool result can be large).
+const LIMITS: Limits = Limits {
+    json_bytes: 32 * 1024 * 1024,
+    event_bytes: 8 * 1024 * 1024,
+};
+
 pub struct AnthropicBackend {
-    http: http::Http,
+    upstream: Arc<Upstream>,
     prompt_caching: bool,
 }
 
 impl AnthropicBackend {
     pub fn new(cfg: &BackendConfig) -> Self {
+        let url = format!("{}/messages", cfg.base_url.trim_end_matches('/'));
         AnthropicBackend {
-            http: http::Http::new(cfg),
+            upstream: Arc::new(Upstream::new(
+                url,
+                request::headers(cfg),
+                cfg.timeout,
+                LIMITS,
+                types::error_message,
+            )),
             prompt_caching: cfg.prompt_caching,
         }
+    }
+
+    /// The HTTP agent (its config is inspected by tests: proxy, timeouts).
+    pub fn agent(&self) -> &ureq::Agent {
+        self.upstream.agent()
+    }
+
+    /// One Messages API call; in stream mode text deltas go to `sink` as they arrive.
+    fn call(
+        &self,
+        body: &Value,
+        stream: bool,
+        deadline: Instant,
+        sink: &mut dyn TurnSink,
+    ) -> Result<Reply, Error> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
+        if stream {
+            let mut machine = stream::StreamMachine::new();
+            return self.upstream.stream(bytes, deadline, &mut machine, sink);
+        }
+        Reply::from_body(&self.upstream.call(&bytes, deadline)?)
     }
 }
 
@@ -87,11 +129,7 @@ impl Backend for AnthropicBackend {
         let mut body = request::build(req, self.prompt_caching);
         let mut turn: Option<Turn> = None;
         for attempt in 0..=MAX_PAUSE_CONTINUATIONS {
-            let reply = if req.stream {
-                self.http.stream(&body, sink, req.deadline)?
-            } else {
-                self.http.call(&body, req.deadline)?
-            };
+            let reply = self.call(&body, req.stream, req.deadline, sink)?;
             let part = reply.to_turn();
             match turn.as_mut() {
                 Some(acc) => response::merge_turns(acc, part),

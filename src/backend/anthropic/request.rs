@@ -1,12 +1,34 @@
-//! A [`TurnRequest`] (OpenAI shapes) → the Messages API request body. Pure; the mapping table is
-//! in the module docs of `backend::anthropic`.
+//! A [`TurnRequest`] (OpenAI shapes) → the Messages API request body, and the request headers.
+//! Pure; the mapping table is in the module docs of `backend::anthropic`.
 
 use serde_json::{Map, Value, json};
 
 use super::messages;
-use super::types::DEFAULT_MAX_TOKENS;
+use super::types::{API_VERSION, DEFAULT_MAX_TOKENS};
 use crate::api::openai::Tool;
 use crate::backend::TurnRequest;
+use crate::config::BackendConfig;
+use crate::secret::Secret;
+
+/// `content-type`, `anthropic-version`, then `default_headers` (which may replace either, or
+/// add `anthropic-beta`), then `x-api-key` when a key is configured.
+pub fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
+    let mut out: Vec<(String, Secret)> = vec![
+        ("content-type".into(), Secret::new("application/json")),
+        ("anthropic-version".into(), Secret::new(API_VERSION)),
+    ];
+    let mut set = |name: &str, value: &Secret| {
+        out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        out.push((name.to_string(), value.clone()));
+    };
+    for (name, value) in &cfg.default_headers {
+        set(name, value);
+    }
+    if let Some(key) = cfg.api_key.as_ref().filter(|k| !k.is_empty()) {
+        set("x-api-key", key);
+    }
+    out
+}
 
 /// Build the body for `POST /messages`. `prompt_caching` marks the fixed prefix (the last tool
 /// definition and the last system block) with `cache_control: ephemeral`.

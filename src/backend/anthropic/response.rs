@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::types::{RawUsage, error_event, finish_reason};
 use crate::api::openai::ToolCall;
-use crate::backend::{Error, Turn};
+use crate::backend::{Error, Turn, truncate_for_error};
 
 /// The parts of an Anthropic message we act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,19 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A non-streaming response body.
+    /// A whole response body (bytes as read).
+    pub fn from_body(body: &[u8]) -> Result<Reply, Error> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            let start = body.get(..body.len().min(400)).unwrap_or(body);
+            Error::Protocol(format!(
+                "response is not JSON ({e}): {}",
+                truncate_for_error(&String::from_utf8_lossy(start))
+            ))
+        })?;
+        Reply::from_json(&v)
+    }
+
+    /// A non-streaming response body, parsed.
     pub fn from_json(v: &Value) -> Result<Reply, Error> {
         if v.get("type").and_then(Value::as_str) == Some("error") {
             return Err(error_event(v));

@@ -8,7 +8,8 @@
 //! `thinking_delta`, `signature_delta`, `citations_delta`), `content_block_stop`; `message_delta`
 //! (stop reason, cumulative usage); `message_stop`. `ping` may appear anywhere; an `error` event
 //! is an error, never a silent stop; unknown events and delta types are ignored, as the API's
-//! versioning policy asks. No I/O, no threads.
+//! versioning policy asks. No I/O, no threads: [`StreamMachine`] is the [`Decoder`] the shared
+//! upstream layer (`backend::upstream`) feeds, which does the reading.
 
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
@@ -19,7 +20,9 @@ use serde_json::{Map, Value, json};
 
 use super::response::Reply;
 use super::types::{RawUsage, error_event};
-use crate::backend::Error;
+use crate::backend::upstream::Decoder;
+use crate::backend::{Error, TurnSink};
+use crate::sse_codec::SseEvent;
 
 /// One content block being rebuilt.
 struct Block {
@@ -189,6 +192,35 @@ impl StreamMachine {
             stop_reason: self.stop_reason,
             usage: self.usage,
         })
+    }
+}
+
+impl Decoder for StreamMachine {
+    type Output = Reply;
+
+    fn event(&mut self, ev: &SseEvent, sink: &mut dyn TurnSink) -> Result<Option<Reply>, Error> {
+        if let Some(text) = self.feed(ev.event.as_deref().unwrap_or(""), &ev.data)? {
+            sink.text(&text)?;
+        }
+        if !self.is_done() {
+            return Ok(None);
+        }
+        // Stop reading at message_stop.
+        std::mem::take(self).finish().map(Some)
+    }
+
+    /// Some gateways in front of the API answer a streaming request with plain JSON.
+    fn whole(&mut self, body: &[u8], sink: &mut dyn TurnSink) -> Result<Reply, Error> {
+        let reply = Reply::from_body(body)?;
+        let text = reply.to_turn().content;
+        if !text.is_empty() {
+            sink.text(&text)?;
+        }
+        Ok(reply)
+    }
+
+    fn end(&mut self) -> Result<Reply, Error> {
+        std::mem::take(self).finish()
     }
 }
 

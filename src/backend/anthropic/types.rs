@@ -120,6 +120,11 @@ pub fn parse_error(body: &str) -> Option<(String, String)> {
     Some((b.error.kind, b.error.message))
 }
 
+/// The message of a non-2xx body (`type: message`), for the upstream layer's error reader.
+pub fn error_message(body: &str) -> Option<String> {
+    parse_error(body).map(|(kind, message)| error_text(&kind, &message))
+}
+
 /// The HTTP status Anthropic documents for each error type (used for `error` events that
 /// arrive inside a 200 stream, so the edge can still answer with the right class).
 pub fn status_for_error_type(kind: &str) -> Option<u16> {

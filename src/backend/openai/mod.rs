@@ -1,168 +1,90 @@
 //! The `openai` backend: any OpenAI-compatible `POST {base_url}/chat/completions` (OpenAI, Groq,
 //! vLLM, Ollama, llama.cpp, …).
 //!
-//! One ureq [`Agent`] per backend, built once and shared by every worker thread (it is a
-//! connection pool; up to 64 idle connections per host are kept so workers reuse them; names are
-//! resolved through `super::resolve::CachingResolver`, not once per request). Its
-//! timeouts all come from the backend `timeout`: resolve, connect (incl. TLS), sending, waiting
-//! for the response head, and **per read** — an idle-gap limit, never a global one, which would
-//! cut long streams; the request's deadline is the one global limit on each exchange. Non-2xx
-//! answers are read (not turned into ureq errors) so the upstream's message (scrubbed; a
-//! 401/403 text is only logged) and `Retry-After` reach the client. Redirects are not followed
-//! (a 3xx is an error).
-//!
-//! **Proxies:** the agent uses no HTTP proxy, whatever `HTTPS_PROXY`/`ALL_PROXY`/… say. ureq
-//! would otherwise take the first of those variables for every scheme and tunnel even
-//! `http://127.0.0.1` upstreams through it. Operators who need a proxy reach the upstream
-//! through it explicitly (a future `proxy` backend key).
-//!
-//! Non-stream turns run on the calling worker thread (body capped at 16 MiB). Streaming turns
-//! are in `stream`: a short-lived pump thread reads the SSE so the caller can give the sink
-//! idle ticks while the upstream is quiet. Chunk and body decoding is in `parse`.
+//! This folder only translates: `build_payload` makes the request body, `parse.rs` decodes
+//! answers and stream chunks, `stream.rs` is the stream [`Decoder`](super::upstream::Decoder).
+//! Everything HTTP — the pooled agent, timeouts, no redirects, no proxy from the environment,
+//! error bodies, the pump thread with idle ticks and the deadline — is
+//! [`super::upstream`], shared with the other backends. Non-stream answers are capped at
+//! 16 MiB, one stream event at 4 MiB.
 
 mod parse;
 mod stream;
 
-use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use ureq::Agent;
-use ureq::http::Response;
-use ureq::unversioned::transport::DefaultConnector;
 
-use super::resolve::CachingResolver;
-use super::{Backend, Error, Turn, TurnRequest, TurnSink, remaining, truncate_for_error};
+use super::upstream::{Limits, Upstream};
+use super::{Backend, Error, Turn, TurnRequest, TurnSink};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
 
-/// Largest non-stream JSON answer.
-const MAX_JSON_BYTES: u64 = 16 * 1024 * 1024;
-/// How much of an error body we read to find its message.
-const MAX_ERROR_BODY: u64 = 64 * 1024;
-/// Idle connections kept per upstream host: about the worker count.
-const IDLE_PER_HOST: usize = 64;
-/// Per-connection buffers. ureq's defaults (128 KiB each way) are zero-filled when a connection
-/// first sends, so every pooled or streaming connection cost 256 KiB of resident memory: 64 MiB
-/// of a 256-stream load (`make bench`). Bodies stream through these in pieces, so their size
-/// bounds only the response head (and the request head: ours are small).
-pub(crate) const INPUT_BUFFER: usize = 32 * 1024;
-pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
-/// Largest upstream response head (ureq's default is 64 KiB); must stay below `INPUT_BUFFER`
-/// so an oversized head is reported as too large.
-pub(crate) const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// Size caps: a non-stream JSON answer, one stream event.
+const LIMITS: Limits = Limits {
+    json_bytes: 16 * 1024 * 1024,
+    event_bytes: 4 * 1024 * 1024,
+};
 
 pub struct OpenAiBackend {
-    agent: Agent,
-    url: String,
-    /// `default_headers` (minus the ones we own), then `Authorization`.
-    headers: Vec<(String, Secret)>,
-}
-
-/// One ready-to-send upstream request; shared with a stream's pump thread.
-pub(crate) struct Prepared {
-    url: String,
-    headers: Vec<(String, Secret)>,
-    body: Vec<u8>,
-    /// The request's deadline: the whole exchange (head and body) ends by then.
-    deadline: Instant,
+    upstream: Arc<Upstream>,
 }
 
 impl OpenAiBackend {
     pub fn new(cfg: &BackendConfig) -> Self {
-        let mut headers: Vec<(String, Secret)> = Vec::new();
-        for (name, value) in &cfg.default_headers {
-            let owned = name.eq_ignore_ascii_case("content-type")
-                || (cfg.api_key.is_some() && name.eq_ignore_ascii_case("authorization"));
-            if owned {
-                log::debug!("backend default header '{name}' is overridden by aiproxy");
-                continue;
-            }
-            headers.push((name.clone(), value.clone()));
-        }
-        if let Some(key) = &cfg.api_key {
-            headers.push((
-                "Authorization".into(),
-                Secret::new(format!("Bearer {}", key.expose())),
-            ));
-        }
-        headers.push(("Content-Type".into(), Secret::new("application/json")));
+        let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
         OpenAiBackend {
-            agent: build_agent(cfg.timeout),
-            url: format!("{}/chat/completions", cfg.base_url.trim_end_matches('/')),
-            headers,
+            upstream: Arc::new(Upstream::new(
+                url,
+                headers(cfg),
+                cfg.timeout,
+                LIMITS,
+                error_message,
+            )),
         }
     }
 
     /// The HTTP agent (its config is inspected by tests: proxy, timeouts).
     pub fn agent(&self) -> &Agent {
-        &self.agent
+        self.upstream.agent()
     }
+}
 
-    fn prepare(&self, req: &TurnRequest<'_>) -> Result<Prepared, Error> {
-        let payload = build_payload(req)?;
-        let body = serde_json::to_vec(&Value::Object(payload))
-            .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
-        let mut headers = self.headers.clone();
-        if req.stream {
-            headers.push(("Accept".into(), Secret::new("text/event-stream")));
-            // A compressed event stream may be buffered by the encoder; ask for it plain.
-            headers.push(("Accept-Encoding".into(), Secret::new("identity")));
+/// `default_headers` (minus the ones we own), then `Authorization`, then `Content-Type`.
+fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
+    let mut headers: Vec<(String, Secret)> = Vec::new();
+    for (name, value) in &cfg.default_headers {
+        let owned = name.eq_ignore_ascii_case("content-type")
+            || (cfg.api_key.is_some() && name.eq_ignore_ascii_case("authorization"));
+        if owned {
+            log::debug!("backend default header '{name}' is overridden by aiproxy");
+            continue;
         }
-        Ok(Prepared {
-            url: self.url.clone(),
-            headers,
-            body,
-            deadline: req.deadline,
-        })
+        headers.push((name.clone(), value.clone()));
     }
+    if let Some(key) = &cfg.api_key {
+        headers.push((
+            "Authorization".into(),
+            Secret::new(format!("Bearer {}", key.expose())),
+        ));
+    }
+    headers.push(("Content-Type".into(), Secret::new("application/json")));
+    headers
 }
 
 impl Backend for OpenAiBackend {
     fn turn(&self, req: &TurnRequest<'_>, sink: &mut dyn TurnSink) -> Result<Turn, Error> {
-        let prepared = self.prepare(req)?;
+        let payload = build_payload(req)?;
+        let body = serde_json::to_vec(&Value::Object(payload))
+            .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         if req.stream {
-            return stream::run(&self.agent, Arc::new(prepared), sink);
+            let mut decoder = stream::ChunkDecoder::default();
+            return self.upstream.stream(body, req.deadline, &mut decoder, sink);
         }
-        let resp = send(&self.agent, &prepared)?;
-        let body = resp
-            .into_body()
-            .into_with_config()
-            .limit(MAX_JSON_BYTES)
-            .read_to_vec()
-            .map_err(|e| map_error(e, Phase::Body))?;
+        let body = self.upstream.call(&body, req.deadline)?;
         parse::parse_completion(&body)
     }
-}
-
-fn build_agent(timeout: Duration) -> Agent {
-    let t = Some(timeout);
-    let config = Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_resolve(t)
-        .timeout_connect(t)
-        .timeout_send_request(t)
-        .timeout_send_body(t)
-        .timeout_recv_response(t)
-        .timeout_per_read(t)
-        .timeout_per_write(t)
-        .max_idle_connections(IDLE_PER_HOST)
-        .max_idle_connections_per_host(IDLE_PER_HOST)
-        .input_buffer_size(INPUT_BUFFER)
-        .output_buffer_size(OUTPUT_BUFFER)
-        .max_response_header_size(MAX_RESPONSE_HEAD)
-        .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
-        .build();
-    // Our resolver: ureq's default looks the host up (on a new thread) for every request.
-    Agent::with_parts(
-        config,
-        DefaultConnector::default(),
-        CachingResolver::default(),
-    )
 }
 
 /// The upstream payload (docs/backends.md#openai): model, messages, the merged params, tools unless this is the
@@ -219,101 +141,14 @@ fn build_payload(req: &TurnRequest<'_>) -> Result<Map<String, Value>, Error> {
     Ok(p)
 }
 
-/// Send the request and wait for the head; a non-2xx status becomes [`Error::Status`].
-fn send(agent: &Agent, req: &Prepared) -> Result<Response<ureq::Body>, Error> {
-    let mut rb = agent.post(&req.url);
-    for (name, value) in &req.headers {
-        rb = rb.header(name.as_str(), value.expose());
-    }
-    // The request deadline bounds the whole exchange, body reads included: an upstream that
-    // trickles bytes (keep-alives, whitespace) never trips the per-read timeout, this one fires.
-    let resp = rb
-        .config()
-        .timeout_global(Some(remaining(req.deadline)?))
-        .build()
-        .send(&req.body[..])
-        .map_err(|e| map_error(e, Phase::Call))?;
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(resp);
-    }
-    Err(status_error(resp, &super::header_secrets(&req.headers)))
-}
-
-/// A non-2xx answer as [`Error::Status`]; `secrets` (our header values) are masked in its text.
-fn status_error(resp: Response<ureq::Body>, secrets: &[&str]) -> Error {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string());
-    let mut body = Vec::new();
-    // The message is best effort: a body that fails to read still leaves the status.
-    let _ = resp
-        .into_body()
-        .into_reader()
-        .take(MAX_ERROR_BODY)
-        .read_to_end(&mut body);
-    let text = String::from_utf8_lossy(&body);
-    let from_json = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| parse::upstream_error(&v))
-        .map(|e| match e {
-            Error::Status { message, .. } => message,
-            Error::Protocol(m) => m.trim_start_matches("upstream error: ").to_string(),
-            other => other.to_string(),
-        });
-    let message = match from_json {
-        Some(m) => m,
-        None if text.trim().is_empty() => status
-            .canonical_reason()
-            .unwrap_or("no message")
-            .to_string(),
-        None => truncate_for_error(&text),
-    };
-    super::upstream_status(status.as_u16(), &message, retry_after, secrets)
-}
-
-/// Where a ureq error happened: before the head (connecting) or while reading the body.
-#[derive(Clone, Copy)]
-enum Phase {
-    Call,
-    Body,
-}
-
-/// ureq errors → backend errors. Messages come from ureq's `Display`, which names no secrets
-/// (header values are never included).
-fn map_error(e: ureq::Error, phase: Phase) -> Error {
-    use std::io::ErrorKind as K;
-    use ureq::Error as U;
-    match e {
-        U::Timeout(_) => Error::Timeout,
-        U::BodyExceedsLimit(_) | U::LargeResponseHeader(..) => Error::TooLarge,
-        U::Io(io) if matches!(io.kind(), K::TimedOut | K::WouldBlock) => Error::Timeout,
-        // SseReader reports an oversized event as InvalidData.
-        U::Io(io) if matches!(phase, Phase::Body) && io.kind() == K::InvalidData => Error::TooLarge,
-        U::Io(io) => match phase {
-            Phase::Call => Error::Connect(io.to_string()),
-            Phase::Body => Error::Protocol(format!("upstream connection lost: {io}")),
-        },
-        U::HostNotFound => Error::Connect("host not found".into()),
-        e @ (U::ConnectionFailed
-        | U::Tls(_)
-        | U::Rustls(_)
-        | U::BadUri(_)
-        | U::Http(_)
-        | U::RequireHttpsOnly(_)
-        | U::ConnectProxyFailed(_)
-        | U::InvalidProxyUrl
-        | U::TlsRequired) => Error::Connect(truncate_for_error(&e.to_string())),
-        other => Error::Protocol(truncate_for_error(&other.to_string())),
-    }
-}
-
-/// A read error from a body reader (ureq wraps its own errors in `io::Error`).
-fn map_io_error(e: std::io::Error) -> Error {
-    map_error(ureq::Error::from(e), Phase::Body)
+/// The message of an error body (`{"error":{"message",…}}` or `{"error":"text"}`).
+fn error_message(text: &str) -> Option<String> {
+    let v = serde_json::from_str::<Value>(text).ok()?;
+    parse::upstream_error(&v).map(|e| match e {
+        Error::Status { message, .. } => message,
+        Error::Protocol(m) => m.trim_start_matches("upstream error: ").to_string(),
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Unit tests of the openai backend: payload building, headers, agent configuration and error
-//! mapping. Wire behaviour against a live (fake) upstream is in `tests/backend_openai.rs`.
+//! Unit tests of the openai backend: payload building and headers (the agent and the error
+//! mapping are `backend::upstream`'s). Wire behaviour against a live (fake) upstream is in
+//! `tests/backend_openai/`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -143,9 +144,10 @@ fn headers_default_then_auth_and_content_type_owned() {
             ("content-type", "text/plain"),
         ],
     ));
-    assert_eq!(b.url, "http://127.0.0.1:9/v1/chat/completions");
+    assert_eq!(b.upstream.url(), "http://127.0.0.1:9/v1/chat/completions");
     let h: Vec<(&str, &str)> = b
-        .headers
+        .upstream
+        .headers()
         .iter()
         .map(|(k, v)| (k.as_str(), v.expose()))
         .collect();
@@ -159,58 +161,6 @@ fn headers_default_then_auth_and_content_type_owned() {
     );
     // Without an API key a configured Authorization header is the operator's choice.
     let b = OpenAiBackend::new(&cfg(None, &[("Authorization", "Basic abc")]));
-    assert_eq!(b.headers[0].1.expose(), "Basic abc");
-    assert_eq!(b.headers.len(), 2);
-}
-
-#[test]
-fn agent_has_no_proxy_and_idle_gap_timeouts() {
-    let b = OpenAiBackend::new(&cfg(None, &[]));
-    let c = b.agent().config();
-    assert!(c.proxy().is_none());
-    assert!(!c.http_status_as_error());
-    assert_eq!(c.max_idle_connections_per_host(), IDLE_PER_HOST);
-    let t = c.timeouts();
-    let seven = Some(Duration::from_secs(7));
-    assert_eq!(t.global, None, "a global timeout would cut long streams");
-    assert_eq!(
-        (t.connect, t.recv_response, t.resolve),
-        (seven, seven, seven)
-    );
-    assert_eq!(c.timeout_per_read(), seven);
-}
-
-#[test]
-fn ureq_errors_map_to_backend_errors() {
-    use std::io::{Error as IoError, ErrorKind};
-    use ureq::Error as U;
-    assert_eq!(
-        map_error(U::Timeout(ureq::Timeout::PerRead), Phase::Body),
-        Error::Timeout
-    );
-    assert_eq!(
-        map_error(U::BodyExceedsLimit(1), Phase::Body),
-        Error::TooLarge
-    );
-    assert!(matches!(
-        map_error(U::HostNotFound, Phase::Call),
-        Error::Connect(_)
-    ));
-    let refused = IoError::new(ErrorKind::ConnectionRefused, "refused");
-    assert!(matches!(
-        map_error(U::Io(refused), Phase::Call),
-        Error::Connect(_)
-    ));
-    let reset = IoError::new(ErrorKind::ConnectionReset, "reset");
-    assert!(matches!(
-        map_error(U::Io(reset), Phase::Body),
-        Error::Protocol(_)
-    ));
-    // A ureq timeout wrapped in io::Error by a body reader is still a timeout.
-    assert_eq!(
-        map_io_error(U::Timeout(ureq::Timeout::PerRead).into_io()),
-        Error::Timeout
-    );
-    let big = IoError::new(ErrorKind::InvalidData, "SSE event larger than 4 bytes");
-    assert_eq!(map_io_error(big), Error::TooLarge);
+    assert_eq!(b.upstream.headers()[0].1.expose(), "Basic abc");
+    assert_eq!(b.upstream.headers().len(), 2);
 }

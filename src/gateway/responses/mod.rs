@@ -30,13 +30,13 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::agent::{self, LoopError, Run};
-use crate::api::decode;
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::app::Snapshot;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
+use crate::gateway::decode;
 use crate::gateway::reply::{headers_ref, send_error, send_json};
 use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};

@@ -7,7 +7,7 @@
 //! `Value`s); a body whose estimate exceeds [`decode_limit`] (4 ×
 //! `max_body_bytes`, 16 MiB by default) is refused with 413 before anything is built. Bodies
 //! are then decoded straight into the typed [`ChatRequest`]; only when that fails is the body
-//! decoded again as a `serde_json::Value`, to name the wrong field ([`super::diagnose`]).
+//! decoded again as a `serde_json::Value`, to name the wrong field ([`crate::api::diagnose`]).
 //!
 //! Bodies being decoded at once share one process-wide budget of estimated bytes
 //! ([`decode_budget`]: 8 × `max_body_bytes`, 32 MiB by default). A request that finds the budget
@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::openai::{ChatRequest, Message};
+use crate::api::openai::{ChatRequest, Message};
 use crate::error::ApiError;
 
 /// How long a request waits for the decode budget before 503.
@@ -324,7 +324,7 @@ fn diagnose(text: &str, typed: &serde_json::Error) -> ApiError {
         }
     }
     // Name the field at fault: serde's message alone does not say where it is.
-    match super::diagnose::locate(&value) {
+    match crate::api::diagnose::locate(&value) {
         Some((path, msg)) if !path.is_empty() => {
             ApiError::bad_request(format!("invalid request: {path}: {msg}")).with_param(path)
         }
