@@ -40,7 +40,8 @@ if [ ${#need_targets[@]} -gt 0 ]; then
   rustup target add "${need_targets[@]}"
 fi
 
-# cargo-deny, unless this version is there: compiled from crates.io (about 4 min on 2 cores).
+# cargo-deny, unless this version is there: compiled from crates.io, once per machine (about
+# 4 min of CPU; 10-15 min of wall time on a busy 2-core machine).
 install_cargo_deny() {
   if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
     echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
