@@ -176,3 +176,35 @@ fn every_config_key_is_documented() {
         "config keys missing from docs/configuration.md: {missing:?}"
     );
 }
+
+/// Every repository path the pages name in backticks (`src/…`, `tests/…`, `deploy/…`, …)
+/// exists, so a moved file cannot leave the docs pointing nowhere.
+#[test]
+fn paths_named_in_the_docs_exist() {
+    let mut pages: Vec<PathBuf> = fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.push(root().join("README.md"));
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for page in pages {
+        let text = fs::read_to_string(&page).unwrap();
+        for quoted in text.split('`').skip(1).step_by(2) {
+            let dir = quoted.split('/').next().unwrap_or("");
+            let is_path = quoted.contains('/')
+                && ["src", "tests", "deploy", "fuzz", "bench", "scripts"].contains(&dir)
+                && quoted
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_./-".contains(&b));
+            if is_path {
+                seen += 1;
+                if !root().join(quoted).exists() {
+                    missing.push(format!("{}: {quoted}", page.display()));
+                }
+            }
+        }
+    }
+    assert!(seen > 20, "only {seen} paths found: is the scan broken?");
+    assert!(missing.is_empty(), "paths that do not exist: {missing:#?}");
+}
