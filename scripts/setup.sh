@@ -12,6 +12,8 @@
 #   nginx                     the reverse-proxy tests (ops::nginx)
 #   systemd                   systemd-analyze verifies the shipped unit (ops::deploy)
 #   curl, file                README example test, static-binary check
+#   chromium                  the CORS test in a real headless browser (tests/browser.rs, driven
+#                             by playwright-core from tests/peers with executablePath)
 #   python3-venv              the test peers' venvs (Debian's python3 lacks ensurepip without it)
 # and, after those, cargo-deny (pinned, `cargo install --locked`) for `make deny`.
 set -euo pipefail
@@ -30,6 +32,7 @@ have curl || need_apt+=(curl)
 have file || need_apt+=(file)
 # tests/peers/install.sh makes venvs: Debian's python3 needs python3-venv for that.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+have chromium || need_apt+=(chromium)
 
 need_targets=()
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do

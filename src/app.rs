@@ -3,7 +3,8 @@
 //! keeps it to the end, so a change never affects work already running; an MCP server that a
 //! new snapshot no longer uses is stopped when the last snapshot holding it is dropped (its
 //! in-flight calls complete first). Servers and backends whose config did not change are
-//! carried over, keeping their sessions and connection pools.
+//! carried over, keeping their sessions and connection pools; so is the audit log's writer
+//! (reopened on every change, for logrotate).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
+use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::backend::{self, Backend};
 use crate::config::{self, Config, EnvLookup};
@@ -25,6 +27,9 @@ pub struct Snapshot {
     pub mcp: HashMap<String, Arc<Supervisor>>,
     /// Unix seconds when this config was loaded (the `created` of `/v1/models`).
     pub loaded_at: u64,
+    /// The tool audit log (`audit:`); shared with the previous snapshot when its settings are
+    /// unchanged (and then reopened, for logrotate).
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 impl Snapshot {
@@ -52,7 +57,7 @@ impl Snapshot {
                 .then(|| prev.mcp.get(name).cloned())
                 .flatten()
         };
-        let mcp = config
+        let mcp: HashMap<String, Arc<Supervisor>> = config
             .mcp_servers
             .iter()
             .map(|(name, cfg)| {
@@ -62,18 +67,59 @@ impl Snapshot {
                 )
             })
             .collect();
+        // Everything an MCP server shows (errors, logs, admin status) is scrubbed of every
+        // configured secret, not only its own.
+        let secrets = secret_values(&config);
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        for server in mcp.values() {
+            server.set_secrets(&refs);
+        }
         let auth = match previous {
             Some(prev) => prev.auth.rebuild(&config),
             None => Auth::from_config(&config),
         };
+        let audit = config.audit.as_ref().and_then(|cfg| {
+            let prev = previous.and_then(|p| p.audit.as_ref());
+            if let Some(prev) = prev.filter(|a| a.config() == cfg) {
+                prev.reopen();
+                return Some(Arc::clone(prev));
+            }
+            AuditLog::start(cfg)
+                .map_err(|e| log::error!("cannot start the audit log: {e}"))
+                .ok()
+                .map(Arc::new)
+        });
         Snapshot {
             auth,
+            audit,
             config: Arc::new(config),
             backends,
             mcp,
             loaded_at: crate::clock::unix_now(),
         }
     }
+}
+
+/// Every configured secret value: backend keys and header values, MCP env and header values,
+/// proxy keys, the Apiman secret.
+fn secret_values(config: &Config) -> Vec<String> {
+    use crate::config::McpTransport;
+    let mut out: Vec<&crate::secret::Secret> = Vec::new();
+    for b in config.backends.values() {
+        out.extend(b.api_key.iter());
+        out.extend(b.default_headers.values());
+    }
+    for m in config.mcp_servers.values() {
+        match &m.transport {
+            McpTransport::Stdio { env, .. } => out.extend(env.values()),
+            McpTransport::Sse { headers, .. } | McpTransport::StreamableHttp { headers, .. } => {
+                out.extend(headers.values())
+            }
+        }
+    }
+    out.extend(config.proxy_api_keys.iter().map(|k| &k.key));
+    out.extend(config.apiman.secret.iter());
+    out.iter().map(|s| s.expose().to_string()).collect()
 }
 
 /// Where the config came from, for reloads, `${VAR}` expansion of admin bodies and persistence.

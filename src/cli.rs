@@ -300,8 +300,17 @@ fn serve(opts: &Opts) -> i32 {
         None => None,
     };
     notifier.ready();
+    let _watcher = crate::watch::spawn(
+        &app,
+        Arc::clone(gateway.metrics()),
+        crate::watch::DEFAULT_INTERVAL,
+    )
+    .map_err(|e| log::error!("cannot start the config watcher: {e}"))
+    .ok();
     while crate::sys::signals::wait() == crate::sys::signals::Signal::Reload {
-        match app.reload() {
+        let result = app.reload();
+        gateway.metrics().config_reload(result.is_ok());
+        match result {
             Ok(()) => log::info!("SIGHUP: config reloaded"),
             Err(e) => log::error!("SIGHUP: reload refused, the running config stays: {e}"),
         }
@@ -405,7 +414,7 @@ pub fn limits(cfg: &Config) -> Limits {
         max_connections: s.max_connections,
         max_body_bytes: s.max_body_bytes,
         idle_timeout: s.idle_timeout,
-        max_connections_per_ip: s.max_connections_per_ip,
+        max_connections_per_ip: s.connections_per_ip(),
         first_byte_timeout: s.first_byte_timeout,
         ..Limits::default()
     }
@@ -446,6 +455,20 @@ fn check(opts: &Opts) -> i32 {
             .collect();
         let set = crate::tools::ToolSet::build(&servers, &a.allowed_tools, &a.denied_tools);
         print!("{}", describe_tools(&a.name, &set));
+        // Listed but never offered (task-only tools, invalid annotations): say so.
+        for srv in &servers {
+            if let Ok((_, left_out)) = srv.listing() {
+                for l in left_out.iter() {
+                    let tool = l.raw.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                    println!(
+                        "  - '{}' / '{}' not offered: {}",
+                        printable(srv.name()),
+                        printable(tool),
+                        printable(&l.reason)
+                    );
+                }
+            }
+        }
         for (server, err) in &set.degraded {
             failed = true;
             println!(

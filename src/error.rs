@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 use crate::agent::LoopError;
 use crate::auth::{AdminError, AuthError};
 use crate::backend;
-use crate::mcp;
 
 /// The OpenAI error `type` of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,17 +175,28 @@ impl ApiError {
         .with_retry_after("1")
     }
 
+    /// 429 for a limit of the caller's API key (`rate_limit_exceeded`), with `Retry-After` in
+    /// whole seconds, rounded up.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        ApiError::new(429, ErrorKind::RateLimit, message)
+            .with_code("rate_limit_exceeded")
+            .with_retry_after(&secs.max(1).to_string())
+    }
+
     /// What is written to a client that went away (see the module doc).
     pub fn client_gone() -> Self {
         ApiError::new(500, ErrorKind::ClientClosedRequest, "client disconnected")
     }
 
     /// 502: an MCP server failed to answer an admin request about it.
-    pub fn mcp_server(name: &str, e: &mcp::Error) -> Self {
+    /// An MCP server failed an admin call; `detail` is the error already redacted of the
+    /// server's secrets.
+    pub fn mcp_server(name: &str, detail: &str) -> Self {
         ApiError::new(
             502,
             ErrorKind::Upstream,
-            format!("MCP server '{name}': {e}"),
+            format!("MCP server '{name}': {detail}"),
         )
     }
 
@@ -400,7 +410,7 @@ mod tests {
                 (500, "client_closed_request", None, None),
             ),
             (
-                ApiError::mcp_server("s", &mcp::Error::Closed("eof".into())),
+                ApiError::mcp_server("s", &crate::mcp::Error::Closed("eof".into()).to_string()),
                 (502, "upstream_error", None, None),
             ),
         ];

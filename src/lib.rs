@@ -26,13 +26,16 @@
 //! built backends + MCP servers) is an immutable snapshot in `app`, swapped atomically.
 //! `metrics` holds the Prometheus counters recorded at the edges (routes, backend calls, tool
 //! calls, the HTTP server) and served on `GET /metrics`. `demo` is the offline demo (embedded
-//! config and the demo MCP server); `cli` and `sd_notify` start and supervise the process.
+//! config and the demo MCP server); `cli` and `sd_notify` start and supervise the process;
+//! `watch` follows the config file (`server.watch_config`); `audit` writes the tool audit log
+//! (a writer thread behind a bounded queue).
 //! Streams are written as chunked SSE by the worker, flushed per event.
 
 pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod cancel;
@@ -54,3 +57,4 @@ pub mod sse_codec;
 )]
 pub mod sys;
 pub mod tools;
+pub mod watch;

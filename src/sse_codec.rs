@@ -6,7 +6,8 @@
 //! after the colon removed; `event`, `id` (ignored when it contains NUL) and `retry` (digits
 //! only); an event is dispatched at a blank line, and events without data lines are dropped
 //! unless they carry `id`/`retry` (MCP priming events). A line or event larger than the cap is
-//! an `InvalidData` error, so a hostile peer cannot make us buffer without bound. Reading is
+//! an `InvalidData` error (or, with [`SseReader::skip_oversized`], dropped as it arrives, its
+//! two ends kept), so a hostile peer cannot make us buffer without bound. Reading is
 //! synchronous on the caller's thread; the underlying reader's timeouts apply.
 //!
 //! A peer that sends only comments (or trickles bytes) never completes an event, and its reads
@@ -63,6 +64,28 @@ pub struct SseReader<R> {
     size: usize,
     /// [`SseReader::next_item`] returns `Idle` after this long without an event.
     tick: Option<Duration>,
+    /// Drop an oversized event instead of failing the stream ([`SseReader::skip_oversized`]).
+    skip_oversized: bool,
+    /// The event being assembled is oversized: its data is dropped as it arrives.
+    dropping: bool,
+    /// The current line overflowed and is being dropped up to its end.
+    dropping_line: bool,
+    over_head: Vec<u8>,
+    over_tail: Vec<u8>,
+    /// Head and tail of the last dropped event, until [`SseReader::take_oversized`].
+    dropped: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Bytes kept from each end of a dropped oversized event.
+pub const OVERSIZED_KEEP: usize = 512;
+
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(
+        more.get(more.len().saturating_sub(OVERSIZED_KEEP)..)
+            .unwrap_or_default(),
+    );
+    let excess = tail.len().saturating_sub(OVERSIZED_KEEP);
+    tail.drain(..excess);
 }
 
 impl<R: BufRead> SseReader<R> {
@@ -78,7 +101,43 @@ impl<R: BufRead> SseReader<R> {
             has_fields: false,
             size: 0,
             tick: None,
+            skip_oversized: false,
+            dropping: false,
+            dropping_line: false,
+            over_head: Vec::new(),
+            over_tail: Vec::new(),
+            dropped: None,
         }
+    }
+
+    /// An event larger than the cap is dropped as it arrives (never buffered past the cap)
+    /// instead of being an error: [`SseReader::next_item`] returns `Idle` when it ends, and
+    /// [`SseReader::take_oversized`] then gives its first and last [`OVERSIZED_KEEP`] data
+    /// bytes. For streams that carry independent messages (MCP), where one oversized message
+    /// must not end the others.
+    pub fn skip_oversized(mut self) -> Self {
+        self.skip_oversized = true;
+        self
+    }
+
+    /// The first and last bytes of the data of an oversized event dropped since the last call.
+    pub fn take_oversized(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.dropped.take()
+    }
+
+    /// Start dropping the current event, keeping the ends of what it had so far.
+    fn start_dropping(&mut self, pending: &[u8]) {
+        if !self.dropping {
+            self.dropping = true;
+            let mut head = self.ev.data.as_bytes().to_vec();
+            head.extend_from_slice(pending);
+            head.truncate(OVERSIZED_KEEP);
+            self.over_head = head;
+            self.over_tail.clear();
+            keep_tail(&mut self.over_tail, self.ev.data.as_bytes());
+            self.ev.data = String::new();
+        }
+        keep_tail(&mut self.over_tail, pending);
     }
 
     /// Also return [`SseItem::Idle`] when `tick` passes without a complete event (checked
@@ -116,7 +175,21 @@ impl<R: BufRead> SseReader<R> {
             if self.line_pending {
                 return Ok(Some(SseItem::Idle));
             }
+            if std::mem::take(&mut self.dropping_line) {
+                continue;
+            }
             if self.line.is_empty() {
+                if self.dropping {
+                    self.dropping = false;
+                    self.has_data = false;
+                    self.has_fields = false;
+                    self.size = 0;
+                    self.ev = SseEvent::default();
+                    let head = std::mem::take(&mut self.over_head);
+                    let tail = std::mem::take(&mut self.over_tail);
+                    self.dropped = Some((head, tail));
+                    return Ok(Some(SseItem::Idle));
+                }
                 if self.has_data || self.ev.id.is_some() || self.ev.retry.is_some() {
                     self.has_data = false;
                     self.has_fields = false;
@@ -136,8 +209,15 @@ impl<R: BufRead> SseReader<R> {
                 return Ok(Some(SseItem::Idle));
             }
             self.size += self.line.len();
-            if self.size > self.max_event_bytes {
-                return Err(too_large(self.max_event_bytes));
+            if self.size > self.max_event_bytes || self.dropping {
+                if !self.skip_oversized {
+                    return Err(too_large(self.max_event_bytes));
+                }
+                let line = std::mem::take(&mut self.line);
+                let data = line.strip_prefix(b"data:").unwrap_or_default();
+                let data = data.strip_prefix(b" ").unwrap_or(data);
+                self.start_dropping(data);
+                continue;
             }
             let line = String::from_utf8_lossy(&self.line);
             let (field, value) = match line.split_once(':') {
@@ -206,8 +286,19 @@ impl<R: BufRead> SseReader<R> {
                 }
             };
             self.inner.consume(consumed);
-            if self.line.len() > self.max_event_bytes {
-                return Err(too_large(self.max_event_bytes));
+            if self.line.len() > self.max_event_bytes || self.dropping_line {
+                if !self.skip_oversized {
+                    return Err(too_large(self.max_event_bytes));
+                }
+                // Drop the line as it arrives; only its ends are kept.
+                let mut line = std::mem::take(&mut self.line);
+                if !self.dropping_line {
+                    self.dropping_line = true;
+                    let data = line.strip_prefix(b"data:").unwrap_or_default();
+                    let data = data.strip_prefix(b" ").unwrap_or(data).to_vec();
+                    line = data;
+                }
+                self.start_dropping(&line);
             }
             if done {
                 self.line_pending = false;
@@ -367,5 +458,37 @@ mod tests {
     fn a_comment_flood_does_not_count_towards_the_event_cap() {
         let input = ": keep-alive\n\n".repeat(100) + "data: x\n\n";
         assert_eq!(data(&parse_all(input.as_bytes(), 50).unwrap()), ["x"]);
+    }
+
+    #[test]
+    fn oversized_events_can_be_skipped_keeping_their_ends() {
+        let big = "y".repeat(5000);
+        let input = format!(
+            "data: small\n\ndata: {{\"id\":3,\"r\":\"{big}\"}}\n\ndata: a\ndata: {big}\ndata: end\n\ndata: after\n\n"
+        );
+        let mut r = SseReader::new(input.as_bytes(), 1000).skip_oversized();
+        let mut seen = Vec::new();
+        let mut dropped = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            match item {
+                SseItem::Event(ev) => seen.push(ev.data),
+                SseItem::Idle => dropped.extend(r.take_oversized()),
+            }
+        }
+        assert_eq!(seen, ["small", "after"]);
+        assert_eq!(dropped.len(), 2);
+        assert!(
+            dropped[0].0.starts_with(b"{\"id\":3,"),
+            "{:?}",
+            String::from_utf8_lossy(&dropped[0].0)
+        );
+        assert!(dropped[0].1.ends_with(b"yy\"}"));
+        assert!(dropped[0].0.len() <= OVERSIZED_KEEP && dropped[0].1.len() <= OVERSIZED_KEEP);
+        assert!(dropped[1].0.starts_with(b"a"));
+        assert!(dropped[1].1.ends_with(b"end"));
+        // Without the opt-in it is still an error.
+        let mut strict = SseReader::new(input.as_bytes(), 1000);
+        assert_eq!(strict.next_event().unwrap().unwrap().data, "small");
+        assert!(strict.next_event().is_err());
     }
 }

@@ -220,9 +220,10 @@ fn mcp_status_and_tools() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["name"].as_str().unwrap())
+        .map(|t| t["tool"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["add", "echo", "uppercase", "sleep"]);
+    assert_eq!(v["tools"][0]["aiproxy"]["exposed_name"], "demo__add", "{v}");
     let (_, v) = admin(&gw, "GET", "/admin/mcp", None);
     assert_eq!(v["demo"]["status"]["state"], "ready", "{v}");
     assert_eq!(v["demo"]["status"]["tool_count"], 4);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aiproxy::http::{Handler, Limits, Request, Responder, Server, Version};
+use aiproxy::http::{Handler, Lane, Limits, Request, Responder, Server, Version};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 const IO: Duration = Duration::from_secs(5);
@@ -17,7 +17,9 @@ const IO: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------- test handler
 
 /// Routes: `/echo` (body back, request facts in headers), `/sleep?ms`, `/stream?n&ms`,
-/// `/panic`, `/noreply`, `/block` (until released), `/gone` (reports `client_gone`).
+/// `/panic`, `/noreply`, `/block` (until released), `/gone` (reports `client_gone`), `/busy`
+/// (the server's load as the handler sees it). Lanes: `/quick/*` and `/busy` quick,
+/// `/control/*` control (the rest of the path routes as usual), the rest main.
 struct TestHandler {
     started: Sender<()>,
     release: Receiver<()>,
@@ -40,8 +42,35 @@ fn param(req: &Request, key: &str, default: u64) -> u64 {
 }
 
 impl Handler for TestHandler {
+    fn lane(&self, _method: &str, path: &str) -> Lane {
+        if path.starts_with("/quick/") || path == "/busy" {
+            Lane::Quick
+        } else if path.starts_with("/control/") {
+            Lane::Control
+        } else {
+            Lane::Main
+        }
+    }
+
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
-        match req.path.as_str() {
+        let path = req.path.as_str();
+        let path = path
+            .strip_prefix("/quick")
+            .or_else(|| path.strip_prefix("/control"))
+            .unwrap_or(path)
+            .to_string();
+        match path.as_str() {
+            "/busy" => {
+                let b = resp.busy();
+                let text = format!(
+                    "{} {} {} {}",
+                    b.in_flight,
+                    b.max_in_flight,
+                    b.draining,
+                    b.saturated()
+                );
+                let _ = resp.send(200, &[], text.as_bytes());
+            }
             "/echo" => {
                 let version = if req.version == Version::Http10 {
                     "1.0"
@@ -921,6 +950,105 @@ fn in_flight_cap_answers_503_with_retry_after() {
         assert!(Instant::now() < deadline, "slot never freed");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Issue 16: a saturated main pool (every worker busy, the in-flight cap reached) cannot delay
+/// or shed requests of the quick and control lanes, each with its own workers and queue, and
+/// a handler can see the saturation (for a readiness answer). Fails on the old server, which
+/// had one pool: the quick request waited or got 503.
+#[test]
+fn quick_and_control_lanes_answer_while_the_main_pool_is_saturated() {
+    let (server, probes) = start(Limits {
+        workers: 1,
+        max_in_flight: 1,
+        quick_workers: 1,
+        control_workers: 1,
+        lane_queue: 4,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/busy").text(), "0 1 false false");
+    let mut blocked = connect(addr);
+    blocked
+        .write_all(
+            b"GET /block HTTP/1.1
+
+",
+        )
+        .unwrap();
+    probes.started.recv_timeout(IO).expect("handler started");
+    assert_eq!(get(addr, "/echo").status, 503, "the main lane is full");
+
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = get(addr, "/quick/echo");
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(get(addr, "/busy").text(), "1 1 false true");
+    // A control request that blocks holds the control worker only: quick still answers.
+    let mut ctl = connect(addr);
+    ctl.write_all(
+        b"GET /control/block HTTP/1.1
+
+",
+    )
+    .unwrap();
+    probes
+        .started
+        .recv_timeout(IO)
+        .expect("control handler started");
+    assert_eq!(get(addr, "/quick/sleep?ms=1").text(), "slept");
+    // Expect: 100-continue is judged by the request's own lane, before the body is sent.
+    let mut c = connect(addr);
+    c.write_all(b"POST /quick/echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    assert_eq!(read_line(&mut r).trim_end(), "HTTP/1.1 100 Continue");
+    read_line(&mut r);
+    c.write_all(b"ok").unwrap();
+    let resp = read_response(&mut r, false);
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+
+    for _ in 0..2 {
+        probes.release.send(()).unwrap();
+    }
+    let mut r = BufReader::new(blocked);
+    assert_eq!(read_response(&mut r, false).text(), "released");
+    let mut r = BufReader::new(ctl);
+    assert_eq!(read_response(&mut r, false).text(), "released");
+}
+
+/// A side lane's queue is bounded like the main one: past `lane_queue`, 503.
+#[test]
+fn a_full_control_lane_sheds_with_503() {
+    let (server, probes) = start(Limits {
+        control_workers: 1,
+        lane_queue: 1,
+        ..small_limits()
+    });
+    let addr = server.local_addr();
+    let mut ctl = connect(addr);
+    ctl.write_all(b"GET /control/block HTTP/1.1\r\n\r\n")
+        .unwrap();
+    probes
+        .started
+        .recv_timeout(IO)
+        .expect("control handler started");
+    let r = get(addr, "/control/echo");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        get(addr, "/echo").status,
+        200,
+        "the main lane is not affected"
+    );
+    probes.release.send(()).unwrap();
+    let mut r = BufReader::new(ctl);
+    assert_eq!(read_response(&mut r, false).text(), "released");
 }
 
 // ---------------------------------------------------------------- streaming

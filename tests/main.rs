@@ -6,12 +6,18 @@
 )]
 
 mod admin;
+mod anthropic_compat;
+mod audit;
 mod auth;
 mod backend_anthropic;
 mod backend_openai;
+mod backend_openai_responses;
 mod backend_upstream;
+mod browser;
 mod cli;
+mod completions;
 mod config;
+mod control_plane;
 mod docs;
 mod gateway;
 mod gateway_anthropic;
@@ -19,7 +25,11 @@ mod gateway_mcp;
 mod gateway_upstream;
 mod hostile_requests;
 mod http_server;
+mod keys;
+mod loop_semantics;
 mod mcp_conformance;
+mod mcp_failures;
+mod mcp_points;
 mod mcp_remote;
 mod mcp_stdio;
 mod ops;
@@ -27,3 +37,4 @@ mod resilience;
 mod responses;
 mod sdk;
 mod support;
+mod watch;

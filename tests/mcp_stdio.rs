@@ -38,6 +38,7 @@ fn config(
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency,
         max_tools: 1000,
+        ca_file: None,
     }
 }
 
@@ -313,9 +314,10 @@ fn crash_during_a_call_is_not_retried() {
     let s = faults("crash", None, 10_000, 10_000);
     s.tools().unwrap();
     let err = call(&s, "crash", json!({})).unwrap_err();
-    let Error::Closed(reason) = &err else {
-        panic!("{err:?}")
-    };
+    // The caller (and so the model) gets the exit status only; the server's stderr stays in
+    // the admin status (and the debug log).
+    assert_eq!(err, Error::Stopped("exit status 3".into()));
+    let reason = s.status().last_error.unwrap();
     assert!(reason.contains("status 3"), "{reason}");
     assert!(reason.contains("crashing on purpose"), "{reason}");
     assert_eq!(
@@ -708,4 +710,25 @@ fn stop_fails_in_flight_calls() {
     let r = h.join().unwrap();
     assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
     assert!(t0.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_real_server_killed_mid_call_is_reported_by_its_signal_only() {
+    let s = everything();
+    s.tools().unwrap();
+    let pid = s.status().pid.unwrap();
+    let killer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let err = call(
+        &s,
+        "trigger-long-running-operation",
+        json!({"duration": 10, "steps": 2}),
+    )
+    .unwrap_err();
+    killer.join().unwrap();
+    assert_eq!(err, Error::Stopped("signal 9".into()));
+    assert_eq!(err.to_string(), "server stopped (signal 9)");
 }

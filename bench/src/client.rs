@@ -1,7 +1,8 @@
 //! A minimal HTTP/1.1 client for the load generator: one request at a time on a keep-alive
 //! connection, timing the response head, the first content delta of a stream and the end of
 //! the body. Reads `Content-Length`, chunked and close-delimited bodies; in streams it counts
-//! SSE `data:` events that carry content and notes `[DONE]` and error events.
+//! SSE `data:` events that carry content and notes the end (`[DONE]`, or `response.completed`
+//! of a Responses API stream) and error events.
 //!
 //! Thread model: a `Conn` belongs to one load thread; every read has a timeout.
 
@@ -177,9 +178,12 @@ impl Sse {
                 let Some(payload) = line.strip_prefix(b"data: ") else {
                     continue;
                 };
-                if payload == b"[DONE]" {
+                if payload == b"[DONE]" || find(payload, RESPONSE_COMPLETED).is_some() {
                     out.done = true;
-                } else if payload.starts_with(b"{\"error\"") {
+                } else if payload.starts_with(b"{\"error\"")
+                    || find(payload, RESPONSE_ERROR).is_some()
+                    || find(payload, RESPONSE_FAILED).is_some()
+                {
                     out.error_event = true;
                 } else if has_content(payload) {
                     out.content_events += 1;
@@ -193,10 +197,22 @@ impl Sse {
     }
 }
 
-/// A chunk whose `"content":"…"` is a non-empty string.
+/// Responses API events (`/v1/responses` streams have no `[DONE]`: `response.completed` ends
+/// them; text arrives in `response.output_text.delta` events).
+const RESPONSE_COMPLETED: &[u8] = b"\"type\":\"response.completed\"";
+const RESPONSE_FAILED: &[u8] = b"\"type\":\"response.failed\"";
+const RESPONSE_ERROR: &[u8] = b"\"type\":\"error\"";
+const RESPONSE_DELTA: &[u8] = b"\"type\":\"response.output_text.delta\"";
+
+/// A chat chunk whose `"content":"…"` is a non-empty string, or a Responses text delta whose
+/// `"delta":"…"` is.
 fn has_content(payload: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"content\":\"";
-    find(payload, KEY).is_some_and(|i| payload.get(i + KEY.len()) != Some(&b'"'))
+    let non_empty =
+        |key: &[u8]| find(payload, key).is_some_and(|i| payload.get(i + key.len()) != Some(&b'"'));
+    if find(payload, RESPONSE_DELTA).is_some() {
+        return non_empty(b"\"delta\":\"");
+    }
+    non_empty(b"\"content\":\"")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

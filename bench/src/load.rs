@@ -204,7 +204,11 @@ fn complete(load: &Load, out: &Outcome) -> bool {
     if load.stream {
         out.done && !out.error_event && out.content_events == load.expect_chunks
     } else {
-        // A whole completion ends with its finish reason and usage.
-        out.body.ends_with(b"}") && find(&out.body, b"\"finish_reason\":\"stop\"")
+        // A whole completion ends with its finish reason and usage; a whole Responses API
+        // response says it completed.
+        out.body.ends_with(b"}")
+            && (find(&out.body, b"\"finish_reason\":\"stop\"")
+                || (find(&out.body, b"\"object\":\"response\"")
+                    && find(&out.body, b"\"status\":\"completed\"")))
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! - `upstream --listen ADDR --workers N`: the fake OpenAI-compatible upstream ([`upstream`]);
 //! - `run --aiproxy PATH [--static PATH] [--out FILE] [--work DIR] [--secs S] [--warmup S]
-//!   [--repeats N]`: the whole suite ([`scenarios`]), written to `--out` ([`report`]);
+//!   [--repeats N] [--only streams]`: the whole suite ([`scenarios`], then the long-stream
+//!   capacity run [`streams`]), written to `--out` ([`report`]); `--only streams` runs just
+//!   the capacity scenario and prints its section (RESULTS.md is left alone);
+//! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N]`: only the Responses
+//!   API vs chat completions scenario ([`responses`]), its table printed to stdout;
 //! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]`:
 //!   one ad-hoc load run, printed (for profiling sessions).
 //!
@@ -13,7 +17,9 @@ mod load;
 mod mcp_probe;
 mod procs;
 mod report;
+mod responses;
 mod scenarios;
+mod streams;
 mod upstream;
 
 use std::collections::HashMap;
@@ -71,7 +77,7 @@ fn number(f: &HashMap<String, String>, name: &str, default: usize) -> Result<usi
 fn run(args: &[String]) -> Result<(), String> {
     let (cmd, rest) = args
         .split_first()
-        .ok_or("usage: aiproxy-bench upstream|run|load …")?;
+        .ok_or("usage: aiproxy-bench upstream|run|responses|load …")?;
     let f = flags(rest)?;
     match cmd.as_str() {
         "upstream" => upstream::run(
@@ -79,7 +85,7 @@ fn run(args: &[String]) -> Result<(), String> {
             number(&f, "workers", 640)?.max(1),
         )
         .map_err(|e| e.to_string()),
-        "run" => {
+        "run" | "responses" => {
             let aiproxy = PathBuf::from(f.get("aiproxy").ok_or("--aiproxy PATH is required")?);
             let opts = scenarios::Opts {
                 aiproxy: std::fs::canonicalize(&aiproxy)
@@ -92,10 +98,36 @@ fn run(args: &[String]) -> Result<(), String> {
                 warmup: secs(&f, "warmup", 0.5)?,
                 repeats: number(&f, "repeats", 3)?.max(1),
             };
+            if cmd == "responses" {
+                let triples = scenarios::responses_only(&opts).map_err(|e| e.to_string())?;
+                let mut text = String::new();
+                responses::section(&mut text, &triples);
+                println!("{text}");
+                return Ok(());
+            }
             let mut machine = report::Machine::probe();
+            match f.get("only").map(String::as_str) {
+                None => {}
+                Some("streams") => {
+                    eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
+                    let r = streams::run(&opts).map_err(|e| e.to_string())?;
+                    println!(
+                        "{}load average before: {}, after: {}",
+                        streams::section(&r),
+                        machine.load_before,
+                        report::loadavg()
+                    );
+                    return Ok(());
+                }
+                Some(other) => return Err(format!("--only {other}: known: streams")),
+            }
             let results = scenarios::run(&opts).map_err(|e| e.to_string())?;
+            eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
+            let capacity = streams::run(&opts).map_err(|e| e.to_string())?;
             machine.load_after = report::loadavg();
-            let text = report::write(&results, &machine, &opts);
+            let mut text = report::write(&results, &machine, &opts);
+            text.push('\n');
+            text.push_str(&streams::section(&capacity));
             std::fs::write(&opts.out, &text).map_err(|e| e.to_string())?;
             eprintln!("wrote {}", opts.out.display());
             Ok(())

@@ -195,6 +195,7 @@ pub fn write(r: &Results, m: &Machine, opts: &Opts) -> String {
     targets(&mut o, r);
     latency_table(&mut o, r);
     stream_table(&mut o, r);
+    crate::responses::section(&mut o, &r.responses);
     scaling_table(&mut o, r);
     tools_section(&mut o, r);
     footprint_section(&mut o, r);

@@ -100,6 +100,8 @@ pub struct Footprint {
 
 pub struct Results {
     pub pairs: Vec<Pair>,
+    /// The Responses API next to chat completions ([`crate::responses`]).
+    pub responses: Vec<crate::responses::Triple>,
     pub scaling: Vec<Pair>,
     pub tools: ToolLoop,
     pub footprint: Footprint,
@@ -155,9 +157,19 @@ impl Env<'_> {
         }
     }
 
-    fn pair(&self, proxy: SocketAddr, shape: &Shape, pair: &mut Pair) {
-        let direct = load::run(&self.load(self.upstream, shape.body("fake-model", ""), shape));
-        let proxied = load::run(&self.load(proxy, shape.body("bench", ""), shape));
+    /// One direct and one proxied run; `direct_first` alternates between repeats so that a
+    /// warming or cooling machine does not favour one side.
+    fn pair(&self, proxy: SocketAddr, shape: &Shape, pair: &mut Pair, direct_first: bool) {
+        let run_direct =
+            || load::run(&self.load(self.upstream, shape.body("fake-model", ""), shape));
+        let run_proxy = || load::run(&self.load(proxy, shape.body("bench", ""), shape));
+        let (direct, proxied) = if direct_first {
+            let d = run_direct();
+            (d, run_proxy())
+        } else {
+            let p = run_proxy();
+            (run_direct(), p)
+        };
         eprintln!(
             "  {:<14} c={:<3} direct {:>8.0} rps p50 {:>7.3} ms | proxy {:>8.0} rps p50 {:>7.3} ms  503s {} errors {}",
             shape.id,
@@ -229,12 +241,16 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
             proxy: Vec::new(),
         })
         .collect();
-    for _ in 0..opts.repeats {
+    for rep in 0..opts.repeats {
         for p in &mut pairs {
             let shape = p.shape.clone();
-            env.pair(proxy.addr, &shape, p);
+            env.pair(proxy.addr, &shape, p, rep % 2 == 0);
         }
     }
+
+    eprintln!("responses api vs chat completions");
+    let responses =
+        crate::responses::run(up.addr, proxy.addr, opts.warmup, opts.measure, opts.repeats);
 
     eprintln!("scaling curve");
     let mut scaling: Vec<Pair> = scaling_shapes()
@@ -245,10 +261,10 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
             proxy: Vec::new(),
         })
         .collect();
-    for _ in 0..opts.repeats.min(2) {
+    for rep in 0..opts.repeats.min(2) {
         for p in &mut scaling {
             let shape = p.shape.clone();
-            env.pair(proxy.addr, &shape, p);
+            env.pair(proxy.addr, &shape, p, rep % 2 == 0);
         }
     }
 
@@ -270,10 +286,31 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
     up.stop();
     Ok(Results {
         pairs,
+        responses,
         scaling,
         tools,
         footprint,
     })
+}
+
+/// Only the Responses API scenario (`aiproxy-bench responses`): the same upstream and proxy
+/// setup as [`run`], no other scenario.
+pub fn responses_only(opts: &Opts) -> io::Result<Vec<crate::responses::Triple>> {
+    std::fs::create_dir_all(&opts.work)?;
+    let up = procs::upstream(&opts.self_exe, 640)?;
+    let cfg_path = opts.work.join("bench-config.yaml");
+    std::fs::write(&cfg_path, config(&opts.aiproxy, up.addr, 64, 256))?;
+    let proxy = procs::aiproxy(&opts.aiproxy, &cfg_path, &opts.work.join("aiproxy.log"))?;
+    sanity(proxy.addr, up.addr)?;
+    eprintln!(
+        "responses api vs chat completions ({} repeats)",
+        opts.repeats
+    );
+    let triples =
+        crate::responses::run(up.addr, proxy.addr, opts.warmup, opts.measure, opts.repeats);
+    proxy.stop();
+    up.stop();
+    Ok(triples)
 }
 
 /// One request each way, checked, so a broken setup fails loudly instead of benchmarking 502s.
@@ -401,7 +438,10 @@ fn footprint(env: &Env<'_>, cfg_path: &Path) -> io::Result<Footprint> {
         });
         let stats = load::run(&l);
         stop.store(true, Ordering::Relaxed);
-        (stats, sampler.join().unwrap_or_default())
+        let mut peak = sampler.join().unwrap_or_default();
+        // The kernel's peak (VmHWM) of this fresh process, not the highest 25 ms sample.
+        peak.rss_kb = peak.rss_kb.max(procs::mem(pid).hwm_kb);
+        (stats, peak)
     });
     eprintln!(
         "  256 streams: peak RSS {} KiB, {} threads, {} complete, {} incomplete, {} 503",

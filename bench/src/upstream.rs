@@ -35,12 +35,20 @@ fn shape(body: &Value) -> Shape {
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let last_user = messages
+    // The content is a string, or text parts (as a Responses API `input` string arrives).
+    let last_user: String = messages
         .iter()
         .rev()
         .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("");
+        .map(|m| match &m["content"] {
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            c => c.as_str().unwrap_or("").to_string(),
+        })
+        .unwrap_or_default();
     let mut s = Shape {
         chunks: 8,
         latency: Duration::ZERO,

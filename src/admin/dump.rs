@@ -52,6 +52,9 @@ pub fn mcp_server(c: &McpServerConfig) -> Value {
     v["startup_timeout"] = secs(c.startup_timeout);
     v["call_timeout"] = secs(c.call_timeout);
     v["max_concurrency"] = json!(c.max_concurrency);
+    if let Some(ca) = &c.ca_file {
+        v["ca_file"] = json!(ca.display().to_string());
+    }
     v
 }
 
@@ -69,6 +72,7 @@ pub fn mcp_status(s: &ServerStatus) -> Value {
 pub fn backend(c: &BackendConfig) -> Value {
     let kind = match c.kind {
         BackendKind::OpenAi => "openai",
+        BackendKind::OpenAiResponses => "openai-responses",
         BackendKind::Anthropic => "anthropic",
         BackendKind::Mock => "mock",
     };
@@ -101,6 +105,9 @@ pub fn assistant(a: &AssistantConfig) -> Value {
         "allowed_tools": a.allowed_tools,
         "denied_tools": a.denied_tools,
     });
+    if a.vision {
+        v["vision"] = json!(true);
+    }
     if !a.responses_mcp_items {
         v["responses_mcp_items"] = json!(false);
     }

@@ -20,6 +20,10 @@
 //! original mode (and owner, when running as root), fsynced, renamed over the original, and the
 //! directory fsynced. Comments and formatting of the file are not kept.
 //!
+//! With `admin.read_only: true` every change (`PUT`, `DELETE`) is refused with 405
+//! (`admin_read_only`) — the config is managed from its file, e.g. a ConfigMap — while reads,
+//! `/admin/mcp/{name}/tools` and `POST /admin/reload` keep working.
+//!
 //! Runs on the HTTP worker that owns the admin request.
 
 pub mod dump;
@@ -155,6 +159,10 @@ pub fn handle(app: &App, req: &Request) -> Reply {
         Some("mcp") => Some(Kind::Mcp),
         _ => None,
     };
+    if matches!(method, "PUT" | "DELETE") && kind.is_some() && app.snapshot().config.admin.read_only
+    {
+        return read_only(method, path);
+    }
     match (method, kind, parts.as_slice()) {
         ("GET", None, ["config"]) => {
             let snap = app.snapshot();
@@ -190,6 +198,17 @@ pub fn handle(app: &App, req: &Request) -> Reply {
         }
         _ => ApiError::not_found(format!("no admin route {method} {path}")).into(),
     }
+}
+
+/// 405 for a write with `admin.read_only: true` (the config is managed elsewhere, e.g. a
+/// Kubernetes ConfigMap; `POST /admin/reload` and every read still work).
+fn read_only(method: &str, path: &str) -> Reply {
+    ApiError::method_not_allowed(format!(
+        "{method} {path} refused: this replica's admin API is read-only (admin.read_only: true); \
+         change the config file (e.g. the ConfigMap) instead, it is reloaded from there"
+    ))
+    .with_code("admin_read_only")
+    .into()
 }
 
 /// Fields whose values stay redacted even as written (a literal secret may sit there).
@@ -311,15 +330,9 @@ fn mcp_tools(app: &App, name: &str) -> Reply {
     let Some(server) = snap.mcp.get(name) else {
         return not_found(Kind::Mcp, name);
     };
-    match server.tools() {
-        Ok(tools) => {
-            let list: Vec<Value> = tools
-                .iter()
-                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
-                .collect();
-            Reply::ok(json!({"name": name, "tools": list}))
-        }
-        Err(e) => ApiError::mcp_server(name, &e).into(),
+    match crate::tools::admin_listing(server) {
+        Ok(listing) => Reply::ok(listing),
+        Err(e) => ApiError::mcp_server(name, &server.redact(&e.to_string())).into(),
     }
 }
 

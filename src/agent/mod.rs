@@ -9,7 +9,19 @@
 //! checked while tools run: when it passes, the running calls are cancelled and the request is
 //! answered 504 ([`LoopError::Deadline`]), never as a departed client.
 //! Up to `max_tool_iterations` rounds offer tools; the round after that cannot call tools.
-//! Text of every round reaches the client in both modes, rounds joined by a blank line.
+//! A forced `tool_choice` (`required`, or a named function) applies to the first round only;
+//! later rounds send `auto`, or a model would be made to call tools until the budget runs out.
+//! Text of every round reaches the client in both modes, rounds joined by a blank line —
+//! except when the request asks for structured output (`response_format` `json_object` or
+//! `json_schema`): then the answer is the final round's text only, and a stream holds each
+//! round's text back until the round ends (only the last round's text is sent), so a model's
+//! "Let me check." before a tool call never breaks the JSON a client parses.
+//! The assistant message that carries a round's `tool_calls` always has string `content` (`""`
+//! when the model said nothing): some OpenAI-compatible servers (llama-cpp-python) fail on a
+//! missing key and refuse `null`, and every upstream's reference accepts a string.
+//! With `vision: true` on the assistant, images that MCP tools return are added after the
+//! round's tool results as one user message of `image_url` parts, at most
+//! [`MAX_IMAGE_BYTES_PER_REQUEST`] of them per request ([`vision`]).
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +34,9 @@ use crate::backend::{self, Backend, Cancelled, TurnRequest, TurnSink};
 use crate::cancel::Cancel;
 use crate::config::AssistantConfig;
 use crate::error::ApiError;
+
+pub mod vision;
+pub use vision::MAX_IMAGE_BYTES_PER_REQUEST;
 
 /// Request fields the loop interprets itself; everything else passes through to the upstream.
 const INTERPRETED: &[&str] = &[
@@ -45,6 +60,29 @@ pub struct Prepared {
     pub tool_choice: Option<Value>,
     pub stream: bool,
     pub include_usage: bool,
+    /// `response_format` asks for JSON (`json_object`/`json_schema`): the answer is the final
+    /// round's text only.
+    pub structured: bool,
+}
+
+/// `response_format` of type `json_object` or `json_schema` (the Responses API's `text.format`
+/// arrives translated into it).
+fn wants_structured(params: &Map<String, Value>) -> bool {
+    params
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| matches!(t, "json_object" | "json_schema"))
+}
+
+/// The `tool_choice` for a round after the first: a forced choice (`required`, a named
+/// function, or any object form) becomes `auto`; `auto`, `none` and absence stay as they are.
+pub fn later_tool_choice(choice: Option<&Value>) -> Option<Value> {
+    match choice? {
+        Value::String(s) if s == "required" || s == "any" => Some(Value::String("auto".into())),
+        Value::Object(_) => Some(Value::String("auto".into())),
+        other => Some(other.clone()),
+    }
 }
 
 /// Check a chat request against an assistant and merge parameters: assistant defaults first,
@@ -98,7 +136,9 @@ pub fn prepare(req: ChatRequest, assistant: &AssistantConfig) -> Result<Prepared
         messages.insert(0, Message::text(Role::System, prompt.clone()));
     }
 
+    let structured = wants_structured(&params);
     Ok(Prepared {
+        structured,
         messages,
         params,
         client_tools,
@@ -192,14 +232,21 @@ impl Run<'_> {
             rounds: 0,
             tool_calls: 0,
         };
+        let later_choice = later_tool_choice(prepared.tool_choice.as_ref());
+        let mut image_budget = vision::Budget::new(MAX_IMAGE_BYTES_PER_REQUEST);
         for round in 0..=max {
             self.check()?;
             let final_round = round == max || offered.is_empty();
+            let tool_choice = if round == 0 {
+                prepared.tool_choice.as_ref()
+            } else {
+                later_choice.as_ref()
+            };
             let request = TurnRequest {
                 model: &self.assistant.model,
                 messages: &messages,
                 tools: &offered,
-                tool_choice: prepared.tool_choice.as_ref(),
+                tool_choice,
                 final_round,
                 params: &prepared.params,
                 extra_body: &self.assistant.extra_body,
@@ -210,6 +257,7 @@ impl Run<'_> {
                 sink: &mut *sink,
                 separate: !out.content.is_empty(),
                 wrote: false,
+                hold: prepared.structured,
             };
             let turn = self
                 .backend
@@ -224,11 +272,23 @@ impl Run<'_> {
                 })?;
             out.rounds += 1;
             out.usage.add(&turn.usage);
-            if !turn.content.is_empty() {
+            if prepared.structured {
+                // Only the answering round's text counts; it is sent once the round is over.
+                out.content = turn.content.clone();
+            } else if !turn.content.is_empty() {
                 if !out.content.is_empty() {
                     out.content.push_str("\n\n");
                 }
                 out.content.push_str(&turn.content);
+            }
+            let answers = turn.tool_calls.is_empty()
+                || final_round
+                || turn
+                    .tool_calls
+                    .iter()
+                    .any(|c| client_names.contains(c.function.name.as_str()));
+            if prepared.structured && answers && prepared.stream && !turn.content.is_empty() {
+                sink.text(&turn.content).map_err(|_| self.cancelled())?;
             }
             if turn.tool_calls.is_empty() || final_round {
                 // On the final round tools were not offered; a model that calls one anyway is
@@ -255,18 +315,29 @@ impl Run<'_> {
 
             sink.tool_round(&turn.tool_calls)
                 .map_err(|_| self.cancelled())?;
-            let mut assistant_msg = Message::new(
-                Role::Assistant,
-                (!turn.content.is_empty()).then(|| Content::Text(turn.content.clone())),
-            );
+            // String content, `""` when the model said nothing (see the module doc).
+            let mut assistant_msg =
+                Message::new(Role::Assistant, Some(Content::Text(turn.content.clone())));
             assistant_msg.tool_calls = Some(turn.tool_calls.clone());
             assistant_msg.provider_state = turn.provider_state.clone();
             messages.push(assistant_msg);
             out.tool_calls += turn.tool_calls.len() as u32;
-            let results = self.run_tools(&turn.tool_calls, sink)?;
-            sink.tools_done(&turn.content, &turn.tool_calls, &results)
+            let mut results = self.run_tools(&turn.tool_calls, sink)?;
+            // Structured output: a tool round's text is not part of the answer.
+            let shown = if prepared.structured {
+                ""
+            } else {
+                turn.content.as_str()
+            };
+            sink.tools_done(shown, &turn.tool_calls, &results)
                 .map_err(|_| self.cancelled())?;
+            let images = if self.assistant.vision {
+                vision::images_message(&mut results, &mut image_budget)
+            } else {
+                None
+            };
             messages.extend(results);
+            messages.extend(images);
         }
         Ok(out)
     }
@@ -298,10 +369,15 @@ impl Run<'_> {
         // Set when the deadline (not the client) stopped the tools: the answer is then 504.
         let mut timed_out = false;
         std::thread::scope(|s| {
-            s.spawn(move || {
-                // The receiver outlives this scope's threads, so the send cannot fail.
-                let _ = tx.send(tools.call_all(calls, cancel));
-            });
+            // A small fixed stack, like the worker's. If no thread can be started, `tx` is
+            // dropped with the closure and the wait below ends with "tool runner failed".
+            let _ = std::thread::Builder::new()
+                .name("tool-calls".into())
+                .stack_size(crate::http::DEFAULT_STACK_SIZE)
+                .spawn_scoped(s, move || {
+                    // The receiver outlives this scope's threads, so the send cannot fail.
+                    let _ = tx.send(tools.call_all(calls, cancel));
+                });
             loop {
                 match rx.recv_timeout(WAIT_TICK) {
                     Ok(results) => return Ok(results),
@@ -334,15 +410,18 @@ impl Run<'_> {
 }
 
 /// Passes one round's deltas to the loop sink, putting a blank line between rounds' text.
+/// With `hold` (structured output) it passes nothing: the loop sends the answering round's
+/// text when that round is over.
 struct RoundSink<'a> {
     sink: &'a mut dyn LoopSink,
     separate: bool,
     wrote: bool,
+    hold: bool,
 }
 
 impl TurnSink for RoundSink<'_> {
     fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
-        if delta.is_empty() {
+        if delta.is_empty() || self.hold {
             return Ok(());
         }
         if self.separate && !self.wrote {

@@ -163,6 +163,7 @@ fn assistant(max: u32) -> AssistantConfig {
         allowed_tools: vec![],
         denied_tools: vec![],
         responses_mcp_items: true,
+        vision: false,
     }
 }
 

@@ -1,9 +1,9 @@
 //! The `/v1/*` auth chain (docs/auth-and-admin.md#v1-auth): which API key a request carries, and whether any configured
 //! provider accepts it. Admin checks (`/admin/*`, `/metrics`) are separate, in [`admin`].
 //!
-//! Keys are read from `Authorization: Bearer <key>`, `X-API-Key` and `?apikey=` (in that order,
-//! de-duplicated). Providers, each behind [`Provider`]: static `proxy_api_keys`
-//! (`static_keys`), Apiman `trusted_header` (`trusted_header`) and Apiman `gateway_probe`
+//! Keys are read from `Authorization: Bearer <key>`, `X-API-Key`, `api-key` (Azure style) and
+//! `?apikey=` (in that order, de-duplicated). Providers, each behind [`Provider`]: static
+//! `proxy_api_keys` (`static_keys`), Apiman `trusted_header` (`trusted_header`) and Apiman `gateway_probe`
 //! (`apiman_probe`, with its cache in `probe_cache`). They are tried cheapest first and the
 //! first that accepts authorizes the request; with none configured the chain is open
 //! ([`Auth::is_open`]; the caller logs that at startup).
@@ -11,12 +11,16 @@
 //! Thread model: an [`Auth`] is immutable and shared by every worker thread (`Send + Sync`);
 //! [`Auth::check`] runs on the worker serving the request and may block on an Apiman probe for
 //! at most the configured `apiman.timeout` (plus a short margin when it waits for another
-//! thread's probe of the same key). Rebuilding on a config reload ([`Auth::rebuild`]) is cheap
-//! and keeps the probe cache when the probe settings did not change. Keys never reach a log
+//! thread's probe of the same key). An accepted request carries a [`Caller`]: the static key
+//! entry it used (name, assistant scope, `rpm`/`tpm` buckets; see `caller`), or nobody in
+//! particular — Apiman callers are unscoped and unlimited. Rebuilding on a config reload ([`Auth::rebuild`]) is cheap
+//! and keeps the probe cache when the probe settings did not change, and each key's buckets when
+//! its name and limits did not change. Keys never reach a log
 //! line or an error message.
 
 pub mod admin;
 mod apiman_probe;
+mod caller;
 mod probe_cache;
 mod static_keys;
 mod trusted_header;
@@ -28,6 +32,7 @@ use crate::config::{ApimanMode, Config};
 use crate::http::Request;
 
 pub use admin::{AdminAuth, AdminError, Listener, is_local_host, is_loopback};
+pub use caller::{Caller, Limit, Limited};
 
 use apiman_probe::ApimanProbe;
 use static_keys::StaticKeys;
@@ -56,18 +61,24 @@ impl fmt::Debug for ApiKey {
 
 /// The key candidates of a request, in order: `Authorization: Bearer` (scheme case-insensitive;
 /// any other scheme is not a key — the original used `Basic …` values whole), `X-API-Key`,
-/// `?apikey=` (percent-decoded). Empty and over-long values are skipped; duplicates are kept
+/// `api-key` (what Azure OpenAI clients send), `?apikey=` (percent-decoded). Empty and over-long values are skipped; duplicates are kept
 /// once, at their first position.
 pub fn extract_keys(req: &Request) -> Vec<ApiKey> {
     let bearer = req.header("Authorization").and_then(bearer_token);
     let x_api_key = req
         .header("X-API-Key")
         .map(|v| v.trim().as_bytes().to_vec());
+    let azure = req.header("api-key").map(|v| v.trim().as_bytes().to_vec());
     let query = query_param(&req.query, "apikey");
-    let mut keys: Vec<ApiKey> = Vec::with_capacity(3);
-    for k in [bearer.map(|b| b.as_bytes().to_vec()), x_api_key, query]
-        .into_iter()
-        .flatten()
+    let mut keys: Vec<ApiKey> = Vec::with_capacity(4);
+    for k in [
+        bearer.map(|b| b.as_bytes().to_vec()),
+        x_api_key,
+        azure,
+        query,
+    ]
+    .into_iter()
+    .flatten()
     {
         if !k.is_empty() && k.len() <= MAX_KEY_BYTES && !keys.iter().any(|e| e.0 == k) {
             keys.push(ApiKey(k));
@@ -140,6 +151,10 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Decide on one request; `keys` are its candidates from [`extract_keys`].
     fn check(&self, req: &Request, keys: &[ApiKey]) -> Verdict;
+    /// Who an accepted request is (its scope and limits); unscoped unless the provider knows.
+    fn caller(&self, _keys: &[ApiKey]) -> Caller {
+        Caller::default()
+    }
 }
 
 /// Why a request was refused (answered as mapped in [`crate::error`]).
@@ -171,6 +186,8 @@ pub struct Auth {
     providers: Vec<Arc<dyn Provider>>,
     /// Kept separately so that [`Auth::rebuild`] can hand the cache to the next chain.
     probe: Option<Arc<ApimanProbe>>,
+    /// Kept so that [`Auth::rebuild`] can hand the keys' buckets to the next chain.
+    statics: Option<Arc<StaticKeys>>,
 }
 
 impl fmt::Debug for Auth {
@@ -183,14 +200,14 @@ impl fmt::Debug for Auth {
 
 impl Auth {
     pub fn from_config(cfg: &Config) -> Auth {
-        Auth::build(cfg, None)
+        Auth::build(cfg, None, None)
     }
 
     /// The chain for a new config. The Apiman probe cache (and its per-process hash seed)
     /// carries over when the probe URL, key header and TTL are unchanged, so a reload does not
     /// re-probe every key.
     pub fn rebuild(&self, cfg: &Config) -> Auth {
-        Auth::build(cfg, self.probe.as_deref())
+        Auth::build(cfg, self.probe.as_deref(), self.statics.as_deref())
     }
 
     /// An open chain (no providers), e.g. for tests.
@@ -198,6 +215,7 @@ impl Auth {
         Auth {
             providers: Vec::new(),
             probe: None,
+            statics: None,
         }
     }
 
@@ -206,14 +224,22 @@ impl Auth {
         Auth {
             providers,
             probe: None,
+            statics: None,
         }
     }
 
-    fn build(cfg: &Config, previous: Option<&ApimanProbe>) -> Auth {
+    fn build(
+        cfg: &Config,
+        previous: Option<&ApimanProbe>,
+        previous_keys: Option<&StaticKeys>,
+    ) -> Auth {
         let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
         let mut probe = None;
+        let mut statics = None;
         if !cfg.proxy_api_keys.is_empty() {
-            providers.push(Arc::new(StaticKeys::new(&cfg.proxy_api_keys)));
+            let keys = Arc::new(StaticKeys::new(&cfg.proxy_api_keys, previous_keys));
+            providers.push(Arc::clone(&keys) as Arc<dyn Provider>);
+            statics = Some(keys);
         }
         if cfg.apiman.enabled {
             match cfg.apiman.mode {
@@ -227,7 +253,11 @@ impl Auth {
                 }
             }
         }
-        Auth { providers, probe }
+        Auth {
+            providers,
+            probe,
+            statics,
+        }
     }
 
     /// True when no provider is configured: every `/v1/*` request passes.
@@ -242,8 +272,13 @@ impl Auth {
 
     /// Decide on one request. Blocks for at most the Apiman probe timeout (plus a margin).
     pub fn check(&self, req: &Request) -> Result<(), AuthError> {
+        self.identify(req).map(|_| ())
+    }
+
+    /// [`Auth::check`], and say who the request is (its key's scope and limits).
+    pub fn identify(&self, req: &Request) -> Result<Caller, AuthError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(Caller::default());
         }
         let keys = extract_keys(req);
         let mut worst = Verdict::NoCredential;
@@ -256,7 +291,7 @@ impl Auth {
                         req.path,
                         p.name()
                     );
-                    return Ok(());
+                    return Ok(p.caller(&keys));
                 }
                 Verdict::Unavailable => worst = Verdict::Unavailable,
                 Verdict::Reject if worst == Verdict::NoCredential => worst = Verdict::Reject,

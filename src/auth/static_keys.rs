@@ -1,33 +1,60 @@
 //! Static `proxy_api_keys`: every key candidate is compared with every configured key in
 //! constant time, and the loop never exits early — not on a match and not on a candidate that
 //! is not ASCII (the original aborted the whole provider on one, skipping later valid
-//! candidates). Immutable after construction; shared by all worker threads.
+//! candidates). The accepted request's [`Caller`] is the entry the first matching candidate
+//! named (its scope and buckets, see [`super::caller`]). Immutable after construction; shared
+//! by all worker threads.
 
+use std::sync::Arc;
+
+use super::caller::{Caller, KeyPolicy};
 use super::{ApiKey, Provider, Verdict};
+use crate::config::ProxyKey;
 use crate::http::Request;
 use crate::secret::{Secret, constant_time_eq};
 
 pub(super) struct StaticKeys {
     keys: Vec<Secret>,
+    /// Per key, in the same order.
+    policies: Vec<Arc<KeyPolicy>>,
 }
 
 impl StaticKeys {
     /// Empty entries are dropped (the config already drops them; this keeps the provider safe
-    /// on its own: an empty key must never match).
-    pub(super) fn new(keys: &[Secret]) -> StaticKeys {
+    /// on its own: an empty key must never match). Buckets of same-named keys with the same
+    /// limits carry over from `previous`.
+    pub(super) fn new(keys: &[ProxyKey], previous: Option<&StaticKeys>) -> StaticKeys {
+        let keys: Vec<&ProxyKey> = keys.iter().filter(|k| !k.key.is_empty()).collect();
+        let prev = |name: &str| {
+            previous.and_then(|p| p.policies.iter().find(|k| k.name == name).map(|k| &**k))
+        };
         StaticKeys {
-            keys: keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+            policies: keys
+                .iter()
+                .map(|k| Arc::new(KeyPolicy::new(k, prev(&k.name))))
+                .collect(),
+            keys: keys.iter().map(|k| k.key.clone()).collect(),
         }
     }
 
     /// True when any candidate equals any key. Always does `candidates × keys` comparisons.
     pub(super) fn matches(&self, candidates: &[ApiKey]) -> bool {
-        let mut found = false;
+        self.find(candidates).is_some()
+    }
+
+    /// The index of the key the first matching candidate equals. Always does
+    /// `candidates × keys` comparisons.
+    fn find(&self, candidates: &[ApiKey]) -> Option<usize> {
+        let mut found: Option<usize> = None;
         for c in candidates {
-            for k in &self.keys {
-                // `|` rather than `||`: no short circuit, the work done does not depend on
-                // which pair matched.
-                found |= constant_time_eq(c.as_bytes(), k.expose().as_bytes());
+            for (i, k) in self.keys.iter().enumerate() {
+                // No short circuit: the work done does not depend on which pair matched.
+                let eq = constant_time_eq(c.as_bytes(), k.expose().as_bytes());
+                found = if eq && found.is_none() {
+                    Some(i)
+                } else {
+                    found
+                };
             }
         }
         std::hint::black_box(found)
@@ -48,6 +75,13 @@ impl Provider for StaticKeys {
             Verdict::Reject
         }
     }
+
+    fn caller(&self, keys: &[ApiKey]) -> Caller {
+        self.find(keys)
+            .and_then(|i| self.policies.get(i))
+            .map(|p| Caller::key(Arc::clone(p)))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -59,7 +93,12 @@ mod tests {
     }
 
     fn provider(keys: &[&str]) -> StaticKeys {
-        StaticKeys::new(&keys.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>())
+        let keys: Vec<ProxyKey> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ProxyKey::plain(i, *k))
+            .collect();
+        StaticKeys::new(&keys, None)
     }
 
     #[test]
@@ -99,5 +138,13 @@ mod tests {
         assert_eq!(p.check(&req, &[]), Verdict::NoCredential);
         assert_eq!(p.check(&req, &[key(b"x")]), Verdict::Reject);
         assert_eq!(p.check(&req, &[key(b"sk-one")]), Verdict::Accept);
+    }
+
+    #[test]
+    fn caller_is_the_first_matching_candidates_key() {
+        let p = provider(&["sk-one", "sk-two"]);
+        let c = p.caller(&[key(b"x"), key(b"sk-two"), key(b"sk-one")]);
+        assert_eq!(c.name(), Some("key-2"));
+        assert_eq!(p.caller(&[key(b"x")]).name(), None);
     }
 }

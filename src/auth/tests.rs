@@ -52,6 +52,13 @@ fn keys_in_order_bearer_header_query() {
 }
 
 #[test]
+fn azure_api_key_header_is_read_like_x_api_key() {
+    assert_eq!(keys(&[("api-key", " az-key ")], ""), strs(&["az-key"]));
+    let got = keys(&[("Api-Key", "az"), ("X-API-Key", "x")], "apikey=q");
+    assert_eq!(got, strs(&["x", "az", "q"]));
+}
+
+#[test]
 fn duplicates_are_kept_once_at_first_position() {
     let got = keys(
         &[("Authorization", "Bearer k1"), ("X-API-Key", "k1")],
@@ -116,7 +123,11 @@ fn debug_never_shows_a_key() {
 
 fn config(keys: &[&str], apiman: ApimanConfig) -> Config {
     let mut cfg = crate::config::parse("", "test", &NoEnv).unwrap();
-    cfg.proxy_api_keys = keys.iter().map(|k| Secret::new(*k)).collect();
+    cfg.proxy_api_keys = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| crate::config::ProxyKey::plain(i, *k))
+        .collect();
     cfg.apiman = apiman;
     cfg
 }
@@ -161,6 +172,11 @@ fn static_chain_decisions() {
     assert_eq!(check(&[("Authorization", "Bearer sk-a")], ""), Ok(()));
     assert_eq!(check(&[("X-API-Key", "sk-b")], ""), Ok(()));
     assert_eq!(check(&[], "apikey=sk%2Db"), Ok(()));
+    // The caller is the key entry that matched, by name.
+    let caller = auth
+        .identify(&request(&[("X-API-Key", "sk-b")], ""))
+        .unwrap();
+    assert_eq!(caller.name(), Some("key-2"));
     // A wrong first candidate does not hide a right later one.
     assert_eq!(
         check(
@@ -190,6 +206,12 @@ fn trusted_header_and_static_keys_together() {
     );
     let check = |h: &[(&str, &str)]| auth.check(&request(h, ""));
     assert_eq!(check(&[("X-Gw", "gw-secret")]), Ok(()));
+    // Apiman callers are unscoped.
+    let caller = auth
+        .identify(&request(&[("X-Gw", "gw-secret")], ""))
+        .unwrap();
+    assert_eq!(caller.name(), None);
+    assert!(caller.may_use("anything"));
     assert_eq!(check(&[("X-API-Key", "sk-a")]), Ok(()));
     assert_eq!(check(&[("X-Gw", "wrong")]), Err(AuthError::Invalid));
     assert_eq!(check(&[("X-Gw", "wrong"), ("X-API-Key", "sk-a")]), Ok(()));

@@ -11,12 +11,13 @@
 //!
 //! Layers: [`upstream`] is the one HTTP layer of the LLM backends (pooled agent, timeouts, no
 //! redirects, no proxy from the environment, error bodies, ureq errors → [`Error`], the stream
-//! pump with idle ticks and the deadline); [`openai`] and [`anthropic`] only translate requests
-//! and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
+//! pump with idle ticks and the deadline); [`openai`] (chat completions), [`openai_responses`]
+//! (the Responses API) and [`anthropic`] only translate requests and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
 
 pub mod anthropic;
 pub mod mock;
 pub mod openai;
+pub mod openai_responses;
 mod resolve;
 pub mod upstream;
 
@@ -89,7 +90,8 @@ pub struct Turn {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     /// Provider blocks to send back with this assistant message on the next round (Anthropic
-    /// thinking blocks); copied into `Message::provider_state` by the loop.
+    /// thinking blocks; the Responses API's output items when they include reasoning); copied
+    /// into `Message::provider_state` by the loop.
     pub provider_state: Option<Value>,
 }
 
@@ -222,5 +224,8 @@ pub fn build(cfg: &BackendConfig) -> Arc<dyn Backend> {
         BackendKind::OpenAi => Arc::new(openai::OpenAiBackend::new(cfg)),
         BackendKind::Mock => Arc::new(mock::MockBackend),
         BackendKind::Anthropic => Arc::new(anthropic::AnthropicBackend::new(cfg)),
+        BackendKind::OpenAiResponses => {
+            Arc::new(openai_responses::OpenAiResponsesBackend::new(cfg))
+        }
     }
 }

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         call_timeout: Duration::from_secs(10),
         max_concurrency: 4,
         max_tools: 1000,
+        ca_file: None,
     };
     let server = Supervisor::new("conformance", cfg);
     let outcome = run(&server, &scenario);

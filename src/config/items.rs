@@ -33,6 +33,7 @@ const TRANSPORTS: &[(&str, Transport)] = &[
 
 const BACKEND_KINDS: &[(&str, BackendKind)] = &[
     ("openai", BackendKind::OpenAi),
+    ("openai-responses", BackendKind::OpenAiResponses),
     ("anthropic", BackendKind::Anthropic),
     ("mock", BackendKind::Mock),
 ];
@@ -75,6 +76,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
     let mut call_timeout = None;
     let mut max_concurrency = None;
     let mut max_tools = None;
+    let mut ca_file = None;
 
     let Some(fields) = fields(problems, path, v) else {
         return McpServerConfig {
@@ -90,6 +92,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_tools: DEFAULT_MAX_TOOLS,
+            ca_file: None,
         };
     };
     for (key, val) in fields {
@@ -115,13 +118,14 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
                 max_concurrency = count(problems, &p, val, 1, MAX_CONCURRENCY_LIMIT);
             }
             "max_tools" => max_tools = count(problems, &p, val, 1, MAX_TOOLS_LIMIT),
+            "ca_file" => ca_file = string(problems, &p, val),
             _ => problems.unknown(&p),
         }
         match key.as_str() {
             "command" | "args" | "env" | "cwd" | "inherit_env" if given(val) => {
                 stdio_fields.push(key);
             }
-            "url" | "headers" if given(val) => remote_fields.push(key),
+            "url" | "headers" | "ca_file" if given(val) => remote_fields.push(key),
             _ => {}
         }
     }
@@ -201,6 +205,7 @@ pub(super) fn read_mcp_server(problems: &mut Problems, path: &Path, v: &Yaml) ->
         call_timeout: call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         max_concurrency: max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
         max_tools: max_tools.unwrap_or(DEFAULT_MAX_TOOLS),
+        ca_file: blank_to_none(ca_file).map(PathBuf::from),
     }
 }
 
@@ -245,13 +250,16 @@ pub(super) fn read_backend(problems: &mut Problems, path: &Path, v: &Yaml) -> Ba
             u
         }
         None => {
-            if matches!(kind, Some(BackendKind::OpenAi | BackendKind::Anthropic)) {
+            if matches!(
+                kind,
+                Some(BackendKind::OpenAi | BackendKind::OpenAiResponses | BackendKind::Anthropic)
+            ) {
                 problems.missing(&url_path);
             }
             String::new()
         }
     };
-    if prompt_caching.is_some() && matches!(kind, Some(BackendKind::OpenAi | BackendKind::Mock)) {
+    if prompt_caching.is_some() && !matches!(kind, Some(BackendKind::Anthropic) | None) {
         problems.add(&path.key("prompt_caching"), "only valid for kind anthropic");
     }
 
@@ -290,6 +298,7 @@ pub(super) fn read_assistant(
         allowed_tools: Vec::new(),
         denied_tools: Vec::new(),
         responses_mcp_items: true,
+        vision: false,
     };
     let (mut name_given, mut backend_given) = (name.is_some(), false);
 
@@ -334,6 +343,7 @@ pub(super) fn read_assistant(
             "responses_mcp_items" => {
                 a.responses_mcp_items = boolean(problems, &p, val).unwrap_or(true);
             }
+            "vision" => a.vision = boolean(problems, &p, val).unwrap_or(false),
             _ => problems.unknown(&p),
         }
     }

@@ -14,7 +14,9 @@ mod dotenv;
 mod env;
 mod items;
 mod numbers;
+mod ops;
 mod raw;
+mod responses;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::secret::Secret;
 
 pub use env::{Env, EnvLookup, MapEnv, expand_str};
+pub use responses::ResponsesConfig;
 pub use validate::{
     assistant_from_value, backend_from_value, check_references, mcp_server_from_value,
 };
@@ -39,18 +42,69 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendConfig>,
     pub assistants: Vec<AssistantConfig>,
     /// Non-empty keys only: `${PROXY_API_KEY:-}` expanding to "" does not switch auth on.
-    pub proxy_api_keys: Vec<Secret>,
+    pub proxy_api_keys: Vec<ProxyKey>,
     pub apiman: ApimanConfig,
     pub admin: AdminConfig,
+    /// `responses:` — the response store's limits.
+    pub responses: ResponsesConfig,
+    /// The tool audit log (`audit:`); `None` = off.
+    pub audit: Option<AuditConfig>,
+}
+
+/// One `proxy_api_keys` entry. A plain string is a key named `key-<n>` (its 1-based position)
+/// with no scope and no limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyKey {
+    /// Shown in metrics, logs and the audit log (never the key).
+    pub name: String,
+    pub key: Secret,
+    /// Assistant-name globs this key may use; `None` = every assistant.
+    pub assistants: Option<Vec<String>>,
+    /// Requests per minute (a token bucket per key per replica); `None` = unlimited.
+    pub rpm: Option<u64>,
+    /// Upstream tokens per minute, charged from reported usage; `None` = unlimited.
+    pub tpm: Option<u64>,
+}
+
+impl ProxyKey {
+    /// The entry for a plain-string key at position `index` (0-based).
+    pub fn plain(index: usize, key: impl Into<String>) -> ProxyKey {
+        ProxyKey {
+            name: format!("key-{}", index + 1),
+            key: Secret::new(key.into()),
+            assistants: None,
+            rpm: None,
+            tpm: None,
+        }
+    }
+}
+
+/// `audit:` — a JSON-lines file of every tool call, rotated by size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this (default 100 MiB; at least 4096).
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.keep`; default 5; 0 = truncate in place).
+    pub keep: usize,
+    /// Log the arguments themselves instead of their size and hash.
+    pub include_arguments: bool,
+}
+
+impl AuditConfig {
+    pub const DEFAULT_MAX_BYTES: u64 = 100 * 1024 * 1024;
+    pub const DEFAULT_KEEP: usize = 5;
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// `host:port`; `None` means "not set in the file" (the CLI then applies its default).
     pub listen: Option<String>,
-    /// Worker threads that run requests (each runs one agent loop at a time).
+    /// Worker threads that run requests (each runs one agent loop, a whole stream, at a time).
+    /// Sized for long LLM streams: a thread with its small stack costs tens of KiB resident.
     pub workers: usize,
-    /// Requests admitted at once (running + queued); beyond it: 503 + `Retry-After`.
+    /// Requests admitted at once (running + queued); beyond it: 503 + `Retry-After`, and
+    /// `GET /ready` answers 503 while it is reached.
     pub max_in_flight: usize,
     /// Open client connections; beyond it: 503 and close.
     pub max_connections: usize,
@@ -61,8 +115,10 @@ pub struct ServerConfig {
     /// Keep-alive connections idle longer than this are closed.
     pub idle_timeout: Duration,
     /// Open connections from one client address (IPv6: one /64); beyond it: 503 and close.
-    /// 0 = no per-address cap.
-    pub max_connections_per_ip: usize,
+    /// 0 = no per-address cap; `None` (not set) = half of `max_connections`
+    /// ([`ServerConfig::connections_per_ip`]), so a reverse proxy on the same host (every
+    /// client one address) gets most of the capacity while one client still cannot take all.
+    pub max_connections_per_ip: Option<usize>,
     /// A new connection that sends nothing for this long is closed.
     pub first_byte_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
@@ -71,23 +127,35 @@ pub struct ServerConfig {
     /// provider configured, a request carrying any other `Origin` is refused (403), so a web
     /// page cannot use an open gateway from a visitor's browser. Empty (default): none.
     pub cors_allowed_origins: Vec<String>,
+    /// Poll the config file (through symlinks: inode, mtime, size) and reload on change.
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: None,
-            workers: 64,
-            max_in_flight: 256,
-            max_connections: 1024,
+            workers: 1024,
+            max_in_flight: 2048,
+            max_connections: 4096,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
-            max_connections_per_ip: 256,
+            max_connections_per_ip: None,
             first_byte_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             cors_allowed_origins: Vec::new(),
+            watch_config: false,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The per-address connection cap in effect (0 = none): the configured one, else half of
+    /// `max_connections` (at least 1).
+    pub fn connections_per_ip(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or((self.max_connections / 2).max(1))
     }
 }
 
@@ -103,6 +171,9 @@ pub struct McpServerConfig {
     pub max_concurrency: usize,
     /// Tools offered from this server (the first ones of its listing); default 1000.
     pub max_tools: usize,
+    /// HTTP transports: a PEM file of CA certificates to trust for this server's HTTPS instead
+    /// of the bundled roots (a private CA). `None`: the bundled Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +201,8 @@ pub enum McpTransport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     OpenAi,
+    /// The Responses API (`POST {base_url}/responses`).
+    OpenAiResponses,
     Anthropic,
     Mock,
 }
@@ -172,6 +245,9 @@ pub struct AssistantConfig {
     pub denied_tools: Vec<String>,
     /// Responses API: show each MCP tool call as an `mcp_call` output item (default true).
     pub responses_mcp_items: bool,
+    /// The model takes images: images from MCP tools are sent as `image_url` parts of a user
+    /// message after the tool results (default false: a text placeholder only).
+    pub vision: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -222,6 +298,8 @@ pub struct AdminConfig {
     /// The admin listener (admin API, `/metrics`, `/health`) as written: `None` = not set in
     /// the file (the CLI applies [`DEFAULT_ADMIN_LISTEN`]); `Some("off")` disables it.
     pub listen: Option<String>,
+    /// Refuse every admin write with 405 (replicas managed from a ConfigMap); reads stay.
+    pub read_only: bool,
 }
 
 /// Where the admin listener binds unless `admin.listen`, `AIPROXY_ADMIN_LISTEN` or

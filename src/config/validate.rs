@@ -14,7 +14,7 @@ use super::items::{read_assistant, read_backend, read_mcp_server};
 use super::numbers::{count, duration, duration_or_zero};
 use super::raw::{
     Path, Problems, boolean, check_http_url, choice, elements, entries, is_header_name, non_empty,
-    string, string_list, text,
+    string, string_list,
 };
 use super::{
     AdminConfig, ApimanConfig, ApimanMode, AssistantConfig, BackendConfig, BackendKind, Config,
@@ -81,6 +81,8 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
         proxy_api_keys: Vec::new(),
         apiman: ApimanConfig::default(),
         admin: AdminConfig::default(),
+        responses: Default::default(),
+        audit: None,
     };
     for (key, val) in entries(problems, root, doc) {
         let p = root.key(&key);
@@ -106,9 +108,11 @@ fn read_config(problems: &mut Problems, root: &Path, doc: &Yaml) -> Config {
                         .push(read_assistant(problems, &p.index(i), v, None));
                 }
             }
-            "proxy_api_keys" => cfg.proxy_api_keys = read_keys(problems, &p, val),
+            "proxy_api_keys" => cfg.proxy_api_keys = super::ops::read_keys(problems, &p, val),
+            "audit" => cfg.audit = super::ops::read_audit(problems, &p, val),
             "apiman" => cfg.apiman = read_apiman(problems, &p, val),
             "admin" => cfg.admin = read_admin(problems, &p, val),
+            "responses" => cfg.responses = super::responses::read_responses(problems, &p, val),
             _ => problems.unknown(&p),
         }
     }
@@ -158,16 +162,16 @@ fn read_server(problems: &mut Problems, path: &Path, v: &Yaml) -> ServerConfig {
             "request_timeout" => set(&mut s.request_timeout, duration(problems, &p, val)),
             "idle_timeout" => set(&mut s.idle_timeout, duration(problems, &p, val)),
             "max_connections_per_ip" => {
-                set(
-                    &mut s.max_connections_per_ip,
-                    count(problems, &p, val, 0, u64::MAX),
-                );
+                if let Some(n) = count(problems, &p, val, 0, u64::MAX) {
+                    s.max_connections_per_ip = Some(n);
+                }
             }
             "first_byte_timeout" => {
                 set(&mut s.first_byte_timeout, duration(problems, &p, val));
             }
             "drain_timeout" => set(&mut s.drain_timeout, duration_or_zero(problems, &p, val)),
             "cors" => s.cors_allowed_origins = read_cors(problems, &p, val),
+            "watch_config" => set(&mut s.watch_config, boolean(problems, &p, val)),
             _ => problems.unknown(&p),
         }
     }
@@ -219,18 +223,6 @@ fn check_listen(problems: &mut Problems, path: &Path, s: &str) -> bool {
         problems.add(path, "expected host:port, e.g. 127.0.0.1:8000");
     }
     ok
-}
-
-/// Empty and blank entries are dropped, so `- ${PROXY_API_KEY:-}` with the variable unset does
-/// not switch auth on.
-fn read_keys(problems: &mut Problems, path: &Path, v: &Yaml) -> Vec<Secret> {
-    elements(problems, path, v)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| text(problems, &path.index(i), item))
-        .filter(|k| !k.trim().is_empty())
-        .map(Secret::new)
-        .collect()
 }
 
 const APIMAN_MODES: &[(&str, ApimanMode)] = &[
@@ -326,6 +318,7 @@ fn read_admin(problems: &mut Problems, path: &Path, v: &Yaml) -> AdminConfig {
         let p = path.key(&key);
         match key.as_str() {
             "persist" => set(&mut a.persist, boolean(problems, &p, val)),
+            "read_only" => set(&mut a.read_only, boolean(problems, &p, val)),
             "listen" => {
                 // `${AIPROXY_ADMIN_LISTEN:-}` expanding to "" means "not set here".
                 let listen = string(problems, &p, val)
@@ -449,10 +442,30 @@ mod tests {
         let env = MapEnv::new().with("AIPROXY_EXE", "/bin/aiproxy");
         let cfg = parse_and_validate(EXAMPLE, &env).unwrap();
         assert_eq!(cfg.assistants.len(), 3);
-        assert_eq!(cfg.backends.len(), 4);
+        assert_eq!(cfg.backends.len(), 5);
+        assert_eq!(
+            cfg.backends["openai-responses"].kind,
+            BackendKind::OpenAiResponses
+        );
         let cfg = parse_and_validate(ORIGINAL, &MapEnv::new()).unwrap();
         assert_eq!(cfg.assistants.len(), 2);
         assert_eq!(cfg.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn openai_responses_kind_needs_a_base_url_and_takes_no_prompt_caching() {
+        let env = MapEnv::new();
+        let yaml = "backends:\n  r:\n    kind: openai-responses\n    base_url: https://api.openai.com/v1/\n    api_key: k\n";
+        let cfg = parse_and_validate(yaml, &env).unwrap();
+        assert_eq!(cfg.backends["r"].kind, BackendKind::OpenAiResponses);
+        assert_eq!(cfg.backends["r"].base_url, "https://api.openai.com/v1");
+        let errors = |yaml: &str| format!("{:?}", parse_and_validate(yaml, &env).unwrap_err());
+        let e = errors("backends:\n  r:\n    kind: openai-responses\n    api_key: k\n");
+        assert!(e.contains("backends.r.base_url"), "{e}");
+        let e = errors(
+            "backends:\n  r:\n    kind: openai-responses\n    base_url: http://x/v1\n    prompt_caching: true\n",
+        );
+        assert!(e.contains("only valid for kind anthropic"), "{e}");
     }
 
     #[test]
@@ -497,7 +510,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let keys: Vec<&str> = cfg.proxy_api_keys.iter().map(|k| k.expose()).collect();
+        let keys: Vec<&str> = cfg.proxy_api_keys.iter().map(|k| k.key.expose()).collect();
         assert_eq!(keys, ["pk-1", "12345"]);
     }
 

@@ -1,26 +1,29 @@
 //! `POST /v1/chat/completions`: decode and check the request, run the tool loop for the
 //! assistant (on this worker thread), and answer one `chat.completion` or a stream of
-//! `chat.completion.chunk` events ([`super::sse`]).
+//! `chat.completion.chunk` events ([`super::sse`]). [`Gateway::run_completion`] is shared with
+//! the legacy completions endpoint ([`super::completions`]), which answers `text_completion`
+//! objects from the same loop.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::decode;
 use super::reply::{headers_ref, send_error, send_json};
-use super::routes::{Gateway, Served, unique_hex};
+use super::routes::{Gateway, Served, cors_response_headers, unique_hex};
 use super::run::{Metered, ended, log_failure, run_headers};
 use crate::agent::{self, Collect, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
-use crate::gateway::decode;
 use crate::gateway::sse::ChunkWriter;
 use crate::http::{Request, Responder};
 use crate::metrics::Status;
-use crate::tools::ToolSet;
+use crate::tools::{ToolSet, Who};
 
 impl Gateway {
     pub(super) fn chat(
@@ -30,9 +33,13 @@ impl Gateway {
         resp: &mut Responder<'_>,
         request_id: &str,
         cors_origin: Option<&str>,
+        caller: &Caller,
     ) -> Served {
         let mut served = Served::default();
-        let id_header = [("X-Request-Id", request_id)];
+        // Errors before the run carry the CORS headers too (a browser cannot read them else).
+        let cors = cors_origin.map(cors_response_headers).unwrap_or_default();
+        let mut id_header: Vec<(&str, &str)> = vec![("X-Request-Id", request_id)];
+        id_header.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
         let chat: ChatRequest =
             match decode::chat_request(&req.body, snap.config.server.max_body_bytes) {
                 Ok(c) => c,
@@ -41,7 +48,36 @@ impl Gateway {
                     return served;
                 }
             };
-        let Some(assistant) = snap.config.assistant(&chat.model) else {
+        let meta = RequestMeta {
+            request_id,
+            cors_origin,
+            caller,
+        };
+        self.run_completion(snap, chat, resp, &meta, Flavor::Chat)
+    }
+
+    /// Run the loop for a decoded request and answer it in the given flavor.
+    pub(super) fn run_completion(
+        &self,
+        snap: &Snapshot,
+        chat: ChatRequest,
+        resp: &mut Responder<'_>,
+        meta: &RequestMeta<'_>,
+        flavor: Flavor,
+    ) -> Served {
+        let &RequestMeta {
+            request_id,
+            cors_origin,
+            caller,
+        } = meta;
+        let mut served = Served::default();
+        // Errors before the run carry the CORS headers too (a browser cannot read them else).
+        let cors = cors_origin.map(cors_response_headers).unwrap_or_default();
+        let mut id_header: Vec<(&str, &str)> = vec![("X-Request-Id", request_id)];
+        id_header.extend(cors.iter().map(|(k, v)| (*k, v.as_str())));
+        // Out of the key's scope reads exactly like an unknown model.
+        let visible = snap.config.assistant(&chat.model);
+        let Some(assistant) = visible.filter(|a| caller.may_use(&a.name)) else {
             served.status = send_error(resp, &id_header, &ApiError::model_not_found(&chat.model));
             return served;
         };
@@ -65,13 +101,15 @@ impl Gateway {
             .collect();
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
             .with_metrics(Arc::clone(&self.metrics))
-            .with_max_calls(assistant.max_tool_calls_per_turn);
+            .with_max_calls(assistant.max_tool_calls_per_turn)
+            .with_audit(snap.audit.clone(), who(request_id, caller, &assistant.name));
         let headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
             inner: backend.as_ref(),
             name: &assistant.backend,
             metrics: &self.metrics,
+            caller,
         };
         let run = Run {
             assistant,
@@ -80,11 +118,15 @@ impl Gateway {
             cancel: &cancel,
             deadline: Instant::now() + snap.config.server.request_timeout,
         };
-        let completion_id = completion_id();
+        let completion_id = flavor.new_id();
         let created = unix_now();
 
         if prepared.stream {
-            let mut writer = ChunkWriter::new(
+            let new_writer = match flavor {
+                Flavor::Chat => ChunkWriter::new,
+                Flavor::Text => ChunkWriter::text_completion,
+            };
+            let mut writer = new_writer(
                 resp,
                 &completion_id,
                 created,
@@ -126,12 +168,13 @@ impl Gateway {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
                 served.rounds = out.rounds;
-                send_json(
-                    resp,
-                    200,
-                    &hdrs,
-                    &completion_json(&completion_id, created, &assistant.name, &out),
-                )
+                let body = match flavor {
+                    Flavor::Chat => completion_json(&completion_id, created, &assistant.name, &out),
+                    Flavor::Text => {
+                        text_completion_json(&completion_id, created, &assistant.name, &out)
+                    }
+                };
+                send_json(resp, 200, &hdrs, &body)
             }
             Err(e) => {
                 let api = ApiError::from(&e);
@@ -161,6 +204,48 @@ fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value 
     })
 }
 
-fn completion_id() -> String {
-    format!("chatcmpl-{}", unique_hex())
+/// Who asked, for a run: the request id, an allowed browser origin (its CORS headers go on
+/// every answer) and the API key's caller (scope, limits, audit name).
+#[derive(Clone, Copy)]
+pub(super) struct RequestMeta<'a> {
+    pub(super) request_id: &'a str,
+    pub(super) cors_origin: Option<&'a str>,
+    pub(super) caller: &'a Caller,
+}
+
+/// The answer's shape: chat completions or legacy `text_completion` objects.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Flavor {
+    Chat,
+    Text,
+}
+
+impl Flavor {
+    fn new_id(self) -> String {
+        match self {
+            Flavor::Chat => format!("chatcmpl-{}", unique_hex()),
+            Flavor::Text => format!("cmpl-{}", unique_hex()),
+        }
+    }
+}
+
+/// A legacy completion: the loop's text as the one choice's `text`.
+fn text_completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value {
+    json!({
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"text": out.content, "index": 0, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
+        "usage": out.usage.to_json(),
+    })
+}
+
+/// Who the audit log names for this request's tool calls.
+pub(super) fn who(request_id: &str, caller: &Caller, assistant: &str) -> Who {
+    Who {
+        request_id: request_id.to_string(),
+        key: caller.name().map(str::to_string),
+        assistant: assistant.to_string(),
+    }
 }

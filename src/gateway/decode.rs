@@ -269,8 +269,17 @@ pub static DECODING: Budget = Budget::new();
 /// Decode a chat request body with messages that say what is wrong (docs/api.md#errors: 400, never 500;
 /// 413 when too complex to decode, 503 when the decode budget stays exhausted).
 pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, ApiError> {
+    request_body(body, max_body_bytes)
+}
+
+/// Any JSON request body, under the same guards as [`chat_request`] (the legacy completions
+/// endpoint decodes its own shape).
+pub fn request_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<T, ApiError> {
     bounded(body, max_body_bytes, |text| {
-        serde_json::from_str::<ChatRequest>(text).map_err(|e| diagnose(text, &e))
+        serde_json::from_str::<T>(text).map_err(|e| diagnose(text, &e))
     })
 }
 

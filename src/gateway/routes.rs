@@ -1,7 +1,11 @@
-//! Routing and the OpenAI API surface (docs/api.md): `GET /health`, `GET /v1/models[/{id}]`,
-//! `POST /v1/chat/completions` (answered in [`super::chat`]), the Responses API
-//! (`/v1/responses[/{id}]`, in [`super::responses`]), plus `/admin/*` and `GET /metrics` behind
-//! the admin guard.
+//! Routing and the OpenAI API surface (docs/api.md): `GET /health` (liveness: the process serves),
+//! `GET /ready` (readiness: 503 while draining or while the main pool admits no more requests),
+//! `GET /v1/models[/{id}]` (a trailing slash on the list is accepted), `POST
+//! /v1/chat/completions` (answered in [`super::chat`]), the legacy `POST /v1/completions`
+//! ([`super::completions`]), the Responses API (`/v1/responses[/{id}]`, in
+//! [`super::responses`]), plus `/admin/*` and `GET /metrics` behind the admin guard. A 404 for
+//! an unknown route names the endpoints served (clients such as pydantic-ai and LangChain JS
+//! otherwise report it as "model not found").
 //! Every error leaves here OpenAI-shaped; this is the edge where domain errors are mapped and
 //! logged once, with one access line per request, and where requests and upstream calls are
 //! counted for the metrics. A request whose client went away is reported as such
@@ -10,15 +14,28 @@
 //!
 //! One [`Gateway`] serves each listener ([`Listener`]): the main one serves everything above
 //! (admin and `/metrics` only with `ADMIN_API_KEY`); the admin listener (`admin.listen`) serves
-//! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest. Paths with dot segments
+//! `/admin/*`, `/metrics` and `/health` and answers 404 to the rest (`/ready` too: readiness
+//! is the main listener's, where the traffic goes). Paths with dot segments
 //! (raw or encoded) are refused with 400 on both, so a proxy that normalises a path cannot
 //! route it differently from us. Browser requests: with no `/v1` auth provider configured, a
 //! request whose `Origin` is not in `server.cors.allowed_origins` is refused with 403 (a
 //! page on any origin could otherwise use an open gateway through a visitor's browser);
-//! allowed origins get CORS headers and an answer to their preflight.
+//! allowed origins get CORS headers (`Access-Control-Expose-Headers` names `X-Request-Id`,
+//! `Retry-After` and `X-Aiproxy-Degraded`) and an answer to their preflight, before auth (a
+//! browser sends no credentials with it): methods `GET, POST, DELETE, OPTIONS`, and the
+//! headers the browser asked for when they are a plain list of header names (the OpenAI SDKs
+//! send `x-stainless-*` ones), else a fixed list that includes `Authorization`, `X-API-Key`
+//! and `api-key`.
+//!
+//! `/v1` requests carry the [`Caller`] auth found (its key's assistant scope filters the
+//! models it sees; an out-of-scope model is answered like an unknown one); model requests are
+//! admitted against the key's `rpm`/`tpm` before anything else (`keys`; 429 + `Retry-After`).
 //!
 //! Runs on the HTTP worker thread that owns the request; the endpoints it calls run their whole
-//! tool loop there.
+//! tool loop there. The control plane never waits for that pool ([`Handler::lane`]): `/health`,
+//! `/ready` and `/metrics` go to the server's quick lane, `/admin/*` to its control lane, on
+//! both listeners, so probes, scrapes and operators are answered while every chat worker is
+//! busy with long streams.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,10 +46,10 @@ use serde_json::{Value, json};
 use super::reply::{send_error, send_json};
 use crate::admin;
 use crate::app::{App, Snapshot};
-use crate::auth::{AdminAuth, Listener};
+use crate::auth::{AdminAuth, Caller, Listener};
 use crate::error::ApiError;
 use crate::gateway::responses::{self, store::Store as ResponseStore};
-use crate::http::{Handler, Request, Responder};
+use crate::http::{Handler, Lane, Request, Responder};
 use crate::metrics::{Metrics, Route, Status};
 use crate::secret::Secret;
 
@@ -54,7 +71,7 @@ impl Gateway {
         let key = app.env_var("ADMIN_API_KEY").map(Secret::new);
         Gateway {
             admin_auth: AdminAuth::from_env_value(key),
-            responses: Arc::new(ResponseStore::from_env(|k| app.env_var(k))),
+            responses: Arc::new(ResponseStore::from_config(&app.snapshot().config.responses)),
             metrics: Arc::new(Metrics::new()),
             app,
             listener: Listener::Main,
@@ -89,9 +106,19 @@ pub(super) struct Served {
 }
 
 impl Handler for Gateway {
+    fn lane(&self, _method: &str, path: &str) -> Lane {
+        match path {
+            "/health" | "/ready" | "/metrics" => Lane::Quick,
+            p if p == "/admin" || p.starts_with("/admin/") => Lane::Control,
+            _ => Lane::Main,
+        }
+    }
+
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
         let started = Instant::now();
         let request_id = request_id(&req);
+        // MCP log lines of this request name it.
+        let _log_ctx = crate::mcp::logctx::enter(&request_id);
         let mut served = Served::default();
         let route = route_of(&req.path);
         // The snapshot this request works with, start to end (auth included).
@@ -103,8 +130,16 @@ impl Handler for Gateway {
         } else {
             Cors::None
         };
-        let denied = (v1 && !admin_only && req.method != "OPTIONS")
-            .then(|| snap.auth.check(&req).err())
+        let checked =
+            (v1 && !admin_only && req.method != "OPTIONS").then(|| snap.auth.identify(&req));
+        let caller = match &checked {
+            Some(Ok(c)) => c.clone(),
+            _ => Caller::default(),
+        };
+        let denied = checked.and_then(Result::err);
+        let limited = denied
+            .is_none()
+            .then(|| super::keys::admit(&self.metrics, &caller, &req))
             .flatten();
         let cors_origin = match &cors {
             Cors::Allowed(o) => Some(o.as_str()),
@@ -138,11 +173,9 @@ impl Handler for Gateway {
                 // A CORS preflight: answered for allowed origins, before auth (a browser sends
                 // no credentials with it).
                 let mut h = base_headers.clone();
-                h.push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS"));
-                h.push((
-                    "Access-Control-Allow-Headers",
-                    "Authorization, Content-Type, X-API-Key, X-Request-Id",
-                ));
+                h.push(("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"));
+                let asked = req.header("Access-Control-Request-Headers");
+                h.push(("Access-Control-Allow-Headers", preflight_headers(asked)));
                 h.push(("Access-Control-Max-Age", "600"));
                 let _ = resp.send(204, &h, b"");
                 served.status = Status::Http(204);
@@ -153,14 +186,37 @@ impl Handler for Gateway {
                     .unwrap_or_else(ApiError::unauthorized);
                 served.status = send_error(resp, id_header, &e);
             }
+            _ if limited.is_some() => {
+                if let Some(l) = &limited {
+                    let mut h = base_headers.clone();
+                    h.push(("retry-after-ms", l.retry_after_ms.as_str()));
+                    served.status = send_error(resp, &h, &l.error);
+                }
+            }
             ("GET" | "HEAD", "/health") => {
                 served.status = send_json(resp, 200, id_header, &json!({"status": "ok"}));
             }
-            ("GET" | "HEAD", "/v1/models") => {
+            ("GET" | "HEAD", "/ready") => {
+                let busy = resp.busy();
+                let (status, body) = if busy.draining {
+                    (503, json!({"status": "draining"}))
+                } else if busy.saturated() {
+                    (
+                        503,
+                        json!({"status": "busy", "in_flight": busy.in_flight,
+                               "max_in_flight": busy.max_in_flight}),
+                    )
+                } else {
+                    (200, json!({"status": "ready"}))
+                };
+                served.status = send_json(resp, status, id_header, &body);
+            }
+            ("GET" | "HEAD", "/v1/models" | "/v1/models/") => {
                 let data: Vec<Value> = snap
                     .config
                     .assistants
                     .iter()
+                    .filter(|a| caller.may_use(&a.name))
                     .map(|a| model_json(&a.name, &snap))
                     .collect();
                 served.status = send_json(
@@ -172,13 +228,20 @@ impl Handler for Gateway {
             }
             ("GET" | "HEAD", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
-                served.status = match snap.config.assistant(id) {
+                let visible = snap
+                    .config
+                    .assistant(id)
+                    .filter(|a| caller.may_use(&a.name));
+                served.status = match visible {
                     Some(a) => send_json(resp, 200, id_header, &model_json(&a.name, &snap)),
                     None => send_error(resp, id_header, &ApiError::model_not_found(id)),
                 };
             }
             ("POST", "/v1/chat/completions") => {
-                served = self.chat(&snap, &req, resp, &request_id, cors_origin);
+                served = self.chat(&snap, &req, resp, &request_id, cors_origin, &caller);
+            }
+            ("POST", "/v1/completions") => {
+                served = self.completions(&snap, &req, resp, &request_id, cors_origin, &caller);
             }
             (_, path) if responses::owns(path) => {
                 let ctx = responses::Ctx {
@@ -187,6 +250,7 @@ impl Handler for Gateway {
                     store: &self.responses,
                     request_id: &request_id,
                     cors_origin,
+                    caller: &caller,
                 };
                 let r = responses::handle(&ctx, &req, resp);
                 served = Served {
@@ -218,13 +282,25 @@ impl Handler for Gateway {
                     Err(e) => send_error(resp, id_header, &e),
                 };
             }
-            (_, "/health" | "/v1/models" | "/v1/chat/completions" | "/metrics") => {
+            (
+                _,
+                "/health"
+                | "/ready"
+                | "/v1/models"
+                | "/v1/chat/completions"
+                | "/v1/completions"
+                | "/metrics",
+            ) => {
                 let e =
                     ApiError::method_not_allowed(format!("method {} not allowed here", req.method));
                 served.status = send_error(resp, id_header, &e);
             }
             (_, path) => {
-                let e = ApiError::not_found(format!("no route for {} {path}", req.method));
+                let e = ApiError::not_found(format!(
+                    "no route for {} {path}; this server serves {SERVED_ENDPOINTS}",
+                    req.method
+                ))
+                .with_code("unknown_route");
                 served.status = send_error(resp, id_header, &e);
             }
         }
@@ -246,9 +322,32 @@ impl Handler for Gateway {
     }
 }
 
+/// The endpoints named in a 404 for an unknown route.
+const SERVED_ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, GET|DELETE /v1/responses/{id}, GET /v1/models, GET /v1/models/{id}, GET /health";
+
+/// Headers a preflight allows when the browser's list is not a plain list of header names.
+const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-API-Key, api-key, X-Request-Id, OpenAI-Organization, OpenAI-Project";
+
+/// The preflight's `Access-Control-Allow-Headers`: the requested list echoed when it is a
+/// short, plain comma-separated list of header names; [`ALLOWED_HEADERS`] otherwise.
+fn preflight_headers(asked: Option<&str>) -> &str {
+    match asked {
+        Some(a)
+            if !a.trim().is_empty()
+                && a.len() <= 1024
+                && a.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b',' | b' ')
+                }) =>
+        {
+            a
+        }
+        _ => ALLOWED_HEADERS,
+    }
+}
+
 /// What the admin listener serves.
 fn admin_listener_route(path: &str) -> bool {
-    path == "/health" || path == "/metrics" || path == "/admin" || path.starts_with("/admin/")
+    matches!(path, "/health" | "/metrics" | "/admin") || path.starts_with("/admin/")
 }
 
 /// A `.` or `..` segment, raw or percent-encoded (`%2e`, `%2E`, mixed).
@@ -294,15 +393,16 @@ pub(super) fn cors_response_headers(origin: &str) -> Vec<(&'static str, String)>
         ("Vary", "Origin".to_string()),
         (
             "Access-Control-Expose-Headers",
-            "X-Request-Id, X-Aiproxy-Degraded".to_string(),
+            "X-Request-Id, Retry-After, X-Aiproxy-Degraded".to_string(),
         ),
     ]
 }
 
 fn route_of(path: &str) -> Route {
     match path {
-        "/health" => Route::Health,
+        "/health" | "/ready" => Route::Health,
         "/v1/chat/completions" => Route::Chat,
+        "/v1/completions" => Route::Completions,
         p if crate::gateway::responses::owns(p) => Route::Responses,
         "/metrics" => Route::Metrics,
         "/v1/models" => Route::Models,

@@ -1,10 +1,11 @@
 //! What every endpoint that runs the tool loop shares (chat completions, the Responses API):
-//! the metered backend, the headers of a run, and logging and reporting a failed run once.
+//! the metered backend (which also charges each round's tokens to the caller's key), the headers of a run, and logging and reporting a failed run once.
 
 use std::time::Instant;
 
 use super::routes::cors_response_headers;
 use crate::agent::LoopError;
+use crate::auth::Caller;
 use crate::backend::{self, Backend, TurnRequest, TurnSink};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Status, UpstreamError};
@@ -15,6 +16,8 @@ pub(crate) struct Metered<'a> {
     pub(crate) inner: &'a dyn Backend,
     pub(crate) name: &'a str,
     pub(crate) metrics: &'a Metrics,
+    /// Charged the tokens each round reports (its key's `tpm`).
+    pub(crate) caller: &'a Caller,
 }
 
 impl Backend for Metered<'_> {
@@ -37,6 +40,13 @@ impl Backend for Metered<'_> {
             Err(backend::Error::TooLarge) => Some(UpstreamError::TooLarge),
         };
         self.metrics.upstream(self.name, started.elapsed(), error);
+        if let Ok(turn) = &result {
+            let tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens;
+            self.caller.charge(tokens);
+            if let Some(key) = self.caller.name() {
+                self.metrics.key_tokens(key, tokens);
+            }
+        }
         result
     }
 }

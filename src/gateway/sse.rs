@@ -1,4 +1,6 @@
-//! Writes one chat completion as `chat.completion.chunk` server-sent events (docs/api.md#streaming).
+//! Writes one chat completion as `chat.completion.chunk` server-sent events (docs/api.md#streaming), or a
+//! legacy completion as `text_completion` events ([`ChunkWriter::text_completion`]: each
+//! choice has `text` in place of `delta`; no role chunk, no tool calls).
 //!
 //! Every chunk carries `id`, `object`, `created`, `model`, `choices[].index`, `delta` and
 //! `finish_reason` (the OpenAI SDK stream helpers need all of them); the first delta carries the
@@ -32,6 +34,8 @@ pub struct ChunkWriter<'a, 'b> {
     headers: Vec<(String, String)>,
     /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":`
     prefix: String,
+    /// `text_completion` events (the legacy completions endpoint).
+    legacy: bool,
     sent_role: bool,
     last_write: Instant,
 }
@@ -54,7 +58,33 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
             state: State::NotStarted(resp),
             headers,
             prefix,
+            legacy: false,
             sent_role: false,
+            last_write: Instant::now(),
+        }
+    }
+
+    /// A writer of legacy `text_completion` events.
+    pub fn text_completion(
+        resp: &'a mut Responder<'b>,
+        id: &str,
+        created: u64,
+        model: &str,
+        headers: Vec<(String, String)>,
+    ) -> Self {
+        let head =
+            json!({"id": id, "object": "text_completion", "created": created, "model": model})
+                .to_string();
+        let prefix = format!(
+            "{},\"choices\":[{{\"index\":0,\"text\":",
+            &head[..head.len() - 1]
+        );
+        ChunkWriter {
+            state: State::NotStarted(resp),
+            headers,
+            prefix,
+            legacy: true,
+            sent_role: true,
             last_write: Instant::now(),
         }
     }
@@ -115,7 +145,7 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
         usage: Option<&Usage>,
     ) -> Result<(), Cancelled> {
         self.ensure_role()?;
-        if !client_tool_calls.is_empty() {
+        if !client_tool_calls.is_empty() && !self.legacy {
             let calls: Vec<Value> = client_tool_calls
                 .iter()
                 .enumerate()
@@ -126,7 +156,8 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
                 .collect();
             self.chunk(&json!({"tool_calls": calls}), None)?;
         }
-        self.chunk(&json!({}), Some(finish))?;
+        let last = if self.legacy { json!("") } else { json!({}) };
+        self.chunk(&last, Some(finish))?;
         if let Some(u) = usage {
             // The usage chunk has an empty `choices` array (OpenAI's `include_usage` shape).
             let head = &self.prefix[..self
@@ -178,6 +209,9 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
 impl LoopSink for ChunkWriter<'_, '_> {
     fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
         self.ensure_role()?;
+        if self.legacy {
+            return self.chunk(&json!(delta), None);
+        }
         self.chunk(&json!({ "content": delta }), None)
     }
 

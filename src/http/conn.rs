@@ -144,6 +144,14 @@ impl Conn {
         budget.clamp(1, READ_CHUNK)
     }
 
+    /// Method and path of a request whose head is read and whose body is not complete yet.
+    pub(super) fn pending_head(&self) -> Option<(&str, &str)> {
+        match &self.state {
+            State::Body(b) => Some((b.head.method.as_str(), b.head.path.as_str())),
+            _ => None,
+        }
+    }
+
     /// Ready for the next request on a kept-alive connection (pipelined bytes may be waiting).
     pub(super) fn reset_for_next(&mut self, now: Instant) {
         self.state = State::Idle {

@@ -5,9 +5,16 @@
 //! - one **poller** thread (`poller.rs`, epoll) owns the listener and every connection that is
 //!   not being served: it accepts, reads heads and bodies without blocking (`conn.rs`,
 //!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
-//! - `Limits::workers` **worker** threads (`worker.rs`) take complete requests from a bounded
-//!   channel, run the synchronous [`Handler`] and write the response (`response.rs`) on a
-//!   blocking socket with a write timeout, then hand the connection back to the poller.
+//! - **worker** threads (`worker.rs`) take complete requests from a bounded channel, run the
+//!   synchronous [`Handler`] and write the response (`response.rs`) on a blocking socket with a
+//!   write timeout, then hand the connection back to the poller. There are three pools, one per
+//!   [`Lane`], each with its own queue: the handler's [`Handler::lane`] (asked on the poller with
+//!   the method and path only) sends a request to the main pool (`Limits::workers`, admitted up
+//!   to `max_in_flight`), to the **quick** pool (`quick_workers`, for answers that never block,
+//!   such as liveness probes and metrics) or to the **control** pool (`control_workers`, for
+//!   operator requests that may block). Traffic in the main pool can never take a quick or
+//!   control worker, so those answer however long the main pool's requests run. Worker threads
+//!   have a fixed small stack (`Limits::stack_size`), so thousands of them stay cheap.
 //!
 //! No panic stops serving: a worker turns a handler panic into a 500 (and survives any other
 //! panic, closing that connection); the poller contains a panic while handling one event
@@ -20,8 +27,9 @@
 //! checked before reading, chunked totals while decoding); head not complete within
 //! `head_timeout` of its first byte, or body not complete within `io_timeout` of the head → 408;
 //! idle keep-alive connections close after `idle_timeout`, new connections that send nothing
-//! after `first_byte_timeout`; more than `max_in_flight` admitted requests, `max_connections`
-//! open connections or `max_connections_per_ip` from one address → 503 with `Retry-After: 1`. Error responses
+//! after `first_byte_timeout`; more than `max_in_flight` admitted main-lane requests (or
+//! `lane_queue` in a quick or control lane), `max_connections` open connections or
+//! `max_connections_per_ip` from one address → 503 with `Retry-After: 1`. Error responses
 //! close the connection after a short linger (at most 1 s and 256 KiB discarded) so the client
 //! reads the error rather than a reset. Linux only: the epoll/eventfd calls are in
 //! [`crate::sys::net`]. Imports nothing else from the crate.
@@ -47,7 +55,7 @@ mod poller;
 mod response;
 mod worker;
 
-pub use response::{BodyStream, Responder};
+pub use response::{BodyStream, Busy, Responder};
 
 use conn::Conn;
 use poller::{Control, Poller};
@@ -65,6 +73,7 @@ struct Shared {
 
 /// A complete request, admitted by the poller and waiting for a worker.
 struct Job {
+    lane: Lane,
     conn: Conn,
     request: Request,
     keep_alive: bool,
@@ -74,6 +83,7 @@ struct Job {
 /// A served connection going back from a worker to the poller.
 struct Done {
     id: u64,
+    lane: Lane,
     /// `None` when serving panicked outside the handler and the connection was dropped.
     conn: Option<Conn>,
     keep_alive: bool,
@@ -149,12 +159,61 @@ impl std::fmt::Debug for Request {
 /// returns without answering gets a 500); a panic is caught and becomes a 500 plus a close.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request, resp: &mut Responder<'_>);
+
+    /// Which pool serves a request with this method and path (default: the main pool). Runs
+    /// on the poller thread for every request, before the body is read when the client asks
+    /// for `100 Continue`: it must be cheap and must not block.
+    fn lane(&self, _method: &str, _path: &str) -> Lane {
+        Lane::Main
+    }
+}
+
+/// A worker pool with its own threads and queue; see [`Handler::lane`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// `Limits::workers` threads, up to `max_in_flight` requests admitted (running + queued).
+    Main,
+    /// `Limits::quick_workers` threads for requests answered at once without blocking (probes,
+    /// metrics); up to `lane_queue` admitted. Never behind a main-lane request.
+    Quick,
+    /// `Limits::control_workers` threads for operator requests that may block for a while;
+    /// up to `lane_queue` admitted. Never behind a main-lane or quick-lane request.
+    Control,
+}
+
+impl Lane {
+    const ALL: [Lane; 3] = [Lane::Main, Lane::Quick, Lane::Control];
+
+    fn index(self) -> usize {
+        match self {
+            Lane::Main => 0,
+            Lane::Quick => 1,
+            Lane::Control => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Main => "worker",
+            Lane::Quick => "quick",
+            Lane::Control => "control",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Main-lane worker threads (each serves one request, a whole stream, at a time).
     pub workers: usize,
+    /// Main-lane requests admitted at once (running + queued).
     pub max_in_flight: usize,
+    /// Quick-lane and control-lane worker threads.
+    pub quick_workers: usize,
+    pub control_workers: usize,
+    /// Requests admitted at once in the quick lane, and in the control lane.
+    pub lane_queue: usize,
+    /// Stack size of every worker thread. Only the pages a worker touches become resident.
+    pub stack_size: usize,
     pub max_connections: usize,
     pub max_body_bytes: usize,
     pub max_head_bytes: usize,
@@ -175,22 +234,56 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            workers: 64,
-            max_in_flight: 256,
-            max_connections: 1024,
+            workers: 1024,
+            max_in_flight: 2048,
+            quick_workers: 2,
+            control_workers: 2,
+            lane_queue: 64,
+            stack_size: DEFAULT_STACK_SIZE,
+            max_connections: 4096,
             max_body_bytes: 4 * 1024 * 1024,
             max_head_bytes: 32 * 1024,
             max_headers: 100,
             head_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections_per_ip: 256,
+            max_connections_per_ip: 2048,
             first_byte_timeout: Duration::from_secs(10),
         }
     }
 }
 
+/// Worker stack size (also used by the per-request helper threads of the tool loop and the
+/// upstream stream reader). The whole test suite passes in debug builds with 256 KiB (128 KiB
+/// overflows); release builds need less. Only touched pages are resident, so the size bounds
+/// address space, not memory.
+pub const DEFAULT_STACK_SIZE: usize = 512 * 1024;
+/// Smallest accepted `Limits::stack_size`.
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+
 impl Limits {
+    /// Worker threads of a lane.
+    fn workers_of(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Main => self.workers,
+            Lane::Quick => self.quick_workers,
+            Lane::Control => self.control_workers,
+        }
+    }
+
+    /// Requests a lane admits at once (running + queued).
+    fn admitted(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Main => self.max_in_flight,
+            Lane::Quick | Lane::Control => self.lane_queue,
+        }
+    }
+
+    /// Worker threads of all lanes.
+    pub fn threads(&self) -> usize {
+        self.workers + self.quick_workers + self.control_workers
+    }
+
     fn validate(&self) -> io::Result<()> {
         let bad = |what: &str| {
             Err(io::Error::new(
@@ -200,6 +293,12 @@ impl Limits {
         };
         if self.workers == 0 || self.max_in_flight == 0 || self.max_connections == 0 {
             return bad("workers, max_in_flight and max_connections must be at least 1");
+        }
+        if self.quick_workers == 0 || self.control_workers == 0 || self.lane_queue == 0 {
+            return bad("quick_workers, control_workers and lane_queue must be at least 1");
+        }
+        if self.stack_size < MIN_STACK_SIZE {
+            return bad("stack_size must be at least 64 KiB");
         }
         if self.max_head_bytes < 64 || self.max_headers == 0 {
             return bad("max_head_bytes must be at least 64 and max_headers at least 1");
@@ -215,17 +314,20 @@ impl Limits {
     }
 }
 
-/// Live numbers of a running server for `/metrics`: gauges refreshed by the poller once per
-/// loop iteration, the shed counter bumped at every 503 the poller answers for a limit.
+/// Live numbers of a running server for `/metrics`: the in-flight gauge moves at every
+/// admission and completion, the connection gauge is refreshed once per poller loop iteration,
+/// the shed counter bumped at every 503 the poller answers for a limit.
 #[derive(Debug, Default)]
 pub struct HttpStats {
+    /// Main-lane requests admitted (running + queued).
     in_flight: AtomicUsize,
     open_connections: AtomicUsize,
     shed: AtomicU64,
+    max_in_flight: usize,
 }
 
 impl HttpStats {
-    /// (requests in flight, open connections, requests and connections shed so far).
+    /// (main-lane requests in flight, open connections, requests and connections shed so far).
     pub fn read(&self) -> (usize, usize, u64) {
         (
             self.in_flight.load(Ordering::Relaxed),
@@ -293,37 +395,47 @@ impl Server {
         let shared = Arc::new(Shared {
             waker: crate::sys::net::Waker::new()?,
             draining: AtomicBool::new(false),
-            stats: Arc::new(HttpStats::default()),
+            stats: Arc::new(HttpStats {
+                max_in_flight: limits.max_in_flight,
+                ..HttpStats::default()
+            }),
         });
-        // Capacity = admission limit, so the poller's `try_send` only fails if it is broken.
-        let (job_tx, job_rx) = bounded(limits.max_in_flight);
-        let (done_tx, done_rx) = bounded(limits.max_in_flight);
+        // Capacity = admission limit of the lane, so the poller's `try_send` only fails if it
+        // is broken; the done channel holds one message per admitted request of any lane.
+        let lanes = Lane::ALL.map(|lane| {
+            let (tx, rx) = bounded(limits.admitted(lane));
+            (lane, tx, rx)
+        });
+        let (done_tx, done_rx) = bounded(Lane::ALL.iter().map(|l| limits.admitted(*l)).sum());
         let (control_tx, control_rx) = bounded(1);
         let poller = Poller::new(
             listener,
             limits.clone(),
-            (job_tx, job_rx.clone()),
+            lanes.clone().map(|(_, tx, rx)| (tx, rx)),
             done_rx,
             control_rx,
             Arc::clone(&shared),
-            hooks.tick,
+            (Arc::clone(&handler), hooks.tick),
         )?;
         let poller_died = hooks.poller_died;
 
-        let mut threads = Vec::with_capacity(limits.workers + 1);
-        for i in 0..limits.workers {
-            let worker = Worker {
-                handler: Arc::clone(&handler),
-                jobs: job_rx.clone(),
-                done: done_tx.clone(),
-                shared: Arc::clone(&shared),
-            };
-            // On error `poller` is dropped with the job sender, so started workers exit.
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("http-worker-{i}"))
-                    .spawn(move || worker.run())?,
-            );
+        let mut threads = Vec::with_capacity(limits.threads() + 1);
+        for (lane, _, jobs) in lanes {
+            for i in 0..limits.workers_of(lane) {
+                let worker = Worker {
+                    handler: Arc::clone(&handler),
+                    jobs: jobs.clone(),
+                    done: done_tx.clone(),
+                    shared: Arc::clone(&shared),
+                };
+                // On error `poller` is dropped with the job senders, so started workers exit.
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("http-{}-{i}", lane.name()))
+                        .stack_size(limits.stack_size)
+                        .spawn(move || worker.run())?,
+                );
+            }
         }
         threads.insert(
             0,

@@ -25,7 +25,7 @@ use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
 use super::peers::PeerTable;
 use super::response::{CONTINUE_100, error_response};
-use super::{Done, Job, Shared};
+use super::{Done, Handler, Job, Lane, Shared};
 use crate::sys::net::{Epoll, is_per_connection_error, write_now};
 
 const LISTENER: u64 = 0;
@@ -72,10 +72,14 @@ pub(super) struct Poller {
     conns: HashMap<u64, Conn>,
     /// Sockets of connections currently with a worker (counted against both caps).
     in_flight: HashMap<u64, Arc<TcpStream>>,
+    /// Requests admitted per lane (index: `Lane::index`).
+    busy: [usize; 3],
     next_id: u64,
-    jobs: Sender<Job>,
-    /// Kept to discard requests still queued when a drain runs out of time.
-    queued: Receiver<Job>,
+    /// Per lane: the job queue, and its receiving end, kept to discard requests still queued
+    /// when a drain runs out of time.
+    lanes: [(Sender<Job>, Receiver<Job>); 3],
+    /// Asked which lane serves each request.
+    router: Arc<dyn Handler>,
     done: Receiver<Done>,
     control: Receiver<Control>,
     shared: Arc<Shared>,
@@ -88,11 +92,11 @@ impl Poller {
     pub(super) fn new(
         listener: TcpListener,
         limits: Limits,
-        (jobs, queued): (Sender<Job>, Receiver<Job>),
+        lanes: [(Sender<Job>, Receiver<Job>); 3],
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
-        tick: Option<(Duration, super::TickFn)>,
+        (router, tick): (Arc<dyn Handler>, Option<(Duration, super::TickFn)>),
     ) -> io::Result<Poller> {
         let epoll = Epoll::new()?;
         listener.set_nonblocking(true)?;
@@ -114,9 +118,10 @@ impl Poller {
             limits,
             conns,
             in_flight: HashMap::new(),
+            busy: [0; 3],
             next_id: FIRST_CONN_ID,
-            jobs,
-            queued,
+            lanes,
+            router,
             done,
             control,
             shared,
@@ -204,9 +209,6 @@ impl Poller {
             return false;
         }
         let stats = &self.shared.stats;
-        stats
-            .in_flight
-            .store(self.in_flight.len(), Ordering::Relaxed);
         let open = self.conns.len() + self.in_flight.len();
         stats.open_connections.store(open, Ordering::Relaxed);
         true
@@ -352,7 +354,10 @@ impl Poller {
             Advance::SendContinue => {
                 // Already saturated: refuse now rather than have the client upload a body that
                 // will be refused anyway.
-                if self.in_flight.len() >= self.limits.max_in_flight {
+                let lane = conn
+                    .pending_head()
+                    .map_or(Lane::Main, |(method, path)| self.router.lane(method, path));
+                if self.lane_full(lane) {
                     self.count_shed();
                     return self.reject(conn, Reject::new(503, OVERLOADED));
                 }
@@ -368,10 +373,30 @@ impl Poller {
         }
     }
 
-    /// Admit a complete request to the pool, or shed it with 503.
+    /// True when `lane` admits no more requests.
+    fn lane_full(&self, lane: Lane) -> bool {
+        self.busy.get(lane.index()).copied().unwrap_or(usize::MAX) >= self.limits.admitted(lane)
+    }
+
+    /// Count a request into or out of its lane (the main lane's count is the public gauge).
+    fn count_lane(&mut self, lane: Lane, admitted: bool) {
+        if let Some(n) = self.busy.get_mut(lane.index()) {
+            *n = if admitted {
+                *n + 1
+            } else {
+                n.saturating_sub(1)
+            };
+            if lane == Lane::Main {
+                self.shared.stats.in_flight.store(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Admit a complete request to its lane's pool, or shed it with 503.
     fn dispatch(&mut self, conn: Conn, ready: Ready) -> Option<Conn> {
-        if self.in_flight.len() >= self.limits.max_in_flight || self.drain.is_some() {
-            debug!("conn {}: in-flight limit reached, answering 503", conn.id);
+        let lane = self.router.lane(&ready.request.method, &ready.request.path);
+        if self.lane_full(lane) || self.drain.is_some() {
+            debug!("conn {}: {lane:?} lane full, answering 503", conn.id);
             self.count_shed();
             return self.reject(conn, Reject::new(503, OVERLOADED));
         }
@@ -386,7 +411,9 @@ impl Poller {
             keep_alive,
             head_only,
         } = ready;
-        match self.jobs.try_send(Job {
+        let (jobs, _) = self.lanes.get(lane.index())?;
+        match jobs.try_send(Job {
+            lane,
             conn,
             request,
             keep_alive,
@@ -394,9 +421,11 @@ impl Poller {
         }) {
             Ok(()) => {
                 self.in_flight.insert(id, stream);
+                self.count_lane(lane, true);
                 None
             }
-            // Unreachable while in_flight < max_in_flight = channel capacity; shed anyway.
+            // Unreachable while the lane's count < its admission limit = channel capacity;
+            // shed anyway.
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
                 warn!("conn {id}: job queue unavailable, answering 503");
                 self.count_shed();
@@ -429,11 +458,14 @@ impl Poller {
     fn take_back_served(&mut self) {
         while let Ok(Done {
             id,
+            lane,
             conn,
             keep_alive,
         }) = self.done.try_recv()
         {
-            self.in_flight.remove(&id);
+            if self.in_flight.remove(&id).is_some() {
+                self.count_lane(lane, false);
+            }
             // `None`: the worker lost the connection to a panic (it is closed).
             let Some(mut conn) = conn else {
                 continue;
@@ -509,8 +541,10 @@ impl Poller {
             self.in_flight.len()
         );
         // Requests no worker has started would otherwise run after the deadline for nobody.
-        while let Ok(job) = self.queued.try_recv() {
-            self.in_flight.remove(&job.conn.id);
+        for (_, queued) in &self.lanes {
+            while let Ok(job) = queued.try_recv() {
+                self.in_flight.remove(&job.conn.id);
+            }
         }
         for stream in self.in_flight.values() {
             // Their next write fails, so handlers notice and return.

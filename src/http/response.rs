@@ -1,5 +1,6 @@
 //! Writing responses: `Responder` (one complete response or a stream), `BodyStream` (one chunk
-//! per `write`, flushed at once), and the small canned error responses the poller sends.
+//! per `write`, flushed at once), and the small canned error responses the poller sends (each
+//! with a fresh `X-Request-Id`, as the gateway's own answers have).
 //!
 //! The server owns framing: it writes `Content-Length`, `Transfer-Encoding` and `Connection`,
 //! so handlers cannot desynchronise a keep-alive connection. Header names and values are
@@ -12,10 +13,10 @@
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use super::Version;
 use super::body::{LAST_CHUNK, encode_chunk};
+use super::{Shared, Version};
 use crate::sys::net as sys;
 
 /// Bodies up to this size are copied behind the head so the response leaves in one write.
@@ -41,8 +42,25 @@ pub struct Responder<'a> {
     version: Version,
     head_only: bool,
     keep_alive: bool,
-    draining: &'a AtomicBool,
+    shared: &'a Shared,
     state: RespState,
+}
+
+/// How busy the server is, as a handler sees it (for a readiness endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// Shutdown has begun.
+    pub draining: bool,
+    /// Main-lane requests admitted (running + queued).
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+}
+
+impl Busy {
+    /// True when a new main-lane request would be refused with 503.
+    pub fn saturated(&self) -> bool {
+        self.draining || self.in_flight >= self.max_in_flight
+    }
 }
 
 impl<'a> Responder<'a> {
@@ -51,14 +69,14 @@ impl<'a> Responder<'a> {
         version: Version,
         head_only: bool,
         keep_alive: bool,
-        draining: &'a AtomicBool,
+        shared: &'a Shared,
     ) -> Responder<'a> {
         Responder {
             stream,
             version,
             head_only,
             keep_alive,
-            draining,
+            shared,
             state: RespState::Pending,
         }
     }
@@ -129,6 +147,16 @@ impl<'a> Responder<'a> {
         self.state == RespState::Broken || sys::peer_gone(self.stream.as_raw_fd())
     }
 
+    /// The server's load now (main lane), e.g. for a readiness answer.
+    pub fn busy(&self) -> Busy {
+        let stats = &self.shared.stats;
+        Busy {
+            draining: self.shared.draining.load(Ordering::Acquire),
+            in_flight: stats.in_flight.load(Ordering::Relaxed),
+            max_in_flight: stats.max_in_flight,
+        }
+    }
+
     pub(super) fn state(&self) -> RespState {
         self.state
     }
@@ -173,7 +201,7 @@ impl<'a> Responder<'a> {
 
     fn decide_keep_alive(&mut self) {
         // During shutdown, tell the client this connection ends after the response.
-        if self.draining.load(Ordering::Acquire) {
+        if self.shared.draining.load(Ordering::Acquire) {
             self.keep_alive = false;
         }
     }
@@ -343,7 +371,8 @@ pub(super) fn error_body(status: u16, message: &str) -> Vec<u8> {
 /// A complete error response that closes the connection (503 also carries `Retry-After: 1`).
 pub(super) fn error_response(status: u16, message: &str) -> Vec<u8> {
     let body = error_body(status, message);
-    let mut headers = vec![("Content-Type", "application/json")];
+    let id = poller_request_id();
+    let mut headers = vec![("Content-Type", "application/json"), ("X-Request-Id", &id)];
     if status == 503 {
         headers.push(("Retry-After", "1"));
     }
@@ -355,6 +384,15 @@ pub(super) fn error_response(status: u16, message: &str) -> Vec<u8> {
     );
     out.extend_from_slice(&body);
     out
+}
+
+static POLLER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A request id for an answer the poller gives itself (the request never reached a handler).
+fn poller_request_id() -> String {
+    let n = POLLER_SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = crate::clock::unix_nanos();
+    format!("req-{:012x}p{:05x}", t & 0xffff_ffff_ffff, n & 0xf_ffff)
 }
 
 pub(super) const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -448,6 +486,7 @@ mod tests {
         let (head, body) = r.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(head.contains("\r\nRetry-After: 1"));
+        assert!(head.contains("\r\nX-Request-Id: req-"), "{head}");
         assert!(head.contains("\r\nConnection: close"));
         assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();

@@ -3,8 +3,9 @@
 //! while serving closes that connection and the worker goes on), and hands the connection back
 //! to the poller for keep-alive or closing.
 //!
-//! Thread model: `Limits::workers` threads, each blocked in `recv` on the job channel until the
-//! poller drops its sender at shutdown. While serving, a worker owns the connection; its socket
+//! Thread model: one pool per [`super::Lane`] (`Limits::workers`, `quick_workers`,
+//! `control_workers` threads, each with `Limits::stack_size` of stack), each thread blocked in
+//! `recv` on its lane's job channel until the poller drops the sender at shutdown. While serving, a worker owns the connection; its socket
 //! is switched to blocking mode with a write timeout, so a client that stops reading cannot hold
 //! the worker longer than `io_timeout` per write.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
@@ -30,13 +31,14 @@ impl Worker {
     pub(super) fn run(self) {
         // `recv` ends with an error once the poller drops the job sender (shutdown).
         while let Ok(job) = self.jobs.recv() {
-            let id = job.conn.id;
+            let (id, lane) = (job.conn.id, job.lane);
             // The handler's panics are caught in `serve`; this catches any other one, so the
             // worker lives on and the poller still learns the request is over.
             let done = catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {
                 error!("conn {id}: panic while serving; connection closed");
                 Done {
                     id,
+                    lane,
                     conn: None,
                     keep_alive: false,
                 }
@@ -54,6 +56,7 @@ impl Worker {
 
     fn serve(&self, job: Job) -> Done {
         let Job {
+            lane,
             conn,
             request,
             keep_alive,
@@ -64,19 +67,14 @@ impl Worker {
             debug!("conn {}: cannot prepare socket: {e}", conn.id);
             return Done {
                 id: conn.id,
+                lane,
                 conn: Some(conn),
                 keep_alive: false,
             };
         }
         let (method, path) = (request.method.clone(), request.path.clone());
         let version = request.version;
-        let mut resp = Responder::new(
-            &conn.stream,
-            version,
-            head_only,
-            keep_alive,
-            &self.shared.draining,
-        );
+        let mut resp = Responder::new(&conn.stream, version, head_only, keep_alive, &self.shared);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.handler.handle(request, &mut resp)));
         match outcome {
             Err(_) => {
@@ -96,6 +94,7 @@ impl Worker {
         );
         Done {
             id: conn.id,
+            lane,
             conn: Some(conn),
             keep_alive,
         }

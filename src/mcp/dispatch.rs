@@ -1,7 +1,8 @@
 //! The dispatcher: the client's side of a transport's threads. It routes each reply to the
 //! caller waiting for its id, answers server→client requests (`ping` → `{}`, everything else →
-//! -32601, never left hanging), notes `notifications/tools/list_changed`, and fails every
-//! waiter at once when the connection dies.
+//! -32601, never left hanging), notes `notifications/tools/list_changed`, fails the one waiter
+//! whose reply was too large to keep (or counts it, when its id could not be seen), and fails
+//! every waiter at once when the connection dies.
 //!
 //! Thread model: called from the transport's threads; never blocks (bounded(1) reply channels,
 //! one reply per id); the pending map is locked only to insert, look up or remove an entry.
@@ -46,6 +47,9 @@ pub(super) struct Dispatcher {
     born: Instant,
     /// When the server last sent anything, in ms since `born` (liveness).
     last_heard_ms: AtomicU64,
+    /// Oversized messages discarded without a recognisable id: a call waiting for a reply
+    /// while this grows may be the one they answered (its timeout then says so).
+    pub(super) unmatched_oversized: AtomicU64,
 }
 
 /// We only send integer ids; a server that echoes them as strings is tolerated.
@@ -64,6 +68,7 @@ impl Dispatcher {
             tools_stale: AtomicBool::new(false),
             born: Instant::now(),
             last_heard_ms: AtomicU64::new(0),
+            unmatched_oversized: AtomicU64::new(0),
         }
     }
 
@@ -158,6 +163,19 @@ impl Inbound for Dispatcher {
 
     fn wants(&self, id: &Id) -> bool {
         id_key(id).is_some_and(|k| self.pending.lock().waiters.contains_key(&k))
+    }
+
+    fn on_oversized(&self, id: Option<&Id>, limit: usize) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_heard_ms.store(now, Ordering::Relaxed);
+        match id {
+            Some(id) if self.wants(id) => {
+                self.route(id, Err(Failure::Transport(RequestFailure::TooLarge(limit))));
+            }
+            _ => {
+                self.unmatched_oversized.fetch_add(1, Ordering::AcqRel);
+            }
+        }
     }
 
     fn on_closed(&self, reason: &str) {

@@ -52,6 +52,8 @@ impl Session {
             },
             Era::Auto => session.probe(deadline, t0)?,
         };
+        // A fixed or learned era skips `server/discover`: the server was not asked who it is.
+        let asked = !matches!(era, Era::Modern);
         let info = match probe {
             Probe::Modern {
                 version,
@@ -64,7 +66,10 @@ impl Session {
                 server_version,
             },
             Probe::Legacy(why) => {
-                log::debug!("mcp[{name}]: using initialize ({why})");
+                log::debug!(
+                    "{}mcp[{name}]: using initialize ({why})",
+                    crate::mcp::logctx::prefix()
+                );
                 session.initialize(deadline, t0)?
             }
             // `probe` settles retries itself; an unsettled one would mean legacy.
@@ -73,12 +78,19 @@ impl Session {
         session
             .transport
             .session_ready(&info.protocol_version, deadline);
+        let server = match (&info.server_name, &info.server_version) {
+            (None, None) if !asked => "not asked (era already known)".to_string(),
+            (n, v) => format!(
+                "{} {}",
+                n.as_deref().unwrap_or("(unnamed)"),
+                v.as_deref().unwrap_or("(no version)")
+            ),
+        };
         log::info!(
-            "mcp[{name}]: session ready (protocol {}{}, server {} {})",
+            "{}mcp[{name}]: session ready (protocol {}{}, server {server})",
+            crate::mcp::logctx::prefix(),
             info.protocol_version,
             if info.modern { ", stateless" } else { "" },
-            info.server_name.as_deref().unwrap_or("?"),
-            info.server_version.as_deref().unwrap_or("?"),
         );
         session.set_info(info);
         Ok(session)
@@ -125,7 +137,8 @@ impl Session {
             Err(RequestError::Rejected(e)) if era::modern_refusal(&e).is_some() => {
                 let version = era::modern_refusal(&e).unwrap_or(era::MODERN_VERSION);
                 log::debug!(
-                    "mcp[{}]: initialize refused as modern; using {version}",
+                    "{}mcp[{}]: initialize refused as modern; using {version}",
+                    crate::mcp::logctx::prefix(),
                     self.name
                 );
                 return Ok(SessionInfo {
@@ -175,6 +188,8 @@ impl Session {
             Error::Protocol(m) => format!("{step}: {m}"),
             Error::Start(m) => m,
             Error::Cancelled => format!("{step} cancelled"),
+            Error::Stopped(status) => format!("server stopped ({status})"),
+            e @ Error::TooLarge(_) => format!("{step}: {e}"),
         };
         match tail {
             Some(t) if !msg.contains(&t) => Error::Start(format!("{msg}; stderr: {t}")),

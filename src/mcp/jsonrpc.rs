@@ -232,6 +232,100 @@ pub fn decode_frame(bytes: &[u8]) -> Result<(Vec<Message>, Vec<String>), String>
     }
 }
 
+/// The id of a message too large to keep, from its first and last bytes: a top-level `"id"`
+/// member near the start (`{"jsonrpc":"2.0","id":5,"result":…`, the Python SDK's order) or as
+/// the very last member (`…,"jsonrpc":"2.0","id":5}`, JSON.stringify's order). `None` when
+/// neither end shows it.
+pub fn oversized_id(head: &[u8], tail: &[u8]) -> Option<Id> {
+    id_in_head(head).or_else(|| id_at_end(tail))
+}
+
+/// Scan the top level of an object's start for an `"id"` member, skipping nested values.
+fn id_in_head(head: &[u8]) -> Option<Id> {
+    let mut it = head.iter().copied().enumerate().peekable();
+    while it.peek().is_some_and(|(_, b)| b.is_ascii_whitespace()) {
+        it.next();
+    }
+    if it.next().map(|(_, b)| b) != Some(b'{') {
+        return None;
+    }
+    let (mut depth, mut in_str, mut escaped) = (1usize, false, false);
+    let mut key_start: Option<usize> = None;
+    let mut last_key: Option<(usize, usize)> = None;
+    for (i, b) in it {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+                if depth == 1 {
+                    last_key = key_start.take().map(|s| (s, i));
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_str = true;
+                if depth == 1 {
+                    key_start = Some(i + 1);
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b':' if depth == 1 => {
+                let (s, e) = last_key.take()?;
+                if head.get(s..e) == Some(b"id".as_slice()) {
+                    return leading_id(head.get(i + 1..)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A number or a string at the start of `rest` (after whitespace), complete.
+fn leading_id(rest: &[u8]) -> Option<Id> {
+    let text = std::str::from_utf8(rest).ok()?.trim_start();
+    let mut de = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    match de.next()?.ok()? {
+        Value::Number(n) => n.as_i64().map(Id::Int),
+        Value::String(s) => Some(Id::Str(s)),
+        _ => None,
+    }
+}
+
+/// `"id": <number or string>}` at the very end of a message.
+fn id_at_end(tail: &[u8]) -> Option<Id> {
+    let text = std::str::from_utf8(tail).ok()?.trim_end();
+    let body = text.strip_suffix('}')?.trim_end();
+    let (value, before) = if let Some(inner) = body.strip_suffix('"') {
+        let start = inner.rfind('"')?;
+        let (before, quoted) = inner.split_at(start);
+        (format!("{quoted}\""), before)
+    } else {
+        let start = body
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .map_or(0, |i| i + 1);
+        let (before, digits) = body.split_at(start);
+        (digits.to_string(), before)
+    };
+    let before = before.trim_end().strip_suffix(':')?.trim_end();
+    let before = before.strip_suffix("\"id\"")?.trim_end();
+    if !(before.ends_with(',') || before.ends_with('{')) {
+        return None;
+    }
+    leading_id(value.as_bytes())
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
@@ -370,5 +464,34 @@ mod tests {
             Message::notification("notifications/initialized", None).to_line(),
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
         );
+    }
+
+    #[test]
+    fn ids_of_oversized_messages() {
+        let big = "x".repeat(100);
+        let py = format!(
+            r#"{{"jsonrpc":"2.0","id":42,"result":{{"content":[{{"type":"text","text":"{big}"#
+        );
+        assert_eq!(oversized_id(py.as_bytes(), b"xx"), Some(Id::Int(42)));
+        let nested = format!(r#"{{"result":{{"id":1,"t":"{big}"#);
+        assert_eq!(oversized_id(nested.as_bytes(), b"\"}}}"), None);
+        let node_tail = format!(r#"{big}"}}]}},"jsonrpc":"2.0","id":"a-7"}}"#);
+        assert_eq!(
+            oversized_id(b"{\"result\":{", node_tail.as_bytes()),
+            Some(Id::Str("a-7".into()))
+        );
+        assert_eq!(
+            oversized_id(b"{\"result\":{", b"\"}]},\"jsonrpc\":\"2.0\",\"id\": 9 }\n"),
+            Some(Id::Int(9))
+        );
+        // An id that belongs to a nested object is not taken for the message's.
+        assert_eq!(oversized_id(b"{\"result\":{", b"\"id\":5}}"), None);
+        assert_eq!(
+            oversized_id(b"{\"result\":{", b"\"jsonrpc\":\"2.0\"}"),
+            None
+        );
+        assert_eq!(oversized_id(b"garbage", b"garbage"), None);
+        assert_eq!(oversized_id(b"", b""), None);
+        assert_eq!(oversized_id(b"{\"id\":\"unterminated", b""), None);
     }
 }

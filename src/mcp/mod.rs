@@ -6,10 +6,17 @@
 //! parameters), `client` (one session: requests multiplexed by id, liveness pings, tool
 //! listing and calls), `dispatch` (routing replies to waiting callers, answering server
 //! requests), `handshake` (era detection and the opening of a session), `transport/` (stdio,
-//! legacy HTTP+SSE and streamable HTTP behind one trait), `server` ([`Supervisor`]: a configured
-//! server whose session is started lazily, shared by all requests, bounded per server,
-//! restarted when it dies or its HTTP session expires), `limits` (per-server call bound and
-//! back-off jitter), `demo` (the built-in demo server behind `aiproxy demo-mcp`).
+//! legacy HTTP+SSE and streamable HTTP behind one trait; `exchange` makes an HTTP call's
+//! connection closable from the cancelling thread), `supervisor` ([`Supervisor`]: a
+//! configured server whose session is started lazily, shared by all requests, bounded per
+//! server, restarted when it dies or its HTTP session expires; its last known tools outlive
+//! it), `limits` (per-server call bound and back-off jitter), `options` (client options and
+//! the status a server reports), `redact` (the secret values a server's text is scrubbed of),
+//! `logctx` (the request id MCP log lines carry).
+//!
+//! Failures carry details for the log and the admin API ([`Error`]); what the model is told
+//! is composed from the error's kind in `tools`, never from server stderr or URLs. One
+//! oversized message (over 16 MiB) fails only the call it answers, on every transport.
 //!
 //! Thread model: callers block on their own request with a deadline; each transport owns the
 //! threads that read its connection (see `transport/`); no lock is held across I/O.
@@ -21,7 +28,10 @@ mod handshake;
 pub mod headers;
 pub mod jsonrpc;
 mod limits;
+pub mod logctx;
+mod options;
 pub mod protocol;
+mod redact;
 mod supervisor;
 pub mod transport;
 
@@ -30,7 +40,9 @@ use std::fmt;
 use serde_json::Value;
 
 pub use era::Era;
-pub use supervisor::{ClientOptions, ServerState, ServerStatus, Supervisor};
+pub use options::{ClientOptions, ServerState, ServerStatus};
+pub use redact::without_stderr;
+pub use supervisor::{Listing, Supervisor};
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +51,16 @@ pub struct ToolInfo {
     pub description: Option<String>,
     /// The MCP `inputSchema` (an object schema); `{"type":"object"}` when absent.
     pub input_schema: Value,
+    /// The tool object exactly as the server listed it (for the admin API).
+    pub raw: Value,
+}
+
+/// A listed tool that is not offered, and why (task-only, invalid annotations, duplicate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftOut {
+    /// The tool object exactly as the server listed it.
+    pub raw: Value,
+    pub reason: String,
 }
 
 /// A `tools/call` result.
@@ -64,6 +86,11 @@ pub enum Error {
     Protocol(String),
     /// The caller gave up (client disconnected).
     Cancelled,
+    /// The server process ended during the call; the short status (`exit status 1`,
+    /// `signal 9`). Its stderr and other details are in the log and the admin status only.
+    Stopped(String),
+    /// The server's reply was larger than this many bytes; it was discarded unread.
+    TooLarge(usize),
 }
 
 impl fmt::Display for Error {
@@ -75,6 +102,8 @@ impl fmt::Display for Error {
             Error::Rpc { code, message } => write!(f, "error {code}: {message}"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::Cancelled => f.write_str("cancelled"),
+            Error::Stopped(s) => write!(f, "server stopped ({s})"),
+            Error::TooLarge(n) => write!(f, "reply larger than {n} bytes, discarded"),
         }
     }
 }

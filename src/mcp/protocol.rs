@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CallResult, Error, ToolInfo};
+use super::{CallResult, Error, LeftOut, ToolInfo};
 
 /// Revisions we speak, newest first; the first is offered in `initialize`.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -72,18 +72,26 @@ pub fn list_params(cursor: Option<&str>) -> Option<Value> {
     cursor.map(|c| json!({ "cursor": c }))
 }
 
+/// One page of `tools/list`: the usable tools, the ones left out (with why), the next cursor.
+pub type ToolsPage = (Vec<ToolInfo>, Vec<LeftOut>, Option<String>);
+
 /// One page of `tools/list`: the usable tools and the cursor of the next page. Tools that can
 /// only run as tasks (`execution.taskSupport == "required"`) are dropped: we do not support
 /// tasks, and a plain call would fail (notes A.5). Nameless entries are dropped too.
-pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>), Error> {
+pub fn parse_tools_page(result: &Value) -> Result<ToolsPage, Error> {
     let tools = result
         .get("tools")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::Protocol("tools/list result without a tools array".into()))?;
     let mut out = Vec::with_capacity(tools.len());
+    let mut left_out = Vec::new();
     for t in tools {
         let Some(name) = t.get("name").and_then(Value::as_str) else {
             log::warn!("mcp: skipping a listed tool without a name");
+            left_out.push(LeftOut {
+                raw: t.clone(),
+                reason: "no name".into(),
+            });
             continue;
         };
         let task_support = t
@@ -92,6 +100,10 @@ pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>
             .and_then(Value::as_str);
         if task_support == Some("required") {
             log::debug!("mcp: skipping tool {name:?}: it can only run as a task");
+            left_out.push(LeftOut {
+                raw: t.clone(),
+                reason: "it can only run as a task (execution.taskSupport is \"required\"); tasks are not supported".into(),
+            });
             continue;
         }
         let input_schema = match t.get("inputSchema") {
@@ -105,6 +117,7 @@ pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>
                 .and_then(Value::as_str)
                 .map(str::to_string),
             input_schema,
+            raw: t.clone(),
         });
     }
     // Cursors are opaque; an empty string is treated like an absent one so a sloppy server
@@ -113,7 +126,7 @@ pub fn parse_tools_page(result: &Value) -> Result<(Vec<ToolInfo>, Option<String>
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,
     };
-    Ok((out, next))
+    Ok((out, left_out, next))
 }
 
 /// `tools/call` params.
@@ -153,6 +166,29 @@ pub fn parse_call_result(result: Value) -> Result<CallResult, Error> {
         structured_content,
         is_error: m.get("isError").and_then(Value::as_bool).unwrap_or(false),
     })
+}
+
+/// Whether a `tools/call` answer says the tool does not exist: a JSON-RPC error (`-32602`,
+/// `-32601`) or an `isError` result whose text says "unknown tool" / "tool … not found" (the
+/// Python SDK's `Unknown tool: x`, the TypeScript SDK's `Tool x not found`).
+pub fn tool_not_found(answer: &Result<Value, crate::mcp::client::RequestError>) -> bool {
+    let says = |text: &str| {
+        let t = text.to_ascii_lowercase();
+        t.contains("unknown tool") || (t.contains("tool") && t.contains("not found"))
+    };
+    match answer {
+        Err(crate::mcp::client::RequestError::Rejected(e)) => {
+            matches!(e.code, -32602 | -32601) && says(&e.message)
+        }
+        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => {
+            v.get("content").and_then(Value::as_array).is_some_and(|c| {
+                c.iter()
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .any(|t| t.len() < 1000 && says(t))
+            })
+        }
+        _ => false,
+    }
 }
 
 /// `s` cut to at most `max` characters (server-provided text going into errors and logs).
@@ -214,13 +250,21 @@ mod tests {
             ],
             "nextCursor": "c2"
         });
-        let (tools, next) = parse_tools_page(&r).unwrap();
+        let (tools, left_out, next) = parse_tools_page(&r).unwrap();
         let names: Vec<_> = tools.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "o"]);
+        assert_eq!(tools[0].raw, r["tools"][0], "kept as listed");
+        assert_eq!(left_out.len(), 2);
+        assert_eq!(left_out[0].raw, r["tools"][1]);
+        assert!(
+            left_out[0].reason.contains("task"),
+            "{}",
+            left_out[0].reason
+        );
         assert_eq!(tools[0].description.as_deref(), Some("A"));
         assert_eq!(tools[1].input_schema, json!({"type": "object"}));
         assert_eq!(next.as_deref(), Some("c2"));
-        let (_, next) = parse_tools_page(&json!({"tools": [], "nextCursor": ""})).unwrap();
+        let (_, _, next) = parse_tools_page(&json!({"tools": [], "nextCursor": ""})).unwrap();
         assert_eq!(next, None);
         assert!(parse_tools_page(&json!({})).is_err());
     }
@@ -258,5 +302,28 @@ mod tests {
     fn cut_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "hé…");
         assert_eq!(cut("hi", 2), "hi");
+    }
+
+    #[test]
+    fn tool_not_found_answers() {
+        use crate::mcp::client::RequestError;
+        use crate::mcp::jsonrpc::RpcError;
+        let rpc = |code, m: &str| {
+            Err(RequestError::Rejected(RpcError {
+                code,
+                message: m.into(),
+                data: None,
+            }))
+        };
+        assert!(tool_not_found(&rpc(-32602, "Unknown tool: x")));
+        assert!(tool_not_found(&rpc(-32602, "MCP error: Tool x not found")));
+        assert!(!tool_not_found(&rpc(-32602, "Invalid arguments")));
+        assert!(!tool_not_found(&rpc(-32603, "Unknown tool: x")));
+        let err = |t: &str| Ok(json!({"isError": true, "content": [{"type":"text","text": t}]}));
+        assert!(tool_not_found(&err("Unknown tool: old")));
+        assert!(!tool_not_found(&err("file not found")));
+        assert!(!tool_not_found(&Ok(
+            json!({"content": [{"type":"text","text":"Unknown tool"}]})
+        )));
     }
 }

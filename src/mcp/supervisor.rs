@@ -16,18 +16,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 
 use super::client::{RequestError, Session};
 use super::era::Era;
 use super::limits::{Slots, jittered};
+use super::options::{ClientOptions, ServerState, ServerStatus};
 use super::protocol;
+use super::redact::{own_secrets, without_stderr};
 use super::transport::http::HttpTransport;
 use super::transport::sse::SseTransport;
 use super::transport::stdio::{StdioSpec, StdioTransport};
 use super::transport::{Grace, Inbound, RemoteSpec, Transport};
-use super::{CallResult, Error, ToolInfo};
+use super::{CallResult, Error, LeftOut, ToolInfo};
 use crate::cancel::Cancel;
 use crate::config::{McpServerConfig, McpTransport};
 use crate::secret::Secret;
@@ -45,57 +47,14 @@ const MIN_STREAM_IDLE: Duration = Duration::from_secs(300);
 const EXTRA_STREAMS: usize = 8;
 const MAX_STREAMS: usize = 256;
 
-/// How a server's client behaves beyond its configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientOptions {
-    /// Which protocol era to speak ([`Era::Auto`]: detect).
-    pub era: Era,
-    /// A legacy session silent this long is pinged before its next use; without an answer
-    /// within `ping_timeout` it is replaced by a fresh one (a half-open connection or a hung
-    /// server would otherwise fail the call itself).
-    pub ping_after_idle: Duration,
-    pub ping_timeout: Duration,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            era: Era::Auto,
-            ping_after_idle: Duration::from_secs(60),
-            ping_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerState {
-    /// Never started.
-    Idle,
-    Starting,
-    Ready,
-    /// The last start failed, or the session died; the next use tries again (after back-off).
-    Failed,
-    Stopped,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerStatus {
-    pub state: ServerState,
-    pub last_error: Option<String>,
-    /// Sessions started to replace an earlier one that had been ready (child died, etc.).
-    pub restarts: u64,
-    pub tool_count: Option<usize>,
-    /// The child's process id while a stdio session is live.
-    pub pid: Option<u32>,
-    /// The protocol revision negotiated by the live session.
-    pub protocol_version: Option<String>,
-}
-
 struct Inner {
     state: ServerState,
     session: Option<Arc<Session>>,
     /// Tools of the current session.
     tools: Option<Arc<Vec<ToolInfo>>>,
+    /// The last listing any session gave: still offered while the server is down, so a
+    /// restart does not change what the model sees.
+    last_tools: Option<Arc<Vec<ToolInfo>>>,
     last_error: Option<String>,
     restarts: u64,
     ever_ready: bool,
@@ -106,6 +65,9 @@ struct Inner {
     learned_era: Option<Era>,
 }
 
+/// A server's usable tools and the listed ones it does not offer.
+pub type Listing = (Arc<Vec<ToolInfo>>, Arc<Vec<LeftOut>>);
+
 /// A configured MCP server with its lazily started, shared session.
 pub struct Supervisor {
     name: String,
@@ -114,6 +76,9 @@ pub struct Supervisor {
     inner: Mutex<Inner>,
     start_done: Condvar,
     slots: Slots,
+    /// Every configured secret value this server's text is scrubbed of (its own env and header
+    /// values, plus what [`Supervisor::set_secrets`] adds: backend keys and the like).
+    secrets: RwLock<Arc<Vec<String>>>,
 }
 
 impl Supervisor {
@@ -132,7 +97,9 @@ impl Supervisor {
 
     pub fn with_options(name: &str, cfg: McpServerConfig, opts: ClientOptions) -> Arc<Supervisor> {
         let slots = Slots::new(cfg.max_concurrency.max(1));
+        let secrets = own_secrets(&cfg);
         Arc::new(Supervisor {
+            secrets: RwLock::new(Arc::new(secrets)),
             name: name.to_string(),
             cfg,
             opts,
@@ -140,6 +107,7 @@ impl Supervisor {
                 state: ServerState::Idle,
                 session: None,
                 tools: None,
+                last_tools: None,
                 last_error: None,
                 restarts: 0,
                 ever_ready: false,
@@ -154,6 +122,41 @@ impl Supervisor {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Also mask these configured secret values (backend keys, other servers' headers) in
+    /// everything this server's errors, logs and admin status show.
+    pub fn set_secrets(&self, extra: &[&str]) {
+        let mut all = own_secrets(&self.cfg);
+        all.extend(extra.iter().map(|s| s.to_string()));
+        all.sort();
+        all.dedup();
+        *self.secrets.write() = Arc::new(all);
+    }
+
+    /// `text` with every configured secret value and credential shape masked
+    /// ([`crate::secret::scrub`]): for logs, errors and the admin status.
+    pub fn redact(&self, text: &str) -> String {
+        let secrets = self.secrets.read().clone();
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        crate::secret::scrub(text, &refs)
+    }
+
+    /// The tool list, fetched again now (after a "tool not found" answer: the server may have
+    /// restarted with other tools). Also what the next request offers.
+    fn relist(
+        &self,
+        session: &Arc<Session>,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Option<Arc<Vec<ToolInfo>>> {
+        let list = Arc::new(session.list_tools(deadline, Some(cancel)).ok()?);
+        let mut g = self.inner.lock();
+        if g.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            g.tools = Some(list.clone());
+            g.last_tools = Some(list.clone());
+        }
+        Some(list)
     }
 
     /// Tools offered from this server (`max_tools`); the tool set leaves the rest out.
@@ -182,6 +185,7 @@ impl Supervisor {
                     let mut g = self.inner.lock();
                     if g.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
                         g.tools = Some(list.clone());
+                        g.last_tools = Some(list.clone());
                     }
                     return Ok(list);
                 }
@@ -210,24 +214,73 @@ impl Supervisor {
         let deadline = Instant::now() + self.cfg.call_timeout;
         let _slot = self.slots.acquire(deadline, cancel)?;
         let params = protocol::call_params(tool, arguments);
-        for attempt in 0..2 {
+        let mut relisted = false;
+        let mut attempt = 0;
+        while attempt < 2 {
+            attempt += 1;
             let session = self.live_session(Some(cancel))?;
-            match session.call_tool(params.clone(), deadline, cancel) {
+            let answer = session.call_tool(params.clone(), deadline, cancel);
+            // A stale list (a stateless server restarted with other tools): list again once;
+            // when the tool is still there, ask again.
+            if !relisted && protocol::tool_not_found(&answer) {
+                relisted = true;
+                log::info!(
+                    "{}mcp[{}]: the server does not know {tool}; listing its tools again",
+                    crate::mcp::logctx::prefix(),
+                    self.name
+                );
+                if self
+                    .relist(&session, deadline, cancel)
+                    .is_some_and(|l| l.iter().any(|t| t.name == tool))
+                {
+                    attempt -= 1;
+                    continue;
+                }
+            }
+            match answer {
                 Ok(result) => return protocol::parse_call_result(result),
                 Err(RequestError::NotSent(e @ Error::Closed(_)))
-                    if attempt == 0 && !cancel.is_cancelled() && Instant::now() < deadline =>
+                    if attempt == 1 && !cancel.is_cancelled() && Instant::now() < deadline =>
                 {
                     log::info!(
-                        "mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        "{}mcp[{}]: session was dead before {tool} was sent ({e}); retrying",
+                        crate::mcp::logctx::prefix(),
                         self.name
                     );
                 }
-                Err(e) => return Err(e.into_error()),
+                Err(e) => {
+                    return Err(match e.into_error() {
+                        // The child died under the call: the model gets its exit status only.
+                        Error::Closed(_) if session.exit_status().is_some() => {
+                            Error::Stopped(session.exit_status().unwrap_or_default())
+                        }
+                        other => other,
+                    });
+                }
             }
         }
         Err(Error::Closed(
             "session died twice before the call was sent".into(),
         ))
+    }
+
+    /// The server's tools and the listed tools it does not offer (with why), from the current
+    /// session's listing (started if needed).
+    pub fn listing(&self) -> Result<Listing, Error> {
+        let tools = self.tools()?;
+        let left_out = self
+            .inner
+            .lock()
+            .session
+            .as_ref()
+            .map(|s| s.left_out())
+            .unwrap_or_default();
+        Ok((tools, left_out))
+    }
+
+    /// The last tool listing any session of this server gave (also while it is down).
+    pub fn last_known_tools(&self) -> Option<Arc<Vec<ToolInfo>>> {
+        self.inner.lock().last_tools.clone()
     }
 
     pub fn status(&self) -> ServerStatus {
@@ -243,7 +296,7 @@ impl Supervisor {
         };
         ServerStatus {
             state,
-            last_error,
+            last_error: last_error.map(|e| self.redact(&e)),
             restarts: g.restarts,
             tool_count: g.tools.as_ref().map(|t| t.len()),
             pid: live.and_then(|s| s.pid()),
@@ -277,7 +330,8 @@ impl Supervisor {
             Ok(()) => Ok(session),
             Err(e) => {
                 log::warn!(
-                    "mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    "{}mcp[{}]: no answer to a liveness ping ({e}); reconnecting",
+                    crate::mcp::logctx::prefix(),
                     self.name
                 );
                 session.close(Grace::QUICK);
@@ -354,7 +408,9 @@ impl Supervisor {
                 g.failures = 0;
                 g.retry_at = None;
                 g.last_error = None;
-                g.tools = Some(Arc::new(tools));
+                let tools = Arc::new(tools);
+                g.last_tools = Some(tools.clone());
+                g.tools = Some(tools);
                 g.session = Some(session.clone());
                 Ok(session)
             }
@@ -375,13 +431,16 @@ impl Supervisor {
                         .min(MAX_BACKOFF),
                 );
                 g.retry_at = Some(Instant::now() + backoff);
-                let msg = match &e {
+                let msg = self.redact(&match &e {
                     Error::Start(m) => m.clone(),
                     other => other.to_string(),
-                };
+                });
+                // The server's stderr goes to the debug log only, never to a warn line.
                 log::warn!(
-                    "mcp[{}]: start failed ({msg}); next attempt in {} ms at the earliest",
+                    "{}mcp[{}]: start failed ({}); next attempt in {} ms at the earliest",
+                    crate::mcp::logctx::prefix(),
                     self.name,
+                    without_stderr(&msg),
                     backoff.as_millis()
                 );
                 g.last_error = Some(msg);
@@ -411,7 +470,8 @@ impl Supervisor {
             }
         })?;
         log::info!(
-            "mcp[{}]: ready with {} tools in {} ms",
+            "{}mcp[{}]: ready with {} tools in {} ms",
+            crate::mcp::logctx::prefix(),
             self.name,
             tools.len(),
             t0.elapsed().as_millis()
@@ -441,6 +501,7 @@ impl Supervisor {
                         .collect(),
                     cwd: cwd.as_deref(),
                     inherit_env: *inherit_env,
+                    secrets: self.secrets.read().as_ref().clone(),
                 };
                 Ok(Box::new(StdioTransport::spawn(&self.name, &spec, inbound)?))
             }
@@ -471,6 +532,7 @@ impl Supervisor {
                 .collect(),
             idle: MIN_STREAM_IDLE.max(self.cfg.call_timeout + Duration::from_secs(30)),
             max_streams: (self.cfg.max_concurrency + EXTRA_STREAMS).min(MAX_STREAMS),
+            ca_file: self.cfg.ca_file.clone(),
         }
     }
 }

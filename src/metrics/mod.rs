@@ -13,13 +13,17 @@
 //! with its values in exposition order (`ALL`), its label from a `match`, and its slot in the
 //! counter tables from `index`. A request whose client went away is [`Status::ClientGone`],
 //! counted under `status="499"` (a label kept stable for dashboards; no 499 is ever sent).
-//! `render` writes the text exposition.
+//! `render` writes the text exposition; `ops` holds the per-API-key, audit-log and reload
+//! series.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+mod ops;
 mod render;
+
+pub use ops::MAX_KEYS;
 
 /// The HTTP server's load at one moment, for the gauges of `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,11 +55,12 @@ pub enum Route {
     Metrics,
     Other,
     Responses,
+    Completions,
 }
 
 impl Route {
     /// Every route, in exposition order (`index` is the position here).
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Health,
         Route::Models,
         Route::Chat,
@@ -63,6 +68,7 @@ impl Route {
         Route::Metrics,
         Route::Other,
         Route::Responses,
+        Route::Completions,
     ];
 
     pub fn label(self) -> &'static str {
@@ -74,6 +80,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Other => "other",
             Route::Responses => "responses",
+            Route::Completions => "completions",
         }
     }
 
@@ -86,6 +93,7 @@ impl Route {
             Route::Metrics => 4,
             Route::Other => 5,
             Route::Responses => 6,
+            Route::Completions => 7,
         }
     }
 }
@@ -363,6 +371,8 @@ pub struct Metrics {
     tool_calls: Box<[AtomicU64]>,
     tool_latency: Box<[Histogram]>,
     http_stats: OnceLock<ServerLoadFn>,
+    /// Per API key, the audit log, config reloads (`ops`).
+    ops: ops::Ops,
 }
 
 impl Default for Metrics {
@@ -396,6 +406,7 @@ impl Metrics {
             backends,
             tools,
             http_stats: OnceLock::new(),
+            ops: ops::Ops::new(),
         }
     }
 
@@ -462,7 +473,8 @@ mod tests {
                 "admin",
                 "metrics",
                 "other",
-                "responses"
+                "responses",
+                "completions"
             ]
         );
         let kinds: Vec<&str> = UpstreamError::ALL.iter().map(|k| k.label()).collect();

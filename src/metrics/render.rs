@@ -193,6 +193,7 @@ impl Metrics {
         );
 
         render_mcp(o, mcp);
+        self.ops.render(o);
         out
     }
 }
@@ -284,16 +285,16 @@ fn histograms(
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
+pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
     let _ = writeln!(out, "{name}{} {value}", braces(labels));
 }
 
 /// A counter series, left out while zero.
-fn counter(out: &mut String, name: &str, labels: &str, value: u64) {
+pub(super) fn counter(out: &mut String, name: &str, labels: &str, value: u64) {
     if value > 0 {
         sample(out, name, labels, value);
     }

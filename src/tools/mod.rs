@@ -3,11 +3,16 @@
 //!
 //! A [`ToolSet`] is built per request from the snapshot's MCP servers: servers are started
 //! lazily and concurrently (scoped threads, each bounded by its `startup_timeout`); a server that
-//! cannot start is left out and reported as degraded instead of failing the request. All tool
+//! is down is reported as degraded (`X-Aiproxy-Degraded`) instead of failing the request, and
+//! its last known tools are still offered. A failed call is told to the model in short, stable
+//! words naming the server (`server 'x' is unavailable; try again later`, `server 'x' stopped
+//! (exit status 1)`); the details go to the log, scrubbed of secrets, with the request id.
+//! Arguments must be a JSON object (`null` and `""` mean `{}`). All tool
 //! calls of one turn run concurrently in scoped threads (at most [`MAX_PARALLEL_CALLS`] at a
 //! time; each server also bounds its own concurrency), so no thread outlives its request, and
 //! results come back in the model's order. Each call is timed and counted in the gateway's
-//! metrics when the set carries them.
+//! metrics when the set carries them, and written to the audit log when there is one
+//! ([`ToolSet::with_audit`]; the line is queued, never written on the request's thread).
 //!
 //! Hostile peers: at most `max_tools` tools of each server are offered (the first of its
 //! listing; default 1000, one warning per listing), and at most the assistant's
@@ -28,6 +33,7 @@ use serde_json::{Map, Value, json};
 
 use crate::agent::ToolExecutor;
 use crate::api::openai::{FunctionDef, Message, Tool, ToolCall};
+use crate::audit::{self, AuditLog};
 use crate::cancel::Cancel;
 use crate::mcp::{self, Supervisor};
 use crate::metrics::{Metrics, ToolOutcome};
@@ -68,11 +74,26 @@ pub struct ToolSet {
     /// OpenAI definitions of the MCP tools, in server then listing order.
     pub tools: Vec<Tool>,
     routes: HashMap<String, Route>,
-    /// Servers left out because they could not start, with the reason.
+    /// Servers that are down (could not start or be listed), with the reason (redacted; for
+    /// logs and the `X-Aiproxy-Degraded` header, never for the model).
     pub degraded: Vec<(String, String)>,
+    /// The servers behind `degraded`: a call under their prefix is answered as unavailable.
+    down: Vec<Arc<Supervisor>>,
+    /// The request this set serves, for MCP log lines of its call threads.
+    request: Option<Arc<str>>,
     metrics: Option<Arc<Metrics>>,
     /// MCP tool calls run per turn (the assistant's `max_tool_calls_per_turn`).
     max_calls: usize,
+    /// Where every call is also written, with who made it.
+    audit: Option<(Arc<AuditLog>, Who)>,
+}
+
+/// Who a request's tool calls are made for, as the audit log names them.
+pub struct Who {
+    pub request_id: String,
+    /// The API key's configured name (never the key).
+    pub key: Option<String>,
+    pub assistant: String,
 }
 
 impl ToolSet {
@@ -81,8 +102,11 @@ impl ToolSet {
             tools: Vec::new(),
             routes: HashMap::new(),
             degraded: Vec::new(),
+            down: Vec::new(),
+            request: None,
             metrics: None,
             max_calls: DEFAULT_MAX_CALLS,
+            audit: None,
         }
     }
 
@@ -98,15 +122,32 @@ impl ToolSet {
         self
     }
 
-    /// Start (if needed) and list the given servers, apply the assistant's filters.
+    /// Also write every call of this set to the audit log, if there is one (lines it cannot
+    /// queue are counted in the metrics, when the set carries them).
+    pub fn with_audit(mut self, log: Option<Arc<AuditLog>>, who: Who) -> ToolSet {
+        self.audit = log.map(|l| (l, who));
+        self
+    }
+
+    /// Start (if needed) and list the given servers, apply the assistant's filters. A server
+    /// that is down is reported in [`ToolSet::degraded`]; its last known tools (if it ever
+    /// listed any) are still offered, and calls to them or to any other name under its prefix
+    /// get `server 'x' is unavailable; try again later`.
     pub fn build(servers: &[Arc<Supervisor>], allowed: &[String], denied: &[String]) -> ToolSet {
+        let request = mcp::logctx::current();
         let listed: Vec<Result<Arc<Vec<mcp::ToolInfo>>, mcp::Error>> = match servers {
             [] => Vec::new(),
             [one] => vec![one.tools()],
             many => std::thread::scope(|s| {
                 let handles: Vec<_> = many
                     .iter()
-                    .map(|srv| s.spawn(move || srv.tools()))
+                    .map(|srv| {
+                        let request = request.clone();
+                        s.spawn(move || {
+                            let _ctx = mcp::logctx::enter_shared(request);
+                            srv.tools()
+                        })
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -119,41 +160,65 @@ impl ToolSet {
             }),
         };
         let mut set = ToolSet::empty();
-        let mut entries: Vec<(&Arc<Supervisor>, &mcp::ToolInfo)> = Vec::new();
-        for (srv, res) in servers.iter().zip(&listed) {
-            match res {
-                Ok(tools) => {
-                    let cap = srv.max_tools();
-                    if tools.len() > cap {
-                        warn_capped_once(srv.name(), tools, cap);
-                    }
-                    entries.extend(tools.iter().take(cap).map(|t| (srv, t)));
-                }
+        set.request = request;
+        let mut known: Vec<(&Arc<Supervisor>, Arc<Vec<mcp::ToolInfo>>)> = Vec::new();
+        for (srv, res) in servers.iter().zip(listed) {
+            let tools = match res {
+                Ok(tools) => tools,
                 Err(e) => {
+                    let last = srv.last_known_tools();
+                    let detail = srv.redact(&e.to_string());
                     log::warn!(
-                        "mcp server '{}' left out of this request: {}",
+                        "{}mcp server '{}' is down ({}); {}",
+                        mcp::logctx::prefix(),
                         srv.name(),
-                        printable(&e.to_string())
+                        printable(mcp::without_stderr(&detail)),
+                        if last.is_some() {
+                            "offering its last known tools"
+                        } else {
+                            "none of its tools offered"
+                        }
                     );
-                    set.degraded.push((srv.name().to_string(), e.to_string()));
+                    set.degraded.push((srv.name().to_string(), detail));
+                    set.down.push(Arc::clone(srv));
+                    match last {
+                        Some(t) => t,
+                        None => continue,
+                    }
                 }
+            };
+            let cap = srv.max_tools();
+            if tools.len() > cap {
+                warn_capped_once(srv.name(), &tools, cap);
             }
+            known.push((srv, tools));
         }
+        let entries: Vec<(&Arc<Supervisor>, &mcp::ToolInfo)> = known
+            .iter()
+            .flat_map(|(srv, tools)| tools.iter().take(srv.max_tools()).map(move |t| (*srv, t)))
+            .collect();
         let pairs: Vec<(&str, &str)> = entries
             .iter()
             .map(|(s, t)| (s.name(), t.name.as_str()))
             .collect();
         let names = naming::assign_names(&pairs);
         for ((srv, info), name) in entries.into_iter().zip(names) {
-            let plain = naming::base_name(srv.name(), &info.name);
+            let plain = naming::plain_name(srv.name(), &info.name);
             if !naming::tool_allowed(&[&name, &plain], allowed, denied) {
                 continue;
+            }
+            let mut description = info.description.clone().unwrap_or_default();
+            if name != plain {
+                // A shortened or suffixed name: the server's name tells similar tools apart.
+                description = format!("(MCP server '{}') {description}", srv.name())
+                    .trim_end()
+                    .to_string();
             }
             set.tools.push(Tool {
                 kind: "function".into(),
                 function: FunctionDef {
                     name: name.clone(),
-                    description: Some(info.description.clone().unwrap_or_default()),
+                    description: Some(description),
                     parameters: Some(parameters_schema(&info.input_schema)),
                     rest: Map::new(),
                 },
@@ -180,10 +245,28 @@ impl ToolSet {
         let started = Instant::now();
         let name = &call.function.name;
         let (output, outcome) = self.run_call(call, cancel);
+        let elapsed = started.elapsed();
         if let Some(m) = &self.metrics {
             // A name the model made up is not a label (it would be unbounded).
             let known = self.routes.contains_key(name).then_some(name.as_str());
-            m.tool_call(known, outcome, started.elapsed());
+            m.tool_call(known, outcome, elapsed);
+        }
+        if let Some((log, who)) = &self.audit {
+            let origin = self.origin(name);
+            let queued = log.record(&audit::Record {
+                request_id: &who.request_id,
+                key: who.key.as_deref(),
+                assistant: &who.assistant,
+                server: origin.map(|o| o.0),
+                tool: origin.map(|o| o.1),
+                exposed: name,
+                arguments: &call.function.arguments,
+                duration: elapsed,
+                outcome: outcome.label(),
+            });
+            if let Some(m) = &self.metrics {
+                m.audit_line(queued);
+            }
         }
         output
     }
@@ -191,17 +274,33 @@ impl ToolSet {
     fn run_call(&self, call: &ToolCall, cancel: &Cancel) -> (ToolOutput, ToolOutcome) {
         let name = &call.function.name;
         let Some(route) = self.routes.get(name) else {
+            // A name under a down server's prefix is that server's, not a made-up tool.
+            if let Some(srv) = self
+                .down
+                .iter()
+                .find(|s| naming::under_server(name, s.name()))
+            {
+                let out = ToolOutput::error(unavailable(srv.name()));
+                return (out, ToolOutcome::Error);
+            }
             let out = ToolOutput::error(format!("unknown tool '{name}'"));
             return (out, ToolOutcome::Invalid);
         };
         let args = match parse_arguments(&call.function.arguments) {
             Ok(a) => a,
             Err(e) => {
-                let out = ToolOutput::error(format!("invalid JSON arguments for '{name}': {e}"));
+                let out = ToolOutput::error(match e {
+                    ArgError::Json(e) => format!("invalid JSON arguments for '{name}': {e}"),
+                    ArgError::NotObject(kind) => format!(
+                        "invalid arguments for '{name}': the arguments must be a JSON object \
+                         matching the tool's input schema, not {kind}"
+                    ),
+                });
                 return (out, ToolOutcome::Invalid);
             }
         };
-        match route.server.call_tool(&route.tool, args, cancel) {
+        let server = &route.server;
+        match server.call_tool(&route.tool, args, cancel) {
             Ok(r) => {
                 let out = result::from_call_result(&r);
                 let outcome = if out.is_error {
@@ -211,19 +310,55 @@ impl ToolSet {
                 };
                 (out, outcome)
             }
-            Err(mcp::Error::Timeout) => (
-                ToolOutput::error(format!("'{name}' timed out")),
-                ToolOutcome::Timeout,
-            ),
-            Err(mcp::Error::Cancelled) => (
-                ToolOutput::error(format!("'{name}' failed: cancelled")),
-                ToolOutcome::Cancelled,
-            ),
-            Err(e) => (
-                ToolOutput::error(format!("'{name}' failed: {e}")),
-                ToolOutcome::Error,
-            ),
+            Err(e) => {
+                let outcome = match e {
+                    mcp::Error::Timeout => ToolOutcome::Timeout,
+                    mcp::Error::Cancelled => ToolOutcome::Cancelled,
+                    _ => ToolOutcome::Error,
+                };
+                if !matches!(e, mcp::Error::Cancelled) {
+                    log::warn!(
+                        "{}mcp[{}]: tools/call {} failed: {}",
+                        mcp::logctx::prefix(),
+                        server.name(),
+                        printable(&protocol_cut(&route.tool)),
+                        printable(mcp::without_stderr(&server.redact(&e.to_string())))
+                    );
+                }
+                (ToolOutput::error(failure_text(name, server, &e)), outcome)
+            }
         }
+    }
+}
+
+fn protocol_cut(s: &str) -> String {
+    mcp::protocol::cut(s, 80)
+}
+
+/// What the model is told when a server cannot be reached.
+fn unavailable(server: &str) -> String {
+    format!("server '{server}' is unavailable; try again later")
+}
+
+/// What the model sees when a call fails: short, stable, naming the server; no internal
+/// URLs, OS errors or server stderr (those go to the log).
+fn failure_text(name: &str, server: &Supervisor, e: &mcp::Error) -> String {
+    let s = server.name();
+    match e {
+        mcp::Error::Start(_) => unavailable(s),
+        mcp::Error::Stopped(status) => format!("server '{s}' stopped ({status})"),
+        mcp::Error::Closed(_) => format!("server '{s}' closed the connection before answering"),
+        mcp::Error::Timeout => format!("'{name}' timed out"),
+        mcp::Error::Cancelled => format!("'{name}' failed: cancelled"),
+        // The server's own answer to the client: passed on (scrubbed).
+        mcp::Error::Rpc { code, message } => {
+            format!("'{name}' failed: error {code}: {}", server.redact(message))
+        }
+        mcp::Error::Protocol(_) => format!("server '{s}' sent a reply that could not be used"),
+        mcp::Error::TooLarge(n) => format!(
+            "server '{s}' sent a reply larger than {} MiB; it was discarded",
+            n / (1024 * 1024)
+        ),
     }
 }
 
@@ -235,6 +370,8 @@ impl ToolExecutor for ToolSet {
     /// Run the calls concurrently; one tool message per call, in the given order. Calls
     /// beyond `max_calls` are not run: each gets a tool error saying so.
     fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
+        // The loop may call from a thread of its own: MCP lines still name the request.
+        let _ctx = mcp::logctx::enter_shared(self.request.clone());
         let (run, over) = calls.split_at(calls.len().min(self.max_calls));
         if !over.is_empty() {
             log::warn!(
@@ -265,15 +402,27 @@ impl ToolSet {
                 let mut out = Vec::with_capacity(many.len());
                 for batch in many.chunks(MAX_PARALLEL_CALLS) {
                     std::thread::scope(|s| {
+                        // Small fixed stacks, like the worker's; a call whose thread cannot
+                        // be started runs here instead.
                         let handles: Vec<_> = batch
                             .iter()
-                            .map(|c| s.spawn(move || self.call_one(c, cancel)))
+                            .map(|c| {
+                                std::thread::Builder::new()
+                                    .stack_size(crate::http::DEFAULT_STACK_SIZE)
+                                    .spawn_scoped(s, move || {
+                                        let _ctx = mcp::logctx::enter_shared(self.request.clone());
+                                        self.call_one(c, cancel)
+                                    })
+                                    .map_err(|_| c)
+                            })
                             .collect();
                         for h in handles {
-                            out.push(
-                                h.join()
+                            out.push(match h {
+                                Ok(h) => h
+                                    .join()
                                     .unwrap_or_else(|_| ToolOutput::error("tool call panicked")),
-                            );
+                                Err(c) => self.call_one(c, cancel),
+                            });
                         }
                     });
                 }
@@ -286,6 +435,41 @@ impl ToolSet {
             .map(|(o, c)| o.into_message(&c.id))
             .collect()
     }
+}
+
+/// `GET /admin/mcp/{name}/tools`: every tool object exactly as the server listed it (`tool`),
+/// with aiproxy's own fields beside it (`aiproxy`: the exposed name, whether it is offered,
+/// why not). Names are those the server's tools get on their own; an assistant that also
+/// uses a server with colliding names gets suffixed ones (see `aiproxy check --connect`), and
+/// its `allowed_tools` / `denied_tools` apply on top.
+pub fn admin_listing(server: &Supervisor) -> Result<Value, mcp::Error> {
+    let (tools, left_out) = server.listing()?;
+    let cap = server.max_tools();
+    let pairs: Vec<(&str, &str)> = tools
+        .iter()
+        .take(cap)
+        .map(|t| (server.name(), t.name.as_str()))
+        .collect();
+    let names = naming::assign_names(&pairs);
+    let mut out: Vec<Value> = Vec::with_capacity(tools.len() + left_out.len());
+    for (i, t) in tools.iter().enumerate() {
+        let aiproxy = match names.get(i) {
+            Some(name) => json!({"exposed_name": name, "offered": true, "reason": null}),
+            None => json!({
+                "exposed_name": null,
+                "offered": false,
+                "reason": format!("beyond the first {cap} tools of the server (max_tools)")
+            }),
+        };
+        out.push(json!({"tool": t.raw, "aiproxy": aiproxy}));
+    }
+    for l in left_out.iter() {
+        out.push(json!({
+            "tool": l.raw,
+            "aiproxy": {"exposed_name": null, "offered": false, "reason": l.reason}
+        }));
+    }
+    Ok(json!({"name": server.name(), "tools": out}))
 }
 
 /// `s` safe to print on a terminal: control characters (ESC, CR, BEL, …) and invisible
@@ -304,17 +488,33 @@ pub fn printable(s: &str) -> String {
     out
 }
 
-/// Model-produced arguments → a JSON object for `tools/call`. Empty means `{}`; a non-object
-/// value is wrapped as `{"value": v}`.
-pub fn parse_arguments(raw: &str) -> Result<Value, String> {
+/// Why model-produced arguments cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgError {
+    /// Not JSON at all (the parser's message).
+    Json(String),
+    /// JSON, but not an object: `a string`, `a number`, `a boolean`, `an array`.
+    NotObject(&'static str),
+}
+
+/// Model-produced arguments → a JSON object for `tools/call`. Empty, `null` and `""` mean
+/// `{}`; any other value that is not an object is refused (never wrapped or guessed at), so
+/// the model can be told what is expected.
+pub fn parse_arguments(raw: &str) -> Result<Value, ArgError> {
     if raw.trim().is_empty() {
         return Ok(json!({}));
     }
-    match serde_json::from_str::<Value>(raw) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(v) => Ok(json!({ "value": v })),
-        Err(e) => Err(e.to_string()),
-    }
+    let kind = match serde_json::from_str::<Value>(raw) {
+        Ok(v @ Value::Object(_)) => return Ok(v),
+        Ok(Value::Null) => return Ok(json!({})),
+        Ok(Value::String(s)) if s.is_empty() => return Ok(json!({})),
+        Ok(Value::String(_)) => "a string",
+        Ok(Value::Number(_)) => "a number",
+        Ok(Value::Bool(_)) => "a boolean",
+        Ok(Value::Array(_)) => "an array",
+        Err(e) => return Err(ArgError::Json(e.to_string())),
+    };
+    Err(ArgError::NotObject(kind))
 }
 
 /// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
@@ -342,8 +542,17 @@ mod tests {
     fn arguments() {
         assert_eq!(parse_arguments("").unwrap(), json!({}));
         assert_eq!(parse_arguments(r#"{"a":1}"#).unwrap(), json!({"a":1}));
-        assert_eq!(parse_arguments("3").unwrap(), json!({"value":3}));
-        assert!(parse_arguments("{oops").is_err());
+        assert_eq!(parse_arguments("null").unwrap(), json!({}));
+        assert_eq!(parse_arguments(" \"\" ").unwrap(), json!({}));
+        for (raw, kind) in [
+            ("3", "a number"),
+            ("\"str\"", "a string"),
+            ("[\"list\"]", "an array"),
+            ("true", "a boolean"),
+        ] {
+            assert_eq!(parse_arguments(raw), Err(ArgError::NotObject(kind)));
+        }
+        assert!(matches!(parse_arguments("{oops"), Err(ArgError::Json(_))));
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Exposed tool names and tool filters (docs/agent-loop.md#tool-names).
 //!
 //! An MCP tool is offered to the model as `<server>__<tool>`, with characters outside
-//! `[A-Za-z0-9_-]` replaced by `_`, at most 64 characters (the OpenAI function-name rule). A name
-//! that is too long, or that collides with another exposed name, gets a short hash suffix of
-//! the ORIGINAL server and tool names, so the same tool gets the same name in every request and
-//! after restarts, whatever order the servers answer in.
+//! `[A-Za-z0-9_-]` replaced by `_`, at most 64 characters (the OpenAI function-name rule).
+//! The tool's own name is what tells the model what it does, so it is kept whole wherever it
+//! fits: a name that is too long has its SERVER part shortened and marked with 8 hex digits of
+//! a hash of the original server name (`<server prefix>_<hash>__<tool>`); two servers whose
+//! names sanitize alike get the same treatment. Only when the tool's own name does not fit (or
+//! two tools of one server collide) is the whole name cut and suffixed with a hash of the
+//! original server and tool names. Hashes make the same tool get the same name in every
+//! request and after restarts, whatever order the servers answer in; the tool set adds the
+//! server's name to the description of every name that is not the plain form.
 
 use std::collections::HashMap;
 
@@ -24,14 +29,52 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The plain exposed name (before collision handling).
+/// The plain `<server>__<tool>` form, sanitized (possibly too long).
+pub fn plain_name(server: &str, tool: &str) -> String {
+    format!("{}__{}", sanitize(server), sanitize(tool))
+}
+
+/// The exposed name before collision handling: the plain form when it fits, else the server
+/// part shortened ([`server_hashed`]), else the whole name cut ([`hashed_name`]).
 pub fn base_name(server: &str, tool: &str) -> String {
-    let name = format!("{}__{}", sanitize(server), sanitize(tool));
-    if name.len() > MAX_NAME {
-        hashed_name(&name, server, tool)
-    } else {
-        name
+    let name = plain_name(server, tool);
+    if name.len() <= MAX_NAME {
+        return name;
     }
+    server_hashed(server, tool).unwrap_or_else(|| hashed_name(&name, server, tool))
+}
+
+/// `<server prefix>_<hash of server>__<tool>` within the limit, keeping the tool's own name
+/// whole; `None` when the tool's name leaves no room for at least one server character.
+pub fn server_hashed(server: &str, tool: &str) -> Option<String> {
+    let (s, t) = (sanitize(server), sanitize(tool));
+    let room = MAX_NAME.checked_sub(t.len() + 2 + SUFFIX_LEN)?;
+    if room == 0 {
+        return None;
+    }
+    // Sanitized names are ASCII: any byte index is a char boundary.
+    let keep = s.len().min(room);
+    Some(format!(
+        "{}_{:08x}__{t}",
+        &s[..keep],
+        fnv1a(server, "") as u32
+    ))
+}
+
+/// Whether an exposed name lies under `server`'s prefix (`<server>__…`): a call to such a
+/// name while the server is down is that server's, not a made-up tool.
+pub fn under_server(name: &str, server: &str) -> bool {
+    let s = sanitize(server);
+    if name
+        .strip_prefix(&s)
+        .is_some_and(|rest| rest.starts_with("__"))
+    {
+        return true;
+    }
+    // The shortened form: `<prefix of server>_<hash of server>__…`.
+    let marker = format!("_{:08x}__", fnv1a(server, "") as u32);
+    name.find(&marker)
+        .is_some_and(|i| i > 0 && name.get(..i).is_some_and(|p| s.starts_with(p)))
 }
 
 /// `name` cut to fit, plus `_` and 8 hex digits of a stable hash of the original names.
@@ -52,20 +95,42 @@ fn fnv1a(server: &str, tool: &str) -> u64 {
 }
 
 /// Assign exposed names to `(server, tool)` pairs, in order. Every member of a collision group
-/// gets a hash suffix (not just the later ones), so names don't depend on listing order.
-/// Linear in the number of pairs (a hostile server may list tens of thousands of tools).
+/// is renamed (not just the later ones), so names don't depend on listing order: first by a
+/// hash of its server name in the server part (the tool's name stays whole: this separates
+/// servers whose names sanitize alike), and where that still collides (two tools of one
+/// server, e.g. `a.b` and `a_b`) by a hash suffix of server and tool. Linear in the number of
+/// pairs (a hostile server may list tens of thousands of tools).
 pub fn assign_names(pairs: &[(&str, &str)]) -> Vec<String> {
     let base: Vec<String> = pairs.iter().map(|(s, t)| base_name(s, t)).collect();
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(base.len());
-    for name in &base {
-        *seen.entry(name.as_str()).or_default() += 1;
-    }
-    base.iter()
+    let counts = |names: &[String]| {
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(names.len());
+        for name in names {
+            *seen.entry(name.clone()).or_default() += 1;
+        }
+        seen
+    };
+    let seen = counts(&base);
+    let collides =
+        |seen: &HashMap<String, usize>, name: &str| seen.get(name).is_some_and(|&n| n > 1);
+    let second: Vec<String> = base
+        .iter()
         .zip(pairs)
         .map(|(name, (s, t))| {
-            let collides = seen.get(name.as_str()).is_some_and(|&n| n > 1);
-            if collides {
-                hashed_name(name, s, t)
+            if collides(&seen, name) {
+                server_hashed(s, t).unwrap_or_else(|| hashed_name(name, s, t))
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    let seen = counts(&second);
+    second
+        .iter()
+        .zip(&base)
+        .zip(pairs)
+        .map(|((name, first), (s, t))| {
+            if collides(&seen, name) {
+                hashed_name(first, s, t)
             } else {
                 name.clone()
             }
@@ -127,6 +192,47 @@ mod tests {
         assert!(a.starts_with("srv__xxx"));
         let b = base_name("srv", &format!("{tool}y"));
         assert_ne!(a, b, "different originals get different names");
+    }
+
+    #[test]
+    fn long_server_names_are_shortened_first_keeping_the_tool_whole() {
+        let server = "a".repeat(50);
+        let name = base_name(&server, "get-resource-links");
+        assert_eq!(name.len(), MAX_NAME);
+        assert!(name.ends_with("__get-resource-links"), "{name}");
+        assert!(name.starts_with("aaaa"), "{name}");
+        assert_eq!(name, base_name(&server, "get-resource-links"), "stable");
+        // Shortened with the server's hash: the same for every shortened tool of it.
+        let other = base_name(&server, "get-structured-content");
+        assert_eq!(
+            other.split("__").next().unwrap().rsplit('_').next(),
+            name.split("__").next().unwrap().rsplit('_').next(),
+            "{other} / {name}"
+        );
+        // Servers sharing a long prefix stay apart.
+        assert_ne!(
+            base_name(&format!("{server}x"), "echo"),
+            base_name(&format!("{server}y"), "echo")
+        );
+    }
+
+    #[test]
+    fn names_under_a_server() {
+        assert!(under_server("demo__add", "demo"));
+        assert!(!under_server("demox__add", "demo"));
+        assert!(!under_server("other__add", "demo"));
+        let long = "s".repeat(60);
+        assert!(under_server(&base_name(&long, "tool"), &long));
+        assert!(!under_server(&base_name(&long, "tool"), &"t".repeat(60)));
+    }
+
+    #[test]
+    fn servers_that_sanitize_alike_keep_the_tool_name_whole() {
+        let names = assign_names(&[("my.every", "echo"), ("my_every", "echo")]);
+        assert_ne!(names[0], names[1]);
+        for n in &names {
+            assert!(n.starts_with("my_every_") && n.ends_with("__echo"), "{n}");
+        }
     }
 
     #[test]

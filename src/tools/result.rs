@@ -1,10 +1,12 @@
 //! MCP tool results → the tool message the model sees (docs/agent-loop.md#tool-results).
 //!
 //! Text blocks are joined; `structuredContent` is given as JSON when there is no text; resource
-//! links and embedded resources become short text; images travel as real image blocks for
+//! links and embedded resources become short text (a blob with a text MIME type, valid UTF-8,
+//! is decoded and shown as text, within the cap); images travel as real image blocks for
 //! backends that take them (`Message::tool_images`) and as a short placeholder in the text;
 //! binary data never appears as base64 in the text. Failures are marked (`Message::tool_error`
-//! plus a `[tool error]` prefix). Output above the cap is cut head + tail with a marker.
+//! plus a `[tool error]` prefix). Text is passed byte for byte (blocks joined with `\n`, nothing
+//! trimmed); only output above the cap is cut, head + tail with a marker.
 
 use serde_json::Value;
 
@@ -101,7 +103,9 @@ pub fn from_call_result(r: &CallResult) -> ToolOutput {
     if let (false, Some(sc)) = (has_text, &r.structured_content) {
         parts.insert(0, sc.to_string());
     }
-    let mut text = parts.join("\n").trim().to_string();
+    // Byte for byte: indentation and trailing newlines are part of the output (a later edit
+    // may have to match them exactly). Only the cap in `into_message` may cut.
+    let mut text = parts.join("\n");
     if text.is_empty() {
         text = "(no output)".into();
     }
@@ -114,7 +118,16 @@ pub fn from_call_result(r: &CallResult) -> ToolOutput {
 
 fn embedded_resource(res: &Value) -> String {
     let s = |k: &str| res.get(k).and_then(Value::as_str).unwrap_or("");
-    match res.get("text").and_then(Value::as_str) {
+    // A blob with a text MIME type is text the server chose to encode: shown decoded.
+    let decoded = (is_text_mime(s("mimeType")))
+        .then(|| decode_base64(s("blob")))
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    match res
+        .get("text")
+        .and_then(Value::as_str)
+        .or(decoded.as_deref())
+    {
         Some(text) => format!("[resource {}]\n{text}", s("uri")),
         None => format!(
             "[resource {}: {}, {} bytes, not shown]",
@@ -123,6 +136,55 @@ fn embedded_resource(res: &Value) -> String {
             base64_len(s("blob"))
         ),
     }
+}
+
+/// `text/*`, JSON, XML, YAML, JavaScript and `+json` / `+xml` types (parameters ignored).
+fn is_text_mime(mime: &str) -> bool {
+    let m = mime
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    m.starts_with("text/")
+        || m.ends_with("+json")
+        || m.ends_with("+xml")
+        || matches!(
+            m.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/yaml"
+                | "application/x-yaml"
+                | "application/toml"
+                | "application/x-sh"
+                | "application/sql"
+        )
+}
+
+/// Standard base64 (padding optional, whitespace ignored); `None` when it is not base64.
+fn decode_base64(b64: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(b64.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in b64.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 fn non_empty<'a>(s: &'a str, default: &'a str) -> &'a str {
@@ -239,6 +301,43 @@ mod tests {
     }
 
     #[test]
+    fn text_blobs_are_decoded() {
+        // "héllo {\"a\":1}\n" in base64.
+        let b64 = "aMOpbGxvIHsiYSI6MX0K";
+        assert_eq!(decode_base64(b64).unwrap(), "héllo {\"a\":1}\n".as_bytes());
+        assert_eq!(decode_base64("!!"), None);
+        let block = |mime: &str| {
+            let r = result(
+                json!([{"type":"resource","resource":{"uri":"mem://b","mimeType":mime,"blob":b64}}]),
+                None,
+                false,
+            );
+            from_call_result(&r).text
+        };
+        for mime in [
+            "text/plain",
+            "application/json",
+            "text/csv; charset=utf-8",
+            "application/ld+json",
+        ] {
+            assert_eq!(
+                block(mime),
+                "[resource mem://b]\nhéllo {\"a\":1}\n",
+                "{mime}"
+            );
+        }
+        assert!(block("application/octet-stream").contains("not shown"));
+        assert!(block("image/png").contains("not shown"));
+        // Not UTF-8: still binary.
+        let r = result(
+            json!([{"type":"resource","resource":{"uri":"mem://b","mimeType":"text/plain","blob":"//79"}}]),
+            None,
+            false,
+        );
+        assert!(from_call_result(&r).text.contains("not shown"));
+    }
+
+    #[test]
     fn errors_are_marked() {
         let r = result(json!([{"type":"text","text":"boom"}]), None, true);
         let m = from_call_result(&r).into_message("call_1");
@@ -246,6 +345,16 @@ mod tests {
         assert!(m.tool_error);
         assert_eq!(m.tool_call_id.as_deref(), Some("call_1"));
         assert_eq!(m.role, Role::Tool);
+    }
+
+    #[test]
+    fn text_is_passed_byte_for_byte() {
+        let code = "    def f():\n        return 1\n\n\n";
+        let r = result(json!([{"type":"text","text":code}]), None, false);
+        assert_eq!(from_call_result(&r).text, code);
+        assert_eq!(from_call_result(&r).into_message("c").text_content(), code);
+        let r = result(json!([{"type":"text","text":" \t\n"}]), None, false);
+        assert_eq!(from_call_result(&r).text, " \t\n");
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn original_project_example_loads_unchanged() {
     let env = fixture_env().with("PROXY_API_KEY", "pk-1");
     let cfg = load(&fixtures().join("original-example.yaml"), &env).unwrap();
     assert_eq!(cfg.proxy_api_keys.len(), 1);
-    assert_eq!(cfg.proxy_api_keys[0].expose(), "pk-1");
+    assert_eq!(cfg.proxy_api_keys[0].key.expose(), "pk-1");
 }
 
 #[test]
@@ -180,6 +180,10 @@ fn example_config_loads_and_documents_its_variables() {
         }
     );
     assert_eq!(cfg.backends["local"].base_url, "http://127.0.0.1:11434/v1");
+    assert_eq!(
+        cfg.backends["openai-responses"].kind,
+        config::BackendKind::OpenAiResponses
+    );
     assert_eq!(cfg.backends["local"].timeout, Duration::from_secs(900));
     match &cfg.mcp_servers["demo"].transport {
         McpTransport::Stdio { command, args, .. } => {
@@ -444,7 +448,7 @@ fn item_validators_for_admin_bodies() {
         err,
         [
             "bogus_field: unknown field",
-            "kind: expected one of openai, anthropic, mock"
+            "kind: expected one of openai, openai-responses, anthropic, mock"
         ]
     );
 
@@ -547,5 +551,5 @@ server:
         (BackendKind::OpenAi, None)
     );
     assert_eq!(cfg.assistants[0].temperature, None);
-    assert_eq!(cfg.server.workers, 64);
+    assert_eq!(cfg.server.workers, 1024);
 }

@@ -102,12 +102,9 @@ fn k8s_manifests_agree_with_the_config() {
         .and_then(|e| e["value"].as_str())
         .unwrap();
     assert_eq!(listen, format!("0.0.0.0:{port}"));
-    for probe in ["readinessProbe", "livenessProbe"] {
-        assert_eq!(
-            c[probe]["httpGet"]["path"].as_str(),
-            Some("/health"),
-            "{probe}"
-        );
+    // Issue 16: readiness on /ready (503 when draining or full), liveness on /health.
+    for (probe, path) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
+        assert_eq!(c[probe]["httpGet"]["path"].as_str(), Some(path), "{probe}");
     }
     let svc = kind(&deploy, "Service");
     assert_eq!(

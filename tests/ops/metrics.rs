@@ -108,10 +108,13 @@ fn metrics_follow_what_was_served() {
         must(&text, "aiproxy_in_flight_requests") >= 1.0,
         "the stream is in flight:\n{text}"
     );
-    // A second stream fills max_in_flight (2): the next request is shed with 503.
+    // A second stream fills max_in_flight (2): the next chat request is shed with 503, and
+    // readiness says so, while liveness (its own lane) still answers 200.
     let mut b = SseClient::open(addr, &stream_body);
     b.next_data().expect("first chunk");
-    assert_eq!(request(addr, "GET", "/health", &[], b"").status, 503);
+    assert_eq!(chat("hi", "demo").status, 503);
+    assert_eq!(request(addr, "GET", "/ready", &[], b"").status, 503);
+    assert_eq!(request(addr, "GET", "/health", &[], b"").status, 200);
     for s in [a, b] {
         let events = s.collect();
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
@@ -139,8 +142,13 @@ fn metrics_follow_what_was_served() {
         m("aiproxy_http_requests_total{route=\"chat\",status=\"404\"}"),
         1.0
     );
+    // `/health` twice; `/ready` (counted as a probe) once, refusing while saturated.
     assert_eq!(
         m("aiproxy_http_requests_total{route=\"health\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        m("aiproxy_http_requests_total{route=\"health\",status=\"503\"}"),
         1.0
     );
     assert_eq!(

@@ -51,6 +51,9 @@ pub enum Reply {
     Hang,
     /// A stream: text "first", then `pings` pings `gap` apart, then text "second".
     Slow { gap: Duration, pings: usize },
+    /// These SSE events as given (each a complete `event:`/`data:` text ending in a blank
+    /// line), for translating servers that do not speak quite like the real API.
+    RawStream(Vec<String>),
 }
 
 impl Reply {
@@ -256,6 +259,7 @@ fn handle(mut conn: Conn, state: &Mutex<State>) {
             &message,
             retry_after.as_deref(),
         ),
+        Some(Reply::RawStream(events)) => write_stream(&mut out, &events),
         Some(Reply::Hang) => {
             conn.pause(Duration::from_secs(30));
         }

@@ -6,6 +6,7 @@ pub mod fake_anthropic;
 pub mod fake_apiman;
 pub mod fake_http;
 pub mod fake_openai;
+pub mod fake_responses;
 pub mod gateway;
 pub mod peers;
 pub mod proc_gateway;

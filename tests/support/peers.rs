@@ -225,6 +225,7 @@ pub fn server_config(transport: McpTransport, startup_ms: u64, call_ms: u64) -> 
         call_timeout: Duration::from_millis(call_ms),
         max_concurrency: 8,
         max_tools: 1000,
+        ca_file: None,
     }
 }
 

@@ -42,8 +42,19 @@ pub fn build(req: &TurnRequest<'_>, prompt_caching: bool) -> Value {
     if prompt_caching && let Some(Value::Object(last)) = system.last_mut() {
         last.insert("cache_control".into(), json!({"type": "ephemeral"}));
     }
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
+    // One block without cache_control goes as a plain string: some servers that translate
+    // the Messages API pass `system` on to backends that only take a string.
+    match system.as_slice() {
+        [] => {}
+        [one] if one.get("cache_control").is_none() && one.get("type") == Some(&json!("text")) => {
+            body.insert(
+                "system".into(),
+                one.get("text").cloned().unwrap_or_default(),
+            );
+        }
+        _ => {
+            body.insert("system".into(), Value::Array(system));
+        }
     }
 
     let (tools, stubbed) = tools(req.tools, &conv.messages, prompt_caching);

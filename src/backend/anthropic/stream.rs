@@ -7,9 +7,17 @@
 //! accumulated and parsed at `content_block_stop`, an empty string meaning `{}` —,
 //! `thinking_delta`, `signature_delta`, `citations_delta`), `content_block_stop`; `message_delta`
 //! (stop reason, cumulative usage); `message_stop`. `ping` may appear anywhere; an `error` event
-//! is an error, never a silent stop; unknown events and delta types are ignored, as the API's
+//! is an error, never a silent stop — also as a bare `data: {"error":{…}}` without an `event:`
+//! line or `type` (and a non-JSON `data:` that mentions an error becomes that upstream error,
+//! not a parse failure); unknown events and delta types are ignored, as the API's
 //! versioning policy asks. No I/O, no threads: [`StreamMachine`] is the [`Decoder`] the shared
 //! upstream layer (`backend::upstream`) feeds, which does the reading.
+//!
+//! Servers that translate to the Messages API (LiteLLM's `/v1/messages`) may split one tool call
+//! over several `tool_use` blocks with the same id: those are merged into the first (their
+//! input JSON concatenated), and the input is parsed when the message ends. A tool call whose
+//! input is still not JSON then, when the model was not cut off at `max_tokens`, fails the turn
+//! ([`Error::Protocol`], a 502) rather than answering an empty success.
 
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
@@ -34,6 +42,8 @@ struct Block {
 #[derive(Default)]
 pub struct StreamMachine {
     blocks: BTreeMap<u64, Block>,
+    /// Block index → the earlier block with the same `tool_use` id that it continues.
+    merged: BTreeMap<u64, u64>,
     stop_reason: Option<String>,
     usage: RawUsage,
     stopped: bool,
@@ -55,10 +65,28 @@ impl StreamMachine {
         if self.stopped {
             return Ok(None);
         }
-        let data: Value = serde_json::from_str(data)
-            .map_err(|e| Error::Protocol(format!("stream event '{event}' is not JSON: {e}")))?;
+        let raw = data;
+        let data: Value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            // A translating server's error in another notation (a Python dict, plain text).
+            Err(_) if matches!(event, "" | "message" | "error") && raw.contains("rror") => {
+                return Err(Error::Protocol(format!(
+                    "upstream error: {}",
+                    crate::backend::truncate_for_error(raw)
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Protocol(format!(
+                    "stream event '{event}' is not JSON: {e}"
+                )));
+            }
+        };
         let kind = match event {
-            "" | "message" => data.get("type").and_then(Value::as_str).unwrap_or(""),
+            "" | "message" => match data.get("type").and_then(Value::as_str) {
+                Some(t) => t,
+                None if data.get("error").is_some() => "error",
+                None => "",
+            },
             named => named,
         };
         match kind {
@@ -70,13 +98,8 @@ impl StreamMachine {
             }
             "content_block_start" => self.block_start(&data),
             "content_block_delta" => self.block_delta(&data),
-            "content_block_stop" => {
-                let index = index_of(&data)?;
-                if let Some(block) = self.blocks.get_mut(&index) {
-                    finish_block(block);
-                }
-                Ok(None)
-            }
+            // Tool input is parsed at the end: a later block with the same id may continue it.
+            "content_block_stop" => Ok(None),
             "message_delta" => {
                 if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(reason.to_string());
@@ -104,6 +127,19 @@ impl StreamMachine {
             ));
         };
         let value = value.clone();
+        if value.get("type").and_then(Value::as_str) == Some("tool_use")
+            && let Some(id) = value
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|i| !i.is_empty())
+            && let Some((&first, _)) = self
+                .blocks
+                .iter()
+                .find(|(_, b)| b.value.get("id").and_then(Value::as_str) == Some(id))
+        {
+            self.merged.insert(index, first);
+            return Ok(None);
+        }
         let text = match value.get("type").and_then(Value::as_str) {
             Some("text") => value
                 .get("text")
@@ -126,6 +162,7 @@ impl StreamMachine {
 
     fn block_delta(&mut self, data: &Value) -> Result<Option<String>, Error> {
         let index = index_of(data)?;
+        let index = self.merged.get(&index).copied().unwrap_or(index);
         let block = self.blocks.get_mut(&index).ok_or_else(|| {
             Error::Protocol(format!("content_block_delta for unknown block {index}"))
         })?;
@@ -180,13 +217,25 @@ impl StreamMachine {
                 "stream ended before message_stop".to_string(),
             ));
         }
-        let content = std::mem::take(&mut self.blocks)
+        let content: Vec<Value> = std::mem::take(&mut self.blocks)
             .into_values()
             .map(|mut b| {
                 finish_block(&mut b);
                 Value::Object(b.value)
             })
             .collect();
+        if self.stop_reason.as_deref() != Some("max_tokens")
+            && let Some(bad) = content.iter().find(|b| {
+                b.get("type").and_then(Value::as_str) == Some("tool_use")
+                    && b.get("input").is_some_and(Value::is_null)
+            })
+        {
+            let name = bad.get("name").and_then(Value::as_str).unwrap_or("?");
+            return Err(Error::Protocol(format!(
+                "tool call '{}' arrived with input that is not JSON",
+                crate::backend::truncate_for_error(name)
+            )));
+        }
         Ok(Reply {
             content,
             stop_reason: self.stop_reason,
@@ -291,6 +340,80 @@ mod tests {
         assert_eq!(r.content, vec![json!({"type":"text","text":"Hi"})]);
         assert_eq!(r.usage.output_tokens, Some(5));
         assert_eq!(r.usage.input_tokens, Some(3));
+    }
+
+    fn feed_all(m: &mut StreamMachine, events: &[&str]) {
+        for e in events {
+            m.feed("", e).unwrap();
+        }
+    }
+
+    #[test]
+    fn tool_use_blocks_sharing_an_id_are_merged() {
+        let mut m = StreamMachine::new();
+        feed_all(
+            &mut m,
+            &[
+                r#"{"type":"message_start","message":{}}"#,
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t1","name":"add","input":{}}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+                r#"{"type":"content_block_stop","index":0}"#,
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"add","input":{}}}"#,
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":" "}}"#,
+                r#"{"type":"content_block_stop","index":1}"#,
+                r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"t1","name":"add","input":{}}}"#,
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"2}"}}"#,
+                r#"{"type":"content_block_stop","index":2}"#,
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"}}"#,
+                r#"{"type":"message_stop"}"#,
+            ],
+        );
+        let r = m.finish().unwrap();
+        assert_eq!(r.content.len(), 1, "{:?}", r.content);
+        assert_eq!(
+            r.content.first().and_then(|b| b.get("input")),
+            Some(&json!({"a": 2}))
+        );
+        assert_eq!(r.to_turn().tool_calls.len(), 1);
+    }
+
+    #[test]
+    fn unusable_tool_input_is_an_error_unless_cut_off_at_max_tokens() {
+        for (reason, ok) in [("tool_use", false), ("max_tokens", true)] {
+            let mut m = StreamMachine::new();
+            let stop =
+                format!(r#"{{"type":"message_delta","delta":{{"stop_reason":"{reason}"}}}}"#);
+            feed_all(
+                &mut m,
+                &[
+                    r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t1","name":"add","input":{}}}"#,
+                    r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+                    &stop,
+                    r#"{"type":"message_stop"}"#,
+                ],
+            );
+            assert_eq!(m.finish().is_ok(), ok, "{reason}");
+        }
+    }
+
+    #[test]
+    fn bare_error_data_is_the_upstreams_error() {
+        let mut m = StreamMachine::new();
+        let e = m
+            .feed(
+                "",
+                r#"{"error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("slow down"), "{e}");
+        let mut m = StreamMachine::new();
+        let e = m
+            .feed(
+                "",
+                "{'error': {'message': 'litellm.BadRequestError: nope'}}",
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("BadRequestError: nope"), "{e}");
     }
 
     #[test]

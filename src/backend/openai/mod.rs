@@ -52,7 +52,7 @@ impl OpenAiBackend {
 }
 
 /// `default_headers` (minus the ones we own), then `Authorization`, then `Content-Type`.
-fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
+pub(super) fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
     let mut headers: Vec<(String, Secret)> = Vec::new();
     for (name, value) in &cfg.default_headers {
         let owned = name.eq_ignore_ascii_case("content-type")
@@ -87,18 +87,30 @@ impl Backend for OpenAiBackend {
     }
 }
 
-/// The upstream payload (docs/backends.md#openai): model, messages, the merged params, tools unless this is the
-/// final round, `stream` (+ `stream_options.include_usage`), then `extra_body` last. A `null`
+/// The upstream payload (docs/backends.md#openai): model, messages (an assistant message with `tool_calls` and
+/// no content gets `content: ""`: llama-cpp-python fails on a missing key, Ollama and
+/// llama-cpp-python refuse `null`, and every upstream accepts a string), the merged params,
+/// tools unless this is the final round, `stream` (+ `stream_options.include_usage`), then
+/// `extra_body` last. A `null`
 /// in `extra_body` removes that key (so an operator can drop e.g. `stream_options` for a server
 /// that rejects it).
 fn build_payload(req: &TurnRequest<'_>) -> Result<Map<String, Value>, Error> {
     let encode = |e: serde_json::Error| Error::Protocol(format!("cannot encode request: {e}"));
     let mut p = Map::new();
     p.insert("model".into(), Value::String(req.model.to_string()));
-    p.insert(
-        "messages".into(),
-        serde_json::to_value(req.messages).map_err(encode)?,
-    );
+    let mut messages = serde_json::to_value(req.messages).map_err(encode)?;
+    if let Value::Array(list) = &mut messages {
+        for m in list.iter_mut().filter_map(Value::as_object_mut) {
+            let calls = m
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .is_some_and(|c| !c.is_empty());
+            if calls && m.get("content").is_none_or(Value::is_null) {
+                m.insert("content".into(), Value::String(String::new()));
+            }
+        }
+    }
+    p.insert("messages".into(), messages);
     for (k, v) in req.params {
         // These are ours to set; a stray copy in params must not replace them.
         if !matches!(k.as_str(), "model" | "messages" | "stream") {

@@ -139,6 +139,7 @@ fn spawn_pump(ex: &Arc<Exchange>) -> Option<Receiver<Msg>> {
     let ex = Arc::clone(ex);
     let spawned = std::thread::Builder::new()
         .name("upstream-stream".into())
+        .stack_size(crate::http::DEFAULT_STACK_SIZE)
         .spawn(move || {
             let _guard = guard;
             produce(&ex, &mut |msg| match msg {

@@ -6,7 +6,9 @@
 //! `function_call` / `function_call_output` (client tools), and aiproxy's own `mcp_call` items,
 //! which become an assistant tool call plus its tool result so the model sees its earlier tool
 //! results. `reasoning` and `mcp_list_tools` items carry nothing the chat shape can hold and are
-//! skipped. Anything else is a 400 naming the item and its type. Pure functions.
+//! skipped. `item_reference` items are replaced by the stored items they name
+//! ([`resolve_references`], before translation). Anything else is a 400 naming the item and its
+//! type. Pure functions.
 
 use serde_json::{Map, Value, json};
 
@@ -34,6 +36,58 @@ pub fn items_of_text(text: &str) -> Vec<Value> {
     vec![
         json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}),
     ]
+}
+
+/// Replace every `item_reference` item (`{"type": "item_reference", "id": …}`, as the Vercel AI
+/// SDK sends for earlier output it saw stored) by the stored item `find` returns. A reference to
+/// an item that is already in the conversation (in `known` ids, or earlier in `items`) is dropped,
+/// so an item referenced twice (a call and its result) appears once. Unknown ids are a 400.
+pub fn resolve_references(
+    items: &mut Vec<Value>,
+    known: &[Value],
+    find: &dyn Fn(&str) -> Option<Value>,
+) -> Result<(), ApiError> {
+    if !items.iter().any(is_reference) {
+        return Ok(());
+    }
+    let mut seen: std::collections::HashSet<String> = known
+        .iter()
+        .chain(items.iter().filter(|i| !is_reference(i)))
+        .filter_map(|i| i.get("id").and_then(Value::as_str).map(String::from))
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in std::mem::take(items).into_iter().enumerate() {
+        if !is_reference(&item) {
+            out.push(item);
+            continue;
+        }
+        let p = format!("input[{i}]");
+        let id = match item.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            _ => return Err(bad(&format!("{p}.id"), "must be a non-empty string")),
+        };
+        if seen.contains(id) {
+            continue;
+        }
+        let Some(found) = find(id) else {
+            let shown: String = id.chars().take(64).collect();
+            return Err(bad(
+                &p,
+                &format!(
+                    "item '{shown}' not found: it was never stored here, was evicted, or belongs \
+                     to another caller; send the full item instead of a reference"
+                ),
+            ));
+        };
+        seen.insert(id.to_string());
+        out.push(found);
+    }
+    *items = out;
+    Ok(())
+}
+
+fn is_reference(item: &Value) -> bool {
+    item.get("type").and_then(Value::as_str) == Some("item_reference")
 }
 
 /// Translate items (at `path[i]` for error messages) and append the messages to `out`.

@@ -11,8 +11,9 @@
 //! writes the semantic events as they happen ([`stream`]).
 //!
 //! Finished responses are kept in the bounded per-process [`store::Store`] (unless `store:
-//! false`) with their whole conversation, so `previous_response_id` continues it; entries are
-//! visible only to the credentials that created them. Runs on the HTTP worker thread that owns
+//! false`) with their whole conversation, so `previous_response_id` continues it and
+//! `item_reference` input items resolve to stored items; entries are visible only to the
+//! credentials that created them. Runs on the HTTP worker thread that owns
 //! the request, like chat completions.
 
 pub mod input;
@@ -33,6 +34,7 @@ use crate::agent::{self, LoopError, Run};
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::app::Snapshot;
+use crate::auth::Caller;
 use crate::cancel::Cancel;
 use crate::clock::unix_now;
 use crate::error::ApiError;
@@ -66,6 +68,8 @@ pub struct Ctx<'a> {
     pub request_id: &'a str,
     /// An allowed browser origin: the response carries its CORS headers.
     pub cors_origin: Option<&'a str>,
+    /// Who asks: the assistant scope and limits of its API key.
+    pub caller: &'a Caller,
 }
 
 /// Whether a path belongs to this API.
@@ -135,14 +139,15 @@ fn previous_not_found(id: &str) -> ApiError {
 fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let mut served = Served::default();
     let id_header = [("X-Request-Id", ctx.request_id)];
-    let r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
+    let mut r = match parse_body(&req.body, ctx.snap.config.server.max_body_bytes) {
         Ok(r) => r,
         Err(e) => {
             served.status = send_error(resp, &id_header, &e);
             return served;
         }
     };
-    let Some(assistant) = ctx.snap.config.assistant(&r.model) else {
+    let visible = ctx.snap.config.assistant(&r.model);
+    let Some(assistant) = visible.filter(|a| ctx.caller.may_use(&a.name)) else {
         served.status = send_error(resp, &id_header, &ApiError::model_not_found(&r.model));
         return served;
     };
@@ -163,6 +168,14 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
             }
         },
     };
+    if let Some(Input::Items(items)) = r.input.as_mut() {
+        let known = previous.as_ref().map_or(&[][..], |p| p.items.as_slice());
+        let find = |id: &str| ctx.store.find_item(id, owner);
+        if let Err(e) = input::resolve_references(items, known, &find) {
+            served.status = send_error(resp, &id_header, &e);
+            return served;
+        }
+    }
 
     let servers: Vec<_> = assistant
         .mcp_servers
@@ -171,7 +184,11 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         .collect();
     let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
         .with_metrics(Arc::clone(ctx.metrics))
-        .with_max_calls(assistant.max_tool_calls_per_turn);
+        .with_max_calls(assistant.max_tool_calls_per_turn)
+        .with_audit(
+            ctx.snap.audit.clone(),
+            crate::gateway::chat::who(ctx.request_id, ctx.caller, &assistant.name),
+        );
     let origins: HashMap<String, (String, String)> = tools
         .tools
         .iter()
@@ -214,6 +231,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         inner: backend.as_ref(),
         name: &assistant.backend,
         metrics: ctx.metrics,
+        caller: ctx.caller,
     };
     let run = Run {
         assistant,
@@ -515,6 +533,36 @@ fn echo_fields(
     f.insert("truncation".into(), json!("disabled"));
     f.insert("user".into(), opt(r.user.clone().map(Value::from)));
     f.insert("background".into(), json!(false));
+    // The rest of what the specification's response object requires: the client's value when
+    // it sent one of the right type, else the default a model service reports.
+    let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
+        r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
+    };
+    f.insert(
+        "presence_penalty".into(),
+        rest("presence_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "frequency_penalty".into(),
+        rest("frequency_penalty", Value::is_number, json!(0.0)),
+    );
+    f.insert(
+        "top_logprobs".into(),
+        rest("top_logprobs", Value::is_u64, json!(0)),
+    );
+    f.insert(
+        "max_tool_calls".into(),
+        rest("max_tool_calls", Value::is_u64, Value::Null),
+    );
+    f.insert("service_tier".into(), json!("default"));
+    f.insert(
+        "safety_identifier".into(),
+        rest("safety_identifier", Value::is_string, Value::Null),
+    );
+    f.insert(
+        "prompt_cache_key".into(),
+        rest("prompt_cache_key", Value::is_string, Value::Null),
+    );
     f
 }
 

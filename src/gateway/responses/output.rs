@@ -52,9 +52,9 @@ impl Echo {
         o.insert("object".into(), json!("response"));
         o.insert("created_at".into(), json!(self.created_at));
         o.insert("status".into(), json!(status));
-        if status == "completed" {
-            o.insert("completed_at".into(), json!(crate::clock::unix_now()));
-        }
+        // Required by the specification, null until the response completes.
+        let completed_at = (status == "completed").then(crate::clock::unix_now);
+        o.insert("completed_at".into(), json!(completed_at));
         o.insert("error".into(), error);
         o.insert(
             "incomplete_details".into(),

@@ -1,11 +1,13 @@
 //! The bounded in-memory response store behind `previous_response_id`, `GET` and `DELETE
 //! /v1/responses/{id}`.
 //!
-//! Per process (a response created on another replica is unknown here). Bounded by entry count
-//! and by bytes (the serialized size of the stored response and conversation items), with a
+//! Per process (a response created on another replica is unknown here). Bounded (limits from
+//! the `responses:` config section) by entry count and by bytes (the serialized size of the stored response and conversation items), with a
 //! TTL; the oldest entries are evicted first. Each entry remembers an owner tag (a keyed hash of
-//! the caller's credentials) and is invisible to other callers. One mutex; every operation is
-//! O(1) amortized plus the evictions it performs; no threads.
+//! the caller's credentials) and is invisible to other callers. Items with an `id` are indexed
+//! so an `item_reference` input item finds the newest stored copy ([`Store::find_item`]). One
+//! mutex; every operation is O(1) amortized plus the evictions it performs (and the item ids of
+//! the entry it puts or removes); no threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,13 +15,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::Value;
-
-/// Default capacity: entries.
-pub const DEFAULT_MAX_ENTRIES: usize = 1000;
-/// Default capacity: bytes of stored JSON.
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-/// Default time to live.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
 /// A finished response as stored.
 #[derive(Debug, Clone)]
@@ -43,6 +38,8 @@ struct Inner {
     /// Ids in insertion order; may hold ids already removed (skipped when popped).
     order: VecDeque<String>,
     bytes: usize,
+    /// Item id → (response id, index in its `items`), for the newest response holding it.
+    items: HashMap<String, (String, usize)>,
 }
 
 pub struct Store {
@@ -54,39 +51,14 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Store::new(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, DEFAULT_TTL)
+        Store::from_config(&crate::config::ResponsesConfig::default())
     }
 }
 
 impl Store {
-    /// The default store, with capacities from the environment when set:
-    /// `AIPROXY_RESPONSES_STORE_MAX_ENTRIES`, `AIPROXY_RESPONSES_STORE_MAX_BYTES`,
-    /// `AIPROXY_RESPONSES_STORE_TTL_SECS` (invalid values are logged and ignored).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Store {
-        let num = |name: &str, default: u64| -> u64 {
-            match get(name).map(|v| v.trim().parse::<u64>()) {
-                None => default,
-                Some(Ok(n)) => n,
-                Some(Err(_)) => {
-                    log::warn!("{name} is not a whole number; using {default}");
-                    default
-                }
-            }
-        };
-        let max_entries = num(
-            "AIPROXY_RESPONSES_STORE_MAX_ENTRIES",
-            DEFAULT_MAX_ENTRIES as u64,
-        );
-        let max_bytes = num(
-            "AIPROXY_RESPONSES_STORE_MAX_BYTES",
-            DEFAULT_MAX_BYTES as u64,
-        );
-        let ttl = num("AIPROXY_RESPONSES_STORE_TTL_SECS", DEFAULT_TTL.as_secs());
-        Store::new(
-            usize::try_from(max_entries).unwrap_or(usize::MAX),
-            usize::try_from(max_bytes).unwrap_or(usize::MAX),
-            Duration::from_secs(ttl),
-        )
+    /// The store with the limits of the `responses:` config section.
+    pub fn from_config(c: &crate::config::ResponsesConfig) -> Store {
+        Store::new(c.store_max_entries, c.store_max_bytes, c.store_ttl)
     }
 
     pub fn new(max_entries: usize, max_bytes: usize, ttl: Duration) -> Store {
@@ -95,6 +67,7 @@ impl Store {
                 map: HashMap::new(),
                 order: VecDeque::new(),
                 bytes: 0,
+                items: HashMap::new(),
             }),
             max_entries,
             max_bytes,
@@ -106,12 +79,8 @@ impl Store {
     /// byte budget is not kept (returns false).
     pub fn put(&self, id: &str, owner: u64, stored: Stored) -> bool {
         let bytes = id.len()
-            + stored.response.to_string().len()
-            + stored
-                .items
-                .iter()
-                .map(|i| i.to_string().len())
-                .sum::<usize>();
+            + json_len(&stored.response)
+            + stored.items.iter().map(json_len).sum::<usize>();
         if bytes > self.max_bytes || self.max_entries == 0 {
             return false;
         }
@@ -131,6 +100,9 @@ impl Store {
         }
         inner.bytes += bytes;
         inner.order.push_back(id.to_string());
+        for (i, item_id) in item_ids(&stored.items) {
+            inner.items.insert(item_id.to_string(), (id.to_string(), i));
+        }
         inner.map.insert(
             id.to_string(),
             Entry {
@@ -163,6 +135,17 @@ impl Store {
         g.map.get(id).map(|e| e.stored.clone())
     }
 
+    /// A stored item of this owner by its `id` (the newest live response holding it).
+    pub fn find_item(&self, item_id: &str, owner: u64) -> Option<Value> {
+        let g = self.inner.lock();
+        let (resp, i) = g.items.get(item_id)?;
+        let e = g.map.get(resp)?;
+        if e.owner != owner || e.at.elapsed() >= self.ttl {
+            return None;
+        }
+        e.stored.items.get(*i).cloned()
+    }
+
     /// Remove an entry of this owner; false when there was none.
     pub fn delete(&self, id: &str, owner: u64) -> bool {
         let mut g = self.inner.lock();
@@ -186,7 +169,38 @@ impl Store {
 fn remove(inner: &mut Inner, id: &str) {
     if let Some(e) = inner.map.remove(id) {
         inner.bytes -= e.bytes;
+        for (_, item_id) in item_ids(&e.stored.items) {
+            if inner.items.get(item_id).is_some_and(|(r, _)| r == id) {
+                inner.items.remove(item_id);
+            }
+        }
     }
+}
+
+/// The length of `v` serialized, counted without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a sink that cannot fail cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// `(index, id)` of the items that have a string `id`.
+fn item_ids(items: &[Value]) -> impl Iterator<Item = (usize, &str)> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, v.get("id")?.as_str()?)))
 }
 
 fn front_expired(inner: &Inner, now: Instant, ttl: Duration) -> bool {
@@ -213,11 +227,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
     fn stored(text: &str) -> Stored {
         Stored {
             response: Arc::new(json!({ "t": text })),
             items: Arc::new(vec![json!(text)]),
         }
+    }
+
+    #[test]
+    fn counts_bytes_as_serialized() {
+        let v = json!({"a": [1, "é", null], "b": {"c": true}});
+        assert_eq!(json_len(&v), v.to_string().len());
     }
 
     #[test]
@@ -264,5 +286,37 @@ mod tests {
             s.delete(&format!("k{i}"), 1);
         }
         assert!(s.inner.lock().order.len() < 200, "order queue compacted");
+        assert!(s.inner.lock().items.is_empty(), "item index emptied");
+    }
+
+    #[test]
+    fn finds_items_by_id_for_their_owner_only() {
+        let s = Store::new(2, 1 << 20, DEFAULT_TTL);
+        let with_items = |ids: &[&str]| Stored {
+            response: Arc::new(json!({})),
+            items: Arc::new(
+                ids.iter()
+                    .map(|i| json!({"id": i, "n": ids.len()}))
+                    .collect(),
+            ),
+        };
+        s.put("r1", 1, with_items(&["msg_a"]));
+        s.put("r2", 1, with_items(&["msg_a", "msg_b"]));
+        assert_eq!(
+            s.find_item("msg_a", 1),
+            Some(json!({"id": "msg_a", "n": 2}))
+        );
+        assert_eq!(s.find_item("msg_b", 2), None, "another owner");
+        assert_eq!(s.find_item("msg_c", 1), None);
+        s.delete("r2", 1);
+        assert_eq!(s.find_item("msg_b", 1), None, "gone with its response");
+        s.put("r3", 1, with_items(&["x"]));
+        s.put("r4", 1, with_items(&["y"]));
+        assert_eq!(s.find_item("x", 1), Some(json!({"id": "x", "n": 1})));
+        assert_eq!(
+            s.inner.lock().items.len(),
+            2,
+            "evicted entries leave the index"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! Writes Responses API server-sent events: `event: <type>` + `data: {…}`, one chunk per event,
-//! flushed. The HTTP head goes out lazily with the first event, so a failure before anything was
+//! Writes Responses API server-sent events: `event: <type>` + `data: {…}`. Events that always
+//! come in a burst are written together, one flushed chunk per burst ending in a delta, the end
+//! of an item or a terminal event (so the first text delta leaves in the same write as
+//! `response.created` … `content_part.added`). The HTTP head goes out lazily with the first event, so a failure before anything was
 //! written still gets a real error status. Keep-alives are SSE comments only, at most every
 //! `KEEPALIVE_EVERY` of silence while tools run or the upstream is quiet.
 
@@ -52,6 +54,27 @@ pub struct SseWriter<'a, 'b> {
     state: State<'a, 'b>,
     headers: Vec<(String, String)>,
     last_write: Instant,
+    /// Events not yet written: the ones that always come in a burst with more (see
+    /// [`flushes`]) go out together with the event that ends the burst, in one chunk.
+    pending: Vec<u8>,
+}
+
+/// Whether an event ends a burst: text and argument deltas (the client shows them at once),
+/// the end of an item, an MCP call's arguments (the tool runs next) and the terminal events.
+/// Everything between (`response.created`, `response.in_progress`, `output_item.added`,
+/// `content_part.added`, the `.done` events before `output_item.done`) is always followed
+/// at once by one of these, so holding it costs no latency and saves a write per event.
+fn flushes(kind: &str) -> bool {
+    kind.ends_with(".delta")
+        || matches!(
+            kind,
+            "response.output_item.done"
+                | "response.mcp_call_arguments.done"
+                | "response.completed"
+                | "response.incomplete"
+                | "response.failed"
+                | "error"
+        )
 }
 
 impl<'a, 'b> SseWriter<'a, 'b> {
@@ -60,6 +83,7 @@ impl<'a, 'b> SseWriter<'a, 'b> {
             state: State::NotStarted(resp),
             headers,
             last_write: Instant::now(),
+            pending: Vec::new(),
         }
     }
 
@@ -94,8 +118,17 @@ impl<'a, 'b> SseWriter<'a, 'b> {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.pending);
+        self.write_raw(&data)
+    }
+
     /// End the body. An error means the client left.
     pub fn close(mut self) -> Result<(), Cancelled> {
+        self.flush()?;
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Started(stream) => stream.finish().map_err(|_| Cancelled),
             _ => Ok(()),
@@ -132,13 +165,18 @@ impl Events for SseWriter<'_, '_> {
     }
 
     fn send(&mut self, kind: &str, data: &Value) -> Result<(), Cancelled> {
-        let event = format!("event: {kind}\ndata: {data}\n\n");
-        self.write_raw(event.as_bytes())
+        use std::io::Write as _;
+        let _ = write!(self.pending, "event: {kind}\ndata: {data}\n\n");
+        if flushes(kind) {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn comment(&mut self, text: &str) -> Result<(), Cancelled> {
         let line = format!(": {}\n\n", text.replace(['\n', '\r'], " "));
-        self.write_raw(line.as_bytes())
+        self.pending.extend_from_slice(line.as_bytes());
+        self.flush()
     }
 
     fn waiting(&mut self) -> Result<(), Cancelled> {
@@ -146,6 +184,7 @@ impl Events for SseWriter<'_, '_> {
             self.state = State::Gone;
             return Err(Cancelled);
         }
+        self.flush()?;
         if self.started() && self.last_write.elapsed() >= KEEPALIVE_EVERY {
             self.write_raw(b": keep-alive\n\n")?;
         }

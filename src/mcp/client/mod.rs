@@ -25,7 +25,7 @@ use super::headers::{self, ParamHeader};
 use super::jsonrpc::{Id, Message, RpcError};
 use super::protocol::{self, cut};
 use super::transport::{Grace, Inbound, RequestFailure, SendError, Transport};
-use super::{Error, ToolInfo};
+use super::{Error, LeftOut, ToolInfo};
 use crate::cancel::Cancel;
 
 /// Waiters wake at least this often to check their deadline and their `Cancel`.
@@ -96,6 +96,8 @@ pub struct Session {
     param_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
     /// A liveness ping is in flight (one at a time).
     pinging: AtomicBool,
+    /// Tools of the last complete listing that are not offered, with why.
+    left_out: Mutex<Arc<Vec<LeftOut>>>,
 }
 
 impl Session {
@@ -116,6 +118,7 @@ impl Session {
             tools_fresh_until: Mutex::new(None),
             param_headers: Mutex::new(HashMap::new()),
             pinging: AtomicBool::new(false),
+            left_out: Mutex::new(Arc::new(Vec::new())),
         })
     }
 
@@ -159,7 +162,8 @@ impl Session {
                     return Err(RequestError::Rejected(e));
                 };
                 log::debug!(
-                    "mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    "{}mcp[{}]: {method} refused version {}; retrying with {retry}",
+                    crate::mcp::logctx::prefix(),
                     self.name,
                     version.protocol_version
                 );
@@ -202,6 +206,7 @@ impl Session {
             p.waiters.insert(id, tx);
         }
         let msg = Message::request(Id::Int(id), method, params);
+        let oversized_before = self.dispatch.unmatched_oversized.load(Ordering::Acquire);
         if let Err(e) = self.transport.send_with_headers(&msg, deadline, headers) {
             self.dispatch.pending.lock().waiters.remove(&id);
             return Err(RequestError::NotSent(match e {
@@ -218,6 +223,13 @@ impl Session {
             let now = Instant::now();
             if now >= deadline {
                 self.abandon(id, method, "timed out", cancel.is_some());
+                // A reply too large to keep, whose id could not be seen, came meanwhile: most
+                // likely this one's.
+                if self.dispatch.unmatched_oversized.load(Ordering::Acquire) != oversized_before {
+                    return Err(RequestError::Failed(Error::TooLarge(
+                        super::transport::stdio::MAX_LINE,
+                    )));
+                }
                 return Err(RequestError::Failed(Error::Timeout));
             }
             match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
@@ -236,7 +248,14 @@ impl Session {
     /// Stop waiting for `id`; tell the server (cancellation.mdx) unless it is the handshake.
     fn abandon(&self, id: i64, method: &str, reason: &str, tell: bool) {
         let was_pending = self.dispatch.pending.lock().waiters.remove(&id).is_some();
-        log::debug!("mcp[{}]: {method} #{id} {reason}", self.name);
+        // Close the request's own exchange first (HTTP): immediate, whatever the server does
+        // with the notification.
+        self.transport.cancel_request(&Id::Int(id));
+        log::debug!(
+            "{}mcp[{}]: {method} #{id} {reason}",
+            crate::mcp::logctx::prefix(),
+            self.name
+        );
         if was_pending && tell {
             let params = json!({"requestId": id, "reason": reason});
             let _ = self.notify("notifications/cancelled", Some(params));
@@ -268,6 +287,7 @@ impl Session {
         let listed_at = Instant::now();
         let mut ttl: Option<Duration> = None;
         let mut tools: Vec<ToolInfo> = Vec::new();
+        let mut left_out: Vec<LeftOut> = Vec::new();
         // Names seen so far: a set, as a hostile server may list tens of thousands of tools.
         let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;
@@ -283,8 +303,9 @@ impl Session {
                 // Only the first page can be "never sent" for the caller's purposes.
                 if page > 0 { e.delivered() } else { e }
             })?;
-            let (items, next) =
+            let (items, skipped, next) =
                 protocol::parse_tools_page(&result).map_err(RequestError::Failed)?;
+            left_out.extend(skipped);
             if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
                 let d = Duration::from_millis(ms);
                 ttl = Some(ttl.map_or(d, |t| t.min(d)));
@@ -292,7 +313,8 @@ impl Session {
             for t in items {
                 if !seen.insert(t.name.clone()) {
                     log::warn!(
-                        "mcp[{}]: duplicate tool name {:?} ignored",
+                        "{}mcp[{}]: duplicate tool name {:?} ignored",
+                        crate::mcp::logctx::prefix(),
                         self.name,
                         cut(&t.name, 80)
                     );
@@ -309,8 +331,9 @@ impl Session {
                             _ => DEFAULT_TOOLS_TTL,
                         };
                         *self.tools_fresh_until.lock() = Some(listed_at + ttl);
-                        tools = self.keep_valid_param_headers(tools);
+                        tools = self.keep_valid_param_headers(tools, &mut left_out);
                     }
+                    *self.left_out.lock() = Arc::new(left_out);
                     return Ok(tools);
                 }
             }
@@ -361,7 +384,11 @@ impl Session {
 
     /// 2026-07-28: record each tool's `x-mcp-header` parameters; a tool whose annotations are
     /// invalid is dropped with a warning (SEP-2243: it MUST NOT be offered).
-    fn keep_valid_param_headers(&self, tools: Vec<ToolInfo>) -> Vec<ToolInfo> {
+    fn keep_valid_param_headers(
+        &self,
+        tools: Vec<ToolInfo>,
+        left_out: &mut Vec<LeftOut>,
+    ) -> Vec<ToolInfo> {
         let mut map = HashMap::new();
         let kept = tools
             .into_iter()
@@ -373,8 +400,13 @@ impl Session {
                     true
                 }
                 Err(why) => {
+                    left_out.push(LeftOut {
+                        raw: t.raw.clone(),
+                        reason: format!("invalid x-mcp-header annotations: {why}"),
+                    });
                     log::warn!(
-                        "mcp[{}]: leaving out tool {:?}: {why}",
+                        "{}mcp[{}]: leaving out tool {:?}: {why}",
+                        crate::mcp::logctx::prefix(),
                         self.name,
                         cut(&t.name, 80)
                     );
@@ -416,7 +448,8 @@ impl Session {
         match r {
             Ok(_) | Err(RequestError::Rejected(_)) => {
                 log::debug!(
-                    "mcp[{}]: alive (ping {} ms)",
+                    "{}mcp[{}]: alive (ping {} ms)",
+                    crate::mcp::logctx::prefix(),
                     self.name,
                     t0.elapsed().as_millis()
                 );
@@ -436,6 +469,11 @@ impl Session {
                 .is_some_and(|t| Instant::now() >= t)
     }
 
+    /// Tools of the last complete listing that are not offered, with why.
+    pub fn left_out(&self) -> Arc<Vec<LeftOut>> {
+        self.left_out.lock().clone()
+    }
+
     pub fn is_open(&self) -> bool {
         self.transport.is_open() && self.dispatch.pending.lock().closed.is_none()
     }
@@ -447,6 +485,11 @@ impl Session {
 
     pub fn pid(&self) -> Option<u32> {
         self.transport.pid()
+    }
+
+    /// How the server process ended, once it has (stdio).
+    pub fn exit_status(&self) -> Option<String> {
+        self.transport.exit_status()
     }
 
     /// Close the session (blocks until the server is gone; see [`Transport::close`]).
@@ -465,6 +508,7 @@ fn failure_error(f: Failure) -> RequestError {
             RequestError::Failed(Error::Closed(r))
         }
         Failure::Transport(RequestFailure::Refused(r)) => RequestError::Failed(Error::Protocol(r)),
+        Failure::Transport(RequestFailure::TooLarge(n)) => RequestError::Failed(Error::TooLarge(n)),
     }
 }
 

@@ -42,6 +42,7 @@ fn session() -> (Session, Arc<Recorder>) {
         tools_fresh_until: Mutex::new(None),
         param_headers: Mutex::new(HashMap::new()),
         pinging: AtomicBool::new(false),
+        left_out: Mutex::new(Arc::new(Vec::new())),
     };
     (s, rec)
 }
@@ -396,4 +397,39 @@ fn modern_tool_lists_go_stale_after_their_ttl() {
         },
     );
     assert!(fresh && stale_later);
+}
+
+#[test]
+fn an_oversized_reply_fails_its_call_by_id_or_explains_the_timeout() {
+    let (s, _rec) = session();
+    let s = Arc::new(s);
+    // Seen by id: that call fails at once with TooLarge.
+    let s2 = s.clone();
+    let waiter = std::thread::spawn(move || {
+        s2.request("x", None, Instant::now() + Duration::from_secs(5), None)
+    });
+    while !s.dispatch.wants(&Id::Int(1)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.dispatch.on_oversized(Some(&Id::Int(1)), 99);
+    assert_eq!(
+        waiter.join().unwrap(),
+        Err(RequestError::Failed(Error::TooLarge(99)))
+    );
+    // Not seen: the call times out, and its error says why.
+    let s2 = s.clone();
+    let waiter = std::thread::spawn(move || {
+        s2.request("x", None, Instant::now() + Duration::from_millis(300), None)
+    });
+    while !s.dispatch.wants(&Id::Int(2)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.dispatch.on_oversized(None, 99);
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(RequestError::Failed(Error::TooLarge(_)))
+    ));
+    // A later call that saw no oversized message times out plainly.
+    let r = s.request("x", None, Instant::now() + Duration::from_millis(100), None);
+    assert_eq!(r, Err(RequestError::Failed(Error::Timeout)));
 }

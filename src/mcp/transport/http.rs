@@ -24,6 +24,7 @@
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -33,6 +34,7 @@ use parking_lot::{Condvar, Mutex};
 use ureq::Agent;
 use ureq::http::Response;
 
+use super::exchange::{self, Exchange};
 use super::web::{self, RemoteSpec, Slots};
 use super::{Grace, Inbound, Outbound, RequestFailure, SendError, Transport};
 use crate::mcp::jsonrpc::{Id, Message, decode_frame};
@@ -59,6 +61,8 @@ pub(super) struct Shared {
     pub(super) streams: Slots,
     shutdown_done: Mutex<bool>,
     shutdown_cv: Condvar,
+    /// The exchange of each request in flight (at most `max_streams`), for cancellation.
+    exchanges: Mutex<HashMap<Id, Arc<Exchange>>>,
 }
 
 impl HttpTransport {
@@ -70,7 +74,7 @@ impl HttpTransport {
         inbound: Arc<dyn Inbound>,
     ) -> Result<HttpTransport, String> {
         spec.validate()?;
-        let agent = web::agent(spec.max_streams);
+        let agent = web::agent(spec.max_streams, spec.ca_file.as_deref())?;
         let streams = Slots::new(spec.max_streams);
         log::debug!(
             "mcp[{name}]: streamable HTTP to {}",
@@ -91,6 +95,7 @@ impl HttpTransport {
                 streams,
                 shutdown_done: Mutex::new(false),
                 shutdown_cv: Condvar::new(),
+                exchanges: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -116,6 +121,14 @@ impl Transport for HttpTransport {
     }
     fn is_open(&self) -> bool {
         self.shared.open.load(Ordering::Acquire)
+    }
+    /// Shut the request's connection down now: the server sees its stream close (the
+    /// 2026-07-28 cancellation) and the worker reading the reply wakes at once.
+    fn cancel_request(&self, id: &Id) {
+        let exchange = self.shared.exchanges.lock().get(id).cloned();
+        if let Some(ex) = exchange {
+            ex.cancel();
+        }
     }
     fn negotiated(&self, protocol_version: &str) {
         *self.shared.version.lock() = Some(protocol_version.to_string());
@@ -160,14 +173,26 @@ impl Outbound for Arc<Shared> {
                 let me = self.clone();
                 let (id, msg, headers) = (id.clone(), msg.clone(), headers.to_vec());
                 let had_session = self.session_id.lock().is_some();
-                thread::Builder::new()
+                // Registered before the thread starts, so a cancel never misses it.
+                let exchange = Arc::new(Exchange::default());
+                let key = id.clone();
+                self.exchanges
+                    .lock()
+                    .insert(key.clone(), Arc::clone(&exchange));
+                let spawned = thread::Builder::new()
                     .name(format!("mcp-{}-req", self.name))
                     .spawn(move || {
                         let _slot = slot;
-                        me.run_request(&id, &msg, &headers, deadline, had_session);
-                    })
-                    .map(|_| ())
-                    .map_err(|e| SendError::Closed(format!("cannot start a thread: {e}")))
+                        {
+                            let _entered = exchange::enter(&exchange);
+                            me.run_request(&id, &msg, &headers, deadline, had_session);
+                        }
+                        me.exchanges.lock().remove(&id);
+                    });
+                spawned.map(|_| ()).map_err(|e| {
+                    self.exchanges.lock().remove(&key);
+                    SendError::Closed(format!("cannot start a thread: {e}"))
+                })
             }
             _ => self.send_one_way(msg, deadline),
         }
@@ -342,6 +367,12 @@ impl Shared {
     fn json_reply(self: &Arc<Self>, id: &Id, body: ureq::Body) {
         let bytes = match web::read_body(body, web::MAX_BODY) {
             Ok(b) => b,
+            Err(e) if e.starts_with("response larger than") => {
+                let limit = usize::try_from(web::MAX_BODY).unwrap_or(usize::MAX);
+                return self
+                    .inbound
+                    .on_request_failed(id, RequestFailure::TooLarge(limit));
+            }
             Err(e) => return self.inbound.on_request_failed(id, RequestFailure::Lost(e)),
         };
         match decode_frame(&bytes) {

@@ -66,6 +66,8 @@ enum End {
     Abandoned,
     /// The stream ended or broke.
     Ended(String),
+    /// An event over [`web::MAX_EVENT`] bytes came: the reply was too large to keep.
+    TooLarge,
 }
 
 impl Shared {
@@ -77,6 +79,11 @@ impl Shared {
         loop {
             let reason = match self.pump(body, Some(id), &mut cursor, deadline) {
                 End::Replied | End::Abandoned => return,
+                End::TooLarge => {
+                    return self
+                        .inbound
+                        .on_request_failed(id, RequestFailure::TooLarge(web::MAX_EVENT));
+                }
                 End::Ended(reason) => reason,
             };
             let lost = |why: String| {
@@ -255,6 +262,9 @@ impl Shared {
                     continue;
                 }
                 Ok(None) => return End::Ended("the server closed the stream".into()),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData && want.is_some() => {
+                    return End::TooLarge;
+                }
                 Err(e) => return End::Ended(format!("reading the stream: {e}")),
             };
             cursor.events += 1;

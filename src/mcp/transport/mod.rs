@@ -11,6 +11,7 @@
 //! `http.rs` (streamable HTTP, 2025-03-26 on, and the stateless 2026-07-28 revision); `web.rs`
 //! holds what the two HTTP transports share.
 
+pub mod exchange;
 pub mod http;
 mod http_stream;
 pub mod process;
@@ -75,6 +76,8 @@ pub enum RequestFailure {
     /// The server answered with something that is not a JSON-RPC reply (an HTTP error status
     /// without a JSON-RPC body).
     Refused(String),
+    /// The reply was larger than this many bytes and was discarded unread; the session goes on.
+    TooLarge(usize),
 }
 
 /// Receiving half, implemented by the client's dispatcher and called from the transport's
@@ -87,6 +90,9 @@ pub trait Inbound: Send + Sync {
     /// Whether someone still waits for the reply to `id` (a stream read only for that reply
     /// can stop when nobody does).
     fn wants(&self, id: &Id) -> bool;
+    /// A message over `limit` bytes was discarded unread; `id` is the request it answered when
+    /// its ends showed that. The session goes on.
+    fn on_oversized(&self, id: Option<&Id>, limit: usize);
     /// The connection is gone (peer exited, stream ended, protocol error, or we closed it).
     /// Called once.
     fn on_closed(&self, reason: &str);
@@ -122,6 +128,10 @@ pub trait Transport: Outbound {
     fn close(&self, grace: Grace);
     /// False once the connection is known dead, closing, or its session expired.
     fn is_open(&self) -> bool;
+    /// The caller of request `id` gave up (cancel or timeout): release what carries its reply
+    /// now (streamable HTTP closes the request's connection). `notifications/cancelled` is
+    /// sent separately by the client.
+    fn cancel_request(&self, _id: &Id) {}
     /// `initialize` agreed on `protocol_version`: streamable HTTP sends it in a header on every
     /// later message, starting with `notifications/initialized`.
     fn negotiated(&self, _protocol_version: &str) {}
@@ -138,8 +148,13 @@ pub trait Transport: Outbound {
     fn pid(&self) -> Option<u32> {
         None
     }
-    /// The last lines the server wrote to stderr, for start-failure messages.
+    /// The last lines the server wrote to stderr (already scrubbed of secrets), for
+    /// start-failure messages in the admin status and `check`; never for the model.
     fn stderr_tail(&self) -> Option<String> {
+        None
+    }
+    /// How the child ended, once it has: `exit status 1`, `signal 9` (stdio only).
+    fn exit_status(&self) -> Option<String> {
         None
     }
 }

@@ -80,6 +80,9 @@ pub fn write_all_until<W: Write + AsRawFd>(
     Ok(())
 }
 
+/// Bytes kept from each end of an overlong line.
+pub const OVERLONG_KEEP: usize = 512;
+
 /// What one step of a [`LineReader`] produced.
 #[derive(Debug, PartialEq)]
 pub enum ReadEvent {
@@ -89,8 +92,9 @@ pub enum ReadEvent {
     Idle,
     /// End of stream; any unterminated last line was returned before this.
     Eof,
-    /// A line grew past the limit; its bytes so far were dropped.
-    TooLong,
+    /// A line longer than the limit ended (at its newline); it was dropped as it arrived,
+    /// keeping only its first and last [`OVERLONG_KEEP`] bytes (where a JSON-RPC id is).
+    TooLong { head: Vec<u8>, tail: Vec<u8> },
 }
 
 /// Splits a pipe into lines, each at most `max` bytes, polling so the owner can check its stop
@@ -107,6 +111,16 @@ pub struct LineReader<R> {
     eof: bool,
     /// Dropping the rest of an overlong line, up to its newline.
     skipping: bool,
+    /// The first and (so far) last bytes of the overlong line being dropped.
+    skip_head: Vec<u8>,
+    skip_tail: Vec<u8>,
+}
+
+/// `tail` followed by `more`, cut to its last [`OVERLONG_KEEP`] bytes.
+fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
+    tail.extend_from_slice(&more[more.len().saturating_sub(OVERLONG_KEEP)..]);
+    let excess = tail.len().saturating_sub(OVERLONG_KEEP);
+    tail.drain(..excess);
 }
 
 impl<R: Read + AsRawFd> LineReader<R> {
@@ -119,6 +133,16 @@ impl<R: Read + AsRawFd> LineReader<R> {
             max,
             eof: false,
             skipping: false,
+            skip_head: Vec::new(),
+            skip_tail: Vec::new(),
+        }
+    }
+
+    fn overlong(&mut self) -> ReadEvent {
+        self.skipping = false;
+        ReadEvent::TooLong {
+            head: std::mem::take(&mut self.skip_head),
+            tail: std::mem::take(&mut self.skip_tail),
         }
     }
 
@@ -127,27 +151,40 @@ impl<R: Read + AsRawFd> LineReader<R> {
             if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.scanned + pos;
                 let line = &self.buf[self.start..end];
-                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
                 let too_long = end - self.start > self.max;
+                if self.skipping || too_long {
+                    if !self.skipping {
+                        self.skip_head = line[..line.len().min(OVERLONG_KEEP)].to_vec();
+                    }
+                    keep_tail(&mut self.skip_tail, line);
+                    self.start = end + 1;
+                    self.scanned = self.start;
+                    return Ok(self.overlong());
+                }
+                let line = line.to_vec();
                 self.start = end + 1;
                 self.scanned = self.start;
-                if std::mem::take(&mut self.skipping) {
-                    continue;
-                }
-                return Ok(if too_long {
-                    ReadEvent::TooLong
-                } else {
-                    ReadEvent::Line(line)
-                });
+                return Ok(ReadEvent::Line(line));
             }
             self.scanned = self.buf.len();
             if self.buf.len() - self.start > self.max {
+                // Drop what we have of the overlong line, keeping its two ends.
+                let pending = &self.buf[self.start..];
+                if !self.skipping {
+                    self.skip_head = pending[..pending.len().min(OVERLONG_KEEP)].to_vec();
+                    self.skipping = true;
+                }
+                keep_tail(&mut self.skip_tail, pending);
                 self.buf.clear();
                 self.start = 0;
                 self.scanned = 0;
-                if !std::mem::replace(&mut self.skipping, true) {
-                    return Ok(ReadEvent::TooLong);
-                }
+            } else if self.skipping {
+                let pending = &self.buf[self.start..];
+                keep_tail(&mut self.skip_tail, pending);
+                self.buf.clear();
+                self.start = 0;
+                self.scanned = 0;
             }
             if self.eof {
                 let rest = self.buf.split_off(self.start);
@@ -155,6 +192,8 @@ impl<R: Read + AsRawFd> LineReader<R> {
                 self.start = 0;
                 self.scanned = 0;
                 if rest.is_empty() || std::mem::take(&mut self.skipping) {
+                    self.skip_head.clear();
+                    self.skip_tail.clear();
                     return Ok(ReadEvent::Eof);
                 }
                 return Ok(ReadEvent::Line(rest));
@@ -238,7 +277,7 @@ mod tests {
         let t = Duration::from_secs(2);
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"one".to_vec()));
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"two".to_vec()));
-        assert_eq!(r.next(t).unwrap(), ReadEvent::TooLong);
+        assert!(matches!(r.next(t).unwrap(), ReadEvent::TooLong { .. }));
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"short".to_vec()));
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"last".to_vec()));
         assert_eq!(r.next(t).unwrap(), ReadEvent::Eof);
@@ -251,9 +290,15 @@ mod tests {
         let t = Duration::from_secs(2);
         a.write_all(b"ok\n0123456789abcdef").unwrap();
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"ok".to_vec()));
-        assert_eq!(r.next(t).unwrap(), ReadEvent::TooLong);
         assert_eq!(r.next(Duration::from_millis(20)).unwrap(), ReadEvent::Idle);
         a.write_all(b"more of the same long line\nnext\n").unwrap();
+        assert_eq!(
+            r.next(t).unwrap(),
+            ReadEvent::TooLong {
+                head: b"0123456789abcdef".to_vec(),
+                tail: b"0123456789abcdefmore of the same long line".to_vec()
+            }
+        );
         assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"next".to_vec()));
         let many: Vec<u8> = (0..5000)
             .flat_map(|i| format!("l{i}\n").into_bytes())
@@ -267,6 +312,30 @@ mod tests {
             );
         }
         assert_eq!(r.next(t).unwrap(), ReadEvent::Eof);
+    }
+
+    #[test]
+    fn an_overlong_line_keeps_only_its_two_ends() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut r = LineReader::new(b, 1000);
+        let t = Duration::from_secs(2);
+        let writer = std::thread::spawn(move || {
+            a.write_all(b"{\"id\":7,\"result\":\"").unwrap();
+            for _ in 0..300 {
+                a.write_all(&[b'x'; 1000]).unwrap();
+            }
+            a.write_all(b"\"}\nafter\n").unwrap();
+        });
+        let ReadEvent::TooLong { head, tail } = r.next(t).unwrap() else {
+            panic!()
+        };
+        assert!(head.starts_with(b"{\"id\":7,"));
+        assert_eq!(head.len(), OVERLONG_KEEP);
+        assert!(tail.ends_with(b"xx\"}"));
+        assert_eq!(tail.len(), OVERLONG_KEEP);
+        assert!(r.buf.capacity() < 1000 + 128 * 1024, "{}", r.buf.capacity());
+        assert_eq!(r.next(t).unwrap(), ReadEvent::Line(b"after".to_vec()));
+        writer.join().unwrap();
     }
 
     #[test]

@@ -26,10 +26,10 @@ use ureq::Agent;
 
 use super::web::{self, RemoteSpec};
 use super::{Grace, Inbound, Outbound, SendError, Transport};
-use crate::mcp::jsonrpc::{Message, decode_frame};
+use crate::mcp::jsonrpc::{Message, decode_frame, oversized_id};
 use crate::mcp::protocol::cut;
 use crate::secret::display_url;
-use crate::sse_codec::SseReader;
+use crate::sse_codec::{SseItem, SseReader};
 
 /// A connected legacy SSE session. Dropping it closes the connection.
 pub struct SseTransport {
@@ -59,7 +59,7 @@ impl SseTransport {
         deadline: Instant,
     ) -> Result<SseTransport, String> {
         spec.validate()?;
-        let agent = web::agent(spec.max_streams.min(16));
+        let agent = web::agent(spec.max_streams.min(16), spec.ca_file.as_deref())?;
         let req = web::with_headers(
             agent
                 .get(&spec.url)
@@ -224,11 +224,28 @@ impl Shared {
         body: ureq::Body,
         endpoint_tx: crossbeam_channel::Sender<Result<String, String>>,
     ) {
-        let mut events = SseReader::new(BufReader::new(body.into_reader()), web::MAX_EVENT);
+        // One oversized message is dropped as it arrives and fails only its own call.
+        let mut events =
+            SseReader::new(BufReader::new(body.into_reader()), web::MAX_EVENT).skip_oversized();
         let mut have_endpoint = false;
         let reason = loop {
-            match events.next_event() {
-                Ok(Some(ev)) => match ev.kind() {
+            match events.next_item() {
+                Ok(Some(SseItem::Idle)) => {
+                    if let Some((head, tail)) = events.take_oversized() {
+                        let id = oversized_id(&head, &tail);
+                        log::warn!(
+                            "mcp[{}]: discarded a message over {} bytes ({})",
+                            self.name,
+                            web::MAX_EVENT,
+                            id.as_ref()
+                                .map_or("reply to an unknown request".to_string(), |id| {
+                                    format!("reply to request {id}")
+                                })
+                        );
+                        self.inbound.on_oversized(id.as_ref(), web::MAX_EVENT);
+                    }
+                }
+                Ok(Some(SseItem::Event(ev))) => match ev.kind() {
                     "endpoint" if !have_endpoint => {
                         have_endpoint = true;
                         let _ = endpoint_tx.try_send(self.check_endpoint(&ev.data));

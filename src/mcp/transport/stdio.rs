@@ -2,9 +2,12 @@
 //! its stdin/stdout (transports.mdx "stdio").
 //!
 //! Thread model: per child, one reader thread owns stdout (decodes lines and calls the client's
-//! [`Inbound`]) and one thread drains stderr into the debug log (keeping a short tail for error
-//! messages; every line is passed through [`crate::secret::scrub`] with the configured env
-//! values first), so the child never blocks on a full pipe. Writers share stdin under a small lock
+//! [`Inbound`]) and one thread drains stderr into the debug log (keeping a short tail for the
+//! admin status and start-failure messages; every line is passed through
+//! [`crate::secret::scrub`] with the configured secret values first), so the child never blocks
+//! on a full pipe. Stderr is the server's diagnostic channel: it is logged at debug level only,
+//! never at warn, and never reaches the model (which gets `server 'x' stopped (exit status 1)`
+//! from [`Transport::exit_status`]). Writers share stdin under a small lock
 //! held for one line; stdin is non-blocking, so a write waits at most until the caller's
 //! deadline. Both reader threads poll in short slices and leave once the transport is shut down.
 //!
@@ -34,10 +37,11 @@ use super::process::{
     user_mode_emulator, write_all_until,
 };
 use super::{Grace, Inbound, Outbound, SendError, Transport};
-use crate::mcp::jsonrpc::{Message, decode_frame};
+use crate::mcp::jsonrpc::{Message, decode_frame, oversized_id};
 use crate::mcp::protocol::cut;
 
-/// Longest stdout line (one message) we accept; a longer one ends the session.
+/// Longest stdout line (one message) we accept; a longer one is discarded as it arrives and
+/// fails only the call it answers.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Longest stderr line kept whole; longer ones are dropped with a note.
 const MAX_STDERR_LINE: usize = 64 * 1024;
@@ -56,6 +60,9 @@ pub struct StdioSpec<'a> {
     pub args: &'a [String],
     /// Configured variables (values are secrets: never logged).
     pub env: Vec<(String, String)>,
+    /// Every configured secret value (env values, header values, backend keys): masked in
+    /// each stderr line before it is logged or kept.
+    pub secrets: Vec<String>,
     pub cwd: Option<&'a Path>,
     pub inherit_env: bool,
 }
@@ -83,8 +90,10 @@ struct Shared {
     stderr_tail: Mutex<VecDeque<String>>,
     stderr_done: AtomicBool,
     garbage: AtomicU32,
-    /// Configured env values: masked in every stderr line we log or quote.
+    /// Configured secret values: masked in every stderr line we log or quote.
     secrets: Vec<String>,
+    /// How the child ended (`exit status 1`, `signal 9`), once known.
+    exit: Mutex<Option<String>>,
 }
 
 impl StdioTransport {
@@ -147,7 +156,13 @@ impl StdioTransport {
             stderr_tail: Mutex::new(VecDeque::new()),
             stderr_done: AtomicBool::new(false),
             garbage: AtomicU32::new(0),
-            secrets: spec.env.iter().map(|(_, v)| v.clone()).collect(),
+            secrets: spec
+                .env
+                .iter()
+                .map(|(_, v)| v.clone())
+                .chain(spec.secrets.iter().cloned())
+                .collect(),
+            exit: Mutex::new(None),
         });
         let transport = StdioTransport {
             shared: shared.clone(),
@@ -191,6 +206,9 @@ impl Transport for StdioTransport {
     }
     fn stderr_tail(&self) -> Option<String> {
         self.shared.stderr_tail()
+    }
+    fn exit_status(&self) -> Option<String> {
+        self.shared.exit.lock().clone()
     }
 }
 
@@ -251,12 +269,23 @@ impl Shared {
                 // on idle slices, not only by EOF.
                 Ok(ReadEvent::Idle) => {
                     if let Some(status) = exit_status_nowait(self.pid) {
+                        self.note_exit(&status);
                         break format!("server {status}");
                     }
                 }
                 Ok(ReadEvent::Eof) => break "server closed its stdout".to_string(),
-                Ok(ReadEvent::TooLong) => {
-                    break format!("server sent a message line over {MAX_LINE} bytes");
+                // Dropped as it arrived; only the call it answers fails (the session goes on).
+                Ok(ReadEvent::TooLong { head, tail }) => {
+                    let id = oversized_id(&head, &tail);
+                    log::warn!(
+                        "mcp[{}]: discarded a message over {MAX_LINE} bytes ({})",
+                        self.name,
+                        id.as_ref()
+                            .map_or("reply to an unknown request".to_string(), |id| format!(
+                                "reply to request {id}"
+                            ))
+                    );
+                    self.inbound.on_oversized(id.as_ref(), MAX_LINE);
                 }
                 Err(e) => break format!("reading server stdout: {e}"),
             }
@@ -264,7 +293,13 @@ impl Shared {
         self.open.store(false, Ordering::Release);
         if !self.closing.load(Ordering::Acquire) {
             let reason = self.describe_death(reason);
+            // The warn line leaves stderr out (debug level only); the closed reason keeps its
+            // scrubbed tail for the admin status.
             log::warn!("mcp[{}]: session ended: {reason}", self.name);
+            let reason = match self.stderr_tail() {
+                Some(tail) => format!("{reason}; stderr: {tail}"),
+                None => reason,
+            };
             self.notify_closed(&reason);
         }
         self.shutdown(Grace::NORMAL);
@@ -300,8 +335,20 @@ impl Shared {
         }
     }
 
+    /// Remember how the child ended, in the short form the model may see.
+    fn note_exit(&self, status: &str) {
+        let short = if let Some(n) = status.strip_prefix("exited with status ") {
+            format!("exit status {n}")
+        } else if let Some(n) = status.strip_prefix("killed by signal ") {
+            format!("signal {n}")
+        } else {
+            status.to_string()
+        };
+        self.exit.lock().get_or_insert(short);
+    }
+
     /// After an unexpected end, give the child a moment to exit and stderr to drain so the
-    /// reason names the exit status and the server's last words.
+    /// reason names the exit status (the server's last words are added by the caller).
     fn describe_death(&self, reason: String) -> String {
         let deadline = Instant::now() + Duration::from_millis(300);
         let mut status = exit_status_nowait(self.pid);
@@ -311,15 +358,13 @@ impl Shared {
             thread::sleep(Duration::from_millis(10));
             status = status.or_else(|| exit_status_nowait(self.pid));
         }
-        let mut out = match status {
+        if let Some(s) = &status {
+            self.note_exit(s);
+        }
+        match status {
             Some(s) if !reason.contains(&s) => format!("{reason}; server {s}"),
             _ => reason,
-        };
-        if let Some(tail) = self.stderr_tail() {
-            out.push_str("; stderr: ");
-            out.push_str(&tail);
         }
-        out
     }
 
     fn notify_closed(&self, reason: &str) {
@@ -343,7 +388,7 @@ impl Shared {
                     }
                     tail.push_back(cut(text.trim(), 300));
                 }
-                Ok(ReadEvent::TooLong) => {
+                Ok(ReadEvent::TooLong { .. }) => {
                     log::debug!("mcp[{}] stderr: (overlong line dropped)", self.name)
                 }
                 // A grandchild outside the group could hold stderr open forever: stop after

@@ -13,6 +13,7 @@
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Read};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,8 @@ pub struct RemoteSpec {
     pub idle: Duration,
     /// Concurrent reply streams (one thread each) per connection.
     pub max_streams: usize,
+    /// CA certificates (PEM) to trust instead of the bundled roots (`ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RemoteSpec {
@@ -71,8 +74,13 @@ impl RemoteSpec {
 /// One agent per connection: pooled keep-alive connections for its requests, no proxy from the
 /// environment (a stray `HTTPS_PROXY` must not reroute a loopback MCP server), error statuses
 /// returned as responses so their bodies can be read.
-pub fn agent(max_conns: usize) -> Agent {
+pub fn agent(max_conns: usize, ca_file: Option<&Path>) -> Result<Agent, String> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(path) = ca_file {
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&ca_certs(path)?));
+    }
     let config = Agent::config_builder()
+        .tls_config(tls.build())
         .http_status_as_error(false)
         .proxy(None)
         .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -83,7 +91,31 @@ pub fn agent(max_conns: usize) -> Agent {
         .max_idle_connections_per_host(max_conns)
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
-    Agent::new_with_config(config)
+    // Every connection is tracked, so a cancelled call's exchange can be shut down at once.
+    Ok(Agent::with_parts(
+        config,
+        super::exchange::Cancellable::default(),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    ))
+}
+
+/// The CA certificates of a PEM file (`ca_file`), at least one; at most 1 MiB is read.
+fn ca_certs(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let shown = path.display();
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1024 * 1024).read_to_end(&mut pem))
+        .map_err(|e| format!("cannot read ca_file {shown}: {e}"))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("ca_file {shown} holds no PEM certificate"));
+    }
+    Ok(certs)
 }
 
 /// Put the configured headers on a request.
@@ -364,6 +396,7 @@ mod tests {
             headers: vec![(name.into(), Secret::new(value))],
             idle: Duration::from_secs(1),
             max_streams: 1,
+            ca_file: None,
         };
         assert!(spec("Authorization", "Bearer x").validate().is_ok());
         let err = spec("X-Key", "sec\nret").validate().unwrap_err();

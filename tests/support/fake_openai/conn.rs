@@ -29,7 +29,8 @@ pub(super) fn serve_connection(mut conn: Conn, shared: &Shared) {
                 .script
                 .lock()
                 .pop_front()
-                .unwrap_or_else(|| shared.default.lock().clone());
+                .unwrap_or_else(|| shared.default.lock().clone())
+                .for_request(&req.body);
             answer(&mut conn, &req, &reply)
         } else if req.method == "GET" && req.path.ends_with("/models") {
             let body = json!({"object":"list","data":[{"id":"fake-model","object":"model","created":0,"owned_by":"fake"}]});

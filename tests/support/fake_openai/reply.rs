@@ -1,5 +1,6 @@
 //! Scripted replies of the fake OpenAI upstream and the bytes they become (JSON or SSE).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -47,6 +48,18 @@ pub(super) enum Kind {
         content_type: String,
         body: Vec<u8>,
     },
+    /// Decided per request by a function of its JSON body (see [`Reply::dynamic`]).
+    Dynamic(Responder),
+}
+
+/// The function behind [`Reply::dynamic`].
+#[derive(Clone)]
+pub struct Responder(Arc<dyn Fn(&Value) -> Reply + Send + Sync>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 /// What a trickling upstream repeats.
@@ -116,6 +129,19 @@ impl Reply {
     /// "You said: <text of the last user message>".
     pub fn echo_user() -> Self {
         Self::new(Kind::EchoUser)
+    }
+
+    /// A reply computed from each request's JSON body (a model stand-in; usable as the default).
+    pub fn dynamic(f: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Self {
+        Self::new(Kind::Dynamic(Responder(Arc::new(f))))
+    }
+
+    /// The reply for this request: a dynamic one asks its function, others are themselves.
+    pub(super) fn for_request(self, request: &Value) -> Reply {
+        match &self.kind {
+            Kind::Dynamic(Responder(f)) => f(request),
+            _ => self,
+        }
     }
 
     /// A non-2xx status with an OpenAI-shaped error body.

@@ -1,0 +1,244 @@
+//! Golden tests over `tests/fixtures/openai_responses/` (see its README): request translation,
+//! stream conversion and non-stream conversion, one fixture per case, most of them the API
+//! documentation's own examples. `UPDATE_GOLDEN=1` rewrites the expected files (review the diff
+//! by hand before committing); it is refused when `CI` is set.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use super::request;
+use super::response::Reply;
+use super::stream::EventMachine;
+use crate::api::openai::{Message, Tool, ToolImage};
+use crate::backend::upstream::Decoder;
+use crate::backend::{Cancelled, Error, Turn, TurnRequest, TurnSink};
+use crate::sse_codec::{SseItem, SseReader};
+
+fn dir(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/openai_responses")
+        .join(sub)
+}
+
+/// The fixture cases of a directory with a given extension, sorted; at least `min` of them
+/// (a missing fixture directory must fail, not pass vacuously).
+fn cases(sub: &str, ext: &str, min: usize) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir(sub))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.ends_with(ext) && !name.ends_with(".expected.json")
+        })
+        .collect();
+    out.sort();
+    assert!(
+        out.len() >= min,
+        "expected ≥ {min} {sub}/*{ext} fixtures, found {}",
+        out.len()
+    );
+    out
+}
+
+fn expected_path(case: &Path) -> PathBuf {
+    let name = case.file_name().unwrap().to_str().unwrap();
+    let stem = name.rsplit_once('.').unwrap().0;
+    case.with_file_name(format!("{stem}.expected.json"))
+}
+
+/// Compare with (or, with UPDATE_GOLDEN, write) the expected file; returns a failure message.
+fn check(case: &Path, actual: &Value) -> Option<String> {
+    let path = expected_path(case);
+    let pretty = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        // Rewriting makes every case pass: never in CI.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "UPDATE_GOLDEN is refused when CI is set"
+        );
+        fs::write(&path, pretty).unwrap();
+        return None;
+    }
+    let want: Value = match fs::read_to_string(&path) {
+        Ok(s) => serde_json::from_str(&s).unwrap(),
+        Err(_) => {
+            return Some(format!(
+                "{}: missing expected file; got\n{pretty}",
+                path.display()
+            ));
+        }
+    };
+    (want != *actual).then(|| {
+        format!(
+            "{}: mismatch\n--- expected\n{}\n--- actual\n{pretty}",
+            path.display(),
+            serde_json::to_string_pretty(&want).unwrap()
+        )
+    })
+}
+
+fn report(failures: Vec<String>) {
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn turn_json(t: &Turn) -> Value {
+    json!({
+        "content": t.content,
+        "tool_calls": t.tool_calls.iter().map(|c| json!({
+            "id": c.id, "name": c.function.name, "arguments": c.function.arguments,
+        })).collect::<Vec<_>>(),
+        "finish_reason": t.finish_reason.as_str(),
+        "usage": {
+            "prompt_tokens": t.usage.prompt_tokens,
+            "completion_tokens": t.usage.completion_tokens,
+            "cached_tokens": t.usage.cached_tokens,
+            "cache_creation_tokens": t.usage.cache_creation_tokens,
+            "reasoning_tokens": t.usage.reasoning_tokens,
+        },
+        "provider_state": t.provider_state,
+    })
+}
+
+fn error_json(e: &Error) -> Value {
+    match e {
+        Error::Status {
+            status,
+            message,
+            retry_after,
+        } => json!({"status": status, "message": message, "retry_after": retry_after}),
+        Error::Protocol(m) => json!({"protocol": m}),
+        other => json!({"other": other.to_string()}),
+    }
+}
+
+#[derive(Default)]
+struct Deltas(Vec<String>);
+
+impl TurnSink for Deltas {
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.0.push(delta.to_string());
+        Ok(())
+    }
+}
+
+/// Replay a recorded stream through the SSE parser and the decoder, as the upstream layer does.
+fn replay(sse: &str) -> (Vec<String>, Result<Turn, Error>) {
+    let mut reader = SseReader::new(sse.as_bytes(), 1 << 20);
+    let mut machine = EventMachine::new();
+    let mut sink = Deltas::default();
+    loop {
+        match reader.next_item().unwrap() {
+            Some(SseItem::Event(ev)) => match machine.event(&ev, &mut sink) {
+                Ok(Some(turn)) => return (sink.0, Ok(turn)),
+                Ok(None) => {}
+                Err(e) => return (sink.0, Err(e)),
+            },
+            Some(SseItem::Idle) => {}
+            None => return (sink.0, machine.end()),
+        }
+    }
+}
+
+#[test]
+fn golden_streams() {
+    let mut failures = Vec::new();
+    for case in cases("stream", ".sse", 10) {
+        let sse = fs::read_to_string(&case).unwrap();
+        let (deltas, turn) = replay(&sse);
+        let outcome = match &turn {
+            Ok(t) => {
+                // The text given to the sink is exactly the turn's content.
+                if deltas.concat() != t.content {
+                    failures.push(format!("{}: deltas differ from content", case.display()));
+                }
+                json!({"deltas": deltas, "turn": turn_json(t)})
+            }
+            Err(e) => json!({"deltas": deltas, "error": error_json(e)}),
+        };
+        failures.extend(check(&case, &outcome));
+        // Where the same response exists in non-streaming form, both paths must agree.
+        let twin = dir("response").join(case.with_extension("json").file_name().unwrap());
+        if let (Ok(t), Ok(text)) = (&turn, fs::read_to_string(&twin)) {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let plain = Reply::from_json(&body).unwrap().to_turn();
+            if plain != *t {
+                failures.push(format!(
+                    "{}: stream and non-stream disagree\n{t:#?}\n{plain:#?}",
+                    case.display()
+                ));
+            }
+        }
+    }
+    report(failures);
+}
+
+#[test]
+fn golden_responses() {
+    let mut failures = Vec::new();
+    for case in cases("response", ".json", 10) {
+        let body: Value = serde_json::from_str(&fs::read_to_string(&case).unwrap()).unwrap();
+        let outcome = match Reply::from_json(&body) {
+            Ok(r) => json!({"turn": turn_json(&r.to_turn())}),
+            Err(e) => json!({"error": error_json(&e)}),
+        };
+        failures.extend(check(&case, &outcome));
+    }
+    report(failures);
+}
+
+/// A fixture message: OpenAI JSON plus the loop-only `_provider_state`, `_tool_error` and
+/// `_tool_images` fields, which are never (de)serialized on the wire.
+fn fixture_message(v: &Value) -> Message {
+    let mut obj = v.as_object().unwrap().clone();
+    let state = obj.remove("_provider_state");
+    let error = obj.remove("_tool_error");
+    let images = obj.remove("_tool_images");
+    let mut m: Message = serde_json::from_value(Value::Object(obj)).unwrap();
+    m.provider_state = state;
+    m.tool_error = error == Some(Value::Bool(true));
+    m.tool_images = images
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|i| ToolImage {
+            media_type: i["media_type"].as_str().unwrap().into(),
+            data: i["data"].as_str().unwrap().into(),
+        })
+        .collect();
+    m
+}
+
+#[test]
+fn golden_requests() {
+    let mut failures = Vec::new();
+    for case in cases("request", ".json", 10) {
+        let input: Value = serde_json::from_str(&fs::read_to_string(&case).unwrap()).unwrap();
+        let messages: Vec<Message> = input["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(fixture_message)
+            .collect();
+        let tools: Vec<Tool> = serde_json::from_value(input["tools"].clone()).unwrap();
+        let params: Map<String, Value> = serde_json::from_value(input["params"].clone()).unwrap();
+        let extra: Map<String, Value> =
+            serde_json::from_value(input["extra_body"].clone()).unwrap();
+        let tool_choice = Some(&input["tool_choice"]).filter(|v| !v.is_null());
+        let req = TurnRequest {
+            model: input["model"].as_str().unwrap(),
+            messages: &messages,
+            tools: &tools,
+            tool_choice,
+            final_round: input["final_round"].as_bool().unwrap(),
+            params: &params,
+            extra_body: &extra,
+            stream: input["stream"].as_bool().unwrap(),
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        };
+        let body = request::build(&req, input["encrypted_reasoning"].as_bool().unwrap());
+        failures.extend(check(&case, &body));
+    }
+    report(failures);
+}
