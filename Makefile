@@ -4,7 +4,7 @@ CARGO ?= cargo
 MUSL_X86 := x86_64-unknown-linux-musl
 MUSL_ARM := aarch64-unknown-linux-musl
 
-.PHONY: run build test test-real peers setup lint fmt clippy ci static static-x86 static-arm bench bench-test fuzz fuzz-replay clean
+.PHONY: run build test test-real peers setup lint fmt clippy doc deny ci static static-x86 static-arm bench bench-test fuzz fuzz-replay clean
 
 ## run: build and start the gateway (the embedded demo config when there is no ./config.yaml)
 run:
@@ -31,6 +31,15 @@ clippy:
 
 lint: fmt clippy
 
+## doc: the API docs of the crate, every rustdoc warning (broken intra-doc link, …) an error
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
+
+## deny: cargo-deny's licenses, bans and sources checks (deny.toml), and advisories when its
+## database can be fetched (skipped with a note otherwise). See scripts/deny.sh.
+deny:
+	./scripts/deny.sh
+
 ## setup: the rustup musl targets and the Debian packages the builds and tests need (installs
 ## them as root; otherwise prints the exact commands and stops). See scripts/setup.sh.
 setup:
@@ -56,9 +65,10 @@ define check_static
 		test $$bytes -le $(MAX_STATIC_BYTES) || { echo "$(1) is larger than 8 MiB" >&2; exit 1; }
 endef
 
-## ci: everything CI checks: set-up, format, lints, the static builds (the aarch64 one is run
-## under qemu by the tests), then all tests, and the fuzz regression inputs replayed on stable
-ci: setup lint static test bench-test fuzz-replay
+## ci: everything CI checks: set-up, format, lints, docs, dependency checks, the static builds
+## (the aarch64 one is run under qemu by the tests), then all tests, the benchmark harness's
+## own tests, and the fuzz regression inputs replayed on stable
+ci: setup lint doc deny static test bench-test fuzz-replay
 
 ## bench: release builds + the benchmark suite (bench/), writes bench/RESULTS.md (not in CI)
 bench:

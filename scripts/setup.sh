@@ -14,7 +14,11 @@
 #   curl, file                README example test, static-binary check
 #   chromium                  the CORS test in a real headless browser (tests/browser.rs, driven
 #                             by playwright-core from tests/peers with executablePath)
+#   python3-venv              the test peers' venvs (Debian's python3 lacks ensurepip without it)
+# and, after those, cargo-deny (pinned, `cargo install --locked`) for `make deny`.
 set -euo pipefail
+
+CARGO_DENY_VERSION=0.20.2
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -26,6 +30,8 @@ have nginx || need_apt+=(nginx)
 have systemd-analyze || need_apt+=(systemd)
 have curl || need_apt+=(curl)
 have file || need_apt+=(file)
+# tests/peers/install.sh makes venvs: Debian's python3 needs python3-venv for that.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 have chromium || need_apt+=(chromium)
 
 need_targets=()
@@ -37,7 +43,17 @@ if [ ${#need_targets[@]} -gt 0 ]; then
   rustup target add "${need_targets[@]}"
 fi
 
+# cargo-deny, unless this version is there: compiled from crates.io, once per machine (about
+# 4 min of CPU; 10-15 min of wall time on a busy 2-core machine).
+install_cargo_deny() {
+  if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
+    cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+}
+
 if [ ${#need_apt[@]} -eq 0 ]; then
+  install_cargo_deny
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -56,3 +72,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 if [ -n "$added_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+install_cargo_deny

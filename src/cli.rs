@@ -1,4 +1,4 @@
-//! Command line (SPEC §2): `serve` (default), `check`, `demo-mcp`, `--version`, `--help`.
+//! Command line (docs/cli.md): `serve` (default), `check`, `demo-mcp`, `--version`, `--help`.
 //! Parsing is hand-written (a handful of flags does not justify a dependency); every command
 //! returns an exit code: 0 ok, 1 runtime failure, 2 usage or config error.
 

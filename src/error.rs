@@ -216,7 +216,7 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// The one mapping from upstream failures to what the client sees (SPEC §4).
+/// The one mapping from upstream failures to what the client sees (docs/api.md#errors).
 impl From<&backend::Error> for ApiError {
     fn from(e: &backend::Error) -> Self {
         use backend::Error as E;

@@ -1,4 +1,4 @@
-//! The real binary: commands, exit codes, config path / .env / listen precedence (SPEC §2).
+//! The real binary: commands, exit codes, config path / .env / listen precedence (docs/cli.md).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -1,5 +1,5 @@
 //! The gateway against the in-tree fake OpenAI upstream: the tool loop on a real backend,
-//! streaming timing, client disconnects, and every upstream failure mapped per SPEC §4.
+//! streaming timing, client disconnects, and every upstream failure mapped per docs/api.md#errors.
 
 use std::time::{Duration, Instant};
 

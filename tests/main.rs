@@ -18,6 +18,7 @@ mod cli;
 mod completions;
 mod config;
 mod control_plane;
+mod docs;
 mod gateway;
 mod gateway_anthropic;
 mod gateway_mcp;

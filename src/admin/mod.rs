@@ -1,4 +1,4 @@
-//! The admin API (SPEC §8): read and change assistants, backends and MCP servers while the
+//! The admin API (docs/auth-and-admin.md#admin-api): read and change assistants, backends and MCP servers while the
 //! gateway serves traffic, and reload the config file.
 //!
 //! Routing is on the decoded path ([`parse_path`]): encoded slashes and backslashes, dot

@@ -1,4 +1,4 @@
-//! The tool loop of one chat completion (SPEC §5), over a `dyn Backend`, a [`ToolSet`] and a
+//! The tool loop of one chat completion (docs/agent-loop.md), over a `dyn Backend`, a [`ToolSet`](crate::tools::ToolSet) and a
 //! [`LoopSink`]. No HTTP in here: the route prepares the request, the sink writes the stream
 //! (or nothing, for non-streaming requests).
 //!
@@ -86,7 +86,7 @@ pub fn later_tool_choice(choice: Option<&Value>) -> Option<Value> {
 }
 
 /// Check a chat request against an assistant and merge parameters: assistant defaults first,
-/// then every non-null client value (SPEC §4).
+/// then every non-null client value (docs/api.md#chat-completions).
 pub fn prepare(req: ChatRequest, assistant: &AssistantConfig) -> Result<Prepared, ApiError> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(ApiError::bad_request("n > 1 is not supported").with_param("n"));

@@ -1,4 +1,4 @@
-//! The admin check for `/admin/*` and `/metrics` (SPEC §8), separate from the `/v1/*` chain.
+//! The admin check for `/admin/*` and `/metrics` (docs/auth-and-admin.md#the-admin-listener), separate from the `/v1/*` chain.
 //!
 //! Two listeners serve them, with different rules ([`Listener`]):
 //! - the **main** listener (`/v1/*`): only `ADMIN_API_KEY` as `Authorization: Bearer <key>`

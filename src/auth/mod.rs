@@ -1,4 +1,4 @@
-//! The `/v1/*` auth chain (SPEC §8): which API key a request carries, and whether any configured
+//! The `/v1/*` auth chain (docs/auth-and-admin.md#v1-auth): which API key a request carries, and whether any configured
 //! provider accepts it. Admin checks (`/admin/*`, `/metrics`) are separate, in [`admin`].
 //!
 //! Keys are read from `Authorization: Bearer <key>`, `X-API-Key`, `api-key` (Azure style) and

@@ -2,7 +2,7 @@
 //! environment > `.env` file > built-ins; [`MapEnv`] for tests) and `${VAR}` expansion in string
 //! values.
 //!
-//! Expansion rules (SPEC §3): `${VAR}`; `${VAR:-default}`, where the default applies when VAR is
+//! Expansion rules (docs/configuration.md#environment-variables): `${VAR}`; `${VAR:-default}`, where the default applies when VAR is
 //! unset *or empty* (POSIX semantics; the original project only applied it when unset); `$$` is
 //! a literal `$`; a `$` followed by anything else stays literal. An unterminated `${` or a
 //! malformed reference is an error. An unset `${VAR}` without a default expands to "" and is

@@ -1,6 +1,6 @@
 //! `POST /v1/chat/completions`: decode and check the request, run the tool loop for the
 //! assistant (on this worker thread), and answer one `chat.completion` or a stream of
-//! `chat.completion.chunk` events ([`super::sse`]). [`Gateway::run_completion`] is shared with
+//! `chat.completion.chunk` events ([`super::sse`]). `Gateway::run_completion` is shared with
 //! the legacy completions endpoint ([`super::completions`]), which answers `text_completion`
 //! objects from the same loop.
 

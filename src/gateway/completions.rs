@@ -2,7 +2,7 @@
 //! `is_chat_model=False`, `litellm.text_completion`, the SDKs' `completions.create`).
 //!
 //! The prompt becomes one user message to the assistant (its system prompt applies) and the
-//! whole tool loop runs as for chat completions ([`Gateway::run_completion`]); the answer is a
+//! whole tool loop runs as for chat completions (`Gateway::run_completion`); the answer is a
 //! `text_completion` object, or a stream of `text_completion` events. The prompt is a string or
 //! an array of exactly one string. Features that have no meaning for an assistant are refused
 //! with a 400 naming the field: `echo: true`, `logprobs` (a number above 0 or `true`),

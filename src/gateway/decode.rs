@@ -266,7 +266,7 @@ impl Drop for Permit<'_> {
 /// The budget shared by every request of this process.
 pub static DECODING: Budget = Budget::new();
 
-/// Decode a chat request body with messages that say what is wrong (SPEC §4: 400, never 500;
+/// Decode a chat request body with messages that say what is wrong (docs/api.md#errors: 400, never 500;
 /// 413 when too complex to decode, 503 when the decode budget stays exhausted).
 pub fn chat_request(body: &[u8], max_body_bytes: usize) -> Result<ChatRequest, ApiError> {
     request_body(body, max_body_bytes)

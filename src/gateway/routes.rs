@@ -1,4 +1,4 @@
-//! Routing and the OpenAI API surface (SPEC §4): `GET /health` (liveness: the process serves),
+//! Routing and the OpenAI API surface (docs/api.md): `GET /health` (liveness: the process serves),
 //! `GET /ready` (readiness: 503 while draining or while the main pool admits no more requests),
 //! `GET /v1/models[/{id}]` (a trailing slash on the list is accepted), `POST
 //! /v1/chat/completions` (answered in [`super::chat`]), the legacy `POST /v1/completions`

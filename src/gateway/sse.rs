@@ -1,4 +1,4 @@
-//! Writes one chat completion as `chat.completion.chunk` server-sent events (SPEC §4), or a
+//! Writes one chat completion as `chat.completion.chunk` server-sent events (docs/api.md#streaming), or a
 //! legacy completion as `text_completion` events ([`ChunkWriter::text_completion`]: each
 //! choice has `text` in place of `delta`; no role chunk, no tool calls).
 //!
@@ -19,7 +19,7 @@ use crate::backend::Cancelled;
 use crate::error::ApiError;
 use crate::http::{BodyStream, Responder};
 
-/// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
+/// Longest silence on a stream while tools run (docs/api.md#streaming).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
 enum State<'a, 'b> {

@@ -1,4 +1,4 @@
-//! The hand-written MCP client (SPEC §7).
+//! The hand-written MCP client (docs/mcp.md).
 //!
 //! `jsonrpc` (message types and framing), `protocol` (initialize / version negotiation, tools,
 //! results), `era` (the stateless 2026-07-28 revision: request envelope, era probe,

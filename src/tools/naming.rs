@@ -1,4 +1,4 @@
-//! Exposed tool names and tool filters (SPEC §5).
+//! Exposed tool names and tool filters (docs/agent-loop.md#tool-names).
 //!
 //! An MCP tool is offered to the model as `<server>__<tool>`, with characters outside
 //! `[A-Za-z0-9_-]` replaced by `_`, at most 64 characters (the OpenAI function-name rule).

@@ -1,4 +1,4 @@
-//! MCP tool results → the tool message the model sees (SPEC §5).
+//! MCP tool results → the tool message the model sees (docs/agent-loop.md#tool-results).
 //!
 //! Text blocks are joined; `structuredContent` is given as JSON when there is no text; resource
 //! links and embedded resources become short text (a blob with a text MIME type, valid UTF-8,

@@ -1,4 +1,4 @@
-//! Process lifecycle of `aiproxy serve` (SPEC §2, §8): ready at once with MCP servers started
+//! Process lifecycle of `aiproxy serve` (docs/cli.md, docs/operations.md#lifecycle-and-signals): ready at once with MCP servers started
 //! lazily; SIGTERM stops accepting, lets a stream in flight finish, stops the MCP children
 //! (grandchildren included) and exits 0; a listen failure is one line on stderr and exit 1.
 

@@ -1,13 +1,13 @@
-//! The `mock` backend (SPEC §6): a deterministic offline model for the demo config and tests.
+//! The `mock` backend (docs/backends.md#mock): a deterministic offline model for the demo config and tests.
 //!
 //! Every answer is decided from the request alone (no state), looking at the messages after
 //! the last user message:
 //! - the conversation ends with tool results → answer in text from them ("2 + 3 = 5.");
 //! - else, unless this is the final round, the user asked for something an offered tool can do
-//!   ([`intent`]; tools match on the part after the last `__` of their exposed name) → call
+//!   (`intent`; tools match on the part after the last `__` of their exposed name) → call
 //!   it, with a short lead-in text and `finish_reason: tool_calls`;
 //! - else, unless this is the final round, a client-defined tool whose name the user's text
-//!   mentions ([`extras`]) → call it with arguments from its schema;
+//!   mentions (`extras`) → call it with arguments from its schema;
 //! - else → `You said: <text>` (or, on a final round that needed a tool, a refusal in text).
 //!
 //! A JSON `response_format` turns the final text into JSON (`{"answer": …}`, or an instance of

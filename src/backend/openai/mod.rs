@@ -87,7 +87,7 @@ impl Backend for OpenAiBackend {
     }
 }
 
-/// The upstream payload (SPEC §6): model, messages (an assistant message with `tool_calls` and
+/// The upstream payload (docs/backends.md#openai): model, messages (an assistant message with `tool_calls` and
 /// no content gets `content: ""`: llama-cpp-python fails on a missing key, Ollama and
 /// llama-cpp-python refuse `null`, and every upstream accepts a string), the merged params,
 /// tools unless this is the final round, `stream` (+ `stream_options.include_usage`), then

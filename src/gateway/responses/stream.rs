@@ -3,7 +3,7 @@
 //! of an item or a terminal event (so the first text delta leaves in the same write as
 //! `response.created` … `content_part.added`). The HTTP head goes out lazily with the first event, so a failure before anything was
 //! written still gets a real error status. Keep-alives are SSE comments only, at most every
-//! [`KEEPALIVE_EVERY`] of silence while tools run or the upstream is quiet.
+//! `KEEPALIVE_EVERY` of silence while tools run or the upstream is quiet.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::backend::Cancelled;
 use crate::http::{BodyStream, Responder};
 
-/// Longest silence on a stream while tools run (SPEC §4: at least every 10 s).
+/// Longest silence on a stream while tools run (docs/api.md#streaming-events).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
 enum State<'a, 'b> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::sys::process::{Ready, exit_status_nowait, poll_fd, set_nonblocking, signal_group};
 
-/// Variables a child gets from our environment when `inherit_env` is off (SPEC §3): enough to
+/// Variables a child gets from our environment when `inherit_env` is off (docs/mcp.md#transports): enough to
 /// find programs, write temp files and format text; nothing that may carry a credential.
 pub const SAFE_ENV_VARS: [&str; 10] = [
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "USER", "LOGNAME", "SHELL", "TERM",

@@ -11,7 +11,7 @@
 //! held for one line; stdin is non-blocking, so a write waits at most until the caller's
 //! deadline. Both reader threads poll in short slices and leave once the transport is shut down.
 //!
-//! The child runs in its own process group with a minimal environment (SPEC §3). Shutdown,
+//! The child runs in its own process group with a minimal environment (docs/mcp.md#transports). Shutdown,
 //! whoever triggers it (the reader on EOF, `close`, `Drop`): close stdin → wait → SIGTERM the
 //! group → wait → SIGKILL the group, then reap. The leader is observed with `WNOWAIT` and
 //! reaped last, so the group id cannot be reused while we still signal it.
