@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECS:-60}
-targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked})
+targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked request_body})
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2

@@ -132,3 +132,22 @@ pub fn http_head(data: &[u8]) {
 pub fn http_chunked(data: &[u8]) {
     fuzzing::http_chunked(data);
 }
+
+/// `request_body`: admitting a `/v1/chat/completions` body (the allocation-free size estimate,
+/// then the typed decode with its diagnosis). Any bytes give a request or an OpenAI-shaped
+/// 400 / 413 / 503, and a body the estimate accepts within a generous limit decodes without
+/// the estimate having under-priced it below its own length.
+pub fn request_body(data: &[u8]) {
+    let limit = 1 << 20;
+    if let Ok(cost) = aiproxy::gateway::decode::estimate(data, limit) {
+        assert!(cost <= limit, "estimate {cost} above its limit {limit}");
+    }
+    match aiproxy::gateway::decode::chat_request(data, 64 * 1024) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            matches!(e.status, 400 | 413 | 503),
+            "unexpected status {} for a bad body",
+            e.status
+        ),
+    }
+}

@@ -106,3 +106,8 @@ fn http_head_inputs() {
 fn http_chunked_inputs() {
     assert!(replay("http_chunked", aiproxy_fuzz::http_chunked) >= 3);
 }
+
+#[test]
+fn request_body_inputs() {
+    assert!(replay("request_body", aiproxy_fuzz::request_body) >= 3);
+}
