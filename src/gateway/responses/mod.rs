@@ -86,7 +86,7 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
         ("POST", "/v1/responses") => return create(ctx, req, resp),
         (_, "/v1/responses") => send_error(resp, &id_header, &method_not_allowed(req)),
         ("GET" | "HEAD", _) if valid_id(id) => match ctx.store.get(id, owner_of(req, ctx.snap)) {
-            Some(s) => send_json(resp, 200, &id_header, &s.response),
+            Some(s) => send_text(resp, &id_header, &s.response),
             None => send_error(resp, &id_header, &not_found(id)),
         },
         ("DELETE", _) if valid_id(id) => {
@@ -101,6 +101,15 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
         _ => send_error(resp, &id_header, &method_not_allowed(req)),
     };
     served
+}
+
+/// A 200 with a JSON body already serialized.
+fn send_text(resp: &mut Responder<'_>, headers: &[(&str, &str)], body: &str) -> Status {
+    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    h.extend_from_slice(headers);
+    // A failed write means the client left; there is nobody to tell.
+    let _ = resp.send(200, &h, body.as_bytes());
+    Status::Http(200)
 }
 
 fn method_not_allowed(req: &Request) -> ApiError {
@@ -245,17 +254,24 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         .store
         .unwrap_or(true)
         .then_some((translated.items, previous));
-    let remember = |done: &output::Done| {
-        if let Some((input_items, previous)) = &keep {
-            let mut items: Vec<Value> = previous
-                .as_ref()
-                .map(|p| p.items.as_ref().clone())
-                .unwrap_or_default();
-            items.extend(input_items.iter().cloned());
-            items.extend(done.items.iter().cloned());
+    // Keeps the finished response; hands its text back for the reply.
+    let remember = |done: output::Done| -> Arc<str> {
+        let response: Arc<str> = Arc::from(done.response);
+        if let Some((input_items, previous)) = keep {
+            // The earlier items are shared, not copied; only the new ones are measured.
+            let (mut items, mut items_bytes) = match &previous {
+                Some(p) => (p.items.as_ref().clone(), p.items_bytes),
+                None => (Vec::new(), 0),
+            };
+            items.reserve(input_items.len() + done.items.len());
+            for item in input_items.into_iter().chain(done.items) {
+                items_bytes += store::json_len(&item);
+                items.push(Arc::new(item));
+            }
             let stored = Stored {
-                response: Arc::new(done.response.clone()),
+                response: Arc::clone(&response),
                 items: Arc::new(items),
+                items_bytes,
             };
             if !ctx.store.put(&echo.id, owner, stored) {
                 log::warn!(
@@ -265,6 +281,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 );
             }
         }
+        response
     };
 
     if prepared.stream {
@@ -278,7 +295,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 served.rounds = out.rounds;
                 match builder.finish(&out) {
                     Ok((done, writer)) => {
-                        remember(&done);
+                        remember(done);
                         if writer.close().is_err() {
                             served.status = Status::ClientGone;
                         }
@@ -323,8 +340,8 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let hdrs = headers_ref(&headers);
     served.status = match finished {
         Ok(done) => {
-            remember(&done);
-            send_json(resp, 200, &hdrs, &done.response)
+            let text = remember(done);
+            send_text(resp, &hdrs, &text)
         }
         Err(e) => {
             let api = ApiError::from(&e);
