@@ -637,6 +637,8 @@ fn keys() -> &'static RandomState {
     KEYS.get_or_init(RandomState::new)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// 32 hex digits nobody can predict: a counter and the clock under a keyed hash (SipHash with
 /// per-process random keys), so stored responses cannot be found by guessing ids.
 pub fn unique_id() -> String {
@@ -649,7 +651,12 @@ pub fn unique_id() -> String {
         h.write_u8(salt);
         h.write_u64(n);
         h.write_u64(t);
-        out.push_str(&format!("{:016x}", h.finish()));
+        let x = h.finish();
+        out.extend(
+            (0..16)
+                .rev()
+                .map(|i| HEX[((x >> (4 * i)) & 0xf) as usize] as char),
+        );
     }
     out
 }

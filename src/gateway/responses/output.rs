@@ -89,12 +89,6 @@ struct Incomplete {
     reason: String,
 }
 
-/// `{"response": …}`: the payload of `response.created`, `.in_progress`, `.completed`.
-#[derive(Serialize)]
-struct WithResponse<'a> {
-    response: &'a ResponseObject<'a>,
-}
-
 /// `{"output_index": …, "item": …}`: `response.output_item.added` / `.done`.
 #[derive(Serialize)]
 struct WithItem<'a> {
@@ -102,9 +96,12 @@ struct WithItem<'a> {
     item: &'a Value,
 }
 
-/// `response.output_text.delta`, the one event per upstream chunk.
+/// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
 #[derive(Serialize)]
 struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
     item_id: &'a str,
     output_index: usize,
     content_index: u32,
@@ -379,9 +376,12 @@ impl<'r, E: Events> Builder<'r, E> {
         let output = std::mem::take(&mut self.output);
         let echo = self.echo;
         let object = echo.object(status, &output, Some(&out.usage), Value::Null, incomplete);
-        self.emit(kind, WithResponse { response: &object })?;
         // Serializing a response object cannot fail (string keys only).
         let response = serde_json::to_string(&object).unwrap_or_default();
+        if self.events.streaming() {
+            self.emit_now_start()?;
+        }
+        self.emit_response(kind, &response)?;
         let mut items = std::mem::take(&mut self.hidden);
         items.extend(output);
         Ok(Done { response, items })
@@ -433,16 +433,18 @@ impl<E: Events> LoopSink for Builder<'_, E> {
             return Ok(());
         };
         m.text.push_str(delta);
-        let sent = self.emit(
-            "response.output_text.delta",
-            TextDelta {
-                item_id: &m.id,
-                output_index: m.index,
-                content_index: 0,
-                delta,
-                logprobs: [],
-            },
-        );
+        let kind = "response.output_text.delta";
+        let delta = TextDelta {
+            kind,
+            sequence_number: self.seq,
+            item_id: &m.id,
+            output_index: m.index,
+            content_index: 0,
+            delta,
+            logprobs: [],
+        };
+        self.seq += 1;
+        let sent = self.events.send(kind, &delta);
         self.open = Some(m);
         sent
     }
@@ -556,12 +558,28 @@ impl<E: Events> Builder<'_, E> {
     fn emit_now_start(&mut self) -> Result<(), Cancelled> {
         if !self.started {
             self.started = true;
-            let echo = self.echo;
-            let r = echo.object("in_progress", &[], None, Value::Null, None);
-            self.emit_now("response.created", WithResponse { response: &r })?;
-            self.emit_now("response.in_progress", WithResponse { response: &r })?;
+            let r = self
+                .echo
+                .object("in_progress", &[], None, Value::Null, None);
+            let text = serde_json::to_string(&r).unwrap_or_default();
+            self.emit_response("response.created", &text)?;
+            self.emit_response("response.in_progress", &text)?;
         }
         Ok(())
+    }
+
+    /// `{"type": kind, "sequence_number": n, "response": <the serialized response object>}`,
+    /// the response written once and reused rather than serialized per event.
+    fn emit_response(&mut self, kind: &str, response: &str) -> Result<(), Cancelled> {
+        if !self.events.streaming() {
+            return Ok(());
+        }
+        let data = format!(
+            "{{\"type\":\"{kind}\",\"sequence_number\":{},\"response\":{response}}}",
+            self.seq
+        );
+        self.seq += 1;
+        self.events.send_text(kind, &data)
     }
 }
 

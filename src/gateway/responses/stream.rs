@@ -27,6 +27,8 @@ pub trait Events {
     /// Whether events are written at all (false for non-streaming requests).
     fn streaming(&self) -> bool;
     fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled>;
+    /// An event whose `data` is already serialized JSON.
+    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled>;
     /// An SSE comment line (ignored by clients).
     fn comment(&mut self, text: &str) -> Result<(), Cancelled>;
     /// Called about once a second while the upstream or tools are busy.
@@ -41,6 +43,9 @@ impl<F: FnMut() -> bool> Events for Quiet<F> {
         false
     }
     fn send<T: Serialize + ?Sized>(&mut self, _kind: &str, _data: &T) -> Result<(), Cancelled> {
+        Ok(())
+    }
+    fn send_text(&mut self, _kind: &str, _json: &str) -> Result<(), Cancelled> {
         Ok(())
     }
     fn comment(&mut self, _text: &str) -> Result<(), Cancelled> {
@@ -172,6 +177,16 @@ impl Events for SseWriter<'_, '_> {
         // Straight into the buffer; the payloads have string keys only, so this cannot fail.
         let _ = serde_json::to_writer(&mut self.pending, data);
         self.pending.extend_from_slice(b"\n\n");
+        if flushes(kind) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled> {
+        for part in ["event: ", kind, "\ndata: ", json, "\n\n"] {
+            self.pending.extend_from_slice(part.as_bytes());
+        }
         if flushes(kind) {
             self.flush()?;
         }
