@@ -44,7 +44,7 @@ use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};
 use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
-use output::{Builder, Echo};
+use output::{Builder, Echo, EchoFields};
 use store::{Store, Stored};
 use stream::{Quiet, SseWriter};
 
@@ -488,56 +488,7 @@ fn echo_fields(
     r: &ResponsesRequest,
     client_tools: &[crate::api::openai::Tool],
     assistant: &crate::config::AssistantConfig,
-) -> Map<String, Value> {
-    let mut f = Map::new();
-    let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
-    f.insert(
-        "instructions".into(),
-        opt(r.instructions.clone().map(Value::from)),
-    );
-    f.insert(
-        "metadata".into(),
-        Value::Object(r.metadata.clone().unwrap_or_default()),
-    );
-    f.insert(
-        "parallel_tool_calls".into(),
-        json!(r.parallel_tool_calls.unwrap_or(true)),
-    );
-    f.insert(
-        "temperature".into(),
-        json!(r.temperature.or(assistant.temperature).unwrap_or(1.0)),
-    );
-    f.insert(
-        "top_p".into(),
-        json!(r.top_p.or(assistant.top_p).unwrap_or(1.0)),
-    );
-    f.insert(
-        "tool_choice".into(),
-        r.tool_choice
-            .clone()
-            .filter(|v| !v.is_null())
-            .unwrap_or_else(|| json!("auto")),
-    );
-    f.insert(
-        "tools".into(),
-        Value::Array(input::echo_tools(client_tools)),
-    );
-    f.insert(
-        "max_output_tokens".into(),
-        opt(r.max_output_tokens.map(Value::from)),
-    );
-    f.insert(
-        "previous_response_id".into(),
-        opt(r.previous_response_id.clone().map(Value::from)),
-    );
-    f.insert(
-        "reasoning".into(),
-        r.reasoning
-            .clone()
-            .filter(|v| v.is_object())
-            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
-    );
-    f.insert("store".into(), json!(r.store.unwrap_or(true)));
+) -> EchoFields {
     let mut text = r
         .text
         .clone()
@@ -546,41 +497,43 @@ fn echo_fields(
     if text.get("format").is_none_or(Value::is_null) {
         text["format"] = json!({"type": "text"});
     }
-    f.insert("text".into(), text);
-    f.insert("truncation".into(), json!("disabled"));
-    f.insert("user".into(), opt(r.user.clone().map(Value::from)));
-    f.insert("background".into(), json!(false));
     // The rest of what the specification's response object requires: the client's value when
     // it sent one of the right type, else the default a model service reports.
     let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
         r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
     };
-    f.insert(
-        "presence_penalty".into(),
-        rest("presence_penalty", Value::is_number, json!(0.0)),
-    );
-    f.insert(
-        "frequency_penalty".into(),
-        rest("frequency_penalty", Value::is_number, json!(0.0)),
-    );
-    f.insert(
-        "top_logprobs".into(),
-        rest("top_logprobs", Value::is_u64, json!(0)),
-    );
-    f.insert(
-        "max_tool_calls".into(),
-        rest("max_tool_calls", Value::is_u64, Value::Null),
-    );
-    f.insert("service_tier".into(), json!("default"));
-    f.insert(
-        "safety_identifier".into(),
-        rest("safety_identifier", Value::is_string, Value::Null),
-    );
-    f.insert(
-        "prompt_cache_key".into(),
-        rest("prompt_cache_key", Value::is_string, Value::Null),
-    );
-    f
+    EchoFields {
+        instructions: r.instructions.clone(),
+        metadata: r.metadata.clone().unwrap_or_default(),
+        parallel_tool_calls: r.parallel_tool_calls.unwrap_or(true),
+        temperature: r.temperature.or(assistant.temperature).unwrap_or(1.0),
+        top_p: r.top_p.or(assistant.top_p).unwrap_or(1.0),
+        tool_choice: r
+            .tool_choice
+            .clone()
+            .filter(|v| !v.is_null())
+            .unwrap_or_else(|| json!("auto")),
+        tools: input::echo_tools(client_tools),
+        max_output_tokens: r.max_output_tokens,
+        previous_response_id: r.previous_response_id.clone(),
+        reasoning: r
+            .reasoning
+            .clone()
+            .filter(|v| v.is_object())
+            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
+        store: r.store.unwrap_or(true),
+        text,
+        truncation: "disabled",
+        user: r.user.clone(),
+        background: false,
+        presence_penalty: rest("presence_penalty", Value::is_number, json!(0.0)),
+        frequency_penalty: rest("frequency_penalty", Value::is_number, json!(0.0)),
+        top_logprobs: rest("top_logprobs", Value::is_u64, json!(0)),
+        max_tool_calls: rest("max_tool_calls", Value::is_u64, Value::Null),
+        service_tier: "default",
+        safety_identifier: rest("safety_identifier", Value::is_string, Value::Null),
+        prompt_cache_key: rest("prompt_cache_key", Value::is_string, Value::Null),
+    }
 }
 
 /// Decode the body with messages that say what is wrong (400, never 500), within the decode

@@ -34,8 +34,36 @@ pub struct Echo {
     pub id: String,
     pub created_at: u64,
     pub model: String,
-    /// Fields copied into every response object, in this order, after the fixed ones.
-    pub fields: Map<String, Value>,
+    /// Fields copied into every response object, after the fixed ones.
+    pub fields: EchoFields,
+}
+
+/// The request settings every response object echoes: typed, so writing a response object
+/// builds no map.
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoFields {
+    pub instructions: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub parallel_tool_calls: bool,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub tool_choice: Value,
+    pub tools: Vec<Value>,
+    pub max_output_tokens: Option<u64>,
+    pub previous_response_id: Option<String>,
+    pub reasoning: Value,
+    pub store: bool,
+    pub text: Value,
+    pub truncation: &'static str,
+    pub user: Option<String>,
+    pub background: bool,
+    pub presence_penalty: Value,
+    pub frequency_penalty: Value,
+    pub top_logprobs: Value,
+    pub max_tool_calls: Value,
+    pub service_tier: &'static str,
+    pub safety_identifier: Value,
+    pub prompt_cache_key: Value,
 }
 
 impl Echo {
@@ -80,7 +108,7 @@ pub struct ResponseObject<'a> {
     model: &'a str,
     output: &'a [Value],
     #[serde(flatten)]
-    fields: &'a Map<String, Value>,
+    fields: &'a EchoFields,
     usage: Option<Value>,
 }
 
