@@ -11,6 +11,7 @@
 //! type. Pure functions.
 
 use serde_json::{Map, Value, json};
+use std::borrow::Borrow;
 
 use crate::api::openai::{Content, FunctionDef, Message, Role, Tool, ToolCall};
 use crate::error::ApiError;
@@ -44,7 +45,7 @@ pub fn items_of_text(text: &str) -> Vec<Value> {
 /// so an item referenced twice (a call and its result) appears once. Unknown ids are a 400.
 pub fn resolve_references(
     items: &mut Vec<Value>,
-    known: &[Value],
+    known: &[impl Borrow<Value>],
     find: &dyn Fn(&str) -> Option<Value>,
 ) -> Result<(), ApiError> {
     if !items.iter().any(is_reference) {
@@ -52,6 +53,7 @@ pub fn resolve_references(
     }
     let mut seen: std::collections::HashSet<String> = known
         .iter()
+        .map(Borrow::borrow)
         .chain(items.iter().filter(|i| !is_reference(i)))
         .filter_map(|i| i.get("id").and_then(Value::as_str).map(String::from))
         .collect();
@@ -93,12 +95,12 @@ fn is_reference(item: &Value) -> bool {
 /// Translate items (at `path[i]` for error messages) and append the messages to `out`.
 /// `exposed` maps an `mcp_call` item's `(server_label, name)` to the tool's exposed name.
 pub fn to_messages(
-    items: &[Value],
+    items: &[impl Borrow<Value>],
     path: &str,
     exposed: &dyn Fn(&str, &str) -> String,
     out: &mut Vec<Message>,
 ) -> Result<(), ApiError> {
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter().map(Borrow::borrow).enumerate() {
         let p = format!("{path}[{i}]");
         let Some(obj) = item.as_object() else {
             return Err(bad(&p, "must be an object"));

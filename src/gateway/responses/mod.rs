@@ -44,7 +44,7 @@ use crate::gateway::run::{Metered, ended, log_failure, run_headers};
 use crate::http::{Request, Responder};
 use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
-use output::{Builder, Echo};
+use output::{Builder, Echo, EchoFields};
 use store::{Store, Stored};
 use stream::{Quiet, SseWriter};
 
@@ -86,7 +86,7 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
         ("POST", "/v1/responses") => return create(ctx, req, resp),
         (_, "/v1/responses") => send_error(resp, &id_header, &method_not_allowed(req)),
         ("GET" | "HEAD", _) if valid_id(id) => match ctx.store.get(id, owner_of(req, ctx.snap)) {
-            Some(s) => send_json(resp, 200, &id_header, &s.response),
+            Some(s) => send_text(resp, &id_header, &s.response),
             None => send_error(resp, &id_header, &not_found(id)),
         },
         ("DELETE", _) if valid_id(id) => {
@@ -101,6 +101,15 @@ pub fn handle(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served 
         _ => send_error(resp, &id_header, &method_not_allowed(req)),
     };
     served
+}
+
+/// A 200 with a JSON body already serialized.
+fn send_text(resp: &mut Responder<'_>, headers: &[(&str, &str)], body: &str) -> Status {
+    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    h.extend_from_slice(headers);
+    // A failed write means the client left; there is nobody to tell.
+    let _ = resp.send(200, &h, body.as_bytes());
+    Status::Http(200)
 }
 
 fn method_not_allowed(req: &Request) -> ApiError {
@@ -245,17 +254,24 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         .store
         .unwrap_or(true)
         .then_some((translated.items, previous));
-    let remember = |done: &output::Done| {
-        if let Some((input_items, previous)) = &keep {
-            let mut items: Vec<Value> = previous
-                .as_ref()
-                .map(|p| p.items.as_ref().clone())
-                .unwrap_or_default();
-            items.extend(input_items.iter().cloned());
-            items.extend(done.items.iter().cloned());
+    // Keeps the finished response; hands its text back for the reply.
+    let remember = |done: output::Done| -> Arc<str> {
+        let response: Arc<str> = Arc::from(done.response);
+        if let Some((input_items, previous)) = keep {
+            // The earlier items are shared, not copied; only the new ones are measured.
+            let (mut items, mut items_bytes) = match &previous {
+                Some(p) => (p.items.as_ref().clone(), p.items_bytes),
+                None => (Vec::new(), 0),
+            };
+            items.reserve(input_items.len() + done.items.len());
+            for item in input_items.into_iter().chain(done.items) {
+                items_bytes += store::json_len(&item);
+                items.push(Arc::new(item));
+            }
             let stored = Stored {
-                response: Arc::new(done.response.clone()),
+                response: Arc::clone(&response),
                 items: Arc::new(items),
+                items_bytes,
             };
             if !ctx.store.put(&echo.id, owner, stored) {
                 log::warn!(
@@ -265,6 +281,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 );
             }
         }
+        response
     };
 
     if prepared.stream {
@@ -278,7 +295,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 served.rounds = out.rounds;
                 match builder.finish(&out) {
                     Ok((done, writer)) => {
-                        remember(&done);
+                        remember(done);
                         if writer.close().is_err() {
                             served.status = Status::ClientGone;
                         }
@@ -323,8 +340,8 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let hdrs = headers_ref(&headers);
     served.status = match finished {
         Ok(done) => {
-            remember(&done);
-            send_json(resp, 200, &hdrs, &done.response)
+            let text = remember(done);
+            send_text(resp, &hdrs, &text)
         }
         Err(e) => {
             let api = ApiError::from(&e);
@@ -471,56 +488,7 @@ fn echo_fields(
     r: &ResponsesRequest,
     client_tools: &[crate::api::openai::Tool],
     assistant: &crate::config::AssistantConfig,
-) -> Map<String, Value> {
-    let mut f = Map::new();
-    let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
-    f.insert(
-        "instructions".into(),
-        opt(r.instructions.clone().map(Value::from)),
-    );
-    f.insert(
-        "metadata".into(),
-        Value::Object(r.metadata.clone().unwrap_or_default()),
-    );
-    f.insert(
-        "parallel_tool_calls".into(),
-        json!(r.parallel_tool_calls.unwrap_or(true)),
-    );
-    f.insert(
-        "temperature".into(),
-        json!(r.temperature.or(assistant.temperature).unwrap_or(1.0)),
-    );
-    f.insert(
-        "top_p".into(),
-        json!(r.top_p.or(assistant.top_p).unwrap_or(1.0)),
-    );
-    f.insert(
-        "tool_choice".into(),
-        r.tool_choice
-            .clone()
-            .filter(|v| !v.is_null())
-            .unwrap_or_else(|| json!("auto")),
-    );
-    f.insert(
-        "tools".into(),
-        Value::Array(input::echo_tools(client_tools)),
-    );
-    f.insert(
-        "max_output_tokens".into(),
-        opt(r.max_output_tokens.map(Value::from)),
-    );
-    f.insert(
-        "previous_response_id".into(),
-        opt(r.previous_response_id.clone().map(Value::from)),
-    );
-    f.insert(
-        "reasoning".into(),
-        r.reasoning
-            .clone()
-            .filter(|v| v.is_object())
-            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
-    );
-    f.insert("store".into(), json!(r.store.unwrap_or(true)));
+) -> EchoFields {
     let mut text = r
         .text
         .clone()
@@ -529,41 +497,43 @@ fn echo_fields(
     if text.get("format").is_none_or(Value::is_null) {
         text["format"] = json!({"type": "text"});
     }
-    f.insert("text".into(), text);
-    f.insert("truncation".into(), json!("disabled"));
-    f.insert("user".into(), opt(r.user.clone().map(Value::from)));
-    f.insert("background".into(), json!(false));
     // The rest of what the specification's response object requires: the client's value when
     // it sent one of the right type, else the default a model service reports.
     let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
         r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
     };
-    f.insert(
-        "presence_penalty".into(),
-        rest("presence_penalty", Value::is_number, json!(0.0)),
-    );
-    f.insert(
-        "frequency_penalty".into(),
-        rest("frequency_penalty", Value::is_number, json!(0.0)),
-    );
-    f.insert(
-        "top_logprobs".into(),
-        rest("top_logprobs", Value::is_u64, json!(0)),
-    );
-    f.insert(
-        "max_tool_calls".into(),
-        rest("max_tool_calls", Value::is_u64, Value::Null),
-    );
-    f.insert("service_tier".into(), json!("default"));
-    f.insert(
-        "safety_identifier".into(),
-        rest("safety_identifier", Value::is_string, Value::Null),
-    );
-    f.insert(
-        "prompt_cache_key".into(),
-        rest("prompt_cache_key", Value::is_string, Value::Null),
-    );
-    f
+    EchoFields {
+        instructions: r.instructions.clone(),
+        metadata: r.metadata.clone().unwrap_or_default(),
+        parallel_tool_calls: r.parallel_tool_calls.unwrap_or(true),
+        temperature: r.temperature.or(assistant.temperature).unwrap_or(1.0),
+        top_p: r.top_p.or(assistant.top_p).unwrap_or(1.0),
+        tool_choice: r
+            .tool_choice
+            .clone()
+            .filter(|v| !v.is_null())
+            .unwrap_or_else(|| json!("auto")),
+        tools: input::echo_tools(client_tools),
+        max_output_tokens: r.max_output_tokens,
+        previous_response_id: r.previous_response_id.clone(),
+        reasoning: r
+            .reasoning
+            .clone()
+            .filter(|v| v.is_object())
+            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
+        store: r.store.unwrap_or(true),
+        text,
+        truncation: "disabled",
+        user: r.user.clone(),
+        background: false,
+        presence_penalty: rest("presence_penalty", Value::is_number, json!(0.0)),
+        frequency_penalty: rest("frequency_penalty", Value::is_number, json!(0.0)),
+        top_logprobs: rest("top_logprobs", Value::is_u64, json!(0)),
+        max_tool_calls: rest("max_tool_calls", Value::is_u64, Value::Null),
+        service_tier: "default",
+        safety_identifier: rest("safety_identifier", Value::is_string, Value::Null),
+        prompt_cache_key: rest("prompt_cache_key", Value::is_string, Value::Null),
+    }
 }
 
 /// Decode the body with messages that say what is wrong (400, never 500), within the decode
@@ -620,6 +590,8 @@ fn keys() -> &'static RandomState {
     KEYS.get_or_init(RandomState::new)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// 32 hex digits nobody can predict: a counter and the clock under a keyed hash (SipHash with
 /// per-process random keys), so stored responses cannot be found by guessing ids.
 pub fn unique_id() -> String {
@@ -632,7 +604,12 @@ pub fn unique_id() -> String {
         h.write_u8(salt);
         h.write_u64(n);
         h.write_u64(t);
-        out.push_str(&format!("{:016x}", h.finish()));
+        let x = h.finish();
+        out.extend(
+            (0..16)
+                .rev()
+                .map(|i| HEX[((x >> (4 * i)) & 0xf) as usize] as char),
+        );
     }
     out
 }

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::stream::Events;
@@ -33,41 +34,117 @@ pub struct Echo {
     pub id: String,
     pub created_at: u64,
     pub model: String,
-    /// Fields copied into every response object, in this order, after the fixed ones.
-    pub fields: Map<String, Value>,
+    /// Fields copied into every response object, after the fixed ones.
+    pub fields: EchoFields,
+}
+
+/// The request settings every response object echoes: typed, so writing a response object
+/// builds no map.
+#[derive(Debug, Clone, Serialize)]
+pub struct EchoFields {
+    pub instructions: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub parallel_tool_calls: bool,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub tool_choice: Value,
+    pub tools: Vec<Value>,
+    pub max_output_tokens: Option<u64>,
+    pub previous_response_id: Option<String>,
+    pub reasoning: Value,
+    pub store: bool,
+    pub text: Value,
+    pub truncation: &'static str,
+    pub user: Option<String>,
+    pub background: bool,
+    pub presence_penalty: Value,
+    pub frequency_penalty: Value,
+    pub top_logprobs: Value,
+    pub max_tool_calls: Value,
+    pub service_tier: &'static str,
+    pub safety_identifier: Value,
+    pub prompt_cache_key: Value,
 }
 
 impl Echo {
-    /// The response object.
-    pub fn object(
-        &self,
-        status: &str,
-        output: &[Value],
+    /// The response object, serialized straight from these borrowed parts (no `Value` tree).
+    pub fn object<'a>(
+        &'a self,
+        status: &'a str,
+        output: &'a [Value],
         usage: Option<&Usage>,
         error: Value,
         incomplete: Option<&str>,
-    ) -> Value {
-        let mut o = Map::new();
-        o.insert("id".into(), json!(self.id));
-        o.insert("object".into(), json!("response"));
-        o.insert("created_at".into(), json!(self.created_at));
-        o.insert("status".into(), json!(status));
-        // Required by the specification, null until the response completes.
-        let completed_at = (status == "completed").then(crate::clock::unix_now);
-        o.insert("completed_at".into(), json!(completed_at));
-        o.insert("error".into(), error);
-        o.insert(
-            "incomplete_details".into(),
-            incomplete.map_or(Value::Null, |r| json!({ "reason": r })),
-        );
-        o.insert("model".into(), json!(self.model));
-        o.insert("output".into(), Value::Array(output.to_vec()));
-        for (k, v) in &self.fields {
-            o.insert(k.clone(), v.clone());
+    ) -> ResponseObject<'a> {
+        ResponseObject {
+            id: &self.id,
+            object: "response",
+            created_at: self.created_at,
+            status,
+            // Required by the specification, null until the response completes.
+            completed_at: (status == "completed").then(crate::clock::unix_now),
+            error,
+            incomplete_details: incomplete.map(|r| Incomplete {
+                reason: r.to_string(),
+            }),
+            model: &self.model,
+            output,
+            fields: &self.fields,
+            usage: usage.map(usage_json),
         }
-        o.insert("usage".into(), usage.map_or(Value::Null, usage_json));
-        Value::Object(o)
     }
+}
+
+/// A response object as written: the fixed fields, the echoed settings, the usage.
+#[derive(Debug, Serialize)]
+pub struct ResponseObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'a str,
+    completed_at: Option<u64>,
+    error: Value,
+    incomplete_details: Option<Incomplete>,
+    model: &'a str,
+    output: &'a [Value],
+    #[serde(flatten)]
+    fields: &'a EchoFields,
+    usage: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Incomplete {
+    reason: String,
+}
+
+/// `{"output_index": …, "item": …}`: `response.output_item.added` / `.done`.
+#[derive(Serialize)]
+struct WithItem<'a> {
+    output_index: usize,
+    item: &'a Value,
+}
+
+/// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    delta: &'a str,
+    logprobs: [u8; 0],
+}
+
+/// What [`Builder::emit`] writes: the payload with `type` and `sequence_number` in front.
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    data: T,
 }
 
 pub fn usage_json(u: &Usage) -> Value {
@@ -82,7 +159,8 @@ pub fn usage_json(u: &Usage) -> Value {
 
 /// The finished response.
 pub struct Done {
-    pub response: Value,
+    /// The response object, serialized (as returned and as stored).
+    pub response: String,
     /// Output items for the store: visible items plus hidden `mcp_call` items.
     pub items: Vec<Value>,
 }
@@ -134,7 +212,7 @@ impl<'r, E: Events> Builder<'r, E> {
         }
     }
 
-    fn emit(&mut self, kind: &str, data: Value) -> Result<(), Cancelled> {
+    fn emit(&mut self, kind: &str, data: impl Serialize) -> Result<(), Cancelled> {
         if !self.events.streaming() {
             return Ok(());
         }
@@ -142,13 +220,14 @@ impl<'r, E: Events> Builder<'r, E> {
         self.emit_now(kind, data)
     }
 
-    fn emit_now(&mut self, kind: &str, mut data: Value) -> Result<(), Cancelled> {
-        if let Some(o) = data.as_object_mut() {
-            o.insert("type".into(), json!(kind));
-            o.insert("sequence_number".into(), json!(self.seq));
-        }
+    fn emit_now(&mut self, kind: &str, data: impl Serialize) -> Result<(), Cancelled> {
+        let event = Event {
+            kind,
+            sequence_number: self.seq,
+            data,
+        };
         self.seq += 1;
-        self.events.send(kind, &data)
+        self.events.send(kind, &event)
     }
 
     fn open_message(&mut self) -> Result<(), Cancelled> {
@@ -158,7 +237,10 @@ impl<'r, E: Events> Builder<'r, E> {
         self.output.push(item.clone());
         self.emit(
             "response.output_item.added",
-            json!({"output_index": index, "item": item}),
+            WithItem {
+                output_index: index,
+                item: &item,
+            },
         )?;
         self.emit(
             "response.content_part.added",
@@ -190,7 +272,10 @@ impl<'r, E: Events> Builder<'r, E> {
         )?;
         self.emit(
             "response.output_item.done",
-            json!({"output_index": index, "item": item}),
+            WithItem {
+                output_index: index,
+                item: &item,
+            },
         )
     }
 
@@ -281,7 +366,10 @@ impl<'r, E: Events> Builder<'r, E> {
                 "call_id": call.id, "name": call.function.name, "arguments": ""});
             self.emit(
                 "response.output_item.added",
-                json!({"output_index": index, "item": item}),
+                WithItem {
+                    output_index: index,
+                    item: &item,
+                },
             )?;
             let args = &call.function.arguments;
             self.emit(
@@ -297,7 +385,10 @@ impl<'r, E: Events> Builder<'r, E> {
             self.output.push(item.clone());
             self.emit(
                 "response.output_item.done",
-                json!({"output_index": index, "item": item}),
+                WithItem {
+                    output_index: index,
+                    item: &item,
+                },
             )?;
         }
         let status = if incomplete.is_some() {
@@ -305,21 +396,22 @@ impl<'r, E: Events> Builder<'r, E> {
         } else {
             "completed"
         };
-        let response = self.echo.object(
-            status,
-            &self.output,
-            Some(&out.usage),
-            Value::Null,
-            incomplete,
-        );
         let kind = if incomplete.is_some() {
             "response.incomplete"
         } else {
             "response.completed"
         };
-        self.emit(kind, json!({ "response": response }))?;
+        let output = std::mem::take(&mut self.output);
+        let echo = self.echo;
+        let object = echo.object(status, &output, Some(&out.usage), Value::Null, incomplete);
+        // Serializing a response object cannot fail (string keys only).
+        let response = serde_json::to_string(&object).unwrap_or_default();
+        if self.events.streaming() {
+            self.emit_now_start()?;
+        }
+        self.emit_response(kind, &response)?;
         let mut items = std::mem::take(&mut self.hidden);
-        items.extend(self.output.iter().cloned());
+        items.extend(output);
         Ok(Done { response, items })
     }
 
@@ -347,8 +439,8 @@ impl<'r, E: Events> Builder<'r, E> {
             json!({"code": code, "message": err.message}),
             None,
         );
-        let failed =
-            json!({"type": "response.failed", "response": response, "sequence_number": self.seq});
+        let failed = json!({"type": "response.failed", "response": serde_json::to_value(&response).unwrap_or_default(),
+            "sequence_number": self.seq});
         (self.events, Some((error, failed)))
     }
 }
@@ -365,15 +457,24 @@ impl<E: Events> LoopSink for Builder<'_, E> {
             }
             self.open_message()?;
         }
-        let Some(m) = self.open.as_mut() else {
+        let Some(mut m) = self.open.take() else {
             return Ok(());
         };
         m.text.push_str(delta);
-        let (id, index) = (m.id.clone(), m.index);
-        self.emit(
-            "response.output_text.delta",
-            json!({"item_id": id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": []}),
-        )
+        let kind = "response.output_text.delta";
+        let delta = TextDelta {
+            kind,
+            sequence_number: self.seq,
+            item_id: &m.id,
+            output_index: m.index,
+            content_index: 0,
+            delta,
+            logprobs: [],
+        };
+        self.seq += 1;
+        let sent = self.events.send(kind, &delta);
+        self.open = Some(m);
+        sent
     }
 
     fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled> {
@@ -388,7 +489,10 @@ impl<E: Events> LoopSink for Builder<'_, E> {
                 self.output.push(item.clone());
                 self.emit(
                     "response.output_item.added",
-                    json!({"output_index": index, "item": item}),
+                    WithItem {
+                        output_index: index,
+                        item: &item,
+                    },
                 )?;
                 self.emit(
                     "response.mcp_call.in_progress",
@@ -458,7 +562,10 @@ impl<E: Events> LoopSink for Builder<'_, E> {
                 self.emit(kind, json!({"item_id": item["id"], "output_index": index}))?;
                 self.emit(
                     "response.output_item.done",
-                    json!({"output_index": index, "item": item}),
+                    WithItem {
+                        output_index: index,
+                        item: &item,
+                    },
                 )?;
             } else {
                 let mut item = self.mcp_item(call);
@@ -482,10 +589,25 @@ impl<E: Events> Builder<'_, E> {
             let r = self
                 .echo
                 .object("in_progress", &[], None, Value::Null, None);
-            self.emit_now("response.created", json!({ "response": r }))?;
-            self.emit_now("response.in_progress", json!({ "response": r }))?;
+            let text = serde_json::to_string(&r).unwrap_or_default();
+            self.emit_response("response.created", &text)?;
+            self.emit_response("response.in_progress", &text)?;
         }
         Ok(())
+    }
+
+    /// `{"type": kind, "sequence_number": n, "response": <the serialized response object>}`,
+    /// the response written once and reused rather than serialized per event.
+    fn emit_response(&mut self, kind: &str, response: &str) -> Result<(), Cancelled> {
+        if !self.events.streaming() {
+            return Ok(());
+        }
+        let data = format!(
+            "{{\"type\":\"{kind}\",\"sequence_number\":{},\"response\":{response}}}",
+            self.seq
+        );
+        self.seq += 1;
+        self.events.send_text(kind, &data)
     }
 }
 

@@ -2,7 +2,8 @@
 //! /v1/responses/{id}`.
 //!
 //! Per process (a response created on another replica is unknown here). Bounded (limits from
-//! the `responses:` config section) by entry count and by bytes (the serialized size of the stored response and conversation items), with a
+//! the `responses:` config section) by entry count and by bytes (the serialized size of the stored response and conversation items, counted
+//! once per item: a continuation adds only its new items), with a
 //! TTL; the oldest entries are evicted first. Each entry remembers an owner tag (a keyed hash of
 //! the caller's credentials) and is invisible to other callers. Items with an `id` are indexed
 //! so an `item_reference` input item finds the newest stored copy ([`Store::find_item`]). One
@@ -19,11 +20,14 @@ use serde_json::Value;
 /// A finished response as stored.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// The response object, as returned to the client.
-    pub response: Arc<Value>,
+    /// The response object, serialized as returned to the client.
+    pub response: Arc<str>,
     /// The whole conversation (earlier items, this input, this output including hidden
     /// `mcp_call` items), without `instructions`.
-    pub items: Arc<Vec<Value>>,
+    /// Items are shared with the entries that continue this one (no copy per turn).
+    pub items: Arc<Vec<Arc<Value>>>,
+    /// The serialized size of `items` (kept so a continuation adds only its new items).
+    pub items_bytes: usize,
 }
 
 struct Entry {
@@ -78,9 +82,7 @@ impl Store {
     /// Keep a response; evicts the oldest entries to make room. An entry larger than the whole
     /// byte budget is not kept (returns false).
     pub fn put(&self, id: &str, owner: u64, stored: Stored) -> bool {
-        let bytes = id.len()
-            + json_len(&stored.response)
-            + stored.items.iter().map(json_len).sum::<usize>();
+        let bytes = id.len() + stored.response.len() + stored.items_bytes;
         if bytes > self.max_bytes || self.max_entries == 0 {
             return false;
         }
@@ -143,7 +145,7 @@ impl Store {
         if e.owner != owner || e.at.elapsed() >= self.ttl {
             return None;
         }
-        e.stored.items.get(*i).cloned()
+        e.stored.items.get(*i).map(|v| Value::clone(v))
     }
 
     /// Remove an entry of this owner; false when there was none.
@@ -178,7 +180,7 @@ fn remove(inner: &mut Inner, id: &str) {
 }
 
 /// The length of `v` serialized, counted without building the text.
-fn json_len(v: &Value) -> usize {
+pub fn json_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -196,7 +198,7 @@ fn json_len(v: &Value) -> usize {
 }
 
 /// `(index, id)` of the items that have a string `id`.
-fn item_ids(items: &[Value]) -> impl Iterator<Item = (usize, &str)> {
+fn item_ids(items: &[Arc<Value>]) -> impl Iterator<Item = (usize, &str)> {
     items
         .iter()
         .enumerate()
@@ -230,9 +232,11 @@ mod tests {
     const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
     fn stored(text: &str) -> Stored {
+        let items = vec![Arc::new(json!(text))];
         Stored {
-            response: Arc::new(json!({ "t": text })),
-            items: Arc::new(vec![json!(text)]),
+            response: Arc::from(format!("{{\"t\":{}}}", json!(text))),
+            items_bytes: items.iter().map(|v| json_len(v)).sum(),
+            items: Arc::new(items),
         }
     }
 
@@ -293,10 +297,11 @@ mod tests {
     fn finds_items_by_id_for_their_owner_only() {
         let s = Store::new(2, 1 << 20, DEFAULT_TTL);
         let with_items = |ids: &[&str]| Stored {
-            response: Arc::new(json!({})),
+            response: Arc::from("{}"),
+            items_bytes: 0,
             items: Arc::new(
                 ids.iter()
-                    .map(|i| json!({"id": i, "n": ids.len()}))
+                    .map(|i| Arc::new(json!({"id": i, "n": ids.len()})))
                     .collect(),
             ),
         };

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::Cancelled;
@@ -25,7 +26,9 @@ enum State<'a, 'b> {
 pub trait Events {
     /// Whether events are written at all (false for non-streaming requests).
     fn streaming(&self) -> bool;
-    fn send(&mut self, kind: &str, data: &Value) -> Result<(), Cancelled>;
+    fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled>;
+    /// An event whose `data` is already serialized JSON.
+    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled>;
     /// An SSE comment line (ignored by clients).
     fn comment(&mut self, text: &str) -> Result<(), Cancelled>;
     /// Called about once a second while the upstream or tools are busy.
@@ -39,7 +42,10 @@ impl<F: FnMut() -> bool> Events for Quiet<F> {
     fn streaming(&self) -> bool {
         false
     }
-    fn send(&mut self, _kind: &str, _data: &Value) -> Result<(), Cancelled> {
+    fn send<T: Serialize + ?Sized>(&mut self, _kind: &str, _data: &T) -> Result<(), Cancelled> {
+        Ok(())
+    }
+    fn send_text(&mut self, _kind: &str, _json: &str) -> Result<(), Cancelled> {
         Ok(())
     }
     fn comment(&mut self, _text: &str) -> Result<(), Cancelled> {
@@ -164,9 +170,23 @@ impl Events for SseWriter<'_, '_> {
         true
     }
 
-    fn send(&mut self, kind: &str, data: &Value) -> Result<(), Cancelled> {
-        use std::io::Write as _;
-        let _ = write!(self.pending, "event: {kind}\ndata: {data}\n\n");
+    fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled> {
+        self.pending.extend_from_slice(b"event: ");
+        self.pending.extend_from_slice(kind.as_bytes());
+        self.pending.extend_from_slice(b"\ndata: ");
+        // Straight into the buffer; the payloads have string keys only, so this cannot fail.
+        let _ = serde_json::to_writer(&mut self.pending, data);
+        self.pending.extend_from_slice(b"\n\n");
+        if flushes(kind) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled> {
+        for part in ["event: ", kind, "\ndata: ", json, "\n\n"] {
+            self.pending.extend_from_slice(part.as_bytes());
+        }
         if flushes(kind) {
             self.flush()?;
         }
