@@ -15,6 +15,8 @@
 //! (the Responses API) and [`anthropic`] only translate requests and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
 
 pub mod anthropic;
+#[cfg(test)]
+mod golden;
 pub mod mock;
 pub mod openai;
 pub mod openai_responses;

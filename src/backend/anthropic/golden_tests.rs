@@ -11,7 +11,8 @@ use super::request;
 use super::response::Reply;
 use super::stream::StreamMachine;
 use crate::api::openai::{Message, Tool, ToolImage};
-use crate::backend::{Error, Turn, TurnRequest};
+use crate::backend::golden::{self, check, error_json, report, turn_json};
+use crate::backend::{Error, TurnRequest};
 use crate::sse_codec::SseReader;
 
 fn dir(sub: &str) -> PathBuf {
@@ -20,95 +21,9 @@ fn dir(sub: &str) -> PathBuf {
         .join(sub)
 }
 
-/// The fixture cases of a directory with a given extension, sorted; at least `min` of them
-/// (a missing fixture directory must fail, not pass vacuously).
+/// The fixture cases of `sub` with a given extension (at least `min`).
 fn cases(sub: &str, ext: &str, min: usize) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(dir(sub))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            name.ends_with(ext) && !name.ends_with(".expected.json")
-        })
-        .collect();
-    out.sort();
-    assert!(
-        out.len() >= min,
-        "expected ≥ {min} {sub}/*{ext} fixtures, found {}",
-        out.len()
-    );
-    out
-}
-
-fn expected_path(case: &Path) -> PathBuf {
-    let name = case.file_name().unwrap().to_str().unwrap();
-    let stem = name.rsplit_once('.').unwrap().0;
-    case.with_file_name(format!("{stem}.expected.json"))
-}
-
-/// Compare with (or, with UPDATE_GOLDEN, write) the expected file; returns a failure message.
-fn check(case: &Path, actual: &Value) -> Option<String> {
-    let path = expected_path(case);
-    let pretty = serde_json::to_string_pretty(actual).unwrap() + "\n";
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        // Rewriting makes every case pass: never in CI.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "UPDATE_GOLDEN is refused when CI is set"
-        );
-        fs::write(&path, pretty).unwrap();
-        return None;
-    }
-    let want: Value = match fs::read_to_string(&path) {
-        Ok(s) => serde_json::from_str(&s).unwrap(),
-        Err(_) => {
-            return Some(format!(
-                "{}: missing expected file; got\n{pretty}",
-                path.display()
-            ));
-        }
-    };
-    (want != *actual).then(|| {
-        format!(
-            "{}: mismatch\n--- expected\n{}\n--- actual\n{pretty}",
-            path.display(),
-            serde_json::to_string_pretty(&want).unwrap()
-        )
-    })
-}
-
-fn report(failures: Vec<String>) {
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-fn turn_json(t: &Turn) -> Value {
-    json!({
-        "content": t.content,
-        "tool_calls": t.tool_calls.iter().map(|c| json!({
-            "id": c.id, "name": c.function.name, "arguments": c.function.arguments,
-        })).collect::<Vec<_>>(),
-        "finish_reason": t.finish_reason.as_str(),
-        "usage": {
-            "prompt_tokens": t.usage.prompt_tokens,
-            "completion_tokens": t.usage.completion_tokens,
-            "cached_tokens": t.usage.cached_tokens,
-            "cache_creation_tokens": t.usage.cache_creation_tokens,
-            "reasoning_tokens": t.usage.reasoning_tokens,
-        },
-        "provider_state": t.provider_state,
-    })
-}
-
-fn error_json(e: &Error) -> Value {
-    match e {
-        Error::Status {
-            status,
-            message,
-            retry_after,
-        } => json!({"status": status, "message": message, "retry_after": retry_after}),
-        Error::Protocol(m) => json!({"protocol": m}),
-        other => json!({"other": other.to_string()}),
-    }
+    golden::cases(&dir(sub), ext, min)
 }
 
 /// Replay a recorded stream through the SSE parser and the state machine.
