@@ -10,7 +10,7 @@
 //!
 //! The context of the request a thread works for is thread-local ([`enter`], [`current`]),
 //! like `mcp::logctx`; the tool set carries it into its scoped threads. Finished spans go to
-//! [`export`]'s background thread through a bounded queue: a full queue, or a batch the
+//! `export`'s background thread through a bounded queue: a full queue, or a batch the
 //! collector refused or did not take in time, is dropped and counted
 //! (`aiproxy_trace_spans_dropped_total`), never waited for on a request's thread.
 
