@@ -22,11 +22,48 @@ use crate::http::{BodyStream, Responder};
 /// Longest silence on a stream while tools run (docs/api.md#streaming).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
-enum State<'a, 'b> {
+/// An event-stream answer that writes its head on the first event (so a failure before any
+/// output can still be a plain HTTP error). Shared by the chat chunk writer and the Responses
+/// API's event writer.
+pub(super) enum State<'a, 'b> {
     NotStarted(&'a mut Responder<'b>),
     Started(BodyStream<'a>),
     /// The head could not be written or the client left.
     Gone,
+}
+
+impl State<'_, '_> {
+    /// Write `data` (one or more whole SSE events), sending the event-stream head with `headers`
+    /// first if it has not gone out yet. An error means the client is gone (state `Gone`).
+    pub(super) fn write(
+        &mut self,
+        headers: &[(String, String)],
+        data: &[u8],
+    ) -> Result<(), Cancelled> {
+        if let State::NotStarted(_) = self {
+            let State::NotStarted(resp) = std::mem::replace(self, State::Gone) else {
+                return Err(Cancelled);
+            };
+            let mut head: Vec<(&str, &str)> = vec![
+                ("Content-Type", "text/event-stream"),
+                ("Cache-Control", "no-cache"),
+                ("X-Accel-Buffering", "no"),
+            ];
+            head.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            match resp.stream(200, &head) {
+                Ok(stream) => *self = State::Started(stream),
+                Err(_) => return Err(Cancelled),
+            }
+        }
+        let State::Started(stream) = self else {
+            return Err(Cancelled);
+        };
+        if stream.write(data).is_err() {
+            *self = State::Gone;
+            return Err(Cancelled);
+        }
+        Ok(())
+    }
 }
 
 pub struct ChunkWriter<'a, 'b> {
@@ -94,28 +131,7 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
     }
 
     fn write_raw(&mut self, data: &[u8]) -> Result<(), Cancelled> {
-        if let State::NotStarted(_) = self.state {
-            let State::NotStarted(resp) = std::mem::replace(&mut self.state, State::Gone) else {
-                return Err(Cancelled);
-            };
-            let mut headers: Vec<(&str, &str)> = vec![
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "no-cache"),
-                ("X-Accel-Buffering", "no"),
-            ];
-            headers.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            match resp.stream(200, &headers) {
-                Ok(stream) => self.state = State::Started(stream),
-                Err(_) => return Err(Cancelled),
-            }
-        }
-        let State::Started(stream) = &mut self.state else {
-            return Err(Cancelled);
-        };
-        if stream.write(data).is_err() {
-            self.state = State::Gone;
-            return Err(Cancelled);
-        }
+        self.state.write(&self.headers, data)?;
         self.last_write = Instant::now();
         Ok(())
     }

@@ -11,16 +11,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::Cancelled;
-use crate::http::{BodyStream, Responder};
+use crate::gateway::sse::State;
+use crate::http::Responder;
 
 /// Longest silence on a stream while tools run (docs/api.md#streaming-events).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
-
-enum State<'a, 'b> {
-    NotStarted(&'a mut Responder<'b>),
-    Started(BodyStream<'a>),
-    Gone,
-}
 
 /// Where the output builder's events go.
 pub trait Events {
@@ -98,28 +93,7 @@ impl<'a, 'b> SseWriter<'a, 'b> {
     }
 
     fn write_raw(&mut self, data: &[u8]) -> Result<(), Cancelled> {
-        if let State::NotStarted(_) = self.state {
-            let State::NotStarted(resp) = std::mem::replace(&mut self.state, State::Gone) else {
-                return Err(Cancelled);
-            };
-            let mut headers: Vec<(&str, &str)> = vec![
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "no-cache"),
-                ("X-Accel-Buffering", "no"),
-            ];
-            headers.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            match resp.stream(200, &headers) {
-                Ok(stream) => self.state = State::Started(stream),
-                Err(_) => return Err(Cancelled),
-            }
-        }
-        let State::Started(stream) = &mut self.state else {
-            return Err(Cancelled);
-        };
-        if stream.write(data).is_err() {
-            self.state = State::Gone;
-            return Err(Cancelled);
-        }
+        self.state.write(&self.headers, data)?;
         self.last_write = Instant::now();
         Ok(())
     }
