@@ -6,6 +6,10 @@
 #   BENCH_ONLY           `responses`: only the Responses API vs chat completions scenario;
 #                        `streams`: only the 1,000-stream capacity run (both printed,
 #                        RESULTS.md untouched)
+#   BENCH_PIN (0)        1 pins the load generator to CPU 1 and the servers (fake upstream,
+#                        aiproxy, nginx) to CPU 0 with taskset; the default is unpinned
+#   BENCH_NGINX (1)      0 leaves out the nginx reference row (it is skipped anyway when
+#                        nginx is not installed; `make setup` installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +36,12 @@ if [ "${BENCH_ONLY:-}" = "responses" ]; then
   exec target/bench-harness/release/aiproxy-bench responses \
     --aiproxy target/release/aiproxy --work target/bench --secs "$secs" --repeats "$repeats"
 fi
-echo "== running (about $(( (secs * 60 + 80) * repeats / 3 + 60 )) s)"
+run_args=()
+[ "${BENCH_PIN:-0}" = "1" ] && run_args+=(--pin)
+[ "${BENCH_NGINX:-1}" = "0" ] && run_args+=(--no-nginx)
+echo "== running (about $(( (secs * 80 + 100) * repeats / 3 + 60 )) s)"
 mkdir -p target/bench
 target/bench-harness/release/aiproxy-bench run \
   --aiproxy target/release/aiproxy "${static_args[@]}" \
   --work target/bench --out bench/RESULTS.md \
-  --secs "$secs" --repeats "$repeats" ${BENCH_ONLY:+--only "$BENCH_ONLY"}
+  --secs "$secs" --repeats "$repeats" ${BENCH_ONLY:+--only "$BENCH_ONLY"} "${run_args[@]}"

@@ -53,11 +53,33 @@ pub struct Stats {
     pub first_us: Vec<u32>,
     /// Latencies of 503 answers, sorted, µs.
     pub latency_503_us: Vec<u32>,
+    /// CPU time (user + system, ms) the measured server's processes spent over the measured
+    /// window, when a probe was given ([`run_measured`]).
+    pub cpu_ms: Option<f64>,
 }
 
 impl Stats {
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64()
+    }
+
+    /// Requests recorded in the window that did not end as a complete 200: 503 (shed),
+    /// incomplete, other status, I/O error.
+    pub fn failed(&self) -> usize {
+        self.incomplete + self.status_503 + self.other_status + self.io_errors
+    }
+
+    /// Every request recorded in the window, complete or not.
+    pub fn total(&self) -> usize {
+        self.ok + self.failed()
+    }
+
+    /// Server CPU per recorded request (ms), when measured.
+    pub fn cpu_per_request_ms(&self) -> f64 {
+        match self.cpu_ms {
+            Some(cpu) if self.total() > 0 => cpu / self.total() as f64,
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -70,7 +92,28 @@ pub fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
 }
 
+/// The `q`-quantile (ms) over every recorded request, failures counted as the worst case:
+/// `sorted_ok` are the complete requests' figures and `failed` more requests rank above
+/// them all. Infinite when the quantile falls among the failures; NaN when nothing ran.
+pub fn quantile_worst_ms(sorted_ok: &[u32], failed: usize, q: f64) -> f64 {
+    let n = sorted_ok.len() + failed;
+    if n == 0 {
+        return f64::NAN;
+    }
+    let i = ((n - 1) as f64 * q).round() as usize;
+    match sorted_ok.get(i) {
+        Some(v) => f64::from(*v) / 1000.0,
+        None => f64::INFINITY,
+    }
+}
+
 pub fn run(load: &Load) -> Stats {
+    run_measured(load, None)
+}
+
+/// [`run`], reading `cpu_ms` (the server's cumulative CPU time) at the start and the end of
+/// the measured window, from the driver thread.
+pub fn run_measured(load: &Load, cpu_ms: Option<&dyn Fn() -> f64>) -> Stats {
     let start_gate = Arc::new(Barrier::new(load.concurrency + 1));
     let mut handles = Vec::with_capacity(load.concurrency);
     for _ in 0..load.concurrency {
@@ -93,6 +136,13 @@ pub fn run(load: &Load) -> Stats {
         std::thread::spawn(move || gate.wait());
     }
     start_gate.wait();
+    let begin = Instant::now();
+    let cpu = cpu_ms.map(|read| {
+        sleep_until(begin + load.warmup);
+        let a = read();
+        sleep_until(begin + load.warmup + load.measure);
+        read() - a
+    });
     let mut all = Vec::new();
     for h in handles {
         if let Ok(samples) = h.join() {
@@ -101,6 +151,7 @@ pub fn run(load: &Load) -> Stats {
     }
     let mut stats = Stats {
         window: load.measure,
+        cpu_ms: cpu,
         ..Stats::default()
     };
     for s in &all {
@@ -125,6 +176,10 @@ pub fn run(load: &Load) -> Stats {
     stats.first_us.sort_unstable();
     stats.latency_503_us.sort_unstable();
     stats
+}
+
+fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
 }
 
 fn micros(d: Duration) -> u32 {
@@ -210,5 +265,31 @@ fn complete(load: &Load, out: &Outcome) -> bool {
             && (find(&out.body, b"\"finish_reason\":\"stop\"")
                 || (find(&out.body, b"\"object\":\"response\"")
                     && find(&out.body, b"\"status\":\"completed\"")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_rank_as_the_worst_case() {
+        let ok: Vec<u32> = (1..=99).map(|i| i * 1000).collect();
+        assert_eq!(quantile_worst_ms(&ok, 0, 0.5), 50.0);
+        // 99 complete + 1 failed: p50 unchanged, the maximum is the failure.
+        assert_eq!(quantile_worst_ms(&ok, 1, 0.5), 50.0);
+        assert!(quantile_worst_ms(&ok, 1, 1.0).is_infinite());
+        // Half failed: the median is a failure.
+        assert!(quantile_worst_ms(&ok[..10], 10, 0.5).is_infinite());
+        assert!(quantile_worst_ms(&[], 0, 0.5).is_nan());
+        let s = Stats {
+            ok: 8,
+            status_503: 1,
+            io_errors: 1,
+            cpu_ms: Some(5.0),
+            ..Stats::default()
+        };
+        assert_eq!((s.failed(), s.total()), (2, 10));
+        assert_eq!(s.cpu_per_request_ms(), 0.5);
     }
 }

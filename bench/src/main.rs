@@ -2,9 +2,11 @@
 //!
 //! - `upstream --listen ADDR --workers N`: the fake OpenAI-compatible upstream ([`upstream`]);
 //! - `run --aiproxy PATH [--static PATH] [--out FILE] [--work DIR] [--secs S] [--warmup S]
-//!   [--repeats N] [--only streams]`: the whole suite ([`scenarios`], then the long-stream
-//!   capacity run [`streams`]), written to `--out` ([`report`]); `--only streams` runs just
-//!   the capacity scenario and prints its section (RESULTS.md is left alone);
+//!   [--repeats N] [--only streams] [--pin] [--no-nginx]`: the whole suite ([`scenarios`],
+//!   with the nginx reference row [`nginx`] and the tool loop [`tools`], then the long-stream
+//!   capacity run [`streams`]), written to `--out` ([`report`], verdicts in [`targets`]);
+//!   `--only streams` runs just the capacity scenario and prints its section (RESULTS.md is
+//!   left alone); `--pin` puts the load generator on CPU 1 and the servers on CPU 0;
 //! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N]`: only the Responses
 //!   API vs chat completions scenario ([`responses`]), its table printed to stdout;
 //! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]`:
@@ -13,13 +15,17 @@
 //! Thread model: the driver runs on the main thread; see each module for its threads.
 
 mod client;
+mod figures;
 mod load;
 mod mcp_probe;
+mod nginx;
 mod procs;
 mod report;
 mod responses;
 mod scenarios;
 mod streams;
+mod targets;
+mod tools;
 mod upstream;
 
 use std::collections::HashMap;
@@ -97,7 +103,18 @@ fn run(args: &[String]) -> Result<(), String> {
                 measure: secs(&f, "secs", 3.0)?,
                 warmup: secs(&f, "warmup", 0.5)?,
                 repeats: number(&f, "repeats", 3)?.max(1),
+                nginx: !f.contains_key("no-nginx"),
             };
+            let placement = if f.contains_key("pin") {
+                match procs::pin() {
+                    Ok(()) => "pinned: load generator on CPU 1, servers (upstream, aiproxy, nginx) on CPU 0".to_string(),
+                    Err(why) => format!("unpinned (pinning asked for but unavailable: {why})"),
+                }
+            } else {
+                "unpinned (BENCH_PIN=1 pins the load generator to CPU 1, the servers to CPU 0)"
+                    .to_string()
+            };
+            eprintln!("cpu placement: {placement}");
             if cmd == "responses" {
                 let triples = scenarios::responses_only(&opts).map_err(|e| e.to_string())?;
                 let mut text = String::new();
@@ -106,25 +123,36 @@ fn run(args: &[String]) -> Result<(), String> {
                 return Ok(());
             }
             let mut machine = report::Machine::probe();
+            machine.placement = placement;
             match f.get("only").map(String::as_str) {
                 None => {}
                 Some("streams") => {
                     eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
                     let r = streams::run(&opts).map_err(|e| e.to_string())?;
                     println!(
-                        "{}load average before: {}, after: {}",
+                        "{}Machine before: {}; after: {}; {}",
                         streams::section(&r),
                         machine.load_before,
-                        report::loadavg()
+                        procs::busy(),
+                        machine.placement
                     );
                     return Ok(());
                 }
                 Some(other) => return Err(format!("--only {other}: known: streams")),
             }
-            let results = scenarios::run(&opts).map_err(|e| e.to_string())?;
-            eprintln!("long-stream capacity ({} streams)", streams::STREAMS);
+            let mut results = scenarios::run(&opts).map_err(|e| e.to_string())?;
+            let before = procs::busy();
+            eprintln!(
+                "long-stream capacity ({} streams; {before})",
+                streams::STREAMS
+            );
             let capacity = streams::run(&opts).map_err(|e| e.to_string())?;
-            machine.load_after = report::loadavg();
+            machine.load_after = procs::busy();
+            results.busy.push(scenarios::Busy {
+                section: "long-stream capacity",
+                before,
+                after: machine.load_after.clone(),
+            });
             let mut text = report::write(&results, &machine, &opts);
             text.push('\n');
             text.push_str(&streams::section(&capacity));

@@ -1,5 +1,7 @@
 //! The tool's own time: `aiproxy demo-mcp` spawned directly and `tools/call echo` timed over
-//! its stdio, so the tool-loop overhead can be stated without the tool's share.
+//! its stdio, so the tool-loop overhead can be stated without the tool's share. Each request
+//! line goes out in one `write` (as the gateway writes them), so the subtracted tool time
+//! holds no extra system calls or partial reads on the server side.
 //!
 //! Thread model: the driver thread only; the child's stdout is read with a reader thread so
 //! every wait has a deadline.
@@ -38,8 +40,9 @@ pub fn echo_round_trips(aiproxy: &Path, warm: usize, n: usize) -> io::Result<Vec
         }
     });
     let mut send = |msg: Value| -> io::Result<()> {
-        writeln!(stdin, "{msg}")?;
-        stdin.flush()
+        let mut line = msg.to_string().into_bytes();
+        line.push(b'\n');
+        stdin.write_all(&line)
     };
     let wait_for = |id: u64| -> io::Result<()> {
         loop {
