@@ -13,13 +13,13 @@ use std::io;
 use crate::load::{self, Stats};
 use crate::scenarios::{Env, Shape, Target, order};
 
-/// Requests/s of the original Python project for one tool round (its `calc` case: 2 LLM calls
-/// + 1 MCP call through the echo server) at concurrency 16, non-stream and stream. Recorded,
-/// not re-run: its code stays out of this repository and the machine has no network. Source:
-/// the project notes on the original's behaviour, §9 "Running it on this machine": one
-/// uvicorn worker at INFO logging, a Python fake upstream, 300 requests per row with an httpx
-/// client, on the same machine class (2 shared vCPUs) as these runs. Issue 16 quotes 140
-/// (≈ the stream figure).
+/// Requests/s of the original Python project for one tool round (its `calc` case: two LLM
+/// calls and one MCP call through the echo server) at concurrency 16, non-stream and stream.
+/// Recorded, not re-run: its code stays out of this repository and the machine has no
+/// network. Source: the project notes on the original's behaviour, §9 "Running it on this
+/// machine": one uvicorn worker at INFO logging, a Python fake upstream, 300 requests per row
+/// with an httpx client, on the same machine class (2 shared vCPUs) as these runs. Issue 16
+/// quotes 140 (≈ the stream figure).
 pub const ORIGINAL_TOOL_ROUND_RPS: (f64, f64) = (175.0, 137.0);
 
 /// Tool-round throughput must reach this multiple of the original's (issue 16).
