@@ -93,6 +93,18 @@ pub fn ms(x: f64) -> String {
     }
 }
 
+/// A difference in ms with its sign: "+0.276", "−3.840" (a Δ of two quantiles can be
+/// negative: noise, or a reference slower than the proxy).
+pub fn delta(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x < 0.0 {
+        format!("−{}", ms(-x))
+    } else {
+        format!("+{}", ms(x))
+    }
+}
+
 /// `a / b` as "N.NN×", "–" when either is missing or the reference is not positive.
 pub fn ratio(a: f64, b: f64) -> String {
     if a.is_finite() && b.is_finite() && b > 0.0 {
@@ -202,5 +214,8 @@ mod tests {
         assert_eq!(verdict_with(true, 0), "✅ met");
         assert_eq!(ratio(3.0, 2.0), "1.50×");
         assert_eq!(ratio(3.0, 0.0), "–");
+        assert_eq!(delta(-3.84), "−3.840");
+        assert_eq!(delta(0.5), "+0.500");
+        assert_eq!(delta(f64::INFINITY), "+∞ (failures)");
     }
 }

@@ -106,6 +106,8 @@ pub fn start(dir: &Path, upstream: SocketAddr) -> io::Result<Option<Nginx>> {
         return Ok(None);
     };
     std::fs::create_dir_all(dir.join("tmp"))?;
+    // nginx resolves relative paths against its prefix (`-p`): give it absolute ones.
+    let dir = &std::fs::canonicalize(dir)?;
     let listen = procs::free_addr()?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, config(dir, listen, upstream))?;
@@ -119,7 +121,7 @@ pub fn start(dir: &Path, upstream: SocketAddr) -> io::Result<Option<Nginx>> {
         .arg(dir.join("error.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log"))?)
         .spawn()?;
     let mut proc = Proc {
         child,
@@ -138,10 +140,11 @@ pub fn start(dir: &Path, upstream: SocketAddr) -> io::Result<Option<Nginx>> {
             return Ok(Some(Nginx { proc }));
         }
         if let Ok(Some(status)) = proc.child.try_wait() {
-            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            let mut log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            log.push_str(&std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default());
             return Err(io::Error::other(format!(
                 "nginx exited ({status}): {}",
-                log.lines().last().unwrap_or("")
+                log.lines().last().unwrap_or("no message")
             )));
         }
         if Instant::now() > end {

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::figures::{added, cpu, failed, lat, lat_ok, median, ms, q, sum, tool_figures, ttfb};
+use crate::figures::{
+    added, cpu, delta, failed, lat, lat_ok, median, ms, q, sum, tool_figures, ttfb,
+};
 use crate::load::{Stats, quantile_ms};
 use crate::scenarios::{Opts, Pair, Results};
 use crate::tools::ORIGINAL_TOOL_ROUND_RPS;
@@ -160,7 +162,7 @@ fn row(o: &mut String, p: &Pair) {
     let p_rps = q(&p.proxy, Stats::rps);
     let _ = writeln!(
         o,
-        "| {} | {} | {} | {} / {} | {} / {} | +{} / +{} | {:.0} | {:.0} | {:.2} | {} | {} / {} |",
+        "| {} | {} | {} | {} / {} | {} / {} | {} / {} | {:.0} | {:.0} | {:.2} | {} | {} / {} |",
         p.shape.id,
         p.shape.concurrency,
         p.shape.upstream(),
@@ -168,8 +170,8 @@ fn row(o: &mut String, p: &Pair) {
         ms(q(&p.direct, |s| lat(s, 0.99))),
         ms(q(&p.proxy, |s| lat(s, 0.5))),
         ms(q(&p.proxy, |s| lat(s, 0.99))),
-        ms(added(p, |s| lat(s, 0.5))),
-        ms(added(p, |s| lat(s, 0.99))),
+        delta(added(p, |s| lat(s, 0.5))),
+        delta(added(p, |s| lat(s, 0.99))),
         d_rps,
         p_rps,
         p_rps / d_rps,
@@ -197,15 +199,15 @@ fn stream_table(o: &mut String, r: &Results) {
         let ok = sum(&p.proxy, |s| s.ok);
         let _ = writeln!(
             o,
-            "| {} | {} | {} / {} | {} / {} | +{} / +{} | {} | {} | {:.0} ({:.2}) | {ok} / {} | {} |",
+            "| {} | {} | {} / {} | {} / {} | {} / {} | {} | {} | {:.0} ({:.2}) | {ok} / {} | {} |",
             p.shape.concurrency,
             p.shape.upstream(),
             ms(q(&p.direct, |s| ttfb(s, 0.5))),
             ms(q(&p.direct, |s| ttfb(s, 0.99))),
             ms(q(&p.proxy, |s| ttfb(s, 0.5))),
             ms(q(&p.proxy, |s| ttfb(s, 0.99))),
-            ms(added(p, |s| ttfb(s, 0.5))),
-            ms(added(p, |s| ttfb(s, 0.99))),
+            delta(added(p, |s| ttfb(s, 0.5))),
+            delta(added(p, |s| ttfb(s, 0.99))),
             ms(q(&p.direct, |s| lat(s, 0.5))),
             ms(q(&p.proxy, |s| lat(s, 0.5))),
             q(&p.proxy, Stats::rps),
@@ -249,7 +251,7 @@ fn scaling_table(o: &mut String, r: &Results) {
         );
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {} / {} | {:.0} | {} / {} | +{} / +{} | {:.2} | {} ({}) | {} |",
+            "| {} | {:.0} | {} / {} | {:.0} | {} / {} | {} / {} | {:.2} | {} ({}) | {} |",
             p.shape.concurrency,
             d_rps,
             ms(q(&p.direct, |s| lat_ok(s, 0.5))),
@@ -257,8 +259,8 @@ fn scaling_table(o: &mut String, r: &Results) {
             p_rps,
             ms(q(&p.proxy, |s| lat_ok(s, 0.5))),
             ms(q(&p.proxy, |s| lat_ok(s, 0.99))),
-            ms(added(p, |s| lat_ok(s, 0.5))),
-            ms(added(p, |s| lat_ok(s, 0.99))),
+            delta(added(p, |s| lat_ok(s, 0.5))),
+            delta(added(p, |s| lat_ok(s, 0.99))),
             p_rps / d_rps,
             n503,
             ms(p99_503),

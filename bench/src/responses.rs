@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::client;
+use crate::figures::delta;
 use crate::load::{self, Load, Stats, quantile_ms};
 use crate::scenarios::Shape;
 
@@ -218,12 +219,12 @@ pub fn section(o: &mut String, triples: &[Triple]) {
             && sum(&t.direct) + sum(&t.chat) + sum(&t.responses) == 0;
         let _ = writeln!(
             o,
-            "| {} | {} | {} | +{} / +{} | {} | {} | {} / {} | {} |",
+            "| {} | {} | {} | {} / {} | {} | {} | {} / {} | {} |",
             t.shape.id,
             t.shape.concurrency,
             t.shape.upstream(),
-            ms(f.added_chat),
-            ms(f.added_responses),
+            delta(f.added_chat),
+            delta(f.added_responses),
             if t.shape.stream {
                 format!("{} / {}", ms(f.ttft_chat), ms(f.ttft_responses))
             } else {
@@ -231,9 +232,9 @@ pub fn section(o: &mut String, triples: &[Triple]) {
             },
             if t.shape.stream {
                 format!(
-                    "+{} / +{}",
-                    ms(f.ttft_added_chat),
-                    ms(f.ttft_added_responses)
+                    "{} / {}",
+                    delta(f.ttft_added_chat),
+                    delta(f.ttft_added_responses)
                 )
             } else {
                 "–".into()
