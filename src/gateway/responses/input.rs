@@ -235,7 +235,15 @@ fn message(obj: &Map<String, Value>, path: &str) -> Result<Message, ApiError> {
             for (j, part) in parts.iter().enumerate() {
                 out.push(content_part(part, &format!("{cpath}[{j}]"), role)?);
             }
-            if role == Role::User {
+            let lone_text = match out.as_slice() {
+                [part] if part["type"] == "text" => part["text"].as_str().map(str::to_string),
+                _ => None,
+            };
+            if let Some(text) = lone_text {
+                // One text part is plain content, as chat clients send it (smaller upstream
+                // requests, and servers without content-part support understand it).
+                Content::Text(text)
+            } else if role == Role::User {
                 Content::Parts(out)
             } else {
                 // Only user messages take images and files; the others are text.

@@ -254,9 +254,11 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         .store
         .unwrap_or(true)
         .then_some((translated.items, previous));
-    // Keeps the finished response; hands its text back for the reply.
-    let remember = |done: output::Done| -> Arc<str> {
+    // Keeps the finished response; hands its text back for the reply, with the entries the
+    // store evicted for it (freed once the reply is out: off the client's wait).
+    let remember = |done: output::Done| -> (Arc<str>, Option<store::Evicted>) {
         let response: Arc<str> = Arc::from(done.response);
+        let mut evicted = None;
         if let Some((input_items, previous)) = keep {
             // The earlier items are shared, not copied; only the new ones are measured.
             let (mut items, mut items_bytes) = match &previous {
@@ -273,7 +275,8 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 items: Arc::new(items),
                 items_bytes,
             };
-            if !ctx.store.put(&echo.id, owner, stored) {
+            evicted = ctx.store.put(&echo.id, owner, stored);
+            if evicted.is_none() {
                 log::warn!(
                     "{} response {} too large for the response store; not kept",
                     ctx.request_id,
@@ -281,7 +284,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 );
             }
         }
-        response
+        (response, evicted)
     };
 
     if prepared.stream {
@@ -295,10 +298,11 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 served.rounds = out.rounds;
                 match builder.finish(&out) {
                     Ok((done, writer)) => {
-                        remember(done);
+                        let (_, evicted) = remember(done);
                         if writer.close().is_err() {
                             served.status = Status::ClientGone;
                         }
+                        drop(evicted);
                     }
                     Err(_) => served.status = Status::ClientGone,
                 }
@@ -340,8 +344,10 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let hdrs = headers_ref(&headers);
     served.status = match finished {
         Ok(done) => {
-            let text = remember(done);
-            send_text(resp, &hdrs, &text)
+            let (text, evicted) = remember(done);
+            let status = send_text(resp, &hdrs, &text);
+            drop(evicted);
+            status
         }
         Err(e) => {
             let api = ApiError::from(&e);

@@ -90,7 +90,7 @@ impl Echo {
             model: &self.model,
             output,
             fields: &self.fields,
-            usage: usage.map(usage_json),
+            usage: usage.map(ResponseUsage::from),
         }
     }
 }
@@ -109,7 +109,7 @@ pub struct ResponseObject<'a> {
     output: &'a [Value],
     #[serde(flatten)]
     fields: &'a EchoFields,
-    usage: Option<Value>,
+    usage: Option<ResponseUsage>,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,14 +147,42 @@ struct Event<'a, T: Serialize> {
     data: T,
 }
 
-pub fn usage_json(u: &Usage) -> Value {
-    json!({
-        "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_creation_tokens},
-        "output_tokens": u.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-    })
+/// A response object's `usage`, in the Responses API's names (written without a `Value`).
+#[derive(Debug, Serialize)]
+pub struct ResponseUsage {
+    input_tokens: u64,
+    input_tokens_details: InputDetails,
+    output_tokens: u64,
+    output_tokens_details: OutputDetails,
+    total_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct InputDetails {
+    cached_tokens: u64,
+    cache_write_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct OutputDetails {
+    reasoning_tokens: u64,
+}
+
+impl From<&Usage> for ResponseUsage {
+    fn from(u: &Usage) -> Self {
+        ResponseUsage {
+            input_tokens: u.prompt_tokens,
+            input_tokens_details: InputDetails {
+                cached_tokens: u.cached_tokens,
+                cache_write_tokens: u.cache_creation_tokens,
+            },
+            output_tokens: u.completion_tokens,
+            output_tokens_details: OutputDetails {
+                reasoning_tokens: u.reasoning_tokens,
+            },
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+        }
+    }
 }
 
 /// The finished response.

@@ -30,6 +30,11 @@ pub struct Stored {
     pub items_bytes: usize,
 }
 
+/// Entries a [`Store::put`] evicted (or replaced). Dropping it frees them: a large share of a
+/// put's cost once the store is full, so the caller drops it after the reply is written.
+#[must_use = "dropping it frees the evicted entries; drop it once the reply is out"]
+pub struct Evicted(Vec<Stored>);
+
 struct Entry {
     stored: Stored,
     owner: u64,
@@ -79,25 +84,29 @@ impl Store {
         }
     }
 
-    /// Keep a response; evicts the oldest entries to make room. An entry larger than the whole
-    /// byte budget is not kept (returns false).
-    pub fn put(&self, id: &str, owner: u64, stored: Stored) -> bool {
+    /// Keep a response; evicts the oldest entries to make room and hands them back, so the
+    /// caller frees them when it suits (after answering the client). An entry larger than the
+    /// whole byte budget is not kept (`None`).
+    pub fn put(&self, id: &str, owner: u64, stored: Stored) -> Option<Evicted> {
         let bytes = id.len() + stored.response.len() + stored.items_bytes;
         if bytes > self.max_bytes || self.max_entries == 0 {
-            return false;
+            return None;
         }
+        let mut evicted = Evicted(Vec::new());
         let mut g = self.inner.lock();
         let inner = &mut *g;
         if let Some(old) = inner.map.remove(id) {
             inner.bytes -= old.bytes;
+            evicted.0.push(old.stored);
         }
         let now = Instant::now();
         while inner.map.len() >= self.max_entries
             || inner.bytes + bytes > self.max_bytes
             || front_expired(inner, now, self.ttl)
         {
-            if !pop_oldest(inner) {
-                break;
+            match pop_oldest(inner) {
+                Some(old) => evicted.0.push(old),
+                None => break,
             }
         }
         inner.bytes += bytes;
@@ -119,7 +128,7 @@ impl Store {
             let map = &inner.map;
             inner.order.retain(|id| map.contains_key(id));
         }
-        true
+        Some(evicted)
     }
 
     /// A live entry of this owner.
@@ -168,15 +177,16 @@ impl Store {
     }
 }
 
-fn remove(inner: &mut Inner, id: &str) {
-    if let Some(e) = inner.map.remove(id) {
-        inner.bytes -= e.bytes;
-        for (_, item_id) in item_ids(&e.stored.items) {
-            if inner.items.get(item_id).is_some_and(|(r, _)| r == id) {
-                inner.items.remove(item_id);
-            }
+/// Remove an entry and its item index; the entry is returned for the caller to drop.
+fn remove(inner: &mut Inner, id: &str) -> Option<Stored> {
+    let e = inner.map.remove(id)?;
+    inner.bytes -= e.bytes;
+    for (_, item_id) in item_ids(&e.stored.items) {
+        if inner.items.get(item_id).is_some_and(|(r, _)| r == id) {
+            inner.items.remove(item_id);
         }
     }
+    Some(e.stored)
 }
 
 /// The length of `v` serialized, counted without building the text.
@@ -214,14 +224,14 @@ fn front_expired(inner: &Inner, now: Instant, ttl: Duration) -> bool {
 }
 
 /// Drop the oldest live entry; false when the store is empty.
-fn pop_oldest(inner: &mut Inner) -> bool {
+/// Evict the oldest live entry (`None` when the store is empty).
+fn pop_oldest(inner: &mut Inner) -> Option<Stored> {
     while let Some(id) = inner.order.pop_front() {
-        if inner.map.contains_key(&id) {
-            remove(inner, &id);
-            return true;
+        if let Some(old) = remove(inner, &id) {
+            return Some(old);
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -249,9 +259,9 @@ mod tests {
     #[test]
     fn evicts_oldest_by_count() {
         let s = Store::new(2, 1 << 20, DEFAULT_TTL);
-        assert!(s.put("a", 1, stored("a")));
-        assert!(s.put("b", 1, stored("b")));
-        assert!(s.put("c", 1, stored("c")));
+        assert!(s.put("a", 1, stored("a")).is_some());
+        assert!(s.put("b", 1, stored("b")).is_some());
+        assert!(s.put("c", 1, stored("c")).is_some());
         assert!(s.get("a", 1).is_none());
         assert!(s.get("b", 1).is_some() && s.get("c", 1).is_some());
         assert_eq!(s.usage().0, 2);
@@ -261,32 +271,32 @@ mod tests {
     fn evicts_by_bytes_and_refuses_oversized() {
         let big = "x".repeat(400);
         let s = Store::new(100, 1000, DEFAULT_TTL);
-        assert!(s.put("a", 1, stored(&big)));
-        assert!(s.put("b", 1, stored(&big)));
+        assert!(s.put("a", 1, stored(&big)).is_some());
+        assert!(s.put("b", 1, stored(&big)).is_some());
         assert!(
             s.get("a", 1).is_none(),
             "a evicted to fit b? {:?}",
             s.usage()
         );
         assert!(s.usage().1 <= 1000);
-        assert!(!s.put("huge", 1, stored(&"y".repeat(2000))));
+        assert!(s.put("huge", 1, stored(&"y".repeat(2000))).is_none());
         assert!(s.get("b", 1).is_some());
     }
 
     #[test]
     fn ttl_owner_and_delete() {
         let s = Store::new(10, 1 << 20, Duration::from_millis(0));
-        assert!(s.put("a", 1, stored("a")));
+        assert!(s.put("a", 1, stored("a")).is_some());
         assert!(s.get("a", 1).is_none(), "expired at once");
         let s = Store::new(10, 1 << 20, DEFAULT_TTL);
-        s.put("a", 1, stored("a"));
+        let _ = s.put("a", 1, stored("a"));
         assert!(s.get("a", 2).is_none(), "another owner sees nothing");
         assert!(!s.delete("a", 2));
         assert!(s.delete("a", 1));
         assert!(s.get("a", 1).is_none());
         assert_eq!(s.usage(), (0, 0));
         for i in 0..500 {
-            s.put(&format!("k{i}"), 1, stored("v"));
+            let _ = s.put(&format!("k{i}"), 1, stored("v"));
             s.delete(&format!("k{i}"), 1);
         }
         assert!(s.inner.lock().order.len() < 200, "order queue compacted");
@@ -305,8 +315,8 @@ mod tests {
                     .collect(),
             ),
         };
-        s.put("r1", 1, with_items(&["msg_a"]));
-        s.put("r2", 1, with_items(&["msg_a", "msg_b"]));
+        let _ = s.put("r1", 1, with_items(&["msg_a"]));
+        let _ = s.put("r2", 1, with_items(&["msg_a", "msg_b"]));
         assert_eq!(
             s.find_item("msg_a", 1),
             Some(json!({"id": "msg_a", "n": 2}))
@@ -315,8 +325,8 @@ mod tests {
         assert_eq!(s.find_item("msg_c", 1), None);
         s.delete("r2", 1);
         assert_eq!(s.find_item("msg_b", 1), None, "gone with its response");
-        s.put("r3", 1, with_items(&["x"]));
-        s.put("r4", 1, with_items(&["y"]));
+        let _ = s.put("r3", 1, with_items(&["x"]));
+        let _ = s.put("r4", 1, with_items(&["y"]));
         assert_eq!(s.find_item("x", 1), Some(json!({"id": "x", "n": 1})));
         assert_eq!(
             s.inner.lock().items.len(),
