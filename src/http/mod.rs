@@ -6,8 +6,11 @@
 //!   not being served: it accepts, reads heads and bodies without blocking (`conn.rs`,
 //!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
 //! - **worker** threads (`worker.rs`) take complete requests from a bounded channel, run the
-//!   synchronous [`Handler`] and write the response (`response.rs`) on a blocking socket with a
-//!   write timeout, then hand the connection back to the poller. There are three pools, one per
+//!   synchronous [`Handler`] and write the response (`response.rs`; the socket stays
+//!   non-blocking and each write waits at most `io_timeout` for room), then hand the connection
+//!   back to the poller. Connections are registered one-shot in the epoll set, so giving one
+//!   to a worker needs no `epoll_ctl`, and a worker re-arms a kept-alive connection itself:
+//!   the common request costs the poller one wake-up, not two. There are three pools, one per
 //!   [`Lane`], each with its own queue: the handler's [`Handler::lane`] (asked on the poller with
 //!   the method and path only) sends a request to the main pool (`Limits::workers`, admitted up
 //!   to `max_in_flight`), to the **quick** pool (`quick_workers`, for answers that never block,
@@ -55,6 +58,7 @@ mod limits;
 mod parse;
 mod peers;
 mod poller;
+mod queue;
 mod response;
 mod worker;
 
@@ -63,6 +67,7 @@ pub use response::{BodyStream, Busy, Responder};
 
 use conn::Conn;
 use poller::{Control, Poller};
+use queue::JobQueue;
 use worker::Worker;
 
 // The hand-off between the poller and the workers (defined here so neither imports the other).
@@ -318,16 +323,13 @@ impl Server {
         });
         // Capacity = admission limit of the lane, so the poller's `try_send` only fails if it
         // is broken; the done channel holds one message per admitted request of any lane.
-        let lanes = Lane::ALL.map(|lane| {
-            let (tx, rx) = bounded(limits.admitted(lane));
-            (lane, tx, rx)
-        });
+        let lanes = Lane::ALL.map(|lane| (lane, Arc::new(JobQueue::new(limits.admitted(lane)))));
         let (done_tx, done_rx) = bounded(Lane::ALL.iter().map(|l| limits.admitted(*l)).sum());
         let (control_tx, control_rx) = bounded(1);
         let poller = Poller::new(
             listener,
             limits.clone(),
-            lanes.clone().map(|(_, tx, rx)| (tx, rx)),
+            lanes.clone().map(|(_, queue)| queue),
             done_rx,
             control_rx,
             Arc::clone(&shared),
@@ -336,11 +338,11 @@ impl Server {
         let poller_died = hooks.poller_died;
 
         let mut threads = Vec::with_capacity(limits.threads() + 1);
-        for (lane, _, jobs) in lanes {
+        for (lane, jobs) in lanes {
             for i in 0..limits.workers_of(lane) {
                 let worker = Worker {
                     handler: Arc::clone(&handler),
-                    jobs: jobs.clone(),
+                    jobs: Arc::clone(&jobs),
                     done: done_tx.clone(),
                     shared: Arc::clone(&shared),
                 };

@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, warn};
 
 use super::Limits;
 use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
 use super::peers::PeerTable;
+use super::queue::JobQueue;
 use super::response::{CONTINUE_100, error_response};
 use super::{Done, Handler, Job, Lane, Shared};
 use crate::sys::net::{is_per_connection_error, write_now};
@@ -51,6 +52,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 const MAX_PANICS: usize = 50;
 const PANIC_WINDOW: Duration = Duration::from_secs(10);
 
+mod drain;
+
 pub(super) enum Control {
     /// Stop accepting, drain in-flight requests for up to `drain`, report whether all finished.
     Shutdown {
@@ -76,9 +79,8 @@ pub(super) struct Poller {
     /// Sockets of connections currently with a worker (counted against both caps).
     in_flight: HashMap<u64, Arc<TcpStream>>,
     next_id: u64,
-    /// Per lane: the job queue, and its receiving end, kept to discard requests still queued
-    /// when a drain runs out of time.
-    lanes: [(Sender<Job>, Receiver<Job>); 3],
+    /// Per lane: the job queue (closed when the poller is dropped, so workers exit).
+    lanes: [Arc<JobQueue>; 3],
     /// Asked which lane serves each request.
     router: Arc<dyn Handler>,
     done: Receiver<Done>,
@@ -89,11 +91,21 @@ pub(super) struct Poller {
     scratch: Vec<u8>,
 }
 
+impl Drop for Poller {
+    /// The poller is gone (shutdown, or a start that failed): workers finish what is queued
+    /// and exit.
+    fn drop(&mut self) {
+        for queue in &self.lanes {
+            queue.close();
+        }
+    }
+}
+
 impl Poller {
     pub(super) fn new(
         listener: TcpListener,
         limits: Limits,
-        lanes: [(Sender<Job>, Receiver<Job>); 3],
+        lanes: [Arc<JobQueue>; 3],
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
@@ -403,8 +415,8 @@ impl Poller {
             keep_alive,
             head_only,
         } = ready;
-        let (jobs, _) = self.lanes.get(lane.index())?;
-        match jobs.try_send(Job {
+        let jobs = self.lanes.get(lane.index())?;
+        match jobs.push(Job {
             lane,
             conn,
             request,
@@ -417,9 +429,9 @@ impl Poller {
                 self.shared.busy(lane).fetch_add(1, Ordering::AcqRel);
                 None
             }
-            // Unreachable while the lane's count < its admission limit = channel capacity;
+            // Unreachable while the lane's count < its admission limit = queue capacity;
             // shed anyway.
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+            Err(job) => {
                 warn!("conn {id}: job queue unavailable, answering 503");
                 self.count_shed();
                 write_now(&job.conn.stream, &error_response(503, OVERLOADED));
@@ -477,70 +489,6 @@ impl Poller {
                 self.keep(conn);
             }
         }
-    }
-
-    /// Handle a shutdown request; false when the `Server` is gone and the loop should end.
-    fn poll_control(&mut self) -> bool {
-        match self.control.try_recv() {
-            Ok(Control::Shutdown { drain, reply }) => {
-                self.begin_drain(drain, reply);
-                true
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => true,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => self.drain.is_some(),
-        }
-    }
-
-    fn begin_drain(&mut self, drain: Duration, reply: Sender<bool>) {
-        if self.drain.is_some() {
-            return;
-        }
-        debug!(
-            "shutdown: closing listener and {} idle connections",
-            self.conns.len()
-        );
-        self.shared.draining.store(true, Ordering::Release);
-        if let Some(listener) = self.listener.take() {
-            let _ = self.shared.epoll.delete(listener.as_raw_fd());
-        }
-        self.listener_paused_until = None;
-        // Dropping a Conn closes its socket (the poller holds the only reference).
-        self.conns.clear();
-        let deadline = Instant::now() + drain;
-        self.arm(deadline);
-        self.drain = Some((deadline, reply));
-    }
-
-    /// True when the drain is over: everything finished, or the deadline forced the rest shut.
-    fn drain_finished(&mut self) -> bool {
-        let Some((deadline, reply)) = &self.drain else {
-            return false;
-        };
-        if self.in_flight.is_empty() {
-            debug!("shutdown: all requests finished");
-            let _ = reply.try_send(true);
-            return true;
-        }
-        if Instant::now() < *deadline {
-            return false;
-        }
-        warn!(
-            "shutdown: {} requests still running at the deadline; closing them",
-            self.in_flight.len()
-        );
-        // Requests no worker has started would otherwise run after the deadline for nobody.
-        for (_, queued) in &self.lanes {
-            while let Ok(job) = queued.try_recv() {
-                self.in_flight.remove(&job.conn.id);
-                self.shared.busy(job.lane).fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        for stream in self.in_flight.values() {
-            // Their next write fails, so handlers notice and return.
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let _ = reply.try_send(false);
-        true
     }
 
     /// Time out connections, resume a paused listener, and schedule the next sweep.

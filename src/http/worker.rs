@@ -18,23 +18,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, warn};
 
+use super::queue::JobQueue;
 use super::response::{RespState, Responder};
 use super::{Done, Handler, Job, Shared};
 
 pub(super) struct Worker {
     pub(super) handler: Arc<dyn Handler>,
-    pub(super) jobs: Receiver<Job>,
+    pub(super) jobs: Arc<JobQueue>,
     pub(super) done: Sender<Done>,
     pub(super) shared: Arc<Shared>,
 }
 
 impl Worker {
     pub(super) fn run(self) {
-        // `recv` ends with an error once the poller drops the job sender (shutdown).
-        while let Ok(job) = self.jobs.recv() {
+        // `pop` ends once the poller has stopped and closed the queue (shutdown).
+        while let Some(job) = self.jobs.pop() {
             let (id, lane) = (job.conn.id, job.lane);
             // The handler's panics are caught in `serve`; this catches any other one, so the
             // worker lives on and the poller still learns the request is over.
