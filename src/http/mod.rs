@@ -6,8 +6,11 @@
 //!   not being served: it accepts, reads heads and bodies without blocking (`conn.rs`,
 //!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
 //! - **worker** threads (`worker.rs`) take complete requests from a bounded channel, run the
-//!   synchronous [`Handler`] and write the response (`response.rs`) on a blocking socket with a
-//!   write timeout, then hand the connection back to the poller. There are three pools, one per
+//!   synchronous [`Handler`] and write the response (`response.rs`; the socket stays
+//!   non-blocking and each write waits at most `io_timeout` for room), then hand the connection
+//!   back to the poller. Connections are registered one-shot in the epoll set, so giving one
+//!   to a worker needs no `epoll_ctl`, and a worker re-arms a kept-alive connection itself:
+//!   the common request costs the poller one wake-up, not two. There are three pools, one per
 //!   [`Lane`], each with its own queue: the handler's [`Handler::lane`] (asked on the poller with
 //!   the method and path only) sends a request to the main pool (`Limits::workers`, admitted up
 //!   to `max_in_flight`), to the **quick** pool (`quick_workers`, for answers that never block,
@@ -49,16 +52,22 @@ use parking_lot::Mutex;
 
 mod body;
 mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
+mod limits;
 mod parse;
 mod peers;
 mod poller;
+mod queue;
 mod response;
 mod worker;
 
+pub use limits::{DEFAULT_STACK_SIZE, Limits, MIN_STACK_SIZE};
 pub use response::{BodyStream, Busy, Responder};
 
 use conn::Conn;
 use poller::{Control, Poller};
+use queue::JobQueue;
 use worker::Worker;
 
 // The hand-off between the poller and the workers (defined here so neither imports the other).
@@ -66,9 +75,28 @@ use worker::Worker;
 /// State shared by the poller, the workers and [`Server`].
 struct Shared {
     waker: crate::sys::net::Waker,
+    /// The poller's epoll set: connections are registered one-shot, and a worker re-arms the
+    /// connection it served itself (see `worker.rs`).
+    epoll: crate::sys::net::Epoll,
     /// Set when shutdown begins: responses then say `Connection: close`.
     draining: AtomicBool,
     stats: Arc<HttpStats>,
+    /// Requests admitted in the quick and control lanes (the main lane's count is
+    /// `stats.in_flight`): the poller adds at admission, the worker subtracts when done.
+    side_busy: [AtomicUsize; 2],
+    /// Per blocking wait while a worker writes a response (`Limits::io_timeout`).
+    io_timeout: Duration,
+}
+
+impl Shared {
+    /// Requests admitted in `lane` (running + queued).
+    fn busy(&self, lane: Lane) -> &AtomicUsize {
+        match lane {
+            Lane::Main => &self.stats.in_flight,
+            Lane::Quick => &self.side_busy[0],
+            Lane::Control => &self.side_busy[1],
+        }
+    }
 }
 
 /// A complete request, admitted by the poller and waiting for a worker.
@@ -80,13 +108,16 @@ struct Job {
     head_only: bool,
 }
 
-/// A served connection going back from a worker to the poller.
+/// A served connection going back from a worker to the poller. The worker has already
+/// counted the request out of its lane.
 struct Done {
     id: u64,
-    lane: Lane,
     /// `None` when serving panicked outside the handler and the connection was dropped.
     conn: Option<Conn>,
     keep_alive: bool,
+    /// The worker re-armed the socket in the epoll set itself (kept alive, nothing buffered):
+    /// the poller only files the connection, and was not woken for it.
+    armed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,119 +232,6 @@ impl Lane {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Main-lane worker threads (each serves one request, a whole stream, at a time).
-    pub workers: usize,
-    /// Main-lane requests admitted at once (running + queued).
-    pub max_in_flight: usize,
-    /// Quick-lane and control-lane worker threads.
-    pub quick_workers: usize,
-    pub control_workers: usize,
-    /// Requests admitted at once in the quick lane, and in the control lane.
-    pub lane_queue: usize,
-    /// Stack size of every worker thread. Only the pages a worker touches become resident.
-    pub stack_size: usize,
-    pub max_connections: usize,
-    pub max_body_bytes: usize,
-    pub max_head_bytes: usize,
-    pub max_headers: usize,
-    /// Whole head must arrive within this after the first byte.
-    pub head_timeout: Duration,
-    /// Per write on a socket while a response is written; also the time the whole request
-    /// body has to arrive after the head.
-    pub io_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// Open connections from one client address (an IPv6 client counts per /64), so one
-    /// client cannot take all `max_connections`; 0 = no per-address cap.
-    pub max_connections_per_ip: usize,
-    /// A new connection that has not sent its first byte within this is closed.
-    pub first_byte_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            workers: 1024,
-            max_in_flight: 2048,
-            quick_workers: 2,
-            control_workers: 2,
-            lane_queue: 64,
-            stack_size: DEFAULT_STACK_SIZE,
-            max_connections: 4096,
-            max_body_bytes: 4 * 1024 * 1024,
-            max_head_bytes: 32 * 1024,
-            max_headers: 100,
-            head_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections_per_ip: 2048,
-            first_byte_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Worker stack size (also used by the per-request helper threads of the tool loop and the
-/// upstream stream reader). The whole test suite passes in debug builds with 256 KiB (128 KiB
-/// overflows); release builds need less. Only touched pages are resident, so the size bounds
-/// address space, not memory.
-pub const DEFAULT_STACK_SIZE: usize = 512 * 1024;
-/// Smallest accepted `Limits::stack_size`.
-pub const MIN_STACK_SIZE: usize = 64 * 1024;
-
-impl Limits {
-    /// Worker threads of a lane.
-    fn workers_of(&self, lane: Lane) -> usize {
-        match lane {
-            Lane::Main => self.workers,
-            Lane::Quick => self.quick_workers,
-            Lane::Control => self.control_workers,
-        }
-    }
-
-    /// Requests a lane admits at once (running + queued).
-    fn admitted(&self, lane: Lane) -> usize {
-        match lane {
-            Lane::Main => self.max_in_flight,
-            Lane::Quick | Lane::Control => self.lane_queue,
-        }
-    }
-
-    /// Worker threads of all lanes.
-    pub fn threads(&self) -> usize {
-        self.workers + self.quick_workers + self.control_workers
-    }
-
-    fn validate(&self) -> io::Result<()> {
-        let bad = |what: &str| {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("http limits: {what}"),
-            ))
-        };
-        if self.workers == 0 || self.max_in_flight == 0 || self.max_connections == 0 {
-            return bad("workers, max_in_flight and max_connections must be at least 1");
-        }
-        if self.quick_workers == 0 || self.control_workers == 0 || self.lane_queue == 0 {
-            return bad("quick_workers, control_workers and lane_queue must be at least 1");
-        }
-        if self.stack_size < MIN_STACK_SIZE {
-            return bad("stack_size must be at least 64 KiB");
-        }
-        if self.max_head_bytes < 64 || self.max_headers == 0 {
-            return bad("max_head_bytes must be at least 64 and max_headers at least 1");
-        }
-        if self.head_timeout.is_zero()
-            || self.io_timeout.is_zero()
-            || self.idle_timeout.is_zero()
-            || self.first_byte_timeout.is_zero()
-        {
-            return bad("timeouts must be non-zero");
-        }
-        Ok(())
-    }
-}
-
 /// Live numbers of a running server for `/metrics`: the in-flight gauge moves at every
 /// admission and completion, the connection gauge is refreshed once per poller loop iteration,
 /// the shed counter bumped at every 503 the poller answers for a limit.
@@ -394,24 +312,24 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             waker: crate::sys::net::Waker::new()?,
+            epoll: crate::sys::net::Epoll::new()?,
             draining: AtomicBool::new(false),
             stats: Arc::new(HttpStats {
                 max_in_flight: limits.max_in_flight,
                 ..HttpStats::default()
             }),
+            side_busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            io_timeout: limits.io_timeout,
         });
         // Capacity = admission limit of the lane, so the poller's `try_send` only fails if it
         // is broken; the done channel holds one message per admitted request of any lane.
-        let lanes = Lane::ALL.map(|lane| {
-            let (tx, rx) = bounded(limits.admitted(lane));
-            (lane, tx, rx)
-        });
+        let lanes = Lane::ALL.map(|lane| (lane, Arc::new(JobQueue::new(limits.admitted(lane)))));
         let (done_tx, done_rx) = bounded(Lane::ALL.iter().map(|l| limits.admitted(*l)).sum());
         let (control_tx, control_rx) = bounded(1);
         let poller = Poller::new(
             listener,
             limits.clone(),
-            lanes.clone().map(|(_, tx, rx)| (tx, rx)),
+            lanes.clone().map(|(_, queue)| queue),
             done_rx,
             control_rx,
             Arc::clone(&shared),
@@ -420,11 +338,11 @@ impl Server {
         let poller_died = hooks.poller_died;
 
         let mut threads = Vec::with_capacity(limits.threads() + 1);
-        for (lane, _, jobs) in lanes {
+        for (lane, jobs) in lanes {
             for i in 0..limits.workers_of(lane) {
                 let worker = Worker {
                     handler: Arc::clone(&handler),
-                    jobs: jobs.clone(),
+                    jobs: Arc::clone(&jobs),
                     done: done_tx.clone(),
                     shared: Arc::clone(&shared),
                 };
@@ -524,73 +442,6 @@ impl Drop for Server {
             });
             self.shared.waker.wake();
         }
-    }
-}
-
-/// Entry points for the cargo-fuzz targets in `fuzz/` (`http_head`, `http_chunked`): not an
-/// API. They run the request-head parser and the chunked decoder on arbitrary bytes and check
-/// what must hold besides "no panic".
-#[doc(hidden)]
-pub mod fuzzing {
-    use super::Limits;
-    use super::body::{ChunkError, ChunkedDecoder};
-    use super::parse::{Framing, parse_head};
-
-    /// `parse_head` with small and default limits: a complete head lies within the input and
-    /// the head limit, and a Content-Length never exceeds the body limit.
-    pub fn http_head(data: &[u8]) {
-        let small = Limits {
-            max_head_bytes: 256,
-            max_headers: 4,
-            max_body_bytes: 1000,
-            ..Limits::default()
-        };
-        for limits in [small, Limits::default()] {
-            if let Ok(Some(head)) = parse_head(data, &limits) {
-                assert!(head.len <= data.len() && head.len <= limits.max_head_bytes);
-                if let Framing::Length(n) = head.framing {
-                    assert!(n > 0 && n <= limits.max_body_bytes);
-                }
-                assert!(!head.path.is_empty());
-            }
-        }
-    }
-
-    /// The chunked decoder fed `data` whole and in pieces whose sizes come from the first
-    /// byte: every split gives the same body, the same consumed count and the same error.
-    pub fn http_chunked(data: &[u8]) {
-        let (step, input) = match data.split_first() {
-            Some((b, rest)) => (usize::from(*b % 32) + 1, rest),
-            None => (1, data),
-        };
-        let whole = decode(input, input.len().max(1));
-        let split = decode(input, step);
-        assert_eq!(whole, split, "split size {step} changed the result");
-        if let Ok((body, used)) = &whole {
-            assert!(body.len() <= MAX_BODY && *used <= input.len());
-        }
-    }
-
-    const MAX_BODY: usize = 4096;
-
-    /// Decode `input` fed `step` bytes at a time, like the poller does: unconsumed bytes are
-    /// offered again with the next piece. `Ok((body, consumed))` once complete.
-    fn decode(input: &[u8], step: usize) -> Result<(Vec<u8>, usize), ChunkError> {
-        let mut d = ChunkedDecoder::new(MAX_BODY, 256);
-        let mut out = Vec::new();
-        let mut used = 0;
-        let mut end = 0;
-        while end < input.len() {
-            end = (end + step).min(input.len());
-            let pending = input.get(used..end).unwrap_or_default();
-            let (n, done) = d.decode(pending, &mut out)?;
-            used += n;
-            if done {
-                return Ok((out, used));
-            }
-            assert_eq!(n, pending.len(), "an incomplete body consumes everything");
-        }
-        Err(ChunkError::Malformed("incomplete"))
     }
 }
 

@@ -4,8 +4,9 @@
 //! connections back for keep-alive, and runs the shutdown drain.
 //!
 //! Thread model: everything here runs on the poller thread. Workers talk to it only through the
-//! bounded `Done` channel plus the eventfd `Waker`; `Server` talks to it through the control
-//! channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
+//! bounded `Done` channel, plus the eventfd `Waker` or a re-armed one-shot registration in the
+//! shared epoll set (see `worker.rs`), and the lane counts in `Shared`; `Server` talks to it
+//! through the control channel. Idle and slow connections therefore cost a table entry and a buffer, never a thread.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::collections::{HashMap, VecDeque};
@@ -17,16 +18,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, warn};
 
 use super::Limits;
 use super::conn::{Advance, Conn, READ_CHUNK, Ready, State};
 use super::parse::Reject;
 use super::peers::PeerTable;
+use super::queue::JobQueue;
 use super::response::{CONTINUE_100, error_response};
 use super::{Done, Handler, Job, Lane, Shared};
-use crate::sys::net::{Epoll, is_per_connection_error, write_now};
+use crate::sys::net::{is_per_connection_error, write_now};
 
 const LISTENER: u64 = 0;
 const WAKER: u64 = 1;
@@ -43,9 +45,14 @@ const LINGER_BYTES: usize = 256 * 1024;
 const OVERLOADED: &str = "server overloaded, retry shortly";
 /// Longest sleep in `epoll_wait` when no deadline is nearer.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// Longest sleep while draining, to see requests finish (a worker that re-armed a kept-alive
+/// connection just before the drain began does not wake the poller).
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The poller gives up (and reports itself dead) after this many panics within the window.
 const MAX_PANICS: usize = 50;
 const PANIC_WINDOW: Duration = Duration::from_secs(10);
+
+mod drain;
 
 pub(super) enum Control {
     /// Stop accepting, drain in-flight requests for up to `drain`, report whether all finished.
@@ -63,7 +70,6 @@ struct Tick {
 }
 
 pub(super) struct Poller {
-    epoll: Epoll,
     tick: Option<Tick>,
     peers: Arc<PeerTable>,
     listener: Option<TcpListener>,
@@ -72,12 +78,9 @@ pub(super) struct Poller {
     conns: HashMap<u64, Conn>,
     /// Sockets of connections currently with a worker (counted against both caps).
     in_flight: HashMap<u64, Arc<TcpStream>>,
-    /// Requests admitted per lane (index: `Lane::index`).
-    busy: [usize; 3],
     next_id: u64,
-    /// Per lane: the job queue, and its receiving end, kept to discard requests still queued
-    /// when a drain runs out of time.
-    lanes: [(Sender<Job>, Receiver<Job>); 3],
+    /// Per lane: the job queue (closed when the poller is dropped, so workers exit).
+    lanes: [Arc<JobQueue>; 3],
     /// Asked which lane serves each request.
     router: Arc<dyn Handler>,
     done: Receiver<Done>,
@@ -88,20 +91,29 @@ pub(super) struct Poller {
     scratch: Vec<u8>,
 }
 
+impl Drop for Poller {
+    /// The poller is gone (shutdown, or a start that failed): workers finish what is queued
+    /// and exit.
+    fn drop(&mut self) {
+        for queue in &self.lanes {
+            queue.close();
+        }
+    }
+}
+
 impl Poller {
     pub(super) fn new(
         listener: TcpListener,
         limits: Limits,
-        lanes: [(Sender<Job>, Receiver<Job>); 3],
+        lanes: [Arc<JobQueue>; 3],
         done: Receiver<Done>,
         control: Receiver<Control>,
         shared: Arc<Shared>,
         (router, tick): (Arc<dyn Handler>, Option<(Duration, super::TickFn)>),
     ) -> io::Result<Poller> {
-        let epoll = Epoll::new()?;
         listener.set_nonblocking(true)?;
-        epoll.add(listener.as_raw_fd(), LISTENER)?;
-        epoll.add(shared.waker.raw_fd(), WAKER)?;
+        shared.epoll.add(listener.as_raw_fd(), LISTENER)?;
+        shared.epoll.add(shared.waker.raw_fd(), WAKER)?;
         let conns = HashMap::with_capacity(limits.max_connections.min(1024));
         let tick = tick.map(|(every, f)| Tick {
             // Never spin: at most one tick per millisecond.
@@ -110,7 +122,6 @@ impl Poller {
             f,
         });
         Ok(Poller {
-            epoll,
             tick,
             peers: PeerTable::new(limits.max_connections_per_ip),
             listener: Some(listener),
@@ -118,7 +129,6 @@ impl Poller {
             limits,
             conns,
             in_flight: HashMap::new(),
-            busy: [0; 3],
             next_id: FIRST_CONN_ID,
             lanes,
             router,
@@ -171,10 +181,14 @@ impl Poller {
         if let Some(tick) = &mut self.tick {
             wake_at = wake_at.min(tick.next);
         }
-        let wait = wake_at.saturating_duration_since(Instant::now());
+        let mut wait = wake_at.saturating_duration_since(Instant::now());
+        if self.drain.is_some() {
+            // Workers hand back kept-alive connections without waking the poller.
+            wait = wait.min(DRAIN_POLL);
+        }
         // Round up so we do not wake just before a deadline and spin until it passes.
         let timeout_ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        let n = match self.epoll.wait(events, timeout_ms) {
+        let n = match self.shared.epoll.wait(events, timeout_ms) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => {
@@ -183,6 +197,9 @@ impl Poller {
                 0
             }
         };
+        // Before the events: a served connection's next request can be among them (the worker
+        // queued the connection before re-arming its socket).
+        self.take_back_served();
         for ev in events.get(..n).unwrap_or_default() {
             let token = ev.u64;
             match token {
@@ -191,7 +208,6 @@ impl Poller {
                 id => self.conn_ready(id),
             }
         }
-        self.take_back_served();
         if !self.poll_control() {
             return false;
         }
@@ -241,7 +257,7 @@ impl Poller {
 
     fn pause_listener(&mut self) {
         if let Some(listener) = &self.listener {
-            if let Err(e) = self.epoll.delete(listener.as_raw_fd()) {
+            if let Err(e) = self.shared.epoll.delete(listener.as_raw_fd()) {
                 warn!("cannot pause listener: {e}");
             }
             let until = Instant::now() + ACCEPT_BACKOFF;
@@ -266,17 +282,13 @@ impl Poller {
             return;
         };
         // Small writes (SSE events) must leave at once rather than wait for an ACK (Nagle).
-        // The write timeout only applies while a worker has the socket in blocking mode.
-        let setup = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_write_timeout(Some(self.limits.io_timeout)));
-        if let Err(e) = setup {
+        if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set socket options: {e}");
             return;
         }
         let id = self.next_id;
         self.next_id += 1;
-        if let Err(e) = self.epoll.add(stream.as_raw_fd(), id) {
+        if let Err(e) = self.shared.epoll.add_oneshot(stream.as_raw_fd(), id) {
             warn!("{peer}: cannot register connection: {e}");
             return;
         }
@@ -302,9 +314,18 @@ impl Poller {
             return;
         };
         if let Some(conn) = self.read_and_advance(conn) {
-            self.arm(conn.deadline(&self.limits));
-            self.conns.insert(id, conn);
+            self.keep(conn);
         }
+    }
+
+    /// File a connection that stays with the poller, its one-shot registration armed again.
+    fn keep(&mut self, conn: Conn) {
+        if let Err(e) = self.shared.epoll.rearm(conn.stream.as_raw_fd(), conn.id) {
+            debug!("conn {}: cannot re-arm: {e}", conn.id);
+            return;
+        }
+        self.arm(conn.deadline(&self.limits));
+        self.conns.insert(conn.id, conn);
     }
 
     /// Read what the connection may read now and act on it. `None`: the connection left the
@@ -375,21 +396,7 @@ impl Poller {
 
     /// True when `lane` admits no more requests.
     fn lane_full(&self, lane: Lane) -> bool {
-        self.busy.get(lane.index()).copied().unwrap_or(usize::MAX) >= self.limits.admitted(lane)
-    }
-
-    /// Count a request into or out of its lane (the main lane's count is the public gauge).
-    fn count_lane(&mut self, lane: Lane, admitted: bool) {
-        if let Some(n) = self.busy.get_mut(lane.index()) {
-            *n = if admitted {
-                *n + 1
-            } else {
-                n.saturating_sub(1)
-            };
-            if lane == Lane::Main {
-                self.shared.stats.in_flight.store(*n, Ordering::Relaxed);
-            }
-        }
+        self.shared.busy(lane).load(Ordering::Acquire) >= self.limits.admitted(lane)
     }
 
     /// Admit a complete request to its lane's pool, or shed it with 503.
@@ -400,19 +407,16 @@ impl Poller {
             self.count_shed();
             return self.reject(conn, Reject::new(503, OVERLOADED));
         }
-        // The worker owns the socket now; level-triggered events must not fire meanwhile.
-        if let Err(e) = self.epoll.delete(conn.stream.as_raw_fd()) {
-            debug!("conn {}: cannot deregister: {e}", conn.id);
-            return None;
-        }
+        // The worker owns the socket now; its one-shot registration fired and stays disarmed
+        // until the worker re-arms it.
         let (id, stream) = (conn.id, Arc::clone(&conn.stream));
         let Ready {
             request,
             keep_alive,
             head_only,
         } = ready;
-        let (jobs, _) = self.lanes.get(lane.index())?;
-        match jobs.try_send(Job {
+        let jobs = self.lanes.get(lane.index())?;
+        match jobs.push(Job {
             lane,
             conn,
             request,
@@ -421,12 +425,13 @@ impl Poller {
         }) {
             Ok(()) => {
                 self.in_flight.insert(id, stream);
-                self.count_lane(lane, true);
+                // The worker counts it out when done (it may already have).
+                self.shared.busy(lane).fetch_add(1, Ordering::AcqRel);
                 None
             }
-            // Unreachable while the lane's count < its admission limit = channel capacity;
+            // Unreachable while the lane's count < its admission limit = queue capacity;
             // shed anyway.
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+            Err(job) => {
                 warn!("conn {id}: job queue unavailable, answering 503");
                 self.count_shed();
                 write_now(&job.conn.stream, &error_response(503, OVERLOADED));
@@ -458,14 +463,12 @@ impl Poller {
     fn take_back_served(&mut self) {
         while let Ok(Done {
             id,
-            lane,
             conn,
             keep_alive,
+            armed,
         }) = self.done.try_recv()
         {
-            if self.in_flight.remove(&id).is_some() {
-                self.count_lane(lane, false);
-            }
+            self.in_flight.remove(&id);
             // `None`: the worker lost the connection to a panic (it is closed).
             let Some(mut conn) = conn else {
                 continue;
@@ -474,84 +477,18 @@ impl Poller {
                 debug!("conn {}: closing after response", conn.id);
                 continue;
             }
-            if let Err(e) = conn.stream.set_nonblocking(true) {
-                debug!("conn {}: cannot set non-blocking: {e}", conn.id);
-                continue;
-            }
-            if let Err(e) = self.epoll.add(conn.stream.as_raw_fd(), conn.id) {
-                debug!("conn {}: cannot re-register: {e}", conn.id);
-                continue;
-            }
             conn.reset_for_next(Instant::now());
-            // Pipelined bytes already buffered are served before reading anything new.
-            if let Some(conn) = self.advance(conn) {
+            if armed {
+                // Nothing buffered, and the worker re-armed the socket.
                 self.arm(conn.deadline(&self.limits));
                 self.conns.insert(conn.id, conn);
+                continue;
+            }
+            // Pipelined bytes already buffered are served before reading anything new.
+            if let Some(conn) = self.advance(conn) {
+                self.keep(conn);
             }
         }
-    }
-
-    /// Handle a shutdown request; false when the `Server` is gone and the loop should end.
-    fn poll_control(&mut self) -> bool {
-        match self.control.try_recv() {
-            Ok(Control::Shutdown { drain, reply }) => {
-                self.begin_drain(drain, reply);
-                true
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => true,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => self.drain.is_some(),
-        }
-    }
-
-    fn begin_drain(&mut self, drain: Duration, reply: Sender<bool>) {
-        if self.drain.is_some() {
-            return;
-        }
-        debug!(
-            "shutdown: closing listener and {} idle connections",
-            self.conns.len()
-        );
-        self.shared.draining.store(true, Ordering::Release);
-        if let Some(listener) = self.listener.take() {
-            let _ = self.epoll.delete(listener.as_raw_fd());
-        }
-        self.listener_paused_until = None;
-        // Dropping a Conn closes its socket (the poller holds the only reference).
-        self.conns.clear();
-        let deadline = Instant::now() + drain;
-        self.arm(deadline);
-        self.drain = Some((deadline, reply));
-    }
-
-    /// True when the drain is over: everything finished, or the deadline forced the rest shut.
-    fn drain_finished(&mut self) -> bool {
-        let Some((deadline, reply)) = &self.drain else {
-            return false;
-        };
-        if self.in_flight.is_empty() {
-            debug!("shutdown: all requests finished");
-            let _ = reply.try_send(true);
-            return true;
-        }
-        if Instant::now() < *deadline {
-            return false;
-        }
-        warn!(
-            "shutdown: {} requests still running at the deadline; closing them",
-            self.in_flight.len()
-        );
-        // Requests no worker has started would otherwise run after the deadline for nobody.
-        for (_, queued) in &self.lanes {
-            while let Ok(job) = queued.try_recv() {
-                self.in_flight.remove(&job.conn.id);
-            }
-        }
-        for stream in self.in_flight.values() {
-            // Their next write fails, so handlers notice and return.
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let _ = reply.try_send(false);
-        true
     }
 
     /// Time out connections, resume a paused listener, and schedule the next sweep.
@@ -583,7 +520,7 @@ impl Poller {
         if self.listener_paused_until.is_some_and(|t| t <= now) {
             self.listener_paused_until = None;
             if let Some(listener) = &self.listener
-                && let Err(e) = self.epoll.add(listener.as_raw_fd(), LISTENER)
+                && let Err(e) = self.shared.epoll.add(listener.as_raw_fd(), LISTENER)
             {
                 warn!("cannot resume listener: {e}");
                 self.pause_listener();

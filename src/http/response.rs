@@ -7,13 +7,16 @@
 //! checked so a handler cannot split a response with CR/LF.
 //!
 //! Thread model: a `Responder` lives on the worker thread serving one request, borrowing that
-//! connection's socket (blocking, with a write timeout) for the duration of the handler.
+//! connection's socket for the duration of the handler. The socket stays non-blocking (as the
+//! poller left it); each write that finds the send buffer full waits up to `io_timeout` for
+//! room, as a blocking socket with a send timeout would.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::body::{LAST_CHUNK, encode_chunk};
 use super::{Shared, Version};
@@ -134,6 +137,7 @@ impl<'a> Responder<'a> {
         self.state = RespState::Streaming;
         Ok(BodyStream {
             stream: self.stream,
+            timeout: self.shared.io_timeout,
             state: &mut self.state,
             chunked,
             head_only: self.head_only,
@@ -215,7 +219,7 @@ impl<'a> Responder<'a> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let result = write_to(self.stream, bytes);
+        let result = write_to(self.stream, bytes, self.shared.io_timeout);
         if result.is_err() {
             self.state = RespState::Broken;
         }
@@ -227,6 +231,8 @@ impl<'a> Responder<'a> {
 /// Dropping it without `finish` leaves the body incomplete, so the connection is then closed.
 pub struct BodyStream<'a> {
     stream: &'a TcpStream,
+    /// Longest wait for room in the send buffer, per write.
+    timeout: Duration,
     state: &'a mut RespState,
     chunked: bool,
     head_only: bool,
@@ -248,9 +254,9 @@ impl BodyStream<'_> {
         let result = if self.chunked {
             let mut out = Vec::with_capacity(data.len() + 12);
             encode_chunk(data, &mut out);
-            write_to(self.stream, &out)
+            write_to(self.stream, &out, self.timeout)
         } else {
-            write_to(self.stream, data)
+            write_to(self.stream, data, self.timeout)
         };
         if result.is_err() {
             *self.state = RespState::Broken;
@@ -274,7 +280,7 @@ impl BodyStream<'_> {
         }
         if self.chunked
             && !self.head_only
-            && let Err(e) = write_to(self.stream, LAST_CHUNK)
+            && let Err(e) = write_to(self.stream, LAST_CHUNK, self.timeout)
         {
             *self.state = RespState::Broken;
             return Err(e);
@@ -347,9 +353,22 @@ fn check_header(name: &str, value: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Blocking write of all bytes; `TcpStream` is unbuffered, so this is also the flush.
-fn write_to(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    stream.write_all(bytes)
+/// Write all bytes on the non-blocking socket, waiting at most `timeout` for room each time
+/// the send buffer is full (a blocking write with a send timeout, without switching the
+/// socket's mode per request). `TcpStream` is unbuffered, so this is also the flush.
+fn write_to(mut stream: &TcpStream, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sys::wait_writable(stream.as_raw_fd(), timeout)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn invalid(msg: &'static str) -> io::Error {

@@ -1,20 +1,28 @@
 //! The few Linux syscalls std does not expose: an epoll instance, an eventfd used to wake the
-//! poller, and a non-blocking check whether a peer hung up (half-close is not); plus two small
-//! socket helpers of the poller (non-blocking small writes, accept error classification).
+//! poller, a non-blocking check whether a peer hung up (half-close is not), and a bounded wait
+//! for a socket to become writable; plus two small socket helpers of the poller (non-blocking
+//! small writes, accept error classification).
 //!
-//! Thread model: `Epoll` is used only by the poller thread; `Waker` is shared (`&self` methods,
-//! eventfd writes are atomic); `peer_gone` may be called from any thread.
+//! Thread model: `Epoll` waits only on the poller thread; workers re-arm connections in it
+//! (`epoll_ctl` is thread-safe); `Waker` is shared (`&self` methods, eventfd writes are
+//! atomic); `peer_gone` and `wait_writable` may be called from any thread.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// Interest for every registered socket: readable, or the peer shut down its write side.
 const READ_INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+/// The same, disarmed after one event until re-armed ([`Epoll::rearm`]).
+const ONESHOT_INTEREST: u32 = READ_INTEREST | libc::EPOLLONESHOT as u32;
 
 /// A level-triggered epoll instance. Level-triggered keeps the bookkeeping simple: a socket we
-/// did not fully read is reported again on the next `wait`.
+/// did not fully read is reported again on the next `wait`. Connections are registered
+/// one-shot ([`Epoll::add_oneshot`]): after an event the socket stays registered but silent
+/// until [`Epoll::rearm`], so handing it to another thread needs no `EPOLL_CTL_DEL`, and that
+/// thread can re-arm it itself (`epoll_ctl` is thread-safe).
 pub struct Epoll {
     fd: OwnedFd,
 }
@@ -33,12 +41,23 @@ impl Epoll {
 
     /// Watch `fd` for readability; events carry `token`.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: READ_INTEREST,
-            u64: token,
-        };
+        self.ctl(libc::EPOLL_CTL_ADD, fd, READ_INTEREST, token)
+    }
+
+    /// Watch `fd` for one readiness event, then keep it registered but disarmed.
+    pub fn add_oneshot(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, ONESHOT_INTEREST, token)
+    }
+
+    /// Arm a one-shot registration again (callable from any thread).
+    pub fn rearm(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, ONESHOT_INTEREST, token)
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let rc = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) };
         if rc < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -128,6 +147,62 @@ pub fn peer_gone(fd: RawFd) -> bool {
         }
     }
     pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+/// Wait until `fd` can take more bytes (or is in error, which the next write reports), at
+/// most `timeout`; `TimedOut` after that. For writes on a non-blocking socket that must
+/// behave like a blocking one with a send timeout.
+pub fn wait_writable(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        if ms == 0 {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
+        }
+        // SAFETY: one valid pollfd; the timeout bounds the wait.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// True while a pooled connection is usable: nothing to read and no EOF or error, checked with
+/// one `recv(MSG_PEEK | MSG_DONTWAIT)` (never blocks, consumes nothing). Bytes waiting on an
+/// idle connection are something the server sent unasked, so that connection is not usable.
+pub fn peer_alive(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most 1 byte into a valid local; MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return false;
+        }
+        match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock => return true,
+            io::ErrorKind::Interrupted => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Write a small response without blocking; false unless every byte went out. Used only for
@@ -222,6 +297,54 @@ mod tests {
             settle(&server, true),
             "reset after writing to a closed peer"
         );
+    }
+
+    #[test]
+    fn oneshot_fires_once_until_rearmed_from_another_thread() {
+        let ep = std::sync::Arc::new(Epoll::new().unwrap());
+        let (mut client, server) = pair();
+        ep.add_oneshot(server.as_raw_fd(), 9).unwrap();
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(ep.wait(&mut evs, 0).unwrap(), 0);
+        client.write_all(b"x").unwrap();
+        assert_eq!(ep.wait(&mut evs, 1000).unwrap(), 1);
+        let token = evs[0].u64;
+        assert_eq!(token, 9);
+        // Unread data, but the registration is disarmed.
+        assert_eq!(ep.wait(&mut evs, 50).unwrap(), 0);
+        let (ep2, fd) = (std::sync::Arc::clone(&ep), server.as_raw_fd());
+        std::thread::spawn(move || ep2.rearm(fd, 10).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(ep.wait(&mut evs, 1000).unwrap(), 1);
+        let token = evs[0].u64;
+        assert_eq!(token, 10);
+    }
+
+    #[test]
+    fn wait_writable_times_out_on_a_full_send_buffer() {
+        let (_client, server) = pair();
+        server.set_nonblocking(true).unwrap();
+        assert!(wait_writable(server.as_raw_fd(), Duration::from_millis(100)).is_ok());
+        let chunk = vec![0u8; 64 * 1024];
+        while (&server).write(&chunk).is_ok() {}
+        let t0 = Instant::now();
+        let e = wait_writable(server.as_raw_fd(), Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(t0.elapsed() >= Duration::from_millis(90));
+    }
+
+    #[test]
+    fn peer_alive_until_data_or_close() {
+        let (mut client, server) = pair();
+        assert!(peer_alive(server.as_raw_fd()));
+        client.write_all(b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!peer_alive(server.as_raw_fd()), "unasked bytes");
+        let (client, server) = pair();
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!peer_alive(server.as_raw_fd()), "closed");
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! its cap is [`Error::TooLarge`]; a connection lost mid-body is [`Error::Protocol`].
 
 mod stream;
+mod transport;
 
 pub use stream::Decoder;
 
@@ -37,8 +38,9 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 use ureq::http::Response;
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, RustlsConnector};
 
+use self::transport::TcpConnector;
 use super::resolve::CachingResolver;
 use super::{Error, TurnSink, header_secrets, remaining, truncate_for_error, upstream_status};
 use crate::secret::Secret;
@@ -236,11 +238,9 @@ fn build_agent(timeout: Duration) -> Agent {
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
     // Our resolver: ureq's default looks the host up (on a new thread) for every request.
-    Agent::with_parts(
-        config,
-        DefaultConnector::default(),
-        CachingResolver::default(),
-    )
+    // Our TCP transport (fewer syscalls per request, `transport.rs`), wrapped in TLS for https.
+    let connector = ().chain(TcpConnector).chain(RustlsConnector::default());
+    Agent::with_parts(config, connector, CachingResolver::default())
 }
 
 /// A whole 2xx body, at most `limit` bytes.
