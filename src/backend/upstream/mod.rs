@@ -28,6 +28,7 @@
 //! its cap is [`Error::TooLarge`]; a connection lost mid-body is [`Error::Protocol`].
 
 mod stream;
+mod tick;
 
 pub use stream::Decoder;
 
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use ureq::Agent;
 use ureq::http::Response;
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector as _, DefaultConnector};
 
 use super::resolve::CachingResolver;
 use super::{Error, TurnSink, header_secrets, remaining, truncate_for_error, upstream_status};
@@ -236,9 +237,10 @@ fn build_agent(timeout: Duration) -> Agent {
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
     // Our resolver: ureq's default looks the host up (on a new thread) for every request.
+    // Every connection is wrapped for the idle ticks of streams read inline (`tick.rs`).
     Agent::with_parts(
         config,
-        DefaultConnector::default(),
+        DefaultConnector::default().chain(tick::TickConnector),
         CachingResolver::default(),
     )
 }
