@@ -566,3 +566,25 @@ fn a_slow_head_ticks_and_a_departed_client_closes_the_connection() {
         assert_eq!(wait(&hung_up), Some(true), "{kind:?}: connection left open");
     }
 }
+
+/// An upstream response head over the limit (8 KiB) is a clean "too large" (502), for every
+/// backend kind; a head of a few KiB, larger than providers send, passes.
+#[test]
+fn an_oversized_response_head_is_too_large() {
+    for kind in KINDS {
+        for (filler, ok) in [(4 * 1024, true), (12 * 1024, false), (64 * 1024, false)] {
+            let fake = Fake::new(move |_, out| {
+                let extra = format!("X-Filler: {}\r\n", "a".repeat(filler));
+                respond(out, "200 OK", &extra, kind.answer())
+            });
+            let b = kind.backend(fake.addr, Duration::from_secs(5));
+            for stream in [false, true] {
+                let what = format!("{kind:?} stream={stream} filler={filler}");
+                match turn(&*b, stream, in_a_minute(), &mut Sink::default()) {
+                    Ok(t) => assert!(ok && t.content == "ok", "{what}: {t:?}"),
+                    Err(e) => assert!(!ok && e == Error::TooLarge, "{what}: {e:?}"),
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! `control_workers` threads, each with `Limits::stack_size` of stack), each thread blocked in
 //! `recv` on its lane's job channel until the poller drops the sender at shutdown. While serving, a worker owns the connection; its socket
 //! is switched to blocking mode with a write timeout, so a client that stops reading cannot hold
-//! the worker longer than `io_timeout` per write.
+//! the worker longer than `io_timeout` per write. Main-lane workers run at a lower priority
+//! (nice +[`MAIN_LANE_NICE`]) than the poller and the other lanes, so liveness probes and
+//! metrics answer quickly even when chat traffic saturates the CPU.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,7 +20,19 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{debug, error, warn};
 
 use super::response::{RespState, Responder};
-use super::{Done, Handler, Job, Shared};
+use super::{Done, Handler, Job, Lane, Shared};
+
+/// How much lower than the poller and the quick and control lanes main-lane workers run
+/// (nice value added): with a thousand streams on two cores, the poller and a `/health` probe
+/// would otherwise wait behind every runnable chat worker.
+const MAIN_LANE_NICE: i32 = 5;
+
+/// Once per main-lane worker, on its first request (the pool does not tell a worker its lane).
+fn lower_priority() {
+    if let Err(e) = crate::sys::process::lower_thread_priority(MAIN_LANE_NICE) {
+        debug!("cannot lower a worker's priority: {e}");
+    }
+}
 
 pub(super) struct Worker {
     pub(super) handler: Arc<dyn Handler>,
@@ -29,9 +43,14 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn run(self) {
+        let mut lowered = false;
         // `recv` ends with an error once the poller drops the job sender (shutdown).
         while let Ok(job) = self.jobs.recv() {
             let (id, lane) = (job.conn.id, job.lane);
+            if lane == Lane::Main && !lowered {
+                lowered = true;
+                lower_priority();
+            }
             // The handler's panics are caught in `serve`; this catches any other one, so the
             // worker lives on and the poller still learns the request is over.
             let done = catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {

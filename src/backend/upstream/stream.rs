@@ -41,11 +41,15 @@ use crate::sse_codec::{SseEvent, SseItem, SseReader};
 
 /// How often a quiet stream gives the sink an idle tick.
 pub(super) const IDLE_TICK: Duration = Duration::from_secs(1);
+/// The event reader's buffer, per stream.
+const READ_BUFFER: usize = 4 * 1024;
 /// How long a complete answer waits for the end of its body (see [`finish`]).
 const END_WAIT: Duration = Duration::from_millis(20);
 /// Head threads alive at once, over all backends (waiting for a head, or finishing after the
-/// worker gave up).
-pub const MAX_HEAD_THREADS: usize = 512;
+/// worker gave up). A burst of new streams beyond it waits for its heads inline (upstreams
+/// send the head at once; only a slow one delays the first keep-alive); a thread per stream
+/// start cost ~20 MiB of stacks at the start of 1,000 streams (`make bench`).
+pub const MAX_HEAD_THREADS: usize = 128;
 
 static HEAD_THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -118,8 +122,9 @@ pub(super) fn run<D: Decoder>(
         .into_with_config()
         .limit(MAX_STREAM_BYTES)
         .reader();
-    let mut reader =
-        SseReader::new(BufReader::new(body), up.limits.event_bytes).with_idle_tick(IDLE_TICK);
+    // Small: ureq's input buffer is in front of it, and a longer event spans several fills.
+    let body = BufReader::with_capacity(READ_BUFFER, body);
+    let mut reader = SseReader::new(body, up.limits.event_bytes).with_idle_tick(IDLE_TICK);
     // The tick hides ureq's per-read limit on the body; silence is counted here instead.
     let per_read = up.agent.config().timeout_per_read();
     let mut heard = Instant::now();
