@@ -14,6 +14,8 @@
 //! never time out. [`SseReader::next_item`] therefore also returns [`SseItem::Idle`] on every comment
 //! line and, with [`SseReader::with_idle_tick`], when the tick passes mid-line, so that callers
 //! can check their deadline and whether anyone still waits, and abandon a silent stream.
+//! A read error leaves the reader as it was (a partly read line and event are kept), so a
+//! caller whose reader times out on purpose (an idle tick) may simply call again.
 
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
@@ -256,7 +258,14 @@ impl<R: BufRead> SseReader<R> {
                 let buf = match self.inner.fill_buf() {
                     Ok(b) => b,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // Resumable: a caller may read again after an error (a read timeout
+                        // used as a tick), so the start of the line is kept.
+                        if !self.line.is_empty() {
+                            self.line_pending = true;
+                        }
+                        return Err(e);
+                    }
                 };
                 if buf.is_empty() {
                     self.line_pending = false;
@@ -452,6 +461,42 @@ mod tests {
         }
         assert!(idle >= 2, "{idle}");
         assert_eq!(events, ["hello world"]);
+    }
+
+    #[test]
+    fn a_read_error_loses_nothing_and_reading_goes_on() {
+        /// Gives its pieces in order, with a timeout between any two.
+        struct Gappy(Vec<&'static [u8]>, bool);
+        impl io::Read for Gappy {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = !self.1;
+                if self.1 {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "tick"));
+                }
+                if self.0.is_empty() {
+                    return Ok(0);
+                }
+                let piece = self.0.remove(0);
+                buf[..piece.len()].copy_from_slice(piece);
+                Ok(piece.len())
+            }
+        }
+        // Cut inside a field name, inside a value, between the lines of one event, and
+        // between a CR and its LF.
+        let pieces: Vec<&[u8]> = vec![b"da", b"ta: hel", b"lo\r", b"\ndata: w", b"orld\n", b"\n"];
+        let mut r = SseReader::new(BufReader::new(Gappy(pieces, false)), 1024);
+        let (mut errors, mut events) = (0, Vec::new());
+        loop {
+            match r.next_item() {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => errors += 1,
+                Err(e) => panic!("{e}"),
+                Ok(Some(SseItem::Event(ev))) => events.push(ev.data),
+                Ok(Some(SseItem::Idle)) => {}
+                Ok(None) => break,
+            }
+        }
+        assert_eq!(errors, 7);
+        assert_eq!(events, ["hello\nworld"]);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! that stays alive with keep-alive comments or empty deltas ends with [`Error::Timeout`] then.
 //!
 //! Layers: [`upstream`] is the one HTTP layer of the LLM backends (pooled agent, timeouts, no
-//! redirects, no proxy from the environment, error bodies, ureq errors → [`Error`], the stream
-//! pump with idle ticks and the deadline); [`openai`] (chat completions), [`openai_responses`]
+//! redirects, no proxy from the environment, error bodies, ureq errors → [`Error`], streams
+//! read on the worker with idle ticks and the deadline); [`openai`] (chat completions), [`openai_responses`]
 //! (the Responses API) and [`anthropic`] only translate requests and answers; [`mock`] does no HTTP. Nothing here imports from the gateway layer.
 
 pub mod anthropic;

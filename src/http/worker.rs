@@ -6,10 +6,12 @@
 //!
 //! Thread model: one pool per [`super::Lane`] (`Limits::workers`, `quick_workers`,
 //! `control_workers` threads, each with `Limits::stack_size` of stack), each thread blocked in
-//! `recv` on its lane's job channel until the poller drops the sender at shutdown. While
+//! `pop` on its lane's job queue until the poller closes it at shutdown. While
 //! serving, a worker owns the connection; its socket stays non-blocking and every write waits
 //! at most `io_timeout` for room, so a client that stops reading cannot hold the worker longer
-//! than that per write.
+//! than that per write. Main-lane workers run at a lower priority (nice +[`MAIN_LANE_NICE`])
+//! than the poller and the other lanes, so liveness probes and metrics answer quickly even when
+//! chat traffic saturates the CPU.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::net::Shutdown;
@@ -23,7 +25,19 @@ use log::{debug, error, warn};
 
 use super::queue::JobQueue;
 use super::response::{RespState, Responder};
-use super::{Done, Handler, Job, Shared};
+use super::{Done, Handler, Job, Lane, Shared};
+
+/// How much lower than the poller and the quick and control lanes main-lane workers run
+/// (nice value added): with a thousand streams on two cores, the poller and a `/health` probe
+/// would otherwise wait behind every runnable chat worker.
+const MAIN_LANE_NICE: i32 = 5;
+
+/// Once per main-lane worker, on its first request (the pool does not tell a worker its lane).
+fn lower_priority() {
+    if let Err(e) = crate::sys::process::lower_thread_priority(MAIN_LANE_NICE) {
+        debug!("cannot lower a worker's priority: {e}");
+    }
+}
 
 pub(super) struct Worker {
     pub(super) handler: Arc<dyn Handler>,
@@ -34,9 +48,14 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn run(self) {
+        let mut lowered = false;
         // `pop` ends once the poller has stopped and closed the queue (shutdown).
         while let Some(job) = self.jobs.pop() {
             let (id, lane) = (job.conn.id, job.lane);
+            if lane == Lane::Main && !lowered {
+                lowered = true;
+                lower_priority();
+            }
             // The handler's panics are caught in `serve`; this catches any other one, so the
             // worker lives on and the poller still learns the request is over.
             let done = catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {

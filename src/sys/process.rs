@@ -1,7 +1,8 @@
 //! Process and pipe syscalls std does not expose, for the stdio MCP transport: `poll(2)` on a
 //! pipe, non-blocking mode, exit checks that do not reap (`waitid(WNOWAIT)`, so a process-group
 //! id stays reserved until we reap the child and a group is never signalled after its id may
-//! have been reused), signalling a whole process group, and whether we run as root.
+//! have been reused), signalling a whole process group, and whether we run as root; and
+//! lowering one thread's scheduling priority (main-lane HTTP workers).
 //!
 //! Thread model: free functions, callable from any thread; none blocks beyond its timeout.
 
@@ -105,4 +106,31 @@ pub fn signal_group(pid: u32, sig: libc::c_int) {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Lower the scheduling priority of the calling thread (only): its nice value goes up by
+/// `by` (Linux applies `setpriority(PRIO_PROCESS, tid)` to one thread). Raising nice needs
+/// no privilege; it cannot be undone without one.
+pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let tid = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
+    // getpriority can return -1 legitimately, so errno is cleared first and checked after.
+    errno_clear();
+    // SAFETY: getpriority reads the nice value of a thread id; no memory involved.
+    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    if current == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(io::Error::last_os_error());
+    }
+    let target = current.saturating_add(by).min(19);
+    // SAFETY: setpriority changes the nice value of this thread only; no memory involved.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn errno_clear() {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() = 0 };
 }

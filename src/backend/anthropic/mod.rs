@@ -5,7 +5,7 @@
 //! Layout: [`request`] and [`messages`] build the request body (pure), [`stream`] is the SSE state
 //! machine (pure), [`response`] turns a message into a [`Turn`] (pure), [`types`] holds the
 //! wire constants, usage and error shapes. The I/O is the shared upstream layer
-//! ([`super::upstream`]: pooled agent, timeouts, no redirects, error bodies, the stream pump
+//! ([`super::upstream`]: pooled agent, timeouts, no redirects, error bodies, streams read
 //! with idle ticks and the deadline); this folder only translates. Bodies are capped at 32 MiB
 //! (JSON) and 8 MiB (one stream event).
 //!

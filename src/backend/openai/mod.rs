@@ -4,7 +4,7 @@
 //! This folder only translates: `build_payload` makes the request body, `parse.rs` decodes
 //! answers and stream chunks, `stream.rs` is the stream [`Decoder`](super::upstream::Decoder).
 //! Everything HTTP — the pooled agent, timeouts, no redirects, no proxy from the environment,
-//! error bodies, the pump thread with idle ticks and the deadline — is
+//! error bodies, stream reading with idle ticks and the deadline — is
 //! [`super::upstream`], shared with the other backends. Non-stream answers are capped at
 //! 16 MiB, one stream event at 4 MiB.
 

@@ -1,7 +1,7 @@
 //! The stream [`Decoder`] of the openai backend: each `chat.completion.chunk` event is fed to
 //! [`StreamState`], text deltas go to the sink as they arrive, tool calls are accumulated, and
 //! `[DONE]` (or the end of the body once a `finish_reason` came) completes the [`Turn`]. The
-//! pump thread, idle ticks and the deadline are the shared [`crate::backend::upstream`] layer.
+//! stream reading, idle ticks and the deadline are the shared [`crate::backend::upstream`] layer.
 
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]

@@ -28,6 +28,7 @@
 //! its cap is [`Error::TooLarge`]; a connection lost mid-body is [`Error::Protocol`].
 
 mod stream;
+mod tick;
 mod transport;
 
 pub use stream::Decoder;
@@ -48,14 +49,18 @@ use crate::secret::Secret;
 /// Idle connections kept, overall and per upstream host: about the worker count.
 pub const IDLE_CONNECTIONS: usize = 64;
 /// Per-connection buffers. ureq's defaults (128 KiB each way) are zero-filled when a connection
-/// first sends, so every pooled or streaming connection cost 256 KiB of resident memory: 64 MiB
-/// of a 256-stream load (`make bench`). Bodies stream through these in pieces, so their size
-/// bounds only the response head (and the request head: ours are small).
-const INPUT_BUFFER: usize = 32 * 1024;
-const OUTPUT_BUFFER: usize = 16 * 1024;
-/// Largest upstream response head (ureq's default is 64 KiB); must stay below `INPUT_BUFFER`
-/// so an oversized head is reported as too large.
-const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// first sends, so every pooled or streaming connection cost 256 KiB of resident memory (64 MiB
+/// of a 256-stream load, `make bench`); at 1,000 streams even 32 + 16 KiB were 48 MiB. Bodies
+/// stream through these in pieces, so their size bounds only the response head (and the request
+/// head: ours are small). ureq borrows at least 10 KiB of the input buffer while it sends a
+/// request body, so a smaller one would only be grown again.
+const INPUT_BUFFER: usize = 16 * 1024;
+const OUTPUT_BUFFER: usize = 8 * 1024;
+/// Largest upstream response head (ureq's default is 64 KiB; providers send 1–2 KiB, and nginx
+/// in front of an upstream refuses more than 4–8 KiB by default); must stay below
+/// `INPUT_BUFFER` so an oversized head is reported as too large.
+const MAX_RESPONSE_HEAD: usize = 8 * 1024;
+const _: () = assert!(MAX_RESPONSE_HEAD < INPUT_BUFFER);
 /// How much of an error body is read to find its message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// A whole event stream (long answers are a few MB of SSE at most).
@@ -238,8 +243,12 @@ fn build_agent(timeout: Duration) -> Agent {
         .user_agent(concat!("aiproxy/", env!("CARGO_PKG_VERSION")))
         .build();
     // Our resolver: ureq's default looks the host up (on a new thread) for every request.
-    // Our TCP transport (fewer syscalls per request, `transport.rs`), wrapped in TLS for https.
-    let connector = ().chain(TcpConnector).chain(RustlsConnector::default());
+    // Our TCP transport (fewer syscalls per request, `transport.rs`), wrapped in TLS for https,
+    // and every connection wrapped for the idle ticks of streams read inline (`tick.rs`).
+    let connector =
+        ().chain(TcpConnector)
+            .chain(RustlsConnector::default())
+            .chain(tick::TickConnector);
     Agent::with_parts(config, connector, CachingResolver::default())
 }
 
