@@ -75,7 +75,7 @@ bench:
 	./bench/run.sh
 
 ## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream config http_head
-## http_chunked) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
+## http_chunked request_body responses_stream responses_request) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
 ## CI runs `make fuzz FUZZ_SECS=30` after `make ci`)
 FUZZ_SECS ?= 60
 fuzz:
