@@ -128,6 +128,14 @@ impl ToolSet {
                     mcp::Error::Cancelled => ToolOutcome::Cancelled,
                     _ => ToolOutcome::Error,
                 };
+                // The server itself is gone (not a slow or refused call): the request is
+                // degraded, as if it had been down from the start.
+                if matches!(
+                    e,
+                    mcp::Error::Start(_) | mcp::Error::Stopped(_) | mcp::Error::Closed(_)
+                ) {
+                    self.note_down(server.name());
+                }
                 if !matches!(e, mcp::Error::Cancelled) {
                     log::warn!(
                         "{}mcp[{}]: tools/call {} failed: {}",

@@ -83,6 +83,9 @@ pub struct ToolSet {
     pub degraded: Vec<(String, String)>,
     /// The servers behind `degraded`: a call under their prefix is answered as unavailable.
     down: Vec<Arc<Supervisor>>,
+    /// Servers found down by a call of this request (could not be started or reached, or
+    /// stopped mid-call), in the order found; at most one entry per server of the set.
+    failed: Mutex<Vec<String>>,
     /// The request this set serves, for MCP log lines of its call threads.
     request: Option<Arc<str>>,
     metrics: Option<Arc<Metrics>>,
@@ -109,6 +112,7 @@ impl ToolSet {
             routes: HashMap::new(),
             degraded: Vec::new(),
             down: Vec::new(),
+            failed: Mutex::new(Vec::new()),
             request: None,
             metrics: None,
             max_calls: DEFAULT_MAX_CALLS,
@@ -240,6 +244,27 @@ impl ToolSet {
             );
         }
         set
+    }
+
+    /// Every server of this request found down, for `X-Aiproxy-Degraded`: those down when the
+    /// set was built, then those a call found down since (a server that could not be started
+    /// or reached, or that stopped during a call), each once.
+    pub fn degraded_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.degraded.iter().map(|(n, _)| n.clone()).collect();
+        for name in self.failed.lock().iter() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// A call found `server` down (bounded: each server of the set is noted once).
+    fn note_down(&self, server: &str) {
+        let mut failed = self.failed.lock();
+        if !failed.iter().any(|n| n == server) {
+            failed.push(server.to_string());
+        }
     }
 
     /// The MCP server and original tool name behind an exposed name.
