@@ -75,7 +75,7 @@ bench:
 	./bench/run.sh
 
 ## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream config http_head
-## http_chunked) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
+## http_chunked request_body responses_stream responses_request) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
 ## CI runs `make fuzz FUZZ_SECS=30` after `make ci`)
 FUZZ_SECS ?= 60
 fuzz:
@@ -96,6 +96,7 @@ clean:
 ## test-real: the gateway against a real model server: llama-cpp-python's OpenAI-compatible
 ## server on SmolLM2-135M-Instruct (both from PyPI, cached in .test-peers/venv-real; the first
 ## run builds llama.cpp, ~6 min on 2 cores), a tool round stream and non-stream with the OpenAI
-## SDK (not in CI)
+## SDK, then the same through the anthropic backend against LiteLLM's /v1/messages in front of
+## that server (litellm[proxy] in .test-peers/venv-litellm) (not in CI)
 test-real:
 	./tests/real/run.sh

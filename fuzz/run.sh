@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECS:-60}
-targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked request_body})
+targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked request_body responses_stream responses_request})
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2
@@ -30,6 +30,7 @@ for t in "${targets[@]}"; do
   cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   case $t in
     sse_codec|anthropic_stream) seed_from_fixtures "$t" ../tests/fixtures/anthropic/stream sse ;;
+    responses_stream) seed_from_fixtures "$t" ../tests/fixtures/openai_responses/stream sse ;;
     config) cp ../config.example.yaml "corpus/$t/example.yaml"
             cp ../tests/fixtures/config/*.yaml "corpus/$t/" 2>/dev/null || true ;;
   esac

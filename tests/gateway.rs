@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::fake_openai::{FakeOpenAi, Reply};
 use crate::support::gateway::{TestGateway, request, stream_text};
 
 fn ask(text: &str) -> Value {
@@ -229,6 +230,74 @@ fn a_hanging_tool_becomes_a_tool_error_after_call_timeout() {
         content.contains("failed") && content.contains("timed out"),
         "{content}"
     );
+}
+
+/// A server that dies during a tool call (up when the request started) is named in
+/// `X-Aiproxy-Degraded` of a non-stream answer, chat and Responses alike, after the servers
+/// known down at the start; a stream names only those known at the start.
+#[test]
+fn a_server_that_dies_during_a_call_is_named_in_the_degraded_header() {
+    let script = format!("{}/tests/support/mcp_faults.py", env!("CARGO_MANIFEST_DIR"));
+    let python = if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let up = FakeOpenAi::start();
+    let yaml = format!(
+        "mcp_servers:\n  faulty:\n    command: {python}\n    args: [{script}, crash]\n    \
+         startup_timeout: 10s\n  broken:\n    command: /nonexistent/mcp-server\n    \
+         startup_timeout: 2s\nbackends:\n  up: {{kind: openai, base_url: \"{}\", timeout: 10s}}\n\
+         assistants:\n  - {{name: a, backend: up, model: m, mcp_servers: [faulty, broken]}}\n",
+        up.url()
+    );
+    let gw = TestGateway::start(&yaml);
+    let crash_round = || {
+        up.push(Reply::tool_call("faulty__crash", "{}"));
+        up.push(Reply::text("done"));
+    };
+    let last_tool_text = || {
+        let last = up.last_request().unwrap();
+        let msgs = last.body["messages"].as_array().unwrap().clone();
+        msgs.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    crash_round();
+    let r = gw.chat(&json!({"model": "a", "messages": [{"role": "user", "content": "crash"}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        last_tool_text(),
+        "[tool error] server 'faulty' stopped (exit status 3)"
+    );
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("broken,faulty"));
+
+    // Started again for the next request, which crashes it again: the Responses API too.
+    crash_round();
+    let r = gw.post_json(
+        "/v1/responses",
+        &json!({"model": "a", "input": "crash again"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "completed", "{}", r.text());
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("broken,faulty"));
+
+    // A call that works leaves the server out.
+    up.push(Reply::tool_call("faulty__echo", r#"{"text":"fine"}"#));
+    up.push(Reply::text("done"));
+    let r = gw.chat(&json!({"model": "a", "messages": [{"role": "user", "content": "echo"}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_tool_text(), "fine");
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("broken"));
+
+    // A stream's head carries what was known when it started.
+    crash_round();
+    let s = gw.stream(&json!({"model": "a", "stream": true,
+        "messages": [{"role": "user", "content": "crash in a stream"}]}));
+    assert_eq!(s.header("X-Aiproxy-Degraded"), Some("broken"));
+    assert!(stream_text(&s.collect()).contains("done"));
 }
 
 #[test]

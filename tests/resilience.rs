@@ -400,7 +400,8 @@ fn mcp_faults_become_tool_results_and_the_request_goes_on() {
     let t = Instant::now();
     let r = gw.chat(&ask("faulty", "break things", false));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.header("X-Aiproxy-Degraded").is_none());
+    // Only the server that died during its call is down; the others answered (or timed out).
+    assert_eq!(r.header("X-Aiproxy-Degraded"), Some("crash"));
     assert_eq!(r.json()["choices"][0]["message"]["content"], "all done");
     // The hang costs one call_timeout (1 s; all calls of the turn run concurrently), plus the
     // start of five Python servers: well under the upstream's 10 s timeout, which is what a

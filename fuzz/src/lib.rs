@@ -7,8 +7,14 @@
 
 use std::io::{BufReader, Cursor};
 
+use aiproxy::api::responses::{Input, ResponsesRequest};
 use aiproxy::backend::anthropic::stream::StreamMachine;
+use aiproxy::backend::openai_responses::stream::EventMachine;
+use aiproxy::backend::upstream::Decoder;
+use aiproxy::backend::{Cancelled, TurnSink};
 use aiproxy::config::{self, MapEnv};
+use aiproxy::error::ApiError;
+use aiproxy::gateway::responses::input;
 use aiproxy::http::fuzzing;
 use aiproxy::mcp::jsonrpc::decode_frame;
 use aiproxy::sse_codec::SseReader;
@@ -101,6 +107,125 @@ pub fn anthropic_stream(data: &[u8]) {
         done || finished.is_err(),
         "finish succeeded before message_stop"
     );
+}
+
+/// Collects the text a decoder hands the client.
+#[derive(Default)]
+struct Collect(String);
+
+impl TurnSink for Collect {
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+        assert!(!delta.is_empty(), "empty text delta forwarded");
+        self.0.push_str(delta);
+        Ok(())
+    }
+}
+
+/// `responses_stream`: the `openai-responses` backend's stream decoder, fed the SSE events of
+/// the input as the upstream layer feeds them (then the same bytes as a whole JSON body, the
+/// path for a server that answers a stream request with the plain response object). A turn's
+/// `content` is exactly the text handed to the client; a stream that ends before
+/// `response.completed` / `.incomplete` is an error, never a short success.
+pub fn responses_stream(data: &[u8]) {
+    let (buf, stream) = sse_input(data);
+    let mut reader = SseReader::new(
+        BufReader::with_capacity(buf, Cursor::new(stream)),
+        64 * 1024,
+    );
+    let mut machine = EventMachine::new();
+    let mut sink = Collect::default();
+    let mut turn = None;
+    for _ in 0..MAX_EVENTS {
+        match reader.next_event() {
+            Ok(Some(ev)) => match machine.event(&ev, &mut sink) {
+                Ok(Some(t)) => {
+                    turn = Some(t);
+                    break;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            },
+            Ok(None) | Err(_) => break,
+        }
+    }
+    match turn {
+        Some(t) => assert_eq!(t.content, sink.0, "content differs from the streamed text"),
+        None => assert!(
+            machine.end().is_err(),
+            "a stream without its final event ended in success"
+        ),
+    }
+    let mut sink = Collect::default();
+    if let Ok(t) = EventMachine::new().whole(stream, &mut sink) {
+        assert_eq!(
+            t.content, sink.0,
+            "whole-body content differs from the text sent"
+        );
+    }
+}
+
+/// `responses_request`: a `/v1/responses` body, decoded under the same admission guards as
+/// every request body, then its client-controlled parts translated to the chat shapes the loop
+/// runs on (input items with `item_reference`s, function tools, `tool_choice`, `text.format`),
+/// as `gateway::responses` does. Every failure is an OpenAI-shaped 400 (413 / 503 from
+/// admission); a translation error names the parameter at fault.
+pub fn responses_request(data: &[u8]) {
+    let r: ResponsesRequest = match aiproxy::gateway::decode::request_body(data, 64 * 1024) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(
+                matches!(e.status, 400 | 413 | 503),
+                "unexpected status {} for a bad body",
+                e.status
+            );
+            return;
+        }
+    };
+    let named = |e: ApiError| {
+        assert_eq!(e.status, 400, "translation error {e:?} is not a 400");
+        assert!(
+            e.param.is_some(),
+            "translation error {e:?} names no parameter"
+        );
+    };
+    if let Some(tools) = &r.tools {
+        match input::client_tools(tools) {
+            Ok(tools) => assert_eq!(input::echo_tools(&tools).len(), tools.len()),
+            Err(e) => named(e),
+        }
+    }
+    if let Some(Err(e)) = r.tool_choice.as_ref().map(input::tool_choice) {
+        named(e);
+    }
+    if let Some(Err(e)) = r.text.as_ref().map(input::response_format) {
+        named(e);
+    }
+    let mut items = match &r.input {
+        Some(Input::Text(t)) => input::items_of_text(t),
+        Some(Input::Items(items)) => items.clone(),
+        None => Vec::new(),
+    };
+    // One stored item, so references both resolve and fail.
+    let stored = |id: &str| {
+        (id == "msg_stored")
+            .then(|| serde_json::json!({"type": "message", "role": "assistant", "content": "kept"}))
+    };
+    if let Err(e) = input::resolve_references(&mut items, &[] as &[serde_json::Value], &stored) {
+        return named(e);
+    }
+    let mut messages = Vec::new();
+    let exposed = |server: &str, tool: &str| format!("{server}__{tool}");
+    match input::to_messages(&items, "input", &exposed, &mut messages) {
+        Ok(()) => {
+            for m in &messages {
+                assert!(
+                    serde_json::to_vec(m).is_ok(),
+                    "a message that cannot be sent"
+                );
+            }
+        }
+        Err(e) => named(e),
+    }
 }
 
 /// `config`: YAML config loading (parse, `${VAR}` expansion, validation). Any input gives a

@@ -1,6 +1,6 @@
 //! Replays every seed and saved regression input through the fuzz targets' bodies, on stable
 //! and without libFuzzer (`cargo test --no-default-features`), plus the repository's own
-//! fixtures (recorded Anthropic streams, example configs) at several read sizes. A crash found
+//! fixtures (recorded Anthropic and Responses API streams, example configs) at several read sizes. A crash found
 //! by `make fuzz` is kept under `regressions/<target>/` and so stays tested here.
 #![allow(clippy::unwrap_used, reason = "test code")]
 
@@ -110,4 +110,21 @@ fn http_chunked_inputs() {
 #[test]
 fn request_body_inputs() {
     assert!(replay("request_body", aiproxy_fuzz::request_body) >= 3);
+}
+
+#[test]
+fn responses_stream_inputs() {
+    assert!(replay("responses_stream", aiproxy_fuzz::responses_stream) >= 4);
+    assert!(
+        fixtures(
+            "tests/fixtures/openai_responses/stream",
+            "sse",
+            aiproxy_fuzz::responses_stream
+        ) >= 5
+    );
+}
+
+#[test]
+fn responses_request_inputs() {
+    assert!(replay("responses_request", aiproxy_fuzz::responses_request) >= 4);
 }

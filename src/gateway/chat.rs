@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::decode;
 use super::reply::{headers_ref, send_error, send_json};
 use super::routes::{Gateway, Served, cors_response_headers, unique_hex};
-use super::run::{Metered, ended, log_failure, run_headers};
+use super::run::{Metered, ended, log_failure, refresh_degraded, run_headers};
 use crate::agent::{self, Collect, Outcome, Run};
 use crate::api::openai::ChatRequest;
 use crate::app::Snapshot;
@@ -103,7 +103,7 @@ impl Gateway {
             .with_metrics(Arc::clone(&self.metrics))
             .with_max_calls(assistant.max_tool_calls_per_turn)
             .with_audit(snap.audit.clone(), who(request_id, caller, &assistant.name));
-        let headers = run_headers(request_id, &tools, cors_origin);
+        let mut headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
             inner: backend.as_ref(),
@@ -163,6 +163,7 @@ impl Gateway {
             client_gone: || resp.client_gone(),
         };
         let result = run.run(&prepared, &mut sink);
+        refresh_degraded(&mut headers, &tools);
         let hdrs = headers_ref(&headers);
         served.status = match result {
             Ok(out) => {

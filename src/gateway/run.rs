@@ -107,12 +107,22 @@ pub(crate) fn run_headers(
                 .map(|(k, v)| (k.to_string(), v)),
         );
     }
-    if !tools.degraded.is_empty() {
-        let names: Vec<&str> = tools.degraded.iter().map(|(n, _)| n.as_str()).collect();
-        h.push(("X-Aiproxy-Degraded".to_string(), names.join(",")));
-    }
+    refresh_degraded(&mut h, tools);
     h
 }
+
+/// Set `X-Aiproxy-Degraded` in `headers` to every server of the request found down so far
+/// ([`ToolSet::degraded_names`]): called again after the run, before an answer whose headers
+/// are not sent yet (non-stream), so a server that failed during the request is named too.
+pub(crate) fn refresh_degraded(headers: &mut Vec<(String, String)>, tools: &ToolSet) {
+    let names = tools.degraded_names();
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(DEGRADED));
+    if !names.is_empty() {
+        headers.push((DEGRADED.to_string(), names.join(",")));
+    }
+}
+
+const DEGRADED: &str = "X-Aiproxy-Degraded";
 
 /// How a failed run ended, for the access line and the metrics: the client went away, or the
 /// status its error was answered with (`sent`).

