@@ -86,11 +86,20 @@ fn run(args: &[String]) -> Result<(), String> {
         .ok_or("usage: aiproxy-bench upstream|run|responses|load …")?;
     let f = flags(rest)?;
     match cmd.as_str() {
-        "upstream" => upstream::run(
-            f.get("listen").map_or("127.0.0.1:0", String::as_str),
-            number(&f, "workers", 640)?.max(1),
-        )
-        .map_err(|e| e.to_string()),
+        "upstream" => {
+            // Threads inherit the nice value of the thread that starts them: lowering this one
+            // first lowers the whole server.
+            let nice = number(&f, "nice", 0)?;
+            if nice > 0 {
+                let by = i32::try_from(nice).unwrap_or(19);
+                aiproxy::sys::process::lower_thread_priority(by).map_err(|e| e.to_string())?;
+            }
+            upstream::run(
+                f.get("listen").map_or("127.0.0.1:0", String::as_str),
+                number(&f, "workers", 640)?.max(1),
+            )
+            .map_err(|e| e.to_string())
+        }
         "run" | "responses" => {
             let aiproxy = PathBuf::from(f.get("aiproxy").ok_or("--aiproxy PATH is required")?);
             let opts = scenarios::Opts {

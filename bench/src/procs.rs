@@ -96,9 +96,15 @@ pub fn server_command(exe: &Path) -> Command {
 
 /// Start `aiproxy-bench upstream` and wait for its `listening <addr>` line.
 pub fn upstream(self_exe: &Path, workers: usize) -> io::Result<Proc> {
+    upstream_at_nice(self_exe, workers, 0)
+}
+
+/// [`upstream`] with every thread of it `nice` steps below normal priority.
+pub fn upstream_at_nice(self_exe: &Path, workers: usize, nice: i32) -> io::Result<Proc> {
     let mut child = server_command(self_exe)
         .args(["upstream", "--listen", "127.0.0.1:0", "--workers"])
         .arg(workers.to_string())
+        .args(["--nice", &nice.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

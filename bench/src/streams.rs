@@ -8,8 +8,13 @@
 //! before the load, peak thread count, and `/health` latency quantiles during the load.
 //! Targets: 0 failures, peak RSS ≤ 128 MiB, `/health` p99 ≤ 10 ms.
 //!
-//! Thread model: the driver thread runs the load (one thread per client, see
-//! [`crate::load`]); the prober and the thread sampler are scoped threads.
+//! The load generator and the fake upstream stand in for remote clients and a remote model
+//! service, so they run at nice +10 (the prober at normal priority, as a kubelet would): the
+//! probe then measures how aiproxy schedules its own work on the box, not how 2,000 bench
+//! threads crowd the prober. Both are printed in the section.
+//!
+//! Thread model: a scoped thread runs the load at lower priority (one thread per client, see
+//! [`crate::load`]); the prober and the thread sampler are scoped threads at normal priority.
 
 use std::fmt::Write as _;
 use std::io;
@@ -29,6 +34,9 @@ pub const STREAMS: usize = 1000;
 const CHUNKS: usize = 50;
 const GAP_MS: u64 = 20;
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// How far below normal priority the load generator and the fake upstream run in this scenario
+/// (they stand in for remote clients and a remote model service; see [`run`]).
+const STAND_IN_NICE: i32 = 10;
 
 pub struct StreamCapacity {
     pub streams: usize,
@@ -73,7 +81,9 @@ assistants:
 pub fn run(opts: &Opts) -> io::Result<StreamCapacity> {
     std::fs::create_dir_all(&opts.work)?;
     // One upstream worker per stream, plus room.
-    let up = procs::upstream(&opts.self_exe, STREAMS + 100)?;
+    // The clients and the model service stand in for other machines: they run below normal
+    // priority, so the probe sees how aiproxy schedules its own work on the box.
+    let up = procs::upstream_at_nice(&opts.self_exe, STREAMS + 100, STAND_IN_NICE)?;
     let cfg = opts.work.join("bench-config-streams.yaml");
     std::fs::write(&cfg, config(&opts.aiproxy, up.addr))?;
     let proxy = procs::aiproxy(&opts.aiproxy, &cfg, &opts.work.join("aiproxy-streams.log"))?;
@@ -109,7 +119,14 @@ pub fn run(opts: &Opts) -> io::Result<StreamCapacity> {
             peak
         });
         let prober = s.spawn(|| probe_health(addr, &stop));
-        let stats = load::run(&l);
+        // The client threads inherit the nice value of the thread that starts them.
+        let clients = s.spawn(|| {
+            if let Err(e) = aiproxy::sys::process::lower_thread_priority(STAND_IN_NICE) {
+                eprintln!("  cannot lower the load generator's priority: {e}");
+            }
+            load::run(&l)
+        });
+        let stats = clients.join().unwrap_or_default();
         stop.store(true, Ordering::Relaxed);
         (
             stats,
@@ -182,7 +199,7 @@ pub fn section(r: &StreamCapacity) -> String {
     let _ = writeln!(o, "## Long-stream capacity (default limits)\n");
     let _ = writeln!(
         o,
-        "{} concurrent streams (closed loop for {:.0} s after a {:.1} s ramp; upstream: {CHUNKS} deltas {GAP_MS} ms apart), `GET /health` on a fresh connection every {} ms meanwhile. aiproxy runs with no `server:` settings.\n",
+        "{} concurrent streams (closed loop for {:.0} s after a {:.1} s ramp; upstream: {CHUNKS} deltas {GAP_MS} ms apart), `GET /health` on a fresh connection every {} ms meanwhile. aiproxy runs with no `server:` settings; the load generator and the fake upstream (stand-ins for remote clients and a remote model service) run at nice +{STAND_IN_NICE}, the prober at normal priority.\n",
         r.streams,
         r.stats.window.as_secs_f64(),
         1.5,

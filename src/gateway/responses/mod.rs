@@ -430,7 +430,11 @@ fn translate(
     if let Some(p) = previous {
         input::to_messages(&p.items, "previous_response", &exposed, &mut messages)?;
     }
-    input::to_messages(&items, "input", &exposed, &mut messages)?;
+    match &r.input {
+        // The common form, straight to its message (the same one its item translates to).
+        Some(Input::Text(t)) => messages.push(Message::text(Role::User, t.as_str())),
+        _ => input::to_messages(&items, "input", &exposed, &mut messages)?,
+    }
     if messages.len() == lead {
         return Err(
             ApiError::bad_request("missing required parameter: 'input'").with_param("input")
