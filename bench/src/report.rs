@@ -223,8 +223,8 @@ fn scaling_table(o: &mut String, r: &Results) {
     let _ = writeln!(o, "## Scaling curve\n");
     let _ = writeln!(
         o,
-        "Non-stream requests on a 20 ms upstream, default server settings (64 workers, \
-         `max_in_flight` 256). Each worker runs one request at a time, so the pool saturates \
+        "Non-stream requests on a 20 ms upstream, the bench config's server settings (64 workers, \
+         `max_in_flight` 256; the defaults are 1,024 and 2,048). Each worker runs one request at a time, so the pool saturates \
          at 64 concurrent requests (≈ 64 / 20 ms = 3 200 rps); up to 256 more wait in the queue \
          (latency grows, nothing fails); beyond 256 in flight the proxy answers 503 with \
          `Retry-After: 1` at once. The fake upstream runs 640 workers, so the direct side keeps \
