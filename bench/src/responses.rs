@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::client;
-use crate::figures::delta;
+use crate::figures::{delta, median};
 use crate::load::{self, Load, Stats, quantile_ms};
 use crate::scenarios::Shape;
 
@@ -137,20 +137,6 @@ pub fn run(
 
 fn failed(s: &Stats) -> usize {
     s.failed()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Median over repeats of (path − direct) for a per-run figure.
