@@ -163,7 +163,8 @@ mod tests {
     use super::*;
     use crate::mcp::{ServerState, ServerStatus};
 
-    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    /// The value on the first exposition line starting with `prefix`.
+    pub(super) fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())

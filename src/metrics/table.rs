@@ -93,12 +93,7 @@ pub(super) fn histograms(n: usize, bounds: &'static [f64]) -> Box<[Histogram]> {
 mod tests {
     use super::*;
     use crate::metrics::ROUND_BOUNDS;
-
-    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-        text.lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-    }
+    use crate::metrics::tests::line;
 
     #[test]
     fn labels_are_interned_and_bounded() {
