@@ -9,8 +9,10 @@
 //!   left alone); `--pin` puts the load generator on CPU 1 and the servers on CPU 0;
 //! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N]`: only the Responses
 //!   API vs chat completions scenario ([`responses`]), its table printed to stdout;
-//! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]`:
-//!   one ad-hoc load run, printed (for profiling sessions).
+//! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]
+//!   [--api chat|responses] [--no-store]`: one ad-hoc load run, printed (for profiling
+//!   sessions); `--api responses` sends the same message as `POST /v1/responses` (`input` a
+//!   string, `store` at its default unless `--no-store`).
 //!
 //! Thread model: the driver runs on the main thread; see each module for its threads.
 
@@ -181,20 +183,32 @@ fn run(args: &[String]) -> Result<(), String> {
                 .find_map(|w| w.strip_prefix("chunks="))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(8);
-            let mut body = serde_json::json!({
-                "model": f.get("model").map_or("bench", String::as_str),
-                "messages": [{"role": "user", "content": message}],
-                "stream": stream,
-            });
-            if stream {
-                body["stream_options"] = serde_json::json!({"include_usage": true});
-            }
+            let model = f.get("model").map_or("bench", String::as_str);
+            let (path, body) = match f.get("api").map_or("chat", String::as_str) {
+                "chat" => {
+                    let mut body = serde_json::json!({
+                        "model": model,
+                        "messages": [{"role": "user", "content": message}],
+                        "stream": stream,
+                    });
+                    if stream {
+                        body["stream_options"] = serde_json::json!({"include_usage": true});
+                    }
+                    ("/v1/chat/completions", body)
+                }
+                "responses" => {
+                    let mut body =
+                        serde_json::json!({"model": model, "input": message, "stream": stream});
+                    if f.contains_key("no-store") {
+                        body["store"] = serde_json::json!(false);
+                    }
+                    ("/v1/responses", body)
+                }
+                other => return Err(format!("--api {other}: expected chat or responses")),
+            };
             let l = load::Load {
                 addr,
-                request: Arc::new(client::post(
-                    "/v1/chat/completions",
-                    body.to_string().as_bytes(),
-                )),
+                request: Arc::new(client::post(path, body.to_string().as_bytes())),
                 stream,
                 expect_chunks: chunks,
                 concurrency: number(&f, "concurrency", 1)?.max(1),

@@ -201,7 +201,7 @@ pub fn responses_request(data: &[u8]) {
         named(e);
     }
     let mut items = match &r.input {
-        Some(Input::Text(t)) => input::items_of_text(t),
+        Some(Input::Text(t)) => vec![input::user_text_item(t)],
         Some(Input::Items(items)) => items.clone(),
         None => Vec::new(),
     };

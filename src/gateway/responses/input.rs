@@ -11,7 +11,7 @@
 //! type. Pure functions.
 
 use serde_json::{Map, Value, json};
-use std::borrow::Borrow;
+use std::borrow::Cow;
 
 use crate::api::openai::{Content, FunctionDef, Message, Role, Tool, ToolCall};
 use crate::error::ApiError;
@@ -32,11 +32,27 @@ const BUILT_IN: &[&str] = &[
     "custom",
 ];
 
-/// `input` as a list of items: a string is one user message.
-pub fn items_of_text(text: &str) -> Vec<Value> {
-    vec![
-        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}),
-    ]
+/// The item a string `input` stands for: one user message.
+pub fn user_text_item(text: &str) -> Value {
+    json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+}
+
+/// A conversation item to translate: as the client sent it (a `Value`), or as stored
+/// ([`super::store::Item`], built in its JSON shape only when translated).
+pub trait ConversationItem {
+    /// The item in the API's JSON shape.
+    fn json(&self) -> Cow<'_, Value>;
+    /// Its `id`, when it has one.
+    fn id(&self) -> Option<&str>;
+}
+
+impl ConversationItem for Value {
+    fn json(&self) -> Cow<'_, Value> {
+        Cow::Borrowed(self)
+    }
+    fn id(&self) -> Option<&str> {
+        self.get("id").and_then(Value::as_str)
+    }
 }
 
 /// Replace every `item_reference` item (`{"type": "item_reference", "id": …}`, as the Vercel AI
@@ -45,7 +61,7 @@ pub fn items_of_text(text: &str) -> Vec<Value> {
 /// so an item referenced twice (a call and its result) appears once. Unknown ids are a 400.
 pub fn resolve_references(
     items: &mut Vec<Value>,
-    known: &[impl Borrow<Value>],
+    known: &[impl ConversationItem],
     find: &dyn Fn(&str) -> Option<Value>,
 ) -> Result<(), ApiError> {
     if !items.iter().any(is_reference) {
@@ -53,9 +69,14 @@ pub fn resolve_references(
     }
     let mut seen: std::collections::HashSet<String> = known
         .iter()
-        .map(Borrow::borrow)
-        .chain(items.iter().filter(|i| !is_reference(i)))
-        .filter_map(|i| i.get("id").and_then(Value::as_str).map(String::from))
+        .filter_map(ConversationItem::id)
+        .chain(
+            items
+                .iter()
+                .filter(|i| !is_reference(i))
+                .filter_map(ConversationItem::id),
+        )
+        .map(String::from)
         .collect();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in std::mem::take(items).into_iter().enumerate() {
@@ -95,12 +116,13 @@ fn is_reference(item: &Value) -> bool {
 /// Translate items (at `path[i]` for error messages) and append the messages to `out`.
 /// `exposed` maps an `mcp_call` item's `(server_label, name)` to the tool's exposed name.
 pub fn to_messages(
-    items: &[impl Borrow<Value>],
+    items: &[impl ConversationItem],
     path: &str,
     exposed: &dyn Fn(&str, &str) -> String,
     out: &mut Vec<Message>,
 ) -> Result<(), ApiError> {
-    for (i, item) in items.iter().map(Borrow::borrow).enumerate() {
+    for (i, item) in items.iter().enumerate() {
+        let item = item.json();
         let p = format!("{path}[{i}]");
         let Some(obj) = item.as_object() else {
             return Err(bad(&p, "must be an object"));

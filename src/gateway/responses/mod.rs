@@ -47,9 +47,9 @@ use crate::metrics::{Metrics, Status};
 use crate::tools::ToolSet;
 use object::Echo;
 use output::Builder;
-use store::{Store, Stored};
+use store::{Item, Store, Stored};
 use stream::{Quiet, SseWriter};
-use translate::{echo_fields, translate};
+use translate::translate;
 
 /// Response header listing `include` values that were ignored.
 pub const IGNORED_INCLUDE_HEADER: &str = "X-Aiproxy-Ignored-Include";
@@ -232,12 +232,14 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
             translated.ignored_include.join(","),
         ));
     }
-    let echo = Echo {
-        id: format!("resp_{}", unique_id()),
-        created_at: unix_now(),
-        model: assistant.name.clone(),
-        fields: echo_fields(&r, &prepared.client_tools, assistant),
-    };
+    let echo = Echo::new(
+        format!("resp_{}", unique_id()),
+        unix_now(),
+        assistant.name.clone(),
+        &r,
+        &prepared.client_tools,
+        assistant,
+    );
     let cancel = Cancel::new();
     let metered = Metered {
         inner: backend.as_ref(),
@@ -253,10 +255,15 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
         deadline: Instant::now() + ctx.snap.config.server.request_timeout,
     };
     let show_mcp = assistant.responses_mcp_items;
-    let keep = r
-        .store
-        .unwrap_or(true)
-        .then_some((translated.items, previous));
+    // This request's input items, for the store (the request needs them no more).
+    let keep = r.store.unwrap_or(true).then(|| {
+        let input: Vec<Item> = match r.input.take() {
+            Some(Input::Text(t)) => vec![Item::UserText(t)],
+            Some(Input::Items(items)) => items.into_iter().map(Item::Input).collect(),
+            None => Vec::new(),
+        };
+        (input, previous)
+    });
     // Keeps the finished response; hands its text back for the reply, with the entries the
     // store evicted for it (freed once the reply is out: off the client's wait).
     let remember = |done: output::Done| -> (Arc<str>, Option<store::Evicted>) {
@@ -269,8 +276,9 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
                 None => (Vec::new(), 0),
             };
             items.reserve(input_items.len() + done.items.len());
-            for item in input_items.into_iter().chain(done.items) {
-                items_bytes += store::json_len(&item);
+            let output = done.items.into_iter().map(Item::Output);
+            for item in input_items.into_iter().chain(output) {
+                items_bytes += item.json_len();
                 items.push(Arc::new(item));
             }
             let stored = Stored {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::object::Echo;
+use super::object::{Echo, Failure, ItemStatus, OutputItem, OutputText, State};
 use super::stream::Events;
 use super::unique_id;
 use crate::agent::{LoopSink, Outcome};
@@ -33,7 +33,7 @@ use crate::tools::result::ERROR_PREFIX;
 #[derive(Serialize)]
 struct WithItem<'a> {
     output_index: usize,
-    item: &'a Value,
+    item: &'a OutputItem,
 }
 
 /// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
@@ -47,6 +47,45 @@ struct TextDelta<'a> {
     content_index: u32,
     delta: &'a str,
     logprobs: [u8; 0],
+}
+
+/// `response.content_part.added` / `.done`.
+#[derive(Serialize)]
+struct WithPart<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    part: &'a OutputText,
+}
+
+/// `response.output_text.done`.
+#[derive(Serialize)]
+struct TextDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: u32,
+    text: &'a str,
+    logprobs: [u8; 0],
+}
+
+/// `response.mcp_call.in_progress` / `.completed` / `.failed`.
+#[derive(Serialize)]
+struct ItemRef<'a> {
+    item_id: &'a str,
+    output_index: usize,
+}
+
+/// The arguments events of MCP and function calls (`name` only on `function_call_arguments.done`).
+#[derive(Serialize)]
+struct Arguments<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
 }
 
 /// What [`Builder::emit`] writes: the payload with `type` and `sequence_number` in front.
@@ -63,8 +102,8 @@ struct Event<'a, T: Serialize> {
 pub struct Done {
     /// The response object, serialized (as returned and as stored).
     pub response: String,
-    /// Output items for the store: visible items plus hidden `mcp_call` items.
-    pub items: Vec<Value>,
+    /// Output items for the store: hidden `mcp_call` items, then the visible ones.
+    pub items: Vec<OutputItem>,
 }
 
 struct OpenMessage {
@@ -79,8 +118,8 @@ pub struct Builder<'r, E: Events> {
     /// Exposed tool name → (server, tool).
     origins: &'r HashMap<String, (String, String)>,
     show_mcp: bool,
-    output: Vec<Value>,
-    hidden: Vec<Value>,
+    output: Vec<OutputItem>,
+    hidden: Vec<OutputItem>,
     open: Option<OpenMessage>,
     /// Output indices of this round's `mcp_call` items (stream mode).
     pending: Vec<usize>,
@@ -132,21 +171,41 @@ impl<'r, E: Events> Builder<'r, E> {
         self.events.send(kind, &event)
     }
 
+    /// `response.output_item.added` or `.done` for the item at `index`.
+    fn emit_item(&mut self, kind: &str, index: usize) -> Result<(), Cancelled> {
+        if !self.events.streaming() {
+            return Ok(());
+        }
+        self.emit_now_start()?;
+        let event = Event {
+            kind,
+            sequence_number: self.seq,
+            data: WithItem {
+                output_index: index,
+                item: &self.output[index],
+            },
+        };
+        self.seq += 1;
+        self.events.send(kind, &event)
+    }
+
     fn open_message(&mut self) -> Result<(), Cancelled> {
         let id = format!("msg_{}", unique_id());
         let index = self.output.len();
-        let item = json!({"id": id, "type": "message", "role": "assistant", "status": "in_progress", "content": []});
-        self.output.push(item.clone());
-        self.emit(
-            "response.output_item.added",
-            WithItem {
-                output_index: index,
-                item: &item,
-            },
-        )?;
+        self.output.push(OutputItem::message(
+            id.clone(),
+            ItemStatus::InProgress,
+            None,
+        ));
+        self.emit_item("response.output_item.added", index)?;
         self.emit(
             "response.content_part.added",
-            json!({"item_id": id, "output_index": index, "content_index": 0, "part": text_part("")}),
+            WithPart {
+                item_id: &id,
+                output_index: index,
+                content_index: 0,
+                part: &OutputText::new(String::new()),
+            },
         )?;
         self.open = Some(OpenMessage {
             index,
@@ -156,70 +215,83 @@ impl<'r, E: Events> Builder<'r, E> {
         Ok(())
     }
 
-    fn close_message(&mut self, status: &str) -> Result<(), Cancelled> {
+    fn close_message(&mut self, status: ItemStatus) -> Result<(), Cancelled> {
         let Some(m) = self.open.take() else {
             return Ok(());
         };
-        let part = text_part(&m.text);
-        let item = json!({"id": m.id, "type": "message", "role": "assistant", "status": status, "content": [part]});
-        self.output[m.index] = item.clone();
         let (id, index) = (m.id, m.index);
         self.emit(
             "response.output_text.done",
-            json!({"item_id": id, "output_index": index, "content_index": 0, "text": m.text, "logprobs": []}),
+            TextDone {
+                item_id: &id,
+                output_index: index,
+                content_index: 0,
+                text: &m.text,
+                logprobs: [],
+            },
         )?;
+        let part = OutputText::new(m.text);
         self.emit(
             "response.content_part.done",
-            json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
-        )?;
-        self.emit(
-            "response.output_item.done",
-            WithItem {
+            WithPart {
+                item_id: &id,
                 output_index: index,
-                item: &item,
+                content_index: 0,
+                part: &part,
             },
-        )
+        )?;
+        self.output[index] = OutputItem::message(id, status, Some(part.text));
+        self.emit_item("response.output_item.done", index)
     }
 
     /// A whole message at once (non-streaming mode).
-    fn push_message(&mut self, text: &str, status: &str) {
+    fn push_message(&mut self, text: String, status: ItemStatus) {
         let id = format!("msg_{}", unique_id());
-        self.output.push(json!({"id": id, "type": "message", "role": "assistant", "status": status, "content": [text_part(text)]}));
+        self.output
+            .push(OutputItem::message(id, status, Some(text)));
     }
 
-    fn mcp_item(&self, call: &ToolCall) -> Value {
-        let (server, tool) = self
+    /// A new `mcp_call` item for `call`, in progress.
+    fn mcp_item(&self, call: &ToolCall) -> OutputItem {
+        let (server_label, name) = self
             .origins
             .get(&call.function.name)
             .cloned()
             .unwrap_or_else(|| (String::new(), call.function.name.clone()));
-        json!({
-            "id": mcp_item_id(),
-            "type": "mcp_call",
-            "server_label": server,
-            "name": tool,
-            "arguments": call.function.arguments,
-            "status": "in_progress",
-            "output": null,
-            "error": null,
-        })
+        OutputItem::McpCall {
+            id: mcp_item_id(),
+            server_label,
+            name,
+            arguments: call.function.arguments.clone(),
+            status: ItemStatus::InProgress,
+            output: None,
+            error: None,
+        }
     }
 
-    /// The text and status an `mcp_call` item gets from its result message.
-    fn finish_mcp(item: &mut Value, result: Option<&Message>) {
+    /// The status and the output or error an `mcp_call` item gets from its result message.
+    fn finish_mcp(item: &mut OutputItem, result: Option<&Message>) {
+        let OutputItem::McpCall {
+            status,
+            output,
+            error,
+            ..
+        } = item
+        else {
+            return;
+        };
         let text = result.map(Message::text_content).unwrap_or_default();
-        let failed = result.is_none_or(|m| m.tool_error);
-        if failed {
-            let msg = text.strip_prefix(ERROR_PREFIX).unwrap_or(&text).to_string();
-            item["error"] = json!(if msg.is_empty() {
-                "tool call failed".into()
+        if result.is_none_or(|m| m.tool_error) {
+            let msg = text.strip_prefix(ERROR_PREFIX).unwrap_or(&text);
+            *error = Some(if msg.is_empty() {
+                "tool call failed".to_string()
             } else {
-                msg
+                msg.to_string()
             });
-            item["status"] = json!("failed");
+            *status = ItemStatus::Failed;
         } else {
-            item["output"] = json!(text);
-            item["status"] = json!("completed");
+            *output = Some(text);
+            *status = ItemStatus::Completed;
         }
     }
 
@@ -238,14 +310,14 @@ impl<'r, E: Events> Builder<'r, E> {
             _ => None,
         };
         let msg_status = if incomplete.is_some() {
-            "incomplete"
+            ItemStatus::Incomplete
         } else {
-            "completed"
+            ItemStatus::Completed
         };
         if self.events.streaming() {
             let need_message = self.open.is_none()
                 && out.client_tool_calls.is_empty()
-                && !matches!(self.output.last(), Some(v) if v["type"] == "message");
+                && !self.output.last().is_some_and(OutputItem::is_message);
             if need_message {
                 self.open_message()?;
             }
@@ -257,57 +329,62 @@ impl<'r, E: Events> Builder<'r, E> {
                 out.content.as_str()
             };
             if !text.is_empty() || out.client_tool_calls.is_empty() {
-                let text = text.to_string();
-                self.push_message(&text, msg_status);
+                self.push_message(text.to_string(), msg_status);
             }
         }
         for call in &out.client_tool_calls {
             let index = self.output.len();
             let id = format!("fc_{}", unique_id());
-            let mut item = json!({"id": id, "type": "function_call", "status": "in_progress",
-                "call_id": call.id, "name": call.function.name, "arguments": ""});
-            self.emit(
-                "response.output_item.added",
-                WithItem {
-                    output_index: index,
-                    item: &item,
-                },
-            )?;
+            self.output.push(OutputItem::FunctionCall {
+                id: id.clone(),
+                status: ItemStatus::InProgress,
+                call_id: call.id.clone(),
+                name: call.function.name.clone(),
+                arguments: String::new(),
+            });
+            self.emit_item("response.output_item.added", index)?;
             let args = &call.function.arguments;
             self.emit(
                 "response.function_call_arguments.delta",
-                json!({"item_id": id, "output_index": index, "delta": args}),
+                Arguments {
+                    item_id: &id,
+                    output_index: index,
+                    delta: Some(args),
+                    name: None,
+                    arguments: None,
+                },
             )?;
             self.emit(
                 "response.function_call_arguments.done",
-                json!({"item_id": id, "output_index": index, "name": call.function.name, "arguments": args}),
-            )?;
-            item["arguments"] = json!(args);
-            item["status"] = json!("completed");
-            self.output.push(item.clone());
-            self.emit(
-                "response.output_item.done",
-                WithItem {
+                Arguments {
+                    item_id: &id,
                     output_index: index,
-                    item: &item,
+                    delta: None,
+                    name: Some(&call.function.name),
+                    arguments: Some(args),
                 },
             )?;
+            if let OutputItem::FunctionCall {
+                status, arguments, ..
+            } = &mut self.output[index]
+            {
+                arguments.clone_from(args);
+                *status = ItemStatus::Completed;
+            }
+            self.emit_item("response.output_item.done", index)?;
         }
-        let status = if incomplete.is_some() {
-            "incomplete"
-        } else {
-            "completed"
-        };
-        let kind = if incomplete.is_some() {
-            "response.incomplete"
-        } else {
-            "response.completed"
+        let (status, kind) = match incomplete {
+            Some(_) => ("incomplete", "response.incomplete"),
+            None => ("completed", "response.completed"),
         };
         let output = std::mem::take(&mut self.output);
-        let echo = self.echo;
-        let object = echo.object(status, &output, Some(&out.usage), Value::Null, incomplete);
-        // Serializing a response object cannot fail (string keys only).
-        let response = serde_json::to_string(&object).unwrap_or_default();
+        let response = self.echo.object(&State {
+            status,
+            output: &output,
+            usage: Some(&out.usage),
+            error: None,
+            incomplete,
+        });
         if self.events.streaming() {
             self.emit_now_start()?;
         }
@@ -317,9 +394,10 @@ impl<'r, E: Events> Builder<'r, E> {
         Ok(Done { response, items })
     }
 
-    /// After a failure: the writer back, with the `error` and `response.failed` events to send
-    /// when the stream has started (`None` when nothing was written: send a real status).
-    pub fn fail(mut self, err: &ApiError) -> (E, Option<(Value, Value)>) {
+    /// After a failure: the writer back, with the `error` event and the `response.failed`
+    /// event (serialized) to send when the stream has started (`None` when nothing was
+    /// written: send a real status).
+    pub fn fail(mut self, err: &ApiError) -> (E, Option<(Value, String)>) {
         if !self.started {
             return (self.events, None);
         }
@@ -331,18 +409,18 @@ impl<'r, E: Events> Builder<'r, E> {
             "param": err.param, "sequence_number": self.seq});
         self.seq += 1;
         if let Some(m) = self.open.take() {
-            self.output[m.index] = json!({"id": m.id, "type": "message", "role": "assistant",
-                "status": "incomplete", "content": [text_part(&m.text)]});
+            self.output[m.index] = OutputItem::message(m.id, ItemStatus::Incomplete, Some(m.text));
         }
-        let response = self.echo.object(
-            "failed",
-            &self.output,
-            None,
-            json!({"code": code, "message": err.message}),
-            None,
-        );
-        let failed = json!({"type": "response.failed", "response": serde_json::to_value(&response).unwrap_or_default(),
-            "sequence_number": self.seq});
+        let response = self.echo.object(&State {
+            status: "failed",
+            output: &self.output,
+            error: Some(Failure {
+                code,
+                message: &err.message,
+            }),
+            ..State::in_progress()
+        });
+        let failed = response_event("response.failed", self.seq, &response);
         (self.events, Some((error, failed)))
     }
 }
@@ -381,35 +459,37 @@ impl<E: Events> LoopSink for Builder<'_, E> {
 
     fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled> {
         if self.events.streaming() && self.show_mcp {
-            self.close_message("completed")?;
+            self.close_message(ItemStatus::Completed)?;
             self.pending.clear();
             for call in calls {
                 let index = self.output.len();
                 let mut item = self.mcp_item(call);
-                let id = item["id"].clone();
-                item["arguments"] = json!("");
-                self.output.push(item.clone());
-                self.emit(
-                    "response.output_item.added",
-                    WithItem {
-                        output_index: index,
-                        item: &item,
-                    },
-                )?;
-                self.emit(
-                    "response.mcp_call.in_progress",
-                    json!({"item_id": id, "output_index": index}),
-                )?;
-                let args = &call.function.arguments;
-                self.emit(
-                    "response.mcp_call_arguments.delta",
-                    json!({"item_id": id, "output_index": index, "delta": args}),
-                )?;
-                self.emit(
-                    "response.mcp_call_arguments.done",
-                    json!({"item_id": id, "output_index": index, "arguments": args}),
-                )?;
-                self.output[index]["arguments"] = json!(args);
+                let id = item.id().to_string();
+                let OutputItem::McpCall { arguments, .. } = &mut item else {
+                    continue;
+                };
+                // The arguments arrive by their events; the item ends up holding them.
+                let args = std::mem::take(arguments);
+                self.output.push(item);
+                self.emit_item("response.output_item.added", index)?;
+                let at = ItemRef {
+                    item_id: &id,
+                    output_index: index,
+                };
+                self.emit("response.mcp_call.in_progress", at)?;
+                let mut arguments = Arguments {
+                    item_id: &id,
+                    output_index: index,
+                    delta: Some(&args),
+                    name: None,
+                    arguments: None,
+                };
+                self.emit("response.mcp_call_arguments.delta", &arguments)?;
+                (arguments.delta, arguments.arguments) = (None, Some(args.as_str()));
+                self.emit("response.mcp_call_arguments.done", &arguments)?;
+                if let OutputItem::McpCall { arguments, .. } = &mut self.output[index] {
+                    *arguments = args;
+                }
                 self.pending.push(index);
             }
         } else if self.events.streaming() && !self.started {
@@ -439,7 +519,7 @@ impl<E: Events> LoopSink for Builder<'_, E> {
         self.after_tools = true;
         let streaming = self.events.streaming();
         if !streaming && self.show_mcp && !text.is_empty() {
-            self.push_message(text, "completed");
+            self.push_message(text.to_string(), ItemStatus::Completed);
         }
         if !text.is_empty() {
             if !self.rounds_text.is_empty() {
@@ -453,22 +533,26 @@ impl<E: Events> LoopSink for Builder<'_, E> {
                 let Some(&index) = self.pending.get(i) else {
                     continue;
                 };
-                let mut item = self.output[index].clone();
-                Self::finish_mcp(&mut item, result);
-                self.output[index] = item.clone();
-                let kind = if item["status"] == "failed" {
+                Self::finish_mcp(&mut self.output[index], result);
+                let failed = matches!(
+                    self.output[index],
+                    OutputItem::McpCall {
+                        status: ItemStatus::Failed,
+                        ..
+                    }
+                );
+                let kind = if failed {
                     "response.mcp_call.failed"
                 } else {
                     "response.mcp_call.completed"
                 };
-                self.emit(kind, json!({"item_id": item["id"], "output_index": index}))?;
-                self.emit(
-                    "response.output_item.done",
-                    WithItem {
-                        output_index: index,
-                        item: &item,
-                    },
-                )?;
+                let id = self.output[index].id().to_string();
+                let at = ItemRef {
+                    item_id: &id,
+                    output_index: index,
+                };
+                self.emit(kind, at)?;
+                self.emit_item("response.output_item.done", index)?;
             } else {
                 let mut item = self.mcp_item(call);
                 Self::finish_mcp(&mut item, result);
@@ -488,33 +572,28 @@ impl<E: Events> Builder<'_, E> {
     fn emit_now_start(&mut self) -> Result<(), Cancelled> {
         if !self.started {
             self.started = true;
-            let r = self
-                .echo
-                .object("in_progress", &[], None, Value::Null, None);
-            let text = serde_json::to_string(&r).unwrap_or_default();
+            let text = self.echo.object(&State::in_progress());
             self.emit_response("response.created", &text)?;
             self.emit_response("response.in_progress", &text)?;
         }
         Ok(())
     }
 
-    /// `{"type": kind, "sequence_number": n, "response": <the serialized response object>}`,
-    /// the response written once and reused rather than serialized per event.
+    /// An event carrying the serialized response object, written once and reused rather than
+    /// serialized per event.
     fn emit_response(&mut self, kind: &str, response: &str) -> Result<(), Cancelled> {
         if !self.events.streaming() {
             return Ok(());
         }
-        let data = format!(
-            "{{\"type\":\"{kind}\",\"sequence_number\":{},\"response\":{response}}}",
-            self.seq
-        );
+        let data = response_event(kind, self.seq, response);
         self.seq += 1;
         self.events.send_text(kind, &data)
     }
 }
 
-fn text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+/// `{"type": kind, "sequence_number": n, "response": <the serialized response object>}`.
+fn response_event(kind: &str, seq: u64, response: &str) -> String {
+    format!("{{\"type\":\"{kind}\",\"sequence_number\":{seq},\"response\":{response}}}")
 }
 
 /// The last round's text: the loop's joined text minus the finished tool rounds' text.

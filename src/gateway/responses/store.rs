@@ -10,12 +10,61 @@
 //! mutex; every operation is O(1) amortized plus the evictions it performs (and the item ids of
 //! the entry it puts or removes); no threads.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::Serialize;
 use serde_json::Value;
+
+use super::input::{ConversationItem, user_text_item};
+use super::object::OutputItem;
+
+/// A conversation item as stored: in the form the request or the response had it, put in the
+/// API's JSON shape only when a continuation translates it or a reference names it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// An input item as the client sent it (references resolved).
+    Input(Value),
+    /// `input` sent as a string: the user message it stands for.
+    UserText(String),
+    /// An output item of a response.
+    Output(OutputItem),
+}
+
+impl Item {
+    /// Its size as JSON, for the store's byte bound.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Item::Input(v) => json_len(v),
+            Item::UserText(t) => USER_TEXT_ITEM_LEN + json_len(t.as_str()),
+            Item::Output(o) => json_len(o),
+        }
+    }
+}
+
+/// The length of [`user_text_item`] without its text.
+const USER_TEXT_ITEM_LEN: usize = 74;
+
+impl ConversationItem for Arc<Item> {
+    fn json(&self) -> Cow<'_, Value> {
+        match self.as_ref() {
+            Item::Input(v) => Cow::Borrowed(v),
+            Item::UserText(t) => Cow::Owned(user_text_item(t)),
+            Item::Output(o) => Cow::Owned(o.to_value()),
+        }
+    }
+
+    fn id(&self) -> Option<&str> {
+        match self.as_ref() {
+            Item::Input(v) => v.id(),
+            Item::UserText(_) => None,
+            Item::Output(o) => Some(o.id()),
+        }
+    }
+}
 
 /// A finished response as stored.
 #[derive(Debug, Clone)]
@@ -25,7 +74,7 @@ pub struct Stored {
     /// The whole conversation (earlier items, this input, this output including hidden
     /// `mcp_call` items), without `instructions`.
     /// Items are shared with the entries that continue this one (no copy per turn).
-    pub items: Arc<Vec<Arc<Value>>>,
+    pub items: Arc<Vec<Arc<Item>>>,
     /// The serialized size of `items` (kept so a continuation adds only its new items).
     pub items_bytes: usize,
 }
@@ -154,7 +203,7 @@ impl Store {
         if e.owner != owner || e.at.elapsed() >= self.ttl {
             return None;
         }
-        e.stored.items.get(*i).map(|v| Value::clone(v))
+        e.stored.items.get(*i).map(|item| item.json().into_owned())
     }
 
     /// Remove an entry of this owner; false when there was none.
@@ -190,7 +239,7 @@ fn remove(inner: &mut Inner, id: &str) -> Option<Stored> {
 }
 
 /// The length of `v` serialized, counted without building the text.
-pub fn json_len(v: &Value) -> usize {
+pub fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -202,17 +251,17 @@ pub fn json_len(v: &Value) -> usize {
         }
     }
     let mut c = Count(0);
-    // Writing a `Value` to a sink that cannot fail cannot fail.
+    // The items stored have string keys only, and the sink cannot fail.
     let _ = serde_json::to_writer(&mut c, v);
     c.0
 }
 
 /// `(index, id)` of the items that have a string `id`.
-fn item_ids(items: &[Arc<Value>]) -> impl Iterator<Item = (usize, &str)> {
+fn item_ids(items: &[Arc<Item>]) -> impl Iterator<Item = (usize, &str)> {
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| Some((i, v.get("id")?.as_str()?)))
+        .filter_map(|(i, item)| Some((i, item.id()?)))
 }
 
 fn front_expired(inner: &Inner, now: Instant, ttl: Duration) -> bool {
@@ -237,15 +286,16 @@ fn pop_oldest(inner: &mut Inner) -> Option<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::responses::object::ItemStatus;
     use serde_json::json;
 
     const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 
     fn stored(text: &str) -> Stored {
-        let items = vec![Arc::new(json!(text))];
+        let items = vec![Arc::new(Item::Input(json!(text)))];
         Stored {
             response: Arc::from(format!("{{\"t\":{}}}", json!(text))),
-            items_bytes: items.iter().map(|v| json_len(v)).sum(),
+            items_bytes: items.iter().map(|v| v.json_len()).sum(),
             items: Arc::new(items),
         }
     }
@@ -254,6 +304,39 @@ mod tests {
     fn counts_bytes_as_serialized() {
         let v = json!({"a": [1, "é", null], "b": {"c": true}});
         assert_eq!(json_len(&v), v.to_string().len());
+        let output =
+            OutputItem::message("msg_1".into(), ItemStatus::Completed, Some("\"ok\"".into()));
+        for item in [
+            Item::Input(v),
+            Item::UserText("héllo \"you\"\n".into()),
+            Item::Output(output),
+        ] {
+            let item = Arc::new(item);
+            assert_eq!(item.json_len(), item.json().to_string().len(), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn stored_items_read_back_in_the_apis_shape() {
+        let text = Arc::new(Item::UserText("hi".into()));
+        assert_eq!(
+            text.json().into_owned(),
+            json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]})
+        );
+        assert_eq!(text.id(), None);
+        let call = Arc::new(Item::Output(OutputItem::FunctionCall {
+            id: "fc_1".into(),
+            status: ItemStatus::Completed,
+            call_id: "call_1".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        }));
+        assert_eq!(call.id(), Some("fc_1"));
+        assert_eq!(
+            call.json().into_owned(),
+            json!({"type": "function_call", "id": "fc_1", "status": "completed",
+                   "call_id": "call_1", "name": "f", "arguments": "{}"})
+        );
     }
 
     #[test]
@@ -311,7 +394,7 @@ mod tests {
             items_bytes: 0,
             items: Arc::new(
                 ids.iter()
-                    .map(|i| Arc::new(json!({"id": i, "n": ids.len()})))
+                    .map(|i| Arc::new(Item::Input(json!({"id": i, "n": ids.len()}))))
                     .collect(),
             ),
         };

@@ -124,9 +124,9 @@ impl<'a, 'b> SseWriter<'a, 'b> {
     }
 
     /// After the first byte: the `error` event the caller built, then the end of the stream.
-    pub fn fail_started(mut self, error_event: &Value, failed_event: &Value) {
+    pub fn fail_started(mut self, error_event: &Value, failed_event: &str) {
         let _ = self.send("error", error_event);
-        let _ = self.send("response.failed", failed_event);
+        let _ = self.send_text("response.failed", failed_event);
         let _ = self.close();
     }
 

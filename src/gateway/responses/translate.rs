@@ -1,26 +1,23 @@
 //! A Responses request as a chat request: `input` items → messages (after `instructions` and
 //! a previous response's items), function tools, `tool_choice`, `text.format` →
-//! `response_format`, `reasoning.effort`, `max_output_tokens` → `max_completion_tokens`, and
-//! the settings the response object echoes. Refuses what aiproxy cannot serve (`conversation`,
-//! `background`, stored `prompt`s) with a 400 that names it.
+//! `response_format`, `reasoning.effort`, `max_output_tokens` → `max_completion_tokens`.
+//! Refuses what aiproxy cannot serve (`conversation`, `background`, stored `prompt`s) with a
+//! 400 that names it.
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::input;
-use super::object::EchoFields;
 use super::store::Stored;
 use crate::api::openai::{ChatRequest, Message, Role};
 use crate::api::responses::{Input, ResponsesRequest};
 use crate::error::ApiError;
 use crate::tools::naming;
 
-/// A Responses request as a chat request, plus what the response and the store need.
+/// A Responses request as a chat request, plus the `include` values it ignores.
 pub(super) struct Translated {
     pub(super) chat: ChatRequest,
-    /// This request's input items (normalized), for the store.
-    pub(super) items: Vec<Value>,
     pub(super) ignored_include: Vec<String>,
 }
 
@@ -74,11 +71,6 @@ pub(super) fn translate(
             .unwrap_or_else(|| naming::base_name(server, tool))
     };
 
-    let items: Vec<Value> = match &r.input {
-        Some(Input::Text(t)) => input::items_of_text(t),
-        Some(Input::Items(items)) => items.clone(),
-        None => Vec::new(),
-    };
     let mut messages: Vec<Message> = Vec::new();
     if let Some(i) = r.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
         messages.push(Message::text(Role::System, i));
@@ -90,7 +82,8 @@ pub(super) fn translate(
     match &r.input {
         // The common form, straight to its message (the same one its item translates to).
         Some(Input::Text(t)) => messages.push(Message::text(Role::User, t.as_str())),
-        _ => input::to_messages(&items, "input", &exposed, &mut messages)?,
+        Some(Input::Items(items)) => input::to_messages(items, "input", &exposed, &mut messages)?,
+        None => {}
     }
     if messages.len() == lead {
         return Err(
@@ -146,60 +139,6 @@ pub(super) fn translate(
     };
     Ok(Translated {
         chat,
-        items,
         ignored_include: r.include.clone().unwrap_or_default(),
     })
-}
-
-/// The settings every response object echoes.
-pub(super) fn echo_fields(
-    r: &ResponsesRequest,
-    client_tools: &[crate::api::openai::Tool],
-    assistant: &crate::config::AssistantConfig,
-) -> EchoFields {
-    let mut text = r
-        .text
-        .clone()
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
-    if text.get("format").is_none_or(Value::is_null) {
-        text["format"] = json!({"type": "text"});
-    }
-    // The rest of what the specification's response object requires: the client's value when
-    // it sent one of the right type, else the default a model service reports.
-    let rest = |k: &str, ok: fn(&Value) -> bool, default: Value| -> Value {
-        r.rest.get(k).filter(|v| ok(v)).cloned().unwrap_or(default)
-    };
-    EchoFields {
-        instructions: r.instructions.clone(),
-        metadata: r.metadata.clone().unwrap_or_default(),
-        parallel_tool_calls: r.parallel_tool_calls.unwrap_or(true),
-        temperature: r.temperature.or(assistant.temperature).unwrap_or(1.0),
-        top_p: r.top_p.or(assistant.top_p).unwrap_or(1.0),
-        tool_choice: r
-            .tool_choice
-            .clone()
-            .filter(|v| !v.is_null())
-            .unwrap_or_else(|| json!("auto")),
-        tools: input::echo_tools(client_tools),
-        max_output_tokens: r.max_output_tokens,
-        previous_response_id: r.previous_response_id.clone(),
-        reasoning: r
-            .reasoning
-            .clone()
-            .filter(|v| v.is_object())
-            .unwrap_or_else(|| json!({"effort": null, "summary": null})),
-        store: r.store.unwrap_or(true),
-        text,
-        truncation: "disabled",
-        user: r.user.clone(),
-        background: false,
-        presence_penalty: rest("presence_penalty", Value::is_number, json!(0.0)),
-        frequency_penalty: rest("frequency_penalty", Value::is_number, json!(0.0)),
-        top_logprobs: rest("top_logprobs", Value::is_u64, json!(0)),
-        max_tool_calls: rest("max_tool_calls", Value::is_u64, Value::Null),
-        service_tier: "default",
-        safety_identifier: rest("safety_identifier", Value::is_string, Value::Null),
-        prompt_cache_key: rest("prompt_cache_key", Value::is_string, Value::Null),
-    }
 }
