@@ -31,13 +31,13 @@ fi
 echo "== building the harness (bench/)"
 cargo build --release --quiet --manifest-path bench/Cargo.toml --target-dir target/bench-harness
 
-if [ "${BENCH_ONLY:-}" = "responses" ]; then
-  mkdir -p target/bench
-  exec target/bench-harness/release/aiproxy-bench responses \
-    --aiproxy target/release/aiproxy --work target/bench --secs "$secs" --repeats "$repeats"
-fi
 run_args=()
 [ "${BENCH_PIN:-0}" = "1" ] && run_args+=(--pin)
+if [ "${BENCH_ONLY:-}" = "responses" ]; then
+  mkdir -p target/bench
+  exec target/bench-harness/release/aiproxy-bench responses "${run_args[@]}" \
+    --aiproxy target/release/aiproxy --work target/bench --secs "$secs" --repeats "$repeats"
+fi
 [ "${BENCH_NGINX:-1}" = "0" ] && run_args+=(--no-nginx)
 echo "== running (about $(( (secs * 80 + 100) * repeats / 3 + 60 )) s)"
 mkdir -p target/bench

@@ -26,14 +26,24 @@ pub struct Outcome {
     pub total: Duration,
     /// SSE events with non-empty content.
     pub content_events: usize,
-    /// `data: [DONE]` seen.
+    /// `data: [DONE]` (chat) or a `response.completed` event seen.
     pub done: bool,
-    /// A `data: {"error":…}` event seen.
+    /// A `data: {"error":…}` (chat), `error` or `response.failed` event seen.
     pub error_event: bool,
     /// The body (non-stream only; empty for streams).
     pub body: Vec<u8>,
     /// The server will close this connection.
     pub close: bool,
+}
+
+impl Outcome {
+    /// One more event with content, at `start.elapsed()`.
+    fn content(&mut self, start: Instant) {
+        self.content_events += 1;
+        if self.first_content.is_none() {
+            self.first_content = Some(start.elapsed());
+        }
+    }
 }
 
 impl Conn {
@@ -174,22 +184,28 @@ impl Sse {
         while let Some(end) = find(&self.buf[used..], b"\n\n") {
             let event = &self.buf[used..used + end];
             used += end + 2;
+            // Responses API events are named (`event: response.…`); the name says what the
+            // event is, so its payload (a whole response object for some) is not scanned.
+            let mut name: Option<&[u8]> = None;
             for line in event.split(|b| *b == b'\n') {
+                if let Some(n) = line.strip_prefix(b"event: ") {
+                    name = Some(n);
+                    continue;
+                }
                 let Some(payload) = line.strip_prefix(b"data: ") else {
                     continue;
                 };
-                if payload == b"[DONE]" || find(payload, RESPONSE_COMPLETED).is_some() {
-                    out.done = true;
-                } else if payload.starts_with(b"{\"error\"")
-                    || find(payload, RESPONSE_ERROR).is_some()
-                    || find(payload, RESPONSE_FAILED).is_some()
-                {
-                    out.error_event = true;
-                } else if has_content(payload) {
-                    out.content_events += 1;
-                    if out.first_content.is_none() {
-                        out.first_content = Some(start.elapsed());
+                match name {
+                    Some(b"response.completed") => out.done = true,
+                    Some(b"response.failed" | b"error") => out.error_event = true,
+                    Some(b"response.output_text.delta") if non_empty(payload, b"\"delta\":\"") => {
+                        out.content(start);
                     }
+                    Some(_) => {}
+                    None if payload == b"[DONE]" => out.done = true,
+                    None if payload.starts_with(b"{\"error\"") => out.error_event = true,
+                    None if non_empty(payload, b"\"content\":\"") => out.content(start),
+                    None => {}
                 }
             }
         }
@@ -197,22 +213,9 @@ impl Sse {
     }
 }
 
-/// Responses API events (`/v1/responses` streams have no `[DONE]`: `response.completed` ends
-/// them; text arrives in `response.output_text.delta` events).
-const RESPONSE_COMPLETED: &[u8] = b"\"type\":\"response.completed\"";
-const RESPONSE_FAILED: &[u8] = b"\"type\":\"response.failed\"";
-const RESPONSE_ERROR: &[u8] = b"\"type\":\"error\"";
-const RESPONSE_DELTA: &[u8] = b"\"type\":\"response.output_text.delta\"";
-
-/// A chat chunk whose `"content":"…"` is a non-empty string, or a Responses text delta whose
-/// `"delta":"…"` is.
-fn has_content(payload: &[u8]) -> bool {
-    let non_empty =
-        |key: &[u8]| find(payload, key).is_some_and(|i| payload.get(i + key.len()) != Some(&b'"'));
-    if find(payload, RESPONSE_DELTA).is_some() {
-        return non_empty(b"\"delta\":\"");
-    }
-    non_empty(b"\"content\":\"")
+/// Whether `"key":"…"` (key given with its opening quote) holds a non-empty string.
+fn non_empty(payload: &[u8], key: &[u8]) -> bool {
+    find(payload, key).is_some_and(|i| payload.get(i + key.len()) != Some(&b'"'))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -260,6 +263,31 @@ mod tests {
         assert_eq!(out.content_events, 2);
         assert!(out.first_content.is_some() && out.done && !out.error_event);
         sse.feed(b"data: {\"error\":{\"message\":\"x\"}}\n\n", &mut out, t);
+        assert!(out.error_event);
+    }
+
+    #[test]
+    fn sse_reads_responses_events_by_name() {
+        let mut out = Outcome::default();
+        let mut sse = Sse::default();
+        let t = Instant::now();
+        let created = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"output\":[{\"content\":\"x\"}]}}\n\n";
+        sse.feed(created, &mut out, t);
+        assert_eq!(out.content_events, 0, "a response object is not content");
+        sse.feed(
+            b"event: response.output_text.delta\ndata: {\"delta\":\"\"}\n\nevent: response.output_text.delta\ndata: {\"delta\":\"t0 \"}\n\n",
+            &mut out,
+            t,
+        );
+        assert_eq!(out.content_events, 1);
+        assert!(!out.done);
+        sse.feed(
+            b"event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n",
+            &mut out,
+            t,
+        );
+        assert!(out.done && !out.error_event);
+        sse.feed(b"event: response.failed\ndata: {}\n\n", &mut out, t);
         assert!(out.error_event);
     }
 }

@@ -7,7 +7,7 @@
 //!   capacity run [`streams`]), written to `--out` ([`report`], verdicts in [`targets`]);
 //!   `--only streams` runs just the capacity scenario and prints its section (RESULTS.md is
 //!   left alone); `--pin` puts the load generator on CPU 1 and the servers on CPU 0;
-//! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N]`: only the Responses
+//! - `responses --aiproxy PATH [--secs S] [--warmup S] [--repeats N] [--pin]`: only the Responses
 //!   API vs chat completions scenario ([`responses`]), its table printed to stdout;
 //! - `load --addr ADDR [--concurrency N] [--secs S] [--stream] [--model M] [--message TEXT]
 //!   [--api chat|responses] [--no-store]`: one ad-hoc load run, printed (for profiling
