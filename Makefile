@@ -76,7 +76,7 @@ bench:
 
 ## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream config http_head
 ## http_chunked request_body responses_stream responses_request) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
-## CI runs `make fuzz FUZZ_SECS=30` after `make ci`)
+## CI runs `make fuzz FUZZ_SECS=15` after `make ci`)
 FUZZ_SECS ?= 60
 fuzz:
 	FUZZ_SECS=$(FUZZ_SECS) ./fuzz/run.sh
