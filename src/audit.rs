@@ -99,7 +99,7 @@ impl AuditLog {
 
     fn line(&self, r: &Record<'_>, unix_nanos: u64) -> String {
         let mut v = json!({
-            "time": rfc3339_millis(unix_nanos),
+            "time": crate::clock::rfc3339_millis(unix_nanos),
             "request_id": r.request_id,
             "key": r.key,
             "assistant": r.assistant,
@@ -131,30 +131,6 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// `2026-01-02T03:04:05.678Z` from Unix nanoseconds.
-pub fn rfc3339_millis(unix_nanos: u64) -> String {
-    let secs = unix_nanos / 1_000_000_000;
-    let millis = (unix_nanos / 1_000_000) % 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 struct Writer {
@@ -316,18 +292,5 @@ mod tests {
         let n = reader.join().unwrap().unwrap();
         assert!(n > 0);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(951_782_400_123_000_000),
-            "2000-02-29T00:00:00.123Z"
-        );
-        assert_eq!(
-            rfc3339_millis(1_767_323_045_678_000_000),
-            "2026-01-02T03:04:05.678Z"
-        );
     }
 }

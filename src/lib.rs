@@ -28,7 +28,7 @@
 //! calls, the HTTP server) and served on `GET /metrics`. `demo` is the offline demo (embedded
 //! config and the demo MCP server); `cli` and `sd_notify` start and supervise the process;
 //! `watch` follows the config file (`server.watch_config`); `audit` writes the tool audit log
-//! (a writer thread behind a bounded queue).
+//! (a writer thread behind a bounded queue); `logging` is the process logger (`RUST_LOG`).
 //! Streams are written as chunked SSE by the worker, flushed per event.
 
 pub mod admin;
@@ -46,6 +46,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod sd_notify;
