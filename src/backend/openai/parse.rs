@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::openai::{FinishReason, ToolCall, Usage};
@@ -20,45 +21,78 @@ use crate::backend::{Error, Turn, truncate_for_error};
 /// Largest text + tool arguments one turn may accumulate from a stream.
 pub(super) const MAX_TURN_BYTES: usize = 16 * 1024 * 1024;
 
+/// A non-stream `chat.completion` body as far as a turn reads it: typed containers (every
+/// other field is skipped unread), the leaves that servers vary in (`content`, `arguments`,
+/// `finish_reason`, `usage`, `error`) kept as values and read leniently.
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    choices: Option<Vec<Choice>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    message: Option<ChoiceMessage>,
+    #[serde(default)]
+    finish_reason: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
 /// Decode a non-stream `chat.completion` body.
 pub(super) fn parse_completion(body: &[u8]) -> Result<Turn, Error> {
-    let v: Value = serde_json::from_slice(body)
+    let c: Completion = serde_json::from_slice(body)
         .map_err(|e| Error::Protocol(format!("invalid JSON ({e}): {}", excerpt(body))))?;
-    if let Some(err) = upstream_error(&v) {
+    if let Some(err) = c.error.as_ref().and_then(error_of) {
         return Err(err);
     }
-    let choice = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .ok_or_else(|| Error::Protocol(format!("no choices in answer: {}", excerpt(body))))?;
-    let msg = choice.get("message").unwrap_or(&Value::Null);
-    let content = content_text(msg.get("content").unwrap_or(&Value::Null));
+    let Some(choice) = c.choices.and_then(|c| c.into_iter().next()) else {
+        return Err(Error::Protocol(format!(
+            "no choices in answer: {}",
+            excerpt(body)
+        )));
+    };
+    let (content, calls) = match choice.message {
+        Some(m) => (
+            m.content.as_ref().map(content_text).unwrap_or_default(),
+            m.tool_calls.unwrap_or_default(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
     let mut tool_calls = Vec::new();
-    if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
-        for (i, tc) in calls.iter().enumerate() {
-            let func = tc.get("function").unwrap_or(&Value::Null);
-            let name = func.get("name").and_then(Value::as_str).unwrap_or("");
-            if name.is_empty() {
-                log::warn!("upstream tool call #{i} has no function name; dropped");
-                continue;
-            }
-            let id = tc
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| format!("call_{i}"), str::to_string);
-            let mut args = String::new();
-            append_arguments(&mut args, func.get("arguments"));
-            tool_calls.push(ToolCall::new(id, name, normalize_args(args)));
+    for (i, tc) in calls.iter().enumerate() {
+        let func = tc.get("function").unwrap_or(&Value::Null);
+        let name = func.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            log::warn!("upstream tool call #{i} has no function name; dropped");
+            continue;
         }
+        let id = tc
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| format!("call_{i}"), str::to_string);
+        let mut args = String::new();
+        append_arguments(&mut args, func.get("arguments"));
+        tool_calls.push(ToolCall::new(id, name, normalize_args(args)));
     }
-    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    let finish = choice.finish_reason.as_ref().and_then(Value::as_str);
     Ok(Turn {
         content,
         finish_reason: finish_reason(finish.map(FinishReason::parse), !tool_calls.is_empty()),
         tool_calls,
-        usage: parse_usage(v.get("usage")),
+        usage: parse_usage(c.usage.as_ref()),
         provider_state: None,
     })
 }
@@ -82,7 +116,14 @@ pub(super) fn parse_usage(v: Option<&Value>) -> Usage {
 /// A numeric HTTP-like `code`/`status` (400–599) becomes [`Error::Status`] so the edge maps it
 /// like a real status (429 → rate limit, …); anything else is a protocol failure.
 pub(super) fn upstream_error(v: &Value) -> Option<Error> {
-    let err = v.get("error").filter(|e| !e.is_null())?;
+    v.get("error").and_then(error_of)
+}
+
+/// An `error` member's value as an [`Error`] (`None` when it is `null`).
+fn error_of(err: &Value) -> Option<Error> {
+    if err.is_null() {
+        return None;
+    }
     let message = match err {
         Value::String(s) => s.clone(),
         Value::Object(o) => o
