@@ -74,7 +74,7 @@ ci: setup lint doc deny static test bench-test fuzz-replay
 bench:
 	./bench/run.sh
 
-## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream config http_head
+## fuzz: each cargo-fuzz target (sse_codec jsonrpc anthropic_stream openai_answer config http_head
 ## http_chunked request_body responses_stream responses_request) for FUZZ_SECS (60) seconds; crashes kept in fuzz/regressions/ (needs nightly;
 ## CI runs `make fuzz FUZZ_SECS=15` after `make ci`)
 FUZZ_SECS ?= 60

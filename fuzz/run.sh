@@ -3,11 +3,11 @@
 # starting from the seeds and the repository's fixtures. A crash is copied to
 # regressions/<target>/ (replayed by `cargo test --no-default-features` in fuzz/) and the
 # script fails. Needs a nightly toolchain; installs cargo-fuzz (pinned) when it is missing.
-# CI runs it after `make ci` (`.ci/run`: FUZZ_SECS=30).
+# CI runs it after `make ci` (`.ci/run`: FUZZ_SECS=15).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECS:-60}
-targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream config http_head http_chunked request_body responses_stream responses_request})
+targets=(${FUZZ_TARGETS:-sse_codec jsonrpc anthropic_stream openai_answer config http_head http_chunked request_body responses_stream responses_request})
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2

@@ -9,6 +9,7 @@ use std::io::{BufReader, Cursor};
 
 use aiproxy::api::responses::{Input, ResponsesRequest};
 use aiproxy::backend::anthropic::stream::StreamMachine;
+use aiproxy::backend::openai::parse::{StreamState, parse_completion};
 use aiproxy::backend::openai_responses::stream::EventMachine;
 use aiproxy::backend::upstream::Decoder;
 use aiproxy::backend::{Cancelled, TurnSink};
@@ -107,6 +108,45 @@ pub fn anthropic_stream(data: &[u8]) {
         done || finished.is_err(),
         "finish succeeded before message_stop"
     );
+}
+
+/// `openai_answer`: the `openai` backend's answer decoding. The first byte picks the path: even,
+/// the rest is a whole non-stream completion body; odd, each line of the rest is one stream
+/// chunk (JSON) fed in order. A decoded turn's tool calls all have a name and JSON-text
+/// arguments; a stream's `content` is exactly the deltas it handed out, none empty.
+pub fn openai_answer(data: &[u8]) {
+    let Some((mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        if let Ok(turn) = parse_completion(rest) {
+            for call in &turn.tool_calls {
+                assert!(!call.function.name.is_empty(), "tool call without a name");
+                assert!(!call.function.arguments.is_empty(), "empty arguments kept");
+            }
+        }
+        return;
+    }
+    let mut state = StreamState::default();
+    let mut handed = String::new();
+    for line in rest.split(|b| *b == b'\n').take(MAX_EVENTS) {
+        let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        match state.feed(&chunk) {
+            Ok(Some(text)) => {
+                assert!(!text.is_empty(), "empty text delta forwarded");
+                handed.push_str(&text);
+            }
+            Ok(None) => {}
+            Err(_) => return,
+        }
+    }
+    let turn = state.into_turn();
+    assert_eq!(turn.content, handed, "content differs from the deltas handed out");
+    for call in &turn.tool_calls {
+        assert!(!call.function.name.is_empty(), "tool call without a name");
+    }
 }
 
 /// Collects the text a decoder hands the client.

@@ -87,6 +87,11 @@ fn anthropic_stream_inputs() {
 }
 
 #[test]
+fn openai_answer_inputs() {
+    assert!(replay("openai_answer", aiproxy_fuzz::openai_answer) >= 3);
+}
+
+#[test]
 fn config_inputs() {
     assert!(replay("config", aiproxy_fuzz::config) >= 2);
     for f in files(&here().join("../tests/fixtures/config"))

@@ -8,7 +8,7 @@
 //! [`super::upstream`], shared with the other backends. Non-stream answers are capped at
 //! 16 MiB, one stream event at 4 MiB.
 
-mod parse;
+pub mod parse;
 mod stream;
 
 use std::sync::Arc;

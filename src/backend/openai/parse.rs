@@ -51,7 +51,7 @@ struct ChoiceMessage {
 }
 
 /// Decode a non-stream `chat.completion` body.
-pub(super) fn parse_completion(body: &[u8]) -> Result<Turn, Error> {
+pub fn parse_completion(body: &[u8]) -> Result<Turn, Error> {
     let c: Completion = serde_json::from_slice(body)
         .map_err(|e| Error::Protocol(format!("invalid JSON ({e}): {}", excerpt(body))))?;
     if let Some(err) = c.error.as_ref().and_then(error_of) {
@@ -209,7 +209,7 @@ struct PartialCall {
 
 /// Accumulates the chunks of one streamed turn.
 #[derive(Debug, Default)]
-pub(super) struct StreamState {
+pub struct StreamState {
     content: String,
     /// In order of first appearance; looked up by `index`.
     calls: Vec<PartialCall>,
@@ -222,7 +222,7 @@ pub(super) struct StreamState {
 
 impl StreamState {
     /// Feed one decoded chunk. Returns the text delta to hand to the sink, if any.
-    pub(super) fn feed(&mut self, chunk: &Value) -> Result<Option<String>, Error> {
+    pub fn feed(&mut self, chunk: &Value) -> Result<Option<String>, Error> {
         if let Some(err) = upstream_error(chunk) {
             return Err(err);
         }
@@ -319,7 +319,7 @@ impl StreamState {
         self.finish.is_some()
     }
 
-    pub(super) fn into_turn(self) -> Turn {
+    pub fn into_turn(self) -> Turn {
         let mut calls = self.calls;
         calls.sort_by_key(|c| c.index);
         let tool_calls: Vec<ToolCall> = calls
