@@ -21,82 +21,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::object::{Echo, Failure, ItemStatus, OutputItem, OutputText, State};
-use super::stream::Events;
+use super::stream::{Arguments, Event, Events, ItemRef, TextDelta, TextDone, WithItem, WithPart};
 use super::unique_id;
 use crate::agent::{LoopSink, Outcome};
 use crate::api::openai::{FinishReason, Message, ToolCall};
 use crate::backend::Cancelled;
 use crate::error::ApiError;
 use crate::tools::result::ERROR_PREFIX;
-
-/// `{"output_index": …, "item": …}`: `response.output_item.added` / `.done`.
-#[derive(Serialize)]
-struct WithItem<'a> {
-    output_index: usize,
-    item: &'a OutputItem,
-}
-
-/// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
-#[derive(Serialize)]
-struct TextDelta<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sequence_number: u64,
-    item_id: &'a str,
-    output_index: usize,
-    content_index: u32,
-    delta: &'a str,
-    logprobs: [u8; 0],
-}
-
-/// `response.content_part.added` / `.done`.
-#[derive(Serialize)]
-struct WithPart<'a> {
-    item_id: &'a str,
-    output_index: usize,
-    content_index: u32,
-    part: &'a OutputText,
-}
-
-/// `response.output_text.done`.
-#[derive(Serialize)]
-struct TextDone<'a> {
-    item_id: &'a str,
-    output_index: usize,
-    content_index: u32,
-    text: &'a str,
-    logprobs: [u8; 0],
-}
-
-/// `response.mcp_call.in_progress` / `.completed` / `.failed`.
-#[derive(Serialize)]
-struct ItemRef<'a> {
-    item_id: &'a str,
-    output_index: usize,
-}
-
-/// The arguments events of MCP and function calls (`name` only on `function_call_arguments.done`).
-#[derive(Serialize)]
-struct Arguments<'a> {
-    item_id: &'a str,
-    output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delta: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a str>,
-}
-
-/// What [`Builder::emit`] writes: the payload with `type` and `sequence_number` in front.
-#[derive(Serialize)]
-struct Event<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    sequence_number: u64,
-    #[serde(flatten)]
-    data: T,
-}
 
 /// The finished response.
 pub struct Done {

@@ -1,7 +1,8 @@
-//! Writes Responses API server-sent events: `event: <type>` + `data: {…}`. Events that always
-//! come in a burst are written together, one flushed chunk per burst ending in a delta, the end
-//! of an item or a terminal event (so the first text delta leaves in the same write as
-//! `response.created` … `content_part.added`). The HTTP head goes out lazily with the first event, so a failure before anything was
+//! The Responses API's stream events: their payloads, and their writer as server-sent events
+//! (`event: <type>` + `data: {…}`). Events that always come in a burst are written together,
+//! one flushed chunk per burst ending in a delta, the end of an item or a terminal event (so the
+//! first text delta leaves in the same write as `response.created` … `content_part.added`).
+//! The HTTP head goes out lazily with the first event, so a failure before anything was
 //! written still gets a real error status. Keep-alives are SSE comments only, at most every
 //! `KEEPALIVE_EVERY` of silence while tools run or the upstream is quiet.
 
@@ -10,12 +11,82 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::object::{OutputItem, OutputText};
 use crate::backend::Cancelled;
 use crate::gateway::sse::State;
 use crate::http::Responder;
 
 /// Longest silence on a stream while tools run (docs/api.md#streaming-events).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+
+/// `{"output_index": …, "item": …}`: `response.output_item.added` / `.done`.
+#[derive(Serialize)]
+pub(super) struct WithItem<'a> {
+    pub(super) output_index: usize,
+    pub(super) item: &'a OutputItem,
+}
+
+/// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
+#[derive(Serialize)]
+pub(super) struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) sequence_number: u64,
+    pub(super) item_id: &'a str,
+    pub(super) output_index: usize,
+    pub(super) content_index: u32,
+    pub(super) delta: &'a str,
+    pub(super) logprobs: [u8; 0],
+}
+
+/// `response.content_part.added` / `.done`.
+#[derive(Serialize)]
+pub(super) struct WithPart<'a> {
+    pub(super) item_id: &'a str,
+    pub(super) output_index: usize,
+    pub(super) content_index: u32,
+    pub(super) part: &'a OutputText,
+}
+
+/// `response.output_text.done`.
+#[derive(Serialize)]
+pub(super) struct TextDone<'a> {
+    pub(super) item_id: &'a str,
+    pub(super) output_index: usize,
+    pub(super) content_index: u32,
+    pub(super) text: &'a str,
+    pub(super) logprobs: [u8; 0],
+}
+
+/// `response.mcp_call.in_progress` / `.completed` / `.failed`.
+#[derive(Serialize)]
+pub(super) struct ItemRef<'a> {
+    pub(super) item_id: &'a str,
+    pub(super) output_index: usize,
+}
+
+/// The arguments events of MCP and function calls (`name` only on `function_call_arguments.done`).
+#[derive(Serialize)]
+pub(super) struct Arguments<'a> {
+    pub(super) item_id: &'a str,
+    pub(super) output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) arguments: Option<&'a str>,
+}
+
+/// What [`Builder::emit`] writes: the payload with `type` and `sequence_number` in front.
+#[derive(Serialize)]
+pub(super) struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    pub(super) kind: &'a str,
+    pub(super) sequence_number: u64,
+    #[serde(flatten)]
+    pub(super) data: T,
+}
 
 /// Where the output builder's events go.
 pub trait Events {
