@@ -3,7 +3,8 @@
 # starting from the seeds and the repository's fixtures. A crash is copied to
 # regressions/<target>/ (replayed by `cargo test --no-default-features` in fuzz/) and the
 # script fails. Needs a nightly toolchain; installs cargo-fuzz (pinned) when it is missing.
-# CI runs it after `make ci` (`.ci/run`: FUZZ_SECS=15).
+# CI runs it after `make ci` (`.ci/run`: FUZZ_SECS=15). Targets run FUZZ_JOBS at a time (default:
+# one per CPU; libFuzzer uses one core each), after one build of them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECS:-60}
@@ -24,7 +25,20 @@ seed_from_fixtures() {
   done
 }
 
-failed=()
+mkdir -p logs
+echo "== building the fuzz targets"
+cargo +nightly fuzz build
+
+# One target: fuzz it for $secs, its output in logs/<target>.log, its status in logs/<target>.rc.
+fuzz_one() {
+  local t=$1 rc=0
+  cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 > "logs/$t.log" 2>&1 || rc=$?
+  echo "$rc" > "logs/$t.rc"
+}
+
+jobs=${FUZZ_JOBS:-$(nproc)}
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "regressions/$t"
   cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
@@ -34,12 +48,17 @@ for t in "${targets[@]}"; do
     config) cp ../config.example.yaml "corpus/$t/example.yaml"
             cp ../tests/fixtures/config/*.yaml "corpus/$t/" 2>/dev/null || true ;;
   esac
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   echo "== fuzzing $t for ${secs}s"
-  if ! cargo +nightly fuzz run "$t" "corpus/$t" -- \
-       -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
-       -print_final_stats=1 2>&1 | tail -n 25; then
-    failed+=("$t")
-  fi
+  fuzz_one "$t" &
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+  echo "== $t"
+  tail -n 25 "logs/$t.log"
+  [ "$(cat "logs/$t.rc" 2>/dev/null)" = 0 ] || failed+=("$t")
   for a in artifacts/"$t"/*; do
     [ -e "$a" ] || continue
     cp "$a" "regressions/$t/"
@@ -50,4 +69,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzzing found problems in: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzzing: no crash in ${targets[*]} (${secs}s each)"
+echo "fuzzing: no crash in ${targets[*]} (${secs}s each, $jobs at a time)"
