@@ -117,6 +117,12 @@ impl OutputItem {
     }
 }
 
+/// `incomplete_details`.
+#[derive(Debug, Serialize)]
+struct Incomplete<'a> {
+    reason: &'a str,
+}
+
 /// A failed response's `error`.
 #[derive(Debug, Serialize)]
 pub struct Failure<'a> {
@@ -176,15 +182,8 @@ impl Echo {
         let completed_at = (state.status == "completed").then(crate::clock::unix_now);
         m.put("completed_at", &completed_at);
         m.put("error", &state.error);
-        match state.incomplete {
-            Some(reason) => {
-                m.key("incomplete_details");
-                m.raw_value("{\"reason\":");
-                m.value(reason);
-                m.raw_value("}");
-            }
-            None => m.raw("incomplete_details", "null"),
-        }
+        let incomplete_details = state.incomplete.map(|reason| Incomplete { reason });
+        m.put("incomplete_details", &incomplete_details);
         m.put("model", &self.model);
         m.put("output", state.output);
         m.splice(&self.fields);
@@ -259,13 +258,13 @@ fn echo_fields(r: &ResponsesRequest, client_tools: &[Tool], assistant: &Assistan
 
 /// Writes a JSON object member by member. Keys are plain ASCII names known at compile time
 /// and go out as they are; values are serialized (and escaped) by serde_json.
-pub struct Members {
+struct Members {
     out: Vec<u8>,
     empty: bool,
 }
 
 impl Members {
-    pub fn with_capacity(bytes: usize) -> Members {
+    fn with_capacity(bytes: usize) -> Members {
         let mut out = Vec::with_capacity(bytes);
         out.push(b'{');
         Members { out, empty: true }
@@ -286,25 +285,17 @@ impl Members {
         self.out.extend_from_slice(b"\":");
     }
 
-    fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
+    /// `"key":<value>`.
+    fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.key(key);
         // Every value here has string keys only, so serializing cannot fail.
         let _ = serde_json::to_writer(&mut self.out, value);
     }
 
-    fn raw_value(&mut self, json: &str) {
-        self.out.extend_from_slice(json.as_bytes());
-    }
-
-    /// `"key":<value>`.
-    pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
-        self.key(key);
-        self.value(value);
-    }
-
     /// `"key":<json>`, the value already JSON.
-    pub fn raw(&mut self, key: &str, json: &str) {
+    fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
-        self.raw_value(json);
+        self.out.extend_from_slice(json.as_bytes());
     }
 
     /// Members rendered by another [`Members`] ([`Members::into_members`]).
@@ -316,11 +307,11 @@ impl Members {
             self.out.push(b',');
         }
         self.empty = false;
-        self.raw_value(members);
+        self.out.extend_from_slice(members.as_bytes());
     }
 
     /// The object, closed.
-    pub fn finish(mut self) -> String {
+    fn finish(mut self) -> String {
         self.out.push(b'}');
         into_string(self.out)
     }
