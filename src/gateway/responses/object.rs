@@ -3,7 +3,7 @@
 //! A request's response objects (`response.created`, `response.in_progress`, the final one and
 //! the stored one) differ only in status, output and usage: the settings they echo from the
 //! request are rendered once per request ([`Echo::new`]) and spliced in. Objects are written
-//! member by member with their keys as they are ([`Members`]), and output items are typed
+//! member by member with their keys as they are (`Members`), and output items are typed
 //! ([`OutputItem`]), so writing a response builds no `Value` tree and escapes only values.
 
 use serde::Serialize;
