@@ -2,9 +2,11 @@
 //! [`LoopSink`]. No HTTP in here: the route prepares the request, the sink writes the stream
 //! (or nothing, for non-streaming requests).
 //!
-//! Runs on the worker thread that owns the request. Each round calls the backend once; tool
-//! calls of a round run concurrently on scoped threads while this thread waits on a channel
-//! with a timeout and pokes the sink about once a second (keep-alives, client-gone checks).
+//! Runs on the worker thread that owns the request. Each round calls the backend once; a
+//! round's tool calls run on the request's tool runner thread (started at its first tool round,
+//! reused by the later ones; several calls of a round run concurrently on scoped threads of
+//! their own) while this thread waits on a channel with a timeout and pokes the sink about once
+//! a second (keep-alives, client-gone checks).
 //! The request deadline goes into every backend round ([`TurnRequest::deadline`]) and is
 //! checked while tools run: when it passes, the running calls are cancelled and the request is
 //! answered 504 ([`LoopError::Deadline`]), never as a departed client.
@@ -207,8 +209,65 @@ pub struct Run<'a> {
     pub deadline: Instant,
 }
 
-impl Run<'_> {
+/// The thread that runs a request's tool rounds: started at the first round and fed each round's
+/// calls, so a request with many rounds starts one thread, not one per round (starting, using
+/// and joining a thread costs ~55 µs, a sixth of a round's overhead; bench/NOTES.md).
+struct ToolRunner {
+    calls: crossbeam_channel::Sender<Vec<ToolCall>>,
+    results: crossbeam_channel::Receiver<Vec<Message>>,
+}
+
+impl<'a> Run<'a> {
     pub fn run(&self, prepared: &Prepared, sink: &mut dyn LoopSink) -> Result<Outcome, LoopError> {
+        // The runner thread, if a round starts it, ends when its sender is dropped with the
+        // loop, and is joined here (after cancelled calls return, as each one watches `cancel`).
+        std::thread::scope(|scope| {
+            let mut runner = None;
+            self.run_rounds(
+                prepared,
+                sink,
+                &mut || self.start_runner(scope),
+                &mut runner,
+            )
+        })
+    }
+
+    /// Start the tool runner thread (`None` when no thread can be started).
+    fn start_runner<'scope>(
+        &self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> Option<ToolRunner>
+    where
+        'a: 'scope,
+    {
+        let (calls_tx, calls_rx) = crossbeam_channel::bounded::<Vec<ToolCall>>(1);
+        let (results_tx, results_rx) = crossbeam_channel::bounded(1);
+        let (tools, cancel) = (self.tools, self.cancel);
+        // A small fixed stack, like the worker's.
+        std::thread::Builder::new()
+            .name("tool-calls".into())
+            .stack_size(crate::http::DEFAULT_STACK_SIZE)
+            .spawn_scoped(scope, move || {
+                for calls in calls_rx {
+                    if results_tx.send(tools.call_all(&calls, cancel)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(ToolRunner {
+            calls: calls_tx,
+            results: results_rx,
+        })
+    }
+
+    fn run_rounds(
+        &self,
+        prepared: &Prepared,
+        sink: &mut dyn LoopSink,
+        start_runner: &mut dyn FnMut() -> Option<ToolRunner>,
+        runner: &mut Option<ToolRunner>,
+    ) -> Result<Outcome, LoopError> {
         let mut messages = prepared.messages.clone();
         let offered: Vec<Tool> = self
             .tools
@@ -322,7 +381,10 @@ impl Run<'_> {
             assistant_msg.provider_state = turn.provider_state.clone();
             messages.push(assistant_msg);
             out.tool_calls += turn.tool_calls.len() as u32;
-            let mut results = self.run_tools(&turn.tool_calls, sink)?;
+            if runner.is_none() {
+                *runner = start_runner();
+            }
+            let mut results = self.run_tools(runner.as_ref(), &turn.tool_calls, sink)?;
             // Structured output: a tool round's text is not part of the answer.
             let shown = if prepared.structured {
                 ""
@@ -357,55 +419,46 @@ impl Run<'_> {
         LoopError::Cancelled
     }
 
-    /// Run the tools on a helper thread while this one keeps the sink alive.
+    /// Run a round's tools on the runner thread while this one keeps the sink alive.
     fn run_tools(
         &self,
+        runner: Option<&ToolRunner>,
         calls: &[ToolCall],
         sink: &mut dyn LoopSink,
     ) -> Result<Vec<Message>, LoopError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let tools = self.tools;
-        let cancel = self.cancel;
+        let runner_failed =
+            || LoopError::Backend(backend::Error::Protocol("tool runner failed".into()));
+        let Some(runner) = runner else {
+            return Err(runner_failed());
+        };
+        if runner.calls.send(calls.to_vec()).is_err() {
+            return Err(runner_failed());
+        }
         // Set when the deadline (not the client) stopped the tools: the answer is then 504.
         let mut timed_out = false;
-        std::thread::scope(|s| {
-            // A small fixed stack, like the worker's. If no thread can be started, `tx` is
-            // dropped with the closure and the wait below ends with "tool runner failed".
-            let _ = std::thread::Builder::new()
-                .name("tool-calls".into())
-                .stack_size(crate::http::DEFAULT_STACK_SIZE)
-                .spawn_scoped(s, move || {
-                    // The receiver outlives this scope's threads, so the send cannot fail.
-                    let _ = tx.send(tools.call_all(calls, cancel));
-                });
-            loop {
-                match rx.recv_timeout(WAIT_TICK) {
-                    Ok(results) => return Ok(results),
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        if sink.waiting().is_err() {
-                            self.cancel.cancel();
-                        }
-                        if Instant::now() >= self.deadline && !self.cancel.is_cancelled() {
-                            // Stops the running calls (each MCP call watches `cancel`).
-                            timed_out = true;
-                            self.cancel.cancel();
-                        }
+        let results = loop {
+            match runner.results.recv_timeout(WAIT_TICK) {
+                Ok(results) => break results,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if sink.waiting().is_err() {
+                        self.cancel.cancel();
                     }
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                        return Err(LoopError::Backend(backend::Error::Protocol(
-                            "tool runner failed".into(),
-                        )));
+                    if Instant::now() >= self.deadline && !self.cancel.is_cancelled() {
+                        // Stops the running calls (each MCP call watches `cancel`).
+                        timed_out = true;
+                        self.cancel.cancel();
                     }
                 }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(runner_failed());
+                }
             }
-        })
-        .and_then(|results| {
-            if timed_out {
-                return Err(LoopError::Deadline);
-            }
-            self.check()?;
-            Ok(results)
-        })
+        };
+        if timed_out {
+            return Err(LoopError::Deadline);
+        }
+        self.check()?;
+        Ok(results)
     }
 }
 

@@ -73,6 +73,8 @@ fn calls(lead: &str, calls: &[(&str, &str)]) -> Turn {
 /// Tools `t__add` (sums a and b), `t__fail` (always errors) and `t__sleep` (sleeps ms).
 struct FakeTools {
     defs: Vec<Tool>,
+    /// The thread of each `call_all`.
+    threads: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl FakeTools {
@@ -83,7 +85,10 @@ impl FakeTools {
                 serde_json::from_value(json!({"type":"function","function":{"name":n}})).unwrap()
             })
             .collect();
-        FakeTools { defs }
+        FakeTools {
+            defs,
+            threads: Mutex::default(),
+        }
     }
 }
 
@@ -92,6 +97,7 @@ impl ToolExecutor for FakeTools {
         &self.defs
     }
     fn call_all(&self, calls: &[ToolCall], _cancel: &Cancel) -> Vec<Message> {
+        self.threads.lock().push(std::thread::current().id());
         std::thread::scope(|s| {
             let hs: Vec<_> = calls
                 .iter()
@@ -172,14 +178,22 @@ fn request(body: Value) -> ChatRequest {
 }
 
 fn run(backend: &Scripted, max: u32, body: Value) -> (Result<Outcome, LoopError>, Recorder) {
+    run_with(backend, &FakeTools::new(), max, body)
+}
+
+fn run_with(
+    backend: &Scripted,
+    tools: &FakeTools,
+    max: u32,
+    body: Value,
+) -> (Result<Outcome, LoopError>, Recorder) {
     let a = assistant(max);
     let prepared = prepare(request(body), &a).unwrap();
-    let tools = FakeTools::new();
     let cancel = Cancel::new();
     let r = Run {
         assistant: &a,
         backend,
-        tools: &tools,
+        tools,
         cancel: &cancel,
         deadline: Instant::now() + Duration::from_secs(30),
     };
@@ -224,6 +238,31 @@ fn tool_round_then_answer_in_both_modes_alike() {
         assert_eq!(msgs[3].text_content(), "5");
         assert_eq!(msgs[3].tool_call_id.as_deref(), Some("call_0"));
     }
+}
+
+#[test]
+fn a_requests_tool_rounds_share_one_runner_thread() {
+    let b = Scripted::new(vec![
+        Ok(calls("", &[("t__add", r#"{"a":1,"b":1}"#)])),
+        Ok(calls("", &[("t__add", r#"{"a":2,"b":2}"#)])),
+        Ok(calls("", &[("t__add", r#"{"a":3,"b":3}"#)])),
+        Ok(text("done")),
+    ]);
+    let tools = FakeTools::new();
+    let (out, rec) = run_with(&b, &tools, 8, user("add thrice", false));
+    assert_eq!(out.unwrap().tool_calls, 3);
+    assert_eq!(rec.tool_rounds, 3);
+    let threads = tools.threads.lock().clone();
+    assert_eq!(threads.len(), 3);
+    assert!(
+        threads.iter().all(|t| *t == threads[0]),
+        "one runner thread for the request: {threads:?}"
+    );
+    assert_ne!(
+        threads[0],
+        std::thread::current().id(),
+        "the tools run beside the loop, which keeps the sink alive"
+    );
 }
 
 #[test]
