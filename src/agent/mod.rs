@@ -217,18 +217,32 @@ struct ToolRunner {
     results: crossbeam_channel::Receiver<Vec<Message>>,
 }
 
+/// The request's [`ToolRunner`], started by its first tool round.
+struct LazyRunner<'s> {
+    start: &'s mut dyn FnMut() -> Option<ToolRunner>,
+    started: Option<ToolRunner>,
+}
+
+impl LazyRunner<'_> {
+    /// The runner, started now if no round has yet (`None` when no thread can be started).
+    fn get(&mut self) -> Option<&ToolRunner> {
+        if self.started.is_none() {
+            self.started = (self.start)();
+        }
+        self.started.as_ref()
+    }
+}
+
 impl<'a> Run<'a> {
     pub fn run(&self, prepared: &Prepared, sink: &mut dyn LoopSink) -> Result<Outcome, LoopError> {
         // The runner thread, if a round starts it, ends when its sender is dropped with the
         // loop, and is joined here (after cancelled calls return, as each one watches `cancel`).
         std::thread::scope(|scope| {
-            let mut runner = None;
-            self.run_rounds(
-                prepared,
-                sink,
-                &mut || self.start_runner(scope),
-                &mut runner,
-            )
+            let mut runner = LazyRunner {
+                start: &mut || self.start_runner(scope),
+                started: None,
+            };
+            self.run_rounds(prepared, sink, &mut runner)
         })
     }
 
@@ -265,8 +279,7 @@ impl<'a> Run<'a> {
         &self,
         prepared: &Prepared,
         sink: &mut dyn LoopSink,
-        start_runner: &mut dyn FnMut() -> Option<ToolRunner>,
-        runner: &mut Option<ToolRunner>,
+        runner: &mut LazyRunner<'_>,
     ) -> Result<Outcome, LoopError> {
         let mut messages = prepared.messages.clone();
         let offered: Vec<Tool> = self
@@ -381,10 +394,7 @@ impl<'a> Run<'a> {
             assistant_msg.provider_state = turn.provider_state.clone();
             messages.push(assistant_msg);
             out.tool_calls += turn.tool_calls.len() as u32;
-            if runner.is_none() {
-                *runner = start_runner();
-            }
-            let mut results = self.run_tools(runner.as_ref(), &turn.tool_calls, sink)?;
+            let mut results = self.run_tools(runner.get(), &turn.tool_calls, sink)?;
             // Structured output: a tool round's text is not part of the answer.
             let shown = if prepared.structured {
                 ""

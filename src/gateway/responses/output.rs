@@ -93,13 +93,7 @@ impl<'r, E: Events> Builder<'r, E> {
     }
 
     fn emit_now(&mut self, kind: &str, data: impl Serialize) -> Result<(), Cancelled> {
-        let event = Event {
-            kind,
-            sequence_number: self.seq,
-            data,
-        };
-        self.seq += 1;
-        self.events.send(kind, &event)
+        send_event(&mut self.events, &mut self.seq, kind, data)
     }
 
     /// `response.output_item.added` or `.done` for the item at `index`.
@@ -108,16 +102,12 @@ impl<'r, E: Events> Builder<'r, E> {
             return Ok(());
         }
         self.emit_now_start()?;
-        let event = Event {
-            kind,
-            sequence_number: self.seq,
-            data: WithItem {
-                output_index: index,
-                item: &self.output[index],
-            },
+        // The item is borrowed from `output` while the writer and the counter are used.
+        let item = WithItem {
+            output_index: index,
+            item: &self.output[index],
         };
-        self.seq += 1;
-        self.events.send(kind, &event)
+        send_event(&mut self.events, &mut self.seq, kind, item)
     }
 
     fn open_message(&mut self) -> Result<(), Cancelled> {
@@ -520,6 +510,22 @@ impl<E: Events> Builder<'_, E> {
         self.seq += 1;
         self.events.send_text(kind, &data)
     }
+}
+
+/// `data` with `type` and the next sequence number in front, written to `events`.
+fn send_event<E: Events>(
+    events: &mut E,
+    seq: &mut u64,
+    kind: &str,
+    data: impl Serialize,
+) -> Result<(), Cancelled> {
+    let event = Event {
+        kind,
+        sequence_number: *seq,
+        data,
+    };
+    *seq += 1;
+    events.send(kind, &event)
 }
 
 /// `{"type": kind, "sequence_number": n, "response": <the serialized response object>}`.
