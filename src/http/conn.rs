@@ -3,7 +3,8 @@
 //! next (so buffers stay within the limits whatever the client declares).
 //!
 //! Thread model: a `Conn` is owned by exactly one thread at a time: the poller while reading a
-//! request (or idle, or lingering), then the worker serving it, then the poller again. The socket
+//! request (or idle, or lingering), then the worker serving it (which may read the next
+//! request too), then the poller again. The socket
 //! sits in an `Arc` only so the poller can force it shut (`shutdown`) at the end of a drain.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 

@@ -37,6 +37,11 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// A new connection that has not sent its first byte within this is closed.
     pub first_byte_timeout: Duration,
+    /// How long a worker that answered a kept-alive request waits on that connection for the
+    /// next one and serves it itself, instead of handing the connection back to the poller
+    /// (a client in a conversation sends its next request as soon as it has read the answer;
+    /// this spares the poller's wake-up and the hand-off). Zero: never wait.
+    pub next_request_wait: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +62,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections_per_ip: 2048,
             first_byte_timeout: Duration::from_secs(10),
+            next_request_wait: Duration::from_millis(1),
         }
     }
 }

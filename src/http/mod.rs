@@ -7,10 +7,14 @@
 //!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
 //! - **worker** threads (`worker.rs`) take complete requests from a bounded channel, run the
 //!   synchronous [`Handler`] and write the response (`response.rs`; the socket stays
-//!   non-blocking and each write waits at most `io_timeout` for room), then hand the connection
-//!   back to the poller. Connections are registered one-shot in the epoll set, so giving one
+//!   non-blocking and each write waits at most `io_timeout` for room). A worker then waits up
+//!   to `Limits::next_request_wait` (1 ms) for the connection's next request and serves it
+//!   itself when it comes, belongs to its lane and finds room there (a client in a
+//!   conversation asks again as soon as it has read the answer: no poller wake-up, no
+//!   hand-off); otherwise it hands the connection back to the poller, with what it read of the
+//!   next request. Connections are registered one-shot in the epoll set, so giving one
 //!   to a worker needs no `epoll_ctl`, and a worker re-arms a kept-alive connection itself:
-//!   the common request costs the poller one wake-up, not two. There are three pools, one per
+//!   the common hand-back wakes nobody. There are three pools, one per
 //!   [`Lane`], each with its own queue: the handler's [`Handler::lane`] (asked on the poller with
 //!   the method and path only) sends a request to the main pool (`Limits::workers`, admitted up
 //!   to `max_in_flight`), to the **quick** pool (`quick_workers`, for answers that never block,
@@ -84,8 +88,9 @@ struct Shared {
     /// Requests admitted in the quick and control lanes (the main lane's count is
     /// `stats.in_flight`): the poller adds at admission, the worker subtracts when done.
     side_busy: [AtomicUsize; 2],
-    /// Per blocking wait while a worker writes a response (`Limits::io_timeout`).
-    io_timeout: Duration,
+    /// The server's limits: the workers read a connection's next request under them too, and
+    /// each write of a response waits at most `io_timeout` for room.
+    limits: Limits,
 }
 
 impl Shared {
@@ -118,6 +123,23 @@ struct Done {
     /// The worker re-armed the socket in the epoll set itself (kept alive, nothing buffered):
     /// the poller only files the connection, and was not woken for it.
     armed: bool,
+    /// What the worker read of the connection's next request and left to the poller (a
+    /// request of another lane, or one its lane has no room for; a malformed one): the poller
+    /// acts on it as if it had read those bytes itself.
+    next: Option<conn::Advance>,
+}
+
+impl Done {
+    /// A connection dropped (closed) after a panic on the worker.
+    fn lost(id: u64) -> Done {
+        Done {
+            id,
+            conn: None,
+            keep_alive: false,
+            armed: false,
+            next: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +341,7 @@ impl Server {
                 ..HttpStats::default()
             }),
             side_busy: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            io_timeout: limits.io_timeout,
+            limits: limits.clone(),
         });
         // Capacity = admission limit of the lane, so the poller's `try_send` only fails if it
         // is broken; the done channel holds one message per admitted request of any lane.

@@ -370,7 +370,13 @@ impl Poller {
 
     /// Act on what the buffered bytes complete.
     fn advance(&mut self, mut conn: Conn) -> Option<Conn> {
-        match conn.advance(&self.limits, Instant::now()) {
+        let step = conn.advance(&self.limits, Instant::now());
+        self.act(conn, step)
+    }
+
+    /// Act on one step of a connection's request: keep reading, admit it, or refuse it.
+    fn act(&mut self, conn: Conn, step: Advance) -> Option<Conn> {
+        match step {
             Advance::NeedMore => Some(conn),
             Advance::SendContinue => {
                 // Already saturated: refuse now rather than have the client upload a body that
@@ -459,33 +465,40 @@ impl Poller {
         Some(conn)
     }
 
-    /// Take back connections whose response is done: close them or wait for the next request.
+    /// Take back connections whose response is done: close them, act on what their worker
+    /// read of the next request, or wait for it.
     fn take_back_served(&mut self) {
         while let Ok(Done {
             id,
             conn,
             keep_alive,
             armed,
+            next,
         }) = self.done.try_recv()
         {
             self.in_flight.remove(&id);
             // `None`: the worker lost the connection to a panic (it is closed).
-            let Some(mut conn) = conn else {
+            let Some(conn) = conn else {
                 continue;
             };
             if !keep_alive || self.drain.is_some() {
                 debug!("conn {}: closing after response", conn.id);
                 continue;
             }
-            conn.reset_for_next(Instant::now());
+            // The worker has reset the connection for its next request.
             if armed {
                 // Nothing buffered, and the worker re-armed the socket.
                 self.arm(conn.deadline(&self.limits));
                 self.conns.insert(conn.id, conn);
                 continue;
             }
-            // Pipelined bytes already buffered are served before reading anything new.
-            if let Some(conn) = self.advance(conn) {
+            // What the worker read, or pipelined bytes already buffered, come before anything
+            // new is read.
+            let kept = match next {
+                Some(step) => self.act(conn, step),
+                None => self.advance(conn),
+            };
+            if let Some(conn) = kept {
                 self.keep(conn);
             }
         }

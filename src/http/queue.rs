@@ -24,6 +24,8 @@ pub(super) struct JobQueue {
 
 struct State {
     jobs: VecDeque<Job>,
+    /// Workers blocked in `pop`, waiting for a job.
+    idle: usize,
     /// Set when the poller stops: workers take what is left, then exit.
     closed: bool,
 }
@@ -33,6 +35,7 @@ impl JobQueue {
         JobQueue {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
+                idle: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -67,11 +70,26 @@ impl JobQueue {
             if state.closed {
                 return None;
             }
+            state.idle += 1;
             state = self
                 .ready
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.idle -= 1;
         }
+    }
+
+    /// True while jobs wait for a worker of this lane.
+    pub(super) fn has_jobs(&self) -> bool {
+        !self.lock().jobs.is_empty()
+    }
+
+    /// True when a job pushed now would be taken at once: nothing is queued and a worker is
+    /// waiting in `pop`. A worker may then spend a moment on other things (waiting for its
+    /// connection's next request) without delaying anyone.
+    pub(super) fn has_idle_worker(&self) -> bool {
+        let state = self.lock();
+        state.jobs.is_empty() && state.idle > 0
     }
 
     /// Remove every job no worker has started (end of a drain).

@@ -137,7 +137,7 @@ impl<'a> Responder<'a> {
         self.state = RespState::Streaming;
         Ok(BodyStream {
             stream: self.stream,
-            timeout: self.shared.io_timeout,
+            timeout: self.shared.limits.io_timeout,
             state: &mut self.state,
             chunked,
             head_only: self.head_only,
@@ -219,7 +219,7 @@ impl<'a> Responder<'a> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let result = write_to(self.stream, bytes, self.shared.io_timeout);
+        let result = write_to(self.stream, bytes, self.shared.limits.io_timeout);
         if result.is_err() {
             self.state = RespState::Broken;
         }

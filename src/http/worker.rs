@@ -1,8 +1,9 @@
 //! The worker pool: each worker takes one complete request at a time from the bounded job
 //! channel, runs the handler (a panic becomes a 500, never a dead worker; a panic anywhere else
-//! while serving closes that connection and the worker goes on), counts it out of its lane, and
-//! hands the connection back to the poller for keep-alive or closing — re-arming a kept-alive
-//! socket in the epoll set itself, so the common case wakes nobody.
+//! while serving closes that connection and the worker goes on), counts it out of its lane,
+//! waits a moment for the connection's next request and serves that too (`next_request`), and
+//! finally hands the connection back to the poller for keep-alive or closing — re-arming a
+//! kept-alive socket in the epoll set itself, so the common case wakes nobody.
 //!
 //! Thread model: one pool per [`super::Lane`] (`Limits::workers`, `quick_workers`,
 //! `control_workers` threads, each with `Limits::stack_size` of stack), each thread blocked in
@@ -14,29 +15,48 @@
 //! chat traffic saturates the CPU.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, error, warn};
 
+use super::conn::{Advance, Conn, Ready};
 use super::queue::JobQueue;
-use super::response::{RespState, Responder};
-use super::{Done, Handler, Job, Lane, Shared};
+use super::response::{CONTINUE_100, RespState, Responder};
+use super::{Done, Handler, Job, Lane, Request, Shared};
+use crate::sys::net::{wait_readable, write_now};
 
 /// How much lower than the poller and the quick and control lanes main-lane workers run
 /// (nice value added): with a thousand streams on two cores, the poller and a `/health` probe
 /// would otherwise wait behind every runnable chat worker.
 const MAIN_LANE_NICE: i32 = 5;
 
+/// Longest single wait for a next request, so a drain that begins or a job queued meanwhile
+/// is seen soon however long `Limits::next_request_wait` is.
+const DRAIN_CHECK: Duration = Duration::from_millis(10);
+/// Largest read of a next request on the worker (from its stack; the rest follows in more
+/// reads).
+const NEXT_READ: usize = 8192;
+
 /// Once per main-lane worker, on its first request (the pool does not tell a worker its lane).
 fn lower_priority() {
     if let Err(e) = crate::sys::process::lower_thread_priority(MAIN_LANE_NICE) {
         debug!("cannot lower a worker's priority: {e}");
     }
+}
+
+/// What a worker does with a connection whose request it has served.
+enum Then {
+    /// Serve the connection's next request (counted in its lane).
+    Serve(Job),
+    /// Give the connection back to the poller.
+    HandBack(Done),
 }
 
 pub(super) struct Worker {
@@ -51,25 +71,157 @@ impl Worker {
         let mut lowered = false;
         // `pop` ends once the poller has stopped and closed the queue (shutdown).
         while let Some(job) = self.jobs.pop() {
-            let (id, lane) = (job.conn.id, job.lane);
-            if lane == Lane::Main && !lowered {
-                lowered = true;
-                lower_priority();
-            }
-            // The handler's panics are caught in `serve`; this catches any other one, so the
-            // worker lives on and the poller still learns the request is over.
-            let done = catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {
-                error!("conn {id}: panic while serving; connection closed");
-                Done {
-                    id,
-                    conn: None,
-                    keep_alive: false,
-                    armed: false,
+            let mut next = Some(job);
+            // A job is counted in its lane until served; the next request read on the same
+            // connection is counted in before it is served here.
+            while let Some(job) = next.take() {
+                let (id, lane) = (job.conn.id, job.lane);
+                if lane == Lane::Main && !lowered {
+                    lowered = true;
+                    lower_priority();
                 }
-            });
-            self.shared.busy(lane).fetch_sub(1, Ordering::AcqRel);
-            self.hand_back(done);
+                // The handler's panics are caught in `serve`; this catches any other one, so
+                // the worker lives on and the poller still learns the request is over.
+                let done =
+                    catch_unwind(AssertUnwindSafe(|| self.serve(job))).unwrap_or_else(|_| {
+                        error!("conn {id}: panic while serving; connection closed");
+                        Done::lost(id)
+                    });
+                self.shared.busy(lane).fetch_sub(1, Ordering::AcqRel);
+                let waited = catch_unwind(AssertUnwindSafe(|| self.next_request(done, lane)));
+                match waited {
+                    Ok(Then::Serve(job)) => next = Some(job),
+                    Ok(Then::HandBack(done)) => self.hand_back(done),
+                    Err(_) => {
+                        error!("conn {id}: panic while reading the next request; closed");
+                        self.hand_back(Done::lost(id));
+                    }
+                }
+            }
         }
+    }
+
+    /// Wait up to `Limits::next_request_wait` for the next request on a kept-alive connection and
+    /// serve it here, which spares the poller's wake-up, its read and the hand-off to a worker
+    /// (a client in a conversation sends its next request as soon as it has read the answer).
+    /// `Serve`: that request, already counted in `lane`. `HandBack`: the connection goes back
+    /// to the poller, with whatever was read of its next request.
+    fn next_request(&self, mut done: Done, lane: Lane) -> Then {
+        let shared = &self.shared;
+        let Some(conn) = done.conn.as_mut().filter(|_| done.keep_alive) else {
+            return Then::HandBack(done);
+        };
+        let limits = &shared.limits;
+        conn.reset_for_next(Instant::now());
+        let until = Instant::now() + limits.next_request_wait;
+        // Bytes already buffered (a pipelined request) are acted on before reading.
+        let mut step = conn.advance(limits, Instant::now());
+        loop {
+            match step {
+                Advance::NeedMore => {}
+                Advance::SendContinue => {
+                    // Admission is checked once the body is in, as for any request.
+                    if !write_now(&conn.stream, CONTINUE_100) {
+                        done.keep_alive = false;
+                        return Then::HandBack(done);
+                    }
+                }
+                Advance::Ready(ready) if self.admit_here(lane, &ready.request) => {
+                    let Ready {
+                        request,
+                        keep_alive,
+                        head_only,
+                    } = *ready;
+                    let Some(conn) = done.conn.take() else {
+                        return Then::HandBack(done);
+                    };
+                    return Then::Serve(Job {
+                        lane,
+                        conn,
+                        request,
+                        keep_alive,
+                        head_only,
+                    });
+                }
+                other => {
+                    done.next = Some(other);
+                    return Then::HandBack(done);
+                }
+            }
+            // Nothing complete yet: wait, then read what came.
+            match self.wait_for_bytes(conn, until) {
+                Ok(true) => {}
+                Ok(false) => return Then::HandBack(done),
+                Err(e) => {
+                    debug!("conn {}: wait for the next request: {e}", conn.id);
+                    done.keep_alive = false;
+                    return Then::HandBack(done);
+                }
+            }
+            let mut chunk = [0u8; NEXT_READ];
+            let budget = conn.read_budget(limits).min(NEXT_READ);
+            let read = chunk
+                .get_mut(..budget)
+                .map_or(Ok(0), |buf| (&*conn.stream).read(buf));
+            match read {
+                Ok(0) => {
+                    debug!("conn {}: closed by peer", conn.id);
+                    done.keep_alive = false;
+                    return Then::HandBack(done);
+                }
+                Ok(n) => conn
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    debug!("conn {}: read error: {e}", conn.id);
+                    done.keep_alive = false;
+                    return Then::HandBack(done);
+                }
+            }
+            step = conn.advance(limits, Instant::now());
+        }
+    }
+
+    /// Wait until `conn` has bytes to read (true), or give up (false): at `until`, when a
+    /// drain begins, or when no other worker of the lane is idle (so a job queued meanwhile is
+    /// taken at once; a second one waits one `DRAIN_CHECK` at most).
+    fn wait_for_bytes(&self, conn: &Conn, until: Instant) -> io::Result<bool> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || self.shared.draining.load(Ordering::Acquire)
+                || !self.jobs.has_idle_worker()
+            {
+                return Ok(false);
+            }
+            if wait_readable(conn.stream.as_raw_fd(), left.min(DRAIN_CHECK))? {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Whether a request read on this worker's connection is served here, counted in its lane:
+    /// it belongs to this worker's lane, which has room for it and no queued job waiting, and
+    /// no drain has begun. Otherwise the poller admits or sheds it as any other.
+    fn admit_here(&self, lane: Lane, request: &Request) -> bool {
+        let shared = &self.shared;
+        if shared.draining.load(Ordering::Acquire)
+            || self.jobs.has_jobs()
+            || self.handler.lane(&request.method, &request.path) != lane
+        {
+            return false;
+        }
+        let busy = shared.busy(lane);
+        if busy.fetch_add(1, Ordering::AcqRel) < shared.limits.admitted(lane) {
+            return true;
+        }
+        busy.fetch_sub(1, Ordering::AcqRel);
+        false
     }
 
     /// Give the connection back to the poller. The common case, a kept-alive connection with
@@ -82,6 +234,7 @@ impl Worker {
         let rearm = match &done.conn {
             Some(conn)
                 if done.keep_alive
+                    && done.next.is_none()
                     && conn.buf.is_empty()
                     && !self.shared.draining.load(Ordering::Acquire) =>
             {
@@ -148,6 +301,7 @@ impl Worker {
             conn: Some(conn),
             keep_alive,
             armed: false,
+            next: None,
         }
     }
 }

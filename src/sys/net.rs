@@ -153,22 +153,42 @@ pub fn peer_gone(fd: RawFd) -> bool {
 /// most `timeout`; `TimedOut` after that. For writes on a non-blocking socket that must
 /// behave like a blocking one with a send timeout.
 pub fn wait_writable(fd: RawFd, timeout: Duration) -> io::Result<()> {
+    if wait_for(fd, libc::POLLOUT, timeout)? {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
+    }
+}
+
+/// Wait until `fd` has bytes to read (or an EOF or error, which the next read reports), at
+/// most `timeout` (microsecond precision); false when the time ran out first.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    wait_for(fd, libc::POLLIN, timeout)
+}
+
+/// `ppoll` one descriptor for `events` until `timeout` has passed (signals do not shorten or
+/// lengthen the wait); true when it became ready.
+fn wait_for(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
     let deadline = Instant::now() + timeout;
     let mut pfd = libc::pollfd {
         fd,
-        events: libc::POLLOUT,
+        events,
         revents: 0,
     };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        if ms == 0 {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
+        if left.is_zero() {
+            return Ok(false);
         }
-        // SAFETY: one valid pollfd; the timeout bounds the wait.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(left.subsec_nanos()),
+        };
+        // SAFETY: one valid pollfd and timespec; no signal mask change; the timeout bounds
+        // the wait.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         if n > 0 {
-            return Ok(());
+            return Ok(true);
         }
         if n < 0 {
             let e = io::Error::last_os_error();

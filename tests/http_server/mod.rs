@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use aiproxy::http::{Handler, Lane, Limits, Request, Responder, Server, Version};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+mod next_request;
+
 const IO: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------- test handler
 
-/// Routes: `/echo` (body back, request facts in headers), `/sleep?ms`, `/stream?n&ms`,
+/// Routes: `/echo` (body back, request facts and the worker thread's name in headers), `/sleep?ms`, `/stream?n&ms`,
 /// `/panic`, `/noreply`, `/block` (until released), `/gone` (reports `client_gone`), `/busy`
 /// (the server's load as the handler sees it). Lanes: `/quick/*` and `/busy` quick,
 /// `/control/*` control (the rest of the path routes as usual), the rest main.
@@ -77,10 +79,12 @@ impl Handler for TestHandler {
                 } else {
                     "1.1"
                 };
+                let worker = thread::current().name().unwrap_or_default().to_string();
                 let headers = [
                     ("X-Method", req.method.as_str()),
                     ("X-Query", req.query.as_str()),
                     ("X-Version", version),
+                    ("X-Worker", worker.as_str()),
                     ("Content-Type", "application/octet-stream"),
                 ];
                 let _ = resp.send(200, &headers, &req.body);
