@@ -567,6 +567,38 @@ fn a_slow_head_ticks_and_a_departed_client_closes_the_connection() {
     }
 }
 
+/// A client that leaves while the upstream has not even sent its head ends the call at the
+/// next tick (the wait for the head runs on the request's thread): no waiting for the head,
+/// and the upstream connection is closed.
+#[test]
+fn a_client_leaving_during_the_head_wait_ends_the_call_at_the_next_tick() {
+    for kind in KINDS {
+        let hung_up: Flag = Default::default();
+        let h = hung_up.clone();
+        // Thinks for 10 s before any head; true if the gateway hangs up within 3 s.
+        let fake = Fake::new(move |_, out| {
+            let asked = Instant::now();
+            let hung_up = wait_hang_up(out);
+            set(&h, hung_up && asked.elapsed() < Duration::from_secs(3));
+            Ok(())
+        });
+        let b = kind.backend(fake.addr, Duration::from_secs(10));
+        let mut sink = Leaving {
+            idles: 0,
+            leave_at: 1,
+        };
+        let start = Instant::now();
+        let e = turn(&*b, true, in_a_minute(), &mut sink).unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(e, Error::Cancelled, "{kind:?}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+            "{kind:?}: {took:?}"
+        );
+        assert_eq!(wait(&hung_up), Some(true), "{kind:?}: connection left open");
+    }
+}
+
 /// An upstream response head over the limit (8 KiB) is a clean "too large" (502), for every
 /// backend kind; a head of a few KiB, larger than providers send, passes.
 #[test]

@@ -118,7 +118,7 @@ impl AnthropicBackend {
             .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         if stream {
             let mut machine = stream::StreamMachine::new();
-            return self.upstream.stream(bytes, deadline, &mut machine, sink);
+            return self.upstream.stream(&bytes, deadline, &mut machine, sink);
         }
         Reply::from_body(&self.upstream.call(&bytes, deadline)?)
     }

@@ -80,7 +80,9 @@ impl Backend for OpenAiBackend {
             .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         if req.stream {
             let mut decoder = stream::ChunkDecoder::default();
-            return self.upstream.stream(body, req.deadline, &mut decoder, sink);
+            return self
+                .upstream
+                .stream(&body, req.deadline, &mut decoder, sink);
         }
         let body = self.upstream.call(&body, req.deadline)?;
         parse::parse_completion(&body)

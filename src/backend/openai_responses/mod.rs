@@ -118,7 +118,7 @@ impl OpenAiResponsesBackend {
             let mut machine = stream::EventMachine::new();
             return self
                 .upstream
-                .stream(bytes, req.deadline, &mut machine, sink);
+                .stream(&bytes, req.deadline, &mut machine, sink);
         }
         Ok(Reply::from_body(&self.upstream.call(&bytes, req.deadline)?)?.to_turn())
     }

@@ -34,7 +34,6 @@ mod transport;
 pub use stream::Decoder;
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
@@ -125,10 +124,10 @@ impl Upstream {
     }
 
     /// A streaming exchange: events go through `decoder` (on the calling thread), which hands
-    /// text to `sink`; see `stream.rs` for the threads, idle ticks and the deadline.
+    /// text to `sink`; see `stream.rs` for the idle ticks and the deadline.
     pub fn stream<D: Decoder>(
-        self: &Arc<Self>,
-        body: Vec<u8>,
+        &self,
+        body: &[u8],
         deadline: Instant,
         decoder: &mut D,
         sink: &mut dyn TurnSink,

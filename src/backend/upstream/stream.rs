@@ -1,38 +1,29 @@
 //! Streaming exchanges: send the request, read the upstream's SSE, and feed each event to the
 //! provider's [`Decoder`], which hands text to the sink and says when the answer is complete.
 //!
-//! Thread model: the body is read **on the calling worker**, no thread per stream. Only the
-//! wait for the response head runs on a short-lived **head thread** (ureq cannot be woken in
-//! that wait): the worker waits for its answer with a one-second `recv_timeout`, and the head
-//! thread ends as soon as it has handed the response over (with an upstream that answers the
-//! head at once, it lives for a few milliseconds). Head threads are capped process-wide
-//! ([`MAX_HEAD_THREADS`]); beyond the cap, or if a thread cannot be spawned, the worker sends
-//! and waits itself (no idle ticks until the head arrives).
-//!
-//! While the body is read, every wait for input on the worker lasts at most [`IDLE_TICK`]
-//! (`tick.rs`), so a quiet upstream, or one sending only pings or comments, still gives the
-//! sink an idle tick ([`TurnSink::idle`]) about once a second: keep-alives go out and a
-//! departed client is noticed. The request deadline is checked on every event and tick: a
-//! stream of empty deltas, pings or keep-alive comments ends with [`Error::Timeout`] at the
-//! deadline, and ureq's global timeout (the deadline) bounds a fully silent one. Silence is
-//! also limited by the backend's per-read timeout, counted here across ticks.
+//! Thread model: everything runs **on the calling worker**, no thread per stream. Every wait
+//! for input on the worker lasts at most [`IDLE_TICK`] (`tick.rs`): while ureq waits for the
+//! response head, its transport calls back into this exchange at each tick; while the body
+//! is read, the read returns at each tick. Either way a quiet upstream, or one sending only
+//! pings or comments, still gives the sink an idle tick ([`TurnSink::idle`]) about once a
+//! second: keep-alives go out and a departed client is noticed. The request deadline is
+//! checked on every event and tick: a stream of empty deltas, pings or keep-alive comments
+//! ends with [`Error::Timeout`] at the deadline, and ureq's global timeout (the deadline)
+//! bounds a fully silent one. Silence while the body is read is also limited by the backend's
+//! per-read timeout, counted here across ticks (while the head is awaited, ureq counts it).
 //!
 //! When the answer is complete, the worker reads on for at most [`END_WAIT`] to see the end of
 //! the body (it normally comes with the last event), which returns the connection to the pool.
 //! When the client is gone or the deadline passed, the worker returns and drops the response
-//! reader at once, which closes the unfinished upstream connection. A worker that gives
-//! up while the head thread still waits drops the channel; the head thread drops the response
-//! when it comes (closing that connection), and is bounded by the deadline.
+//! reader (or, during the head wait, ends ureq's call) at once, which closes the unfinished
+//! upstream connection.
 //!
 //! An upstream that answers a stream request with a JSON body (some gateways and servers do)
 //! is read whole and given to [`Decoder::whole`].
 
 use std::io::{BufRead, BufReader};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, bounded};
 use ureq::http::Response;
 
 use super::{MAX_STREAM_BYTES, Upstream, map_io_error, read_json, tick};
@@ -45,14 +36,6 @@ pub(super) const IDLE_TICK: Duration = Duration::from_secs(1);
 const READ_BUFFER: usize = 4 * 1024;
 /// How long a complete answer waits for the end of its body (see [`finish`]).
 const END_WAIT: Duration = Duration::from_millis(20);
-/// Head threads alive at once, over all backends (waiting for a head, or finishing after the
-/// worker gave up). A burst of new streams beyond it waits for its heads inline (upstreams
-/// send the head at once; only a slow one delays the first keep-alive); a thread per stream
-/// start cost ~20 MiB of stacks at the start of 1,000 streams (`make bench`).
-pub const MAX_HEAD_THREADS: usize = 128;
-
-static HEAD_THREADS: AtomicUsize = AtomicUsize::new(0);
-
 /// A provider's reading of its event stream. Runs on the calling worker thread.
 pub trait Decoder {
     type Output;
@@ -69,35 +52,13 @@ pub trait Decoder {
     fn end(&mut self) -> Result<Self::Output, Error>;
 }
 
-/// One request, shared with the head thread.
-struct Exchange {
-    upstream: Arc<Upstream>,
-    body: Vec<u8>,
-    deadline: Instant,
-    /// The round's W3C trace context, taken on the request's thread (the head thread has none).
-    traceparent: Option<String>,
-}
-
-impl Exchange {
-    fn send(&self) -> Result<Response<ureq::Body>, Error> {
-        let tp = self.traceparent.as_deref();
-        self.upstream.send(&self.body, true, self.deadline, tp)
-    }
-}
-
 pub(super) fn run<D: Decoder>(
-    upstream: &Arc<Upstream>,
-    body: Vec<u8>,
+    up: &Upstream,
+    body: &[u8],
     deadline: Instant,
     decoder: &mut D,
     sink: &mut dyn TurnSink,
 ) -> Result<D::Output, Error> {
-    let ex = Arc::new(Exchange {
-        upstream: Arc::clone(upstream),
-        body,
-        deadline,
-        traceparent: crate::telemetry::traceparent(),
-    });
     let mut consumer = Consumer {
         decoder,
         sink: Watched {
@@ -106,8 +67,7 @@ pub(super) fn run<D: Decoder>(
         },
         deadline,
     };
-    let resp = head(&ex, &mut consumer)?;
-    let up = &ex.upstream;
+    let resp = head(up, body, &mut consumer)?;
     let is_json = resp
         .headers()
         .get("content-type")
@@ -177,51 +137,29 @@ fn finish(reader: &mut SseReader<impl BufRead>) {
     }
 }
 
-/// Send the request and wait for the response head, on a head thread when one is available
-/// so that the consumer gets its ticks meanwhile.
+/// Send the request and wait for the response head, the consumer ticking meanwhile.
 fn head<D: Decoder>(
-    ex: &Arc<Exchange>,
+    up: &Upstream,
+    body: &[u8],
     consumer: &mut Consumer<'_, '_, D>,
 ) -> Result<Response<ureq::Body>, Error> {
-    if HEAD_THREADS.fetch_add(1, Ordering::AcqRel) >= MAX_HEAD_THREADS {
-        HEAD_THREADS.fetch_sub(1, Ordering::AcqRel);
-        log::warn!("{MAX_HEAD_THREADS} upstream head waits busy; waiting inline");
-        return ex.send();
-    }
-    let guard = HeadGuard;
-    let (tx, rx) = bounded(1);
-    let shared = Arc::clone(ex);
-    let spawned = std::thread::Builder::new()
-        .name("upstream-head".into())
-        .stack_size(crate::http::DEFAULT_STACK_SIZE)
-        .spawn(move || {
-            let _guard = guard;
-            // A worker that gave up has dropped `rx`: the response is dropped here, which
-            // closes its connection.
-            let _ = tx.send(shared.send());
-        });
-    if let Err(e) = spawned {
-        // The closure (and with it the guard) was dropped, so the count is already right.
-        log::warn!("cannot spawn an upstream head thread ({e}); waiting inline");
-        return ex.send();
-    }
-    loop {
-        match rx.recv_timeout(IDLE_TICK) {
-            Ok(resp) => return resp,
-            // Returning drops `rx`; the head thread notices when its wait ends.
-            Err(RecvTimeoutError::Timeout) => consumer.tick()?,
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::Protocol("upstream head thread stopped".into()));
-            }
+    let deadline = consumer.deadline;
+    let traceparent = crate::telemetry::traceparent();
+    // Why the consumer stopped the wait (the client left, the deadline passed).
+    let mut stopped = None;
+    let mut tick = || match consumer.tick() {
+        Ok(()) => true,
+        Err(e) => {
+            stopped = Some(e);
+            false
         }
-    }
-}
-
-struct HeadGuard;
-
-impl Drop for HeadGuard {
-    fn drop(&mut self) {
-        HEAD_THREADS.fetch_sub(1, Ordering::AcqRel);
+    };
+    let sent = tick::with_tick_hook(IDLE_TICK, &mut tick, || {
+        up.send(body, true, deadline, traceparent.as_deref())
+    });
+    match stopped {
+        Some(e) => Err(e),
+        None => sent,
     }
 }
 
