@@ -187,11 +187,14 @@ impl Worker {
         }
     }
 
-    /// Wait until `conn` has bytes to read (true), or give up (false): at `until`, when a
-    /// drain begins, or when no other worker of the lane is idle (so a job queued meanwhile is
-    /// taken at once; a second one waits one `DRAIN_CHECK` at most).
+    /// Wait until `conn` has bytes to read (true), or give up (false): at `until` or the
+    /// deadline of the connection's state (a head or body too slow), when a drain begins, or
+    /// when no other worker of the lane is idle (so a job queued meanwhile is taken at once; a
+    /// second one waits one `DRAIN_CHECK` at most).
     fn wait_for_bytes(&self, conn: &Conn, until: Instant) -> io::Result<bool> {
         loop {
+            // A request that takes too long is the poller's to time out.
+            let until = until.min(conn.deadline(&self.shared.limits));
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero()
                 || self.shared.draining.load(Ordering::Acquire)

@@ -181,3 +181,46 @@ fn shutdown_does_not_wait_for_a_worker_waiting_for_a_next_request() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_closed(&mut r);
 }
+
+#[test]
+fn hostile_next_requests_meet_the_same_limits_as_first_ones() {
+    let limits = waiting(Limits {
+        head_timeout: Duration::from_millis(400),
+        ..small_limits()
+    });
+    let (server, _p) = start(limits);
+    let addr = server.local_addr();
+    // A head over the limit, non-ASCII included: 431, closed.
+    let (mut s, mut r) = conversation(addr);
+    assert_eq!(ask(&mut s, &mut r, "/echo").status, 200);
+    let huge = format!(
+        "GET /echo HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "é".repeat(40 * 1024)
+    );
+    let _ = s.write_all(huge.as_bytes());
+    assert_eq!(read_response(&mut r, false).status, 431);
+    // An endless head, trickled: 408 at the head timeout, whoever reads it.
+    let (mut s, mut r) = conversation(addr);
+    assert_eq!(ask(&mut s, &mut r, "/echo").status, 200);
+    let t = Instant::now();
+    s.write_all(b"GET /echo HTTP/1.1\r\n").unwrap();
+    for _ in 0..40 {
+        // The server answers 408 and shuts its side midway: later writes may fail.
+        if s.write_all(b"X-Trickle: a\r\n").is_err() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // A truncated request, then the client's half-close: no answer, the connection ends.
+    let (mut s, mut r) = conversation(addr);
+    assert_eq!(ask(&mut s, &mut r, "/echo").status, 200);
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_closed(&mut r);
+    // The server still serves.
+    assert_served_within(addr, Duration::from_secs(1));
+}
