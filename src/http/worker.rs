@@ -51,6 +51,22 @@ fn lower_priority() {
     }
 }
 
+/// Read what `conn` has (at most its read budget and [`NEXT_READ`]) onto its buffer; `Ok(0)`
+/// at EOF. Not inlined: the read buffer lives in this frame, on stack pages the handler has
+/// already touched, so a worker that never reads a next request never makes them resident
+/// (a larger frame in `run` would be probed, page by page, by every idle worker).
+#[inline(never)]
+fn read_more(conn: &mut Conn, limits: &super::Limits) -> io::Result<usize> {
+    let mut chunk = [0u8; NEXT_READ];
+    let budget = conn.read_budget(limits).min(NEXT_READ);
+    let n = match chunk.get_mut(..budget) {
+        Some(buf) => (&*conn.stream).read(buf)?,
+        None => 0,
+    };
+    conn.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
 /// What a worker does with a connection whose request it has served.
 enum Then {
     /// Serve the connection's next request (counted in its lane).
@@ -158,20 +174,13 @@ impl Worker {
                     return Then::HandBack(done);
                 }
             }
-            let mut chunk = [0u8; NEXT_READ];
-            let budget = conn.read_budget(limits).min(NEXT_READ);
-            let read = chunk
-                .get_mut(..budget)
-                .map_or(Ok(0), |buf| (&*conn.stream).read(buf));
-            match read {
+            match read_more(conn, limits) {
                 Ok(0) => {
                     debug!("conn {}: closed by peer", conn.id);
                     done.keep_alive = false;
                     return Then::HandBack(done);
                 }
-                Ok(n) => conn
-                    .buf
-                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Ok(_) => {}
                 Err(e)
                     if matches!(
                         e.kind(),

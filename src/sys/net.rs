@@ -181,7 +181,7 @@ fn wait_for(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<b
             return Ok(false);
         }
         let ts = libc::timespec {
-            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_sec: left.as_secs().try_into().unwrap_or(i32::MAX.into()),
             tv_nsec: libc::c_long::from(left.subsec_nanos()),
         };
         // SAFETY: one valid pollfd and timespec; no signal mask change; the timeout bounds
