@@ -63,7 +63,8 @@ fn read_more(conn: &mut Conn, limits: &super::Limits) -> io::Result<usize> {
         Some(buf) => (&*conn.stream).read(buf)?,
         None => 0,
     };
-    conn.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    conn.buf
+        .extend_from_slice(chunk.get(..n).unwrap_or_default());
     Ok(n)
 }
 
