@@ -67,9 +67,8 @@ impl Default for Limits {
     }
 }
 
-/// Worker stack size (also used by the per-request helper threads of the tool loop and the
-/// upstream stream reader). The whole test suite passes in debug builds with 256 KiB (128 KiB
-/// overflows); release builds need less. Only touched pages are resident, so the size bounds
+/// Worker stack size (also used by the per-request helper threads of the tool loop). The whole
+/// test suite passes in debug builds with 256 KiB (128 KiB overflows); release builds need less. Only touched pages are resident, so the size bounds
 /// address space, not memory.
 pub const DEFAULT_STACK_SIZE: usize = 512 * 1024;
 /// Smallest accepted `Limits::stack_size`.
