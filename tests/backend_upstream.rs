@@ -140,6 +140,8 @@ struct Fake {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     paths: Arc<Mutex<Vec<String>>>,
+    /// Every request head received (lower-cased header lines).
+    heads: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -151,9 +153,10 @@ impl Fake {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let paths = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (acc, p, st) = (accepted.clone(), paths.clone(), stop.clone());
+        let (acc, p, hd, st) = (accepted.clone(), paths.clone(), heads.clone(), stop.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -161,14 +164,15 @@ impl Fake {
                 }
                 let Ok(conn) = conn else { continue };
                 acc.fetch_add(1, Ordering::SeqCst);
-                let (h, p) = (handler.clone(), p.clone());
-                std::thread::spawn(move || serve(conn, &*h, &p));
+                let (h, p, hd) = (handler.clone(), p.clone(), hd.clone());
+                std::thread::spawn(move || serve(conn, &*h, &p, &hd));
             }
         });
         Fake {
             addr,
             accepted,
             paths,
+            heads,
             stop,
         }
     }
@@ -180,6 +184,10 @@ impl Fake {
     fn paths(&self) -> Vec<String> {
         self.paths.lock().unwrap().clone()
     }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Fake {
@@ -189,7 +197,12 @@ impl Drop for Fake {
     }
 }
 
-fn serve(conn: TcpStream, handler: &Handler, paths: &Mutex<Vec<String>>) {
+fn serve(
+    conn: TcpStream,
+    handler: &Handler,
+    paths: &Mutex<Vec<String>>,
+    heads: &Mutex<Vec<String>>,
+) {
     let mut out = conn.try_clone().unwrap();
     let mut input = BufReader::new(conn);
     loop {
@@ -199,6 +212,7 @@ fn serve(conn: TcpStream, handler: &Handler, paths: &Mutex<Vec<String>>) {
         }
         let path = line.split(' ').nth(1).unwrap_or("").to_string();
         let mut length = 0;
+        let mut head = String::new();
         loop {
             let mut h = String::new();
             if input.read_line(&mut h).unwrap_or(0) == 0 {
@@ -207,6 +221,7 @@ fn serve(conn: TcpStream, handler: &Handler, paths: &Mutex<Vec<String>>) {
             if h.trim().is_empty() {
                 break;
             }
+            head.push_str(&h.to_ascii_lowercase());
             if let Some((name, value)) = h.split_once(':')
                 && name.eq_ignore_ascii_case("content-length")
             {
@@ -218,6 +233,7 @@ fn serve(conn: TcpStream, handler: &Handler, paths: &Mutex<Vec<String>>) {
             return;
         }
         paths.lock().unwrap().push(path.clone());
+        heads.lock().unwrap().push(head);
         if handler(&path, &mut out).is_err() {
             return;
         }
@@ -616,6 +632,38 @@ fn an_oversized_response_head_is_too_large() {
                     Ok(t) => assert!(ok && t.content == "ok", "{what}: {t:?}"),
                     Err(e) => assert!(!ok && e == Error::TooLarge, "{what}: {e:?}"),
                 }
+            }
+        }
+    }
+}
+
+/// Answers are read plain: every request asks for `identity`, and a body in another coding (an
+/// upstream that compresses anyway) is a clear protocol error (502) naming the coding, for
+/// every backend kind, stream or not; `Content-Encoding: identity` passes.
+#[test]
+fn bodies_are_asked_for_and_read_plain() {
+    for kind in KINDS {
+        for (coding, ok) in [("identity", true), ("gzip", false), ("br, gzip", false)] {
+            let fake = Fake::new(move |_, out| {
+                let extra = format!("Content-Encoding: {coding}\r\n");
+                respond(out, "200 OK", &extra, kind.answer())
+            });
+            let b = kind.backend(fake.addr, Duration::from_secs(5));
+            for stream in [false, true] {
+                let what = format!("{kind:?} stream={stream} coding={coding}");
+                match turn(&*b, stream, in_a_minute(), &mut Sink::default()) {
+                    Ok(t) => assert!(ok && t.content == "ok", "{what}: {t:?}"),
+                    Err(Error::Protocol(m)) => {
+                        assert!(
+                            !ok && m.contains(&format!("{coding}-encoded")),
+                            "{what}: {m}"
+                        )
+                    }
+                    Err(e) => panic!("{what}: {e:?}"),
+                }
+            }
+            for head in fake.heads() {
+                assert!(head.contains("accept-encoding: identity\r\n"), "{head}");
             }
         }
     }

@@ -157,15 +157,13 @@ impl Upstream {
         {
             rb = rb.header("traceparent", tp);
         }
-        if event_stream {
-            let has = |h: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h));
-            if !has("accept") {
-                rb = rb.header("Accept", "text/event-stream");
-            }
-            if !has("accept-encoding") {
-                // A compressed event stream may be buffered by the encoder; ask for it plain.
-                rb = rb.header("Accept-Encoding", "identity");
-            }
+        let configured = |h: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h));
+        if event_stream && !configured("accept") {
+            rb = rb.header("Accept", "text/event-stream");
+        }
+        if !configured("accept-encoding") {
+            // Answers are read plain (see `identity_only`).
+            rb = rb.header("Accept-Encoding", "identity");
         }
         // The request deadline bounds the whole exchange, body reads included: an upstream that
         // trickles bytes (keep-alives, whitespace) never trips the per-read timeout, this one fires.
@@ -176,7 +174,7 @@ impl Upstream {
             .send(body)
             .map_err(|e| map_error(e, Phase::Call))?;
         if resp.status().is_success() {
-            return Ok(resp);
+            return identity_only(resp);
         }
         Err(self.status_error(resp))
     }
@@ -249,6 +247,28 @@ fn build_agent(timeout: Duration) -> Agent {
             .chain(RustlsConnector::default())
             .chain(tick::TickConnector);
     Agent::with_parts(config, connector, CachingResolver::default())
+}
+
+/// A 2xx answer whose body is not plain, refused with the coding named.
+///
+/// Bodies are not decompressed: every request asks for `identity`, LLM answers are small or
+/// streamed (a compressed event stream may be held back by the encoder), and ureq's gzip decoder
+/// put a 54 KiB frame on every body read's stack — 54 MiB of resident stacks at 1,000 streams.
+fn identity_only(resp: Response<ureq::Body>) -> Result<Response<ureq::Body>, Error> {
+    let coding = resp
+        .headers()
+        .get("content-encoding")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+    match coding {
+        Some(c) if !c.is_empty() && !c.eq_ignore_ascii_case("identity") => {
+            Err(Error::Protocol(format!(
+                "the body is {}-encoded, but aiproxy asked for identity and does not decode it \
+                 (a configured Accept-Encoding header is passed on as is)",
+                truncate_for_error(&c)
+            )))
+        }
+        _ => Ok(resp),
+    }
 }
 
 /// A whole 2xx body, at most `limit` bytes.
