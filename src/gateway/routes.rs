@@ -121,6 +121,13 @@ impl Handler for Gateway {
         }
     }
 
+    /// Liveness and readiness are answered by the server's poller thread itself: they read
+    /// two atomics and write one small answer, and a probe must not wait for a thread to be
+    /// scheduled among a thousand busy stream workers.
+    fn answered_by_poller(&self, method: &str, path: &str) -> bool {
+        matches!(method, "GET" | "HEAD") && matches!(path, "/health" | "/ready")
+    }
+
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
         let started = Instant::now();
         let request_id = request_id(&req);

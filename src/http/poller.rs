@@ -27,6 +27,7 @@ use super::parse::Reject;
 use super::peers::PeerTable;
 use super::queue::JobQueue;
 use super::response::{CONTINUE_100, error_response};
+use super::worker::answer;
 use super::{Done, Handler, Job, Lane, Shared};
 use crate::sys::net::{is_per_connection_error, write_now};
 
@@ -294,8 +295,12 @@ impl Poller {
         }
         debug!("conn {id}: accepted from {peer}");
         let conn = Conn::new(id, stream, peer, slot, Instant::now());
-        self.arm(conn.deadline(&self.limits));
-        self.conns.insert(id, conn);
+        // A client sends its request as it connects, so it is often here already: read it now
+        // rather than on the next wake-up (the registration stays armed for what comes later).
+        if let Some(conn) = self.read_and_advance(conn) {
+            self.arm(conn.deadline(&self.limits));
+            self.conns.insert(id, conn);
+        }
     }
 
     /// Answer a connection over a limit with 503 and close it.
@@ -405,8 +410,18 @@ impl Poller {
         self.shared.busy(lane).load(Ordering::Acquire) >= self.limits.admitted(lane)
     }
 
-    /// Admit a complete request to its lane's pool, or shed it with 503.
+    /// Answer a probe here (`Handler::answered_by_poller`), or admit a complete request to
+    /// its lane's pool, or shed it with 503.
     fn dispatch(&mut self, conn: Conn, ready: Ready) -> Option<Conn> {
+        // Pipelined requests behind it go to the lane: the poller answers one at a time.
+        if conn.buf.is_empty()
+            && self.drain.is_none()
+            && self
+                .router
+                .answered_by_poller(&ready.request.method, &ready.request.path)
+        {
+            return self.answer_here(conn, ready);
+        }
         let lane = self.router.lane(&ready.request.method, &ready.request.path);
         if self.lane_full(lane) || self.drain.is_some() {
             debug!("conn {}: {lane:?} lane full, answering 503", conn.id);
@@ -444,6 +459,30 @@ impl Poller {
                 None
             }
         }
+    }
+
+    /// Run the handler on a probe on this thread; the connection stays here if kept alive.
+    fn answer_here(&mut self, mut conn: Conn, ready: Ready) -> Option<Conn> {
+        let Ready {
+            request,
+            keep_alive,
+            head_only,
+        } = ready;
+        let handler = &*self.router;
+        let keep_alive = answer(
+            handler,
+            &conn.stream,
+            request,
+            (keep_alive, head_only),
+            &self.shared,
+            true,
+        );
+        if !keep_alive {
+            debug!("conn {}: closing after the poller's answer", conn.id);
+            return None;
+        }
+        conn.reset_for_next(Instant::now());
+        Some(conn)
     }
 
     /// Send an error response, shut our side, and linger briefly before closing.

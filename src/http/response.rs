@@ -9,7 +9,8 @@
 //! Thread model: a `Responder` lives on the worker thread serving one request, borrowing that
 //! connection's socket for the duration of the handler. The socket stays non-blocking (as the
 //! poller left it); each write that finds the send buffer full waits up to `io_timeout` for
-//! room, as a blocking socket with a send timeout would.
+//! room, as a blocking socket with a send timeout would. A probe the poller answers itself
+//! (`Handler::answered_by_poller`) gets a responder whose writes never wait.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
@@ -47,6 +48,8 @@ pub struct Responder<'a> {
     keep_alive: bool,
     shared: &'a Shared,
     state: RespState,
+    /// How long a write waits for room in the send buffer: `io_timeout`, or zero on the poller.
+    write_wait: Duration,
 }
 
 /// How busy the server is, as a handler sees it (for a readiness endpoint).
@@ -81,7 +84,15 @@ impl<'a> Responder<'a> {
             keep_alive,
             shared,
             state: RespState::Pending,
+            write_wait: shared.limits.io_timeout,
         }
+    }
+
+    /// The same responder whose writes never wait for room: a full send buffer breaks the
+    /// response (the connection is then closed) instead of holding the poller.
+    pub(super) fn never_waiting(mut self) -> Self {
+        self.write_wait = Duration::ZERO;
+        self
     }
 
     /// A complete response with `Content-Length`. Extra headers must not include
@@ -137,7 +148,7 @@ impl<'a> Responder<'a> {
         self.state = RespState::Streaming;
         Ok(BodyStream {
             stream: self.stream,
-            timeout: self.shared.limits.io_timeout,
+            timeout: self.write_wait,
             state: &mut self.state,
             chunked,
             head_only: self.head_only,
@@ -219,7 +230,7 @@ impl<'a> Responder<'a> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let result = write_to(self.stream, bytes, self.shared.limits.io_timeout);
+        let result = write_to(self.stream, bytes, self.write_wait);
         if result.is_err() {
             self.state = RespState::Broken;
         }

@@ -16,7 +16,7 @@
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -288,26 +288,13 @@ impl Worker {
             head_only,
             ..
         } = job;
-        // The socket stays non-blocking; the responder waits up to `io_timeout` per write.
-        let (method, path) = (request.method.clone(), request.path.clone());
-        let version = request.version;
-        let mut resp = Responder::new(&conn.stream, version, head_only, keep_alive, &self.shared);
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.handler.handle(request, &mut resp)));
-        match outcome {
-            Err(_) => {
-                warn!("handler panicked on {method} {path}; answering 500 and closing");
-                resp.fail_after_panic();
-            }
-            Ok(()) if resp.state() == RespState::Pending => {
-                warn!("handler sent no response to {method} {path}; answering 500");
-                resp.fail_unanswered();
-            }
-            Ok(()) => {}
-        }
-        let keep_alive = resp.reusable() && !self.shared.draining.load(Ordering::Acquire);
-        debug!(
-            "conn {}: {method} {path} served, keep-alive {keep_alive}",
-            conn.id
+        let keep_alive = answer(
+            &*self.handler,
+            &conn.stream,
+            request,
+            (keep_alive, head_only),
+            &self.shared,
+            false,
         );
         Done {
             id: conn.id,
@@ -317,4 +304,38 @@ impl Worker {
             next: None,
         }
     }
+}
+
+/// Run the handler on one request and make sure it is answered: a handler that panics or
+/// returns without answering gets a 500. `(keep_alive, head_only)` as parsed; `on_poller`: the
+/// poller answers it itself, and its writes never wait for room. True when the connection can
+/// carry a next request.
+pub(super) fn answer(
+    handler: &dyn Handler,
+    stream: &TcpStream,
+    request: Request,
+    (keep_alive, head_only): (bool, bool),
+    shared: &Shared,
+    on_poller: bool,
+) -> bool {
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let mut resp = Responder::new(stream, request.version, head_only, keep_alive, shared);
+    if on_poller {
+        resp = resp.never_waiting();
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle(request, &mut resp)));
+    match outcome {
+        Err(_) => {
+            warn!("handler panicked on {method} {path}; answering 500 and closing");
+            resp.fail_after_panic();
+        }
+        Ok(()) if resp.state() == RespState::Pending => {
+            warn!("handler sent no response to {method} {path}; answering 500");
+            resp.fail_unanswered();
+        }
+        Ok(()) => {}
+    }
+    let keep_alive = resp.reusable() && !shared.draining.load(Ordering::Acquire);
+    debug!("{method} {path} answered, keep-alive {keep_alive}");
+    keep_alive
 }

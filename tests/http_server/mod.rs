@@ -13,6 +13,7 @@ use aiproxy::http::{Handler, Lane, Limits, Request, Responder, Server, Version};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 mod next_request;
+mod poller_answers;
 
 const IO: Duration = Duration::from_secs(5);
 
@@ -54,10 +55,15 @@ impl Handler for TestHandler {
         }
     }
 
+    fn answered_by_poller(&self, _method: &str, path: &str) -> bool {
+        path.starts_with("/poller/")
+    }
+
     fn handle(&self, req: Request, resp: &mut Responder<'_>) {
         let path = req.path.as_str();
         let path = path
             .strip_prefix("/quick")
+            .or_else(|| path.strip_prefix("/poller"))
             .or_else(|| path.strip_prefix("/control"))
             .unwrap_or(path)
             .to_string();
@@ -108,6 +114,10 @@ impl Handler for TestHandler {
                     }
                 }
                 let _ = body.finish();
+            }
+            "/big" => {
+                let body = vec![b'x'; param(&req, "mib", 8) as usize * 1024 * 1024];
+                let _ = resp.send(200, &[], &body);
             }
             "/panic" => panic!("test handler panics on purpose"),
             "/noreply" => {}
