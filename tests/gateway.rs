@@ -211,6 +211,29 @@ fn four_parallel_sleeps_in_one_turn_take_about_one_second() {
     assert_eq!(content.matches("slept 1000 ms").count(), 4, "{content}");
 }
 
+/// A lone slow tool call runs on the request's worker; its waits call back, so the stream
+/// still gets its keep-alive comment (every 5 s of silence) while it runs, then the answer.
+#[test]
+fn a_lone_slow_tool_call_keeps_the_stream_alive() {
+    let gw = TestGateway::start(&demo_config("30s", ""));
+    let mut s = gw.stream(&ask_stream("sleep 6000"));
+    let mut keep_alive = None;
+    let mut data = Vec::new();
+    while let Some((block, at)) = s.next_block() {
+        if block.starts_with(": keep-alive") {
+            keep_alive.get_or_insert(at);
+        } else if let Some(d) = block.strip_prefix("data: ") {
+            data.push(d.to_string());
+        }
+    }
+    let at = keep_alive.expect("a keep-alive comment while the tool ran");
+    assert!(
+        at > Duration::from_secs(4) && at < Duration::from_secs(6),
+        "{at:?}"
+    );
+    assert!(stream_text(&data).contains("slept 6000 ms"), "{data:?}");
+}
+
 #[test]
 fn a_hanging_tool_becomes_a_tool_error_after_call_timeout() {
     let gw = TestGateway::start(&demo_config("1s", ""));

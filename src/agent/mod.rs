@@ -209,15 +209,16 @@ pub struct Run<'a> {
     pub deadline: Instant,
 }
 
-/// The thread that runs a request's tool rounds: started at the first round and fed each round's
-/// calls, so a request with many rounds starts one thread, not one per round (starting, using
-/// and joining a thread costs ~55 µs, a sixth of a round's overhead; bench/NOTES.md).
+/// The thread that runs a request's rounds of several tool calls (a round of one runs on the
+/// request's own thread, `Run::run_tool_here`): started at the first such round and fed each
+/// one's calls, so a request with many rounds starts one thread, not one per round (starting,
+/// using and joining a thread costs ~55 µs, a sixth of a round's overhead; bench/NOTES.md).
 struct ToolRunner {
     calls: crossbeam_channel::Sender<Vec<ToolCall>>,
     results: crossbeam_channel::Receiver<Vec<Message>>,
 }
 
-/// The request's [`ToolRunner`], started by its first tool round.
+/// The request's [`ToolRunner`], started by its first round of several calls.
 struct LazyRunner<'s> {
     start: &'s mut dyn FnMut() -> Option<ToolRunner>,
     started: Option<ToolRunner>,
@@ -394,7 +395,10 @@ impl<'a> Run<'a> {
             assistant_msg.provider_state = turn.provider_state.clone();
             messages.push(assistant_msg);
             out.tool_calls += turn.tool_calls.len() as u32;
-            let mut results = self.run_tools(runner.get(), &turn.tool_calls, sink)?;
+            let mut results = match turn.tool_calls.as_slice() {
+                [_] => self.run_tool_here(&turn.tool_calls, sink)?,
+                _ => self.run_tools(runner.get(), &turn.tool_calls, sink)?,
+            };
             // Structured output: a tool round's text is not part of the answer.
             let shown = if prepared.structured {
                 ""
@@ -427,6 +431,42 @@ impl<'a> Run<'a> {
     fn cancelled(&self) -> LoopError {
         self.cancel.cancel();
         LoopError::Cancelled
+    }
+
+    /// Run a round's one tool call on this thread. Its waits call back between their slices
+    /// (`mcp::tick_caller`, through the hook lent here), so the sink's keep-alives, a departed
+    /// client and the deadline are watched as when the runner thread runs a round; this spares
+    /// starting the runner and two thread hand-offs per round.
+    fn run_tool_here(
+        &self,
+        calls: &[ToolCall],
+        sink: &mut dyn LoopSink,
+    ) -> Result<Vec<Message>, LoopError> {
+        // Set when the deadline (not the client) stopped the call: the answer is then 504.
+        let mut timed_out = false;
+        let mut ticked = Instant::now();
+        let mut tick = || {
+            if ticked.elapsed() >= WAIT_TICK {
+                ticked = Instant::now();
+                if sink.waiting().is_err() {
+                    self.cancel.cancel();
+                }
+            }
+            if Instant::now() >= self.deadline && !self.cancel.is_cancelled() {
+                timed_out = true;
+                self.cancel.cancel();
+            }
+            !self.cancel.is_cancelled()
+        };
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::sys::scoped::with_hook(&mut tick, || self.tools.call_all(calls, self.cancel))
+        }))
+        .map_err(|_| LoopError::Backend(backend::Error::Protocol("tool call failed".into())))?;
+        if timed_out {
+            return Err(LoopError::Deadline);
+        }
+        self.check()?;
+        Ok(results)
     }
 
     /// Run a round's tools on the runner thread while this one keeps the sink alive.

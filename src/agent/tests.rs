@@ -96,46 +96,61 @@ impl ToolExecutor for FakeTools {
     fn definitions(&self) -> &[Tool] {
         &self.defs
     }
-    fn call_all(&self, calls: &[ToolCall], _cancel: &Cancel) -> Vec<Message> {
+    fn call_all(&self, calls: &[ToolCall], cancel: &Cancel) -> Vec<Message> {
         self.threads.lock().push(std::thread::current().id());
+        // As `ToolSet`: one call runs on the calling thread, several on threads of their own.
+        if let [one] = calls {
+            return vec![fake_call(one, cancel)];
+        }
         std::thread::scope(|s| {
             let hs: Vec<_> = calls
                 .iter()
-                .map(|c| {
-                    s.spawn(move || {
-                        let a: Value =
-                            serde_json::from_str(&c.function.arguments).unwrap_or(json!({}));
-                        let out = match c.function.name.as_str() {
-                            "t__add" => ToolOutput {
-                                text: (a["a"].as_i64().unwrap_or(0) + a["b"].as_i64().unwrap_or(0))
-                                    .to_string(),
-                                ..Default::default()
-                            },
-                            "t__sleep" => {
-                                std::thread::sleep(Duration::from_millis(
-                                    a["ms"].as_u64().unwrap_or(0),
-                                ));
-                                ToolOutput {
-                                    text: "slept".into(),
-                                    ..Default::default()
-                                }
-                            }
-                            "t__fail" => ToolOutput::error("it broke"),
-                            other => ToolOutput::error(format!("unknown tool '{other}'")),
-                        };
-                        out.into_message(&c.id)
-                    })
-                })
+                .map(|c| s.spawn(move || fake_call(c, cancel)))
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         })
     }
 }
 
+fn fake_call(c: &ToolCall, cancel: &Cancel) -> Message {
+    let a: Value = serde_json::from_str(&c.function.arguments).unwrap_or(json!({}));
+    let out = match c.function.name.as_str() {
+        "t__add" => ToolOutput {
+            text: (a["a"].as_i64().unwrap_or(0) + a["b"].as_i64().unwrap_or(0)).to_string(),
+            ..Default::default()
+        },
+        "t__sleep" => {
+            // Waits as an MCP call does: in slices, calling back between them, until done or
+            // cancelled.
+            let until = Instant::now() + Duration::from_millis(a["ms"].as_u64().unwrap_or(0));
+            while Instant::now() < until && !cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(20));
+                crate::mcp::tick_caller();
+            }
+            ToolOutput {
+                text: if cancel.is_cancelled() {
+                    "cancelled"
+                } else {
+                    "slept"
+                }
+                .into(),
+                ..Default::default()
+            }
+        }
+        "t__fail" => ToolOutput::error("it broke"),
+        other => ToolOutput::error(format!("unknown tool '{other}'")),
+    };
+    out.into_message(&c.id)
+}
+
 #[derive(Default)]
 struct Recorder {
     text: String,
     tool_rounds: usize,
+    /// `waiting` calls (one per second while tools run).
+    waits: usize,
+    /// The client is gone from this `waiting` call on.
+    gone_at_wait: Option<usize>,
 }
 
 impl LoopSink for Recorder {
@@ -148,7 +163,11 @@ impl LoopSink for Recorder {
         Ok(())
     }
     fn waiting(&mut self) -> Result<(), Cancelled> {
-        Ok(())
+        self.waits += 1;
+        match self.gone_at_wait {
+            Some(n) if self.waits >= n => Err(Cancelled),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -187,6 +206,18 @@ fn run_with(
     max: u32,
     body: Value,
 ) -> (Result<Outcome, LoopError>, Recorder) {
+    let rec = Recorder::default();
+    run_until(backend, tools, max, body, Duration::from_secs(30), rec)
+}
+
+fn run_until(
+    backend: &Scripted,
+    tools: &FakeTools,
+    max: u32,
+    body: Value,
+    timeout: Duration,
+    mut rec: Recorder,
+) -> (Result<Outcome, LoopError>, Recorder) {
     let a = assistant(max);
     let prepared = prepare(request(body), &a).unwrap();
     let cancel = Cancel::new();
@@ -195,9 +226,8 @@ fn run_with(
         backend,
         tools,
         cancel: &cancel,
-        deadline: Instant::now() + Duration::from_secs(30),
+        deadline: Instant::now() + timeout,
     };
-    let mut rec = Recorder::default();
     (r.run(&prepared, &mut rec), rec)
 }
 
@@ -241,28 +271,74 @@ fn tool_round_then_answer_in_both_modes_alike() {
 }
 
 #[test]
-fn a_requests_tool_rounds_share_one_runner_thread() {
+fn one_call_rounds_run_on_the_loops_thread_and_larger_rounds_share_one_runner() {
+    let two = [
+        ("t__add", r#"{"a":2,"b":2}"#),
+        ("t__add", r#"{"a":3,"b":3}"#),
+    ];
     let b = Scripted::new(vec![
         Ok(calls("", &[("t__add", r#"{"a":1,"b":1}"#)])),
-        Ok(calls("", &[("t__add", r#"{"a":2,"b":2}"#)])),
-        Ok(calls("", &[("t__add", r#"{"a":3,"b":3}"#)])),
+        Ok(calls("", &two)),
+        Ok(calls("", &two)),
+        Ok(calls("", &[("t__add", r#"{"a":4,"b":4}"#)])),
         Ok(text("done")),
     ]);
     let tools = FakeTools::new();
-    let (out, rec) = run_with(&b, &tools, 8, user("add thrice", false));
-    assert_eq!(out.unwrap().tool_calls, 3);
-    assert_eq!(rec.tool_rounds, 3);
+    let (out, rec) = run_with(&b, &tools, 8, user("add", false));
+    assert_eq!(out.unwrap().tool_calls, 6);
+    assert_eq!(rec.tool_rounds, 4);
     let threads = tools.threads.lock().clone();
-    assert_eq!(threads.len(), 3);
-    assert!(
-        threads.iter().all(|t| *t == threads[0]),
-        "one runner thread for the request: {threads:?}"
+    let me = std::thread::current().id();
+    assert_eq!(threads[0], me, "a lone call runs on the loop's thread");
+    assert_eq!(threads[3], me);
+    assert_ne!(threads[1], me, "several calls run beside the loop");
+    assert_eq!(threads[1], threads[2], "one runner thread for the request");
+}
+
+/// A lone call runs on the loop's thread, and its waits call back: the sink is kept alive
+/// (about once a second) and the deadline ends the call (504), as with the runner thread.
+#[test]
+fn a_long_lone_call_keeps_the_sink_alive_and_ends_at_the_deadline() {
+    let b = Scripted::new(vec![
+        Ok(calls("", &[("t__sleep", r#"{"ms":20000}"#)])),
+        Ok(text("never")),
+    ]);
+    let t = Instant::now();
+    let (out, rec) = run_until(
+        &b,
+        &FakeTools::new(),
+        8,
+        user("wait", true),
+        Duration::from_millis(2500),
+        Recorder::default(),
     );
-    assert_ne!(
-        threads[0],
-        std::thread::current().id(),
-        "the tools run beside the loop, which keeps the sink alive"
+    assert_eq!(out.unwrap_err(), LoopError::Deadline);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(rec.waits >= 2, "{} keep-alive ticks", rec.waits);
+}
+
+/// A client that leaves during a lone call cancels it at the next tick.
+#[test]
+fn a_client_leaving_during_a_lone_call_cancels_it() {
+    let b = Scripted::new(vec![
+        Ok(calls("", &[("t__sleep", r#"{"ms":20000}"#)])),
+        Ok(text("never")),
+    ]);
+    let gone = Recorder {
+        gone_at_wait: Some(1),
+        ..Recorder::default()
+    };
+    let t = Instant::now();
+    let (out, _) = run_until(
+        &b,
+        &FakeTools::new(),
+        8,
+        user("wait", true),
+        Duration::from_secs(30),
+        gone,
     );
+    assert_eq!(out.unwrap_err(), LoopError::Cancelled);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
 #[test]

@@ -56,6 +56,7 @@ impl Slots {
             }
             self.freed
                 .wait_for(&mut used, (deadline - now).min(WAIT_SLICE));
+            parking_lot::MutexGuard::unlocked(&mut used, super::tick_caller);
         }
         *used += 1;
         Ok(SlotGuard(self))

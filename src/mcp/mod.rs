@@ -19,7 +19,10 @@
 //! oversized message (over 16 MiB) fails only the call it answers, on every transport.
 //!
 //! Thread model: callers block on their own request with a deadline; each transport owns the
-//! threads that read its connection (see `transport/`); no lock is held across I/O.
+//! threads that read its connection (see `transport/`); no lock is held across I/O. Every wait
+//! of a call is cut in slices of at most 100 ms, and between slices it calls [`tick_caller`],
+//! so a caller that runs a call on its own thread (the tool loop, on the request's worker)
+//! keeps its client's stream alive and watches its deadline meanwhile.
 
 mod client;
 mod dispatch;
@@ -43,6 +46,14 @@ pub use era::Era;
 pub use options::{ClientOptions, ServerState, ServerStatus};
 pub use redact::without_stderr;
 pub use supervisor::{Listing, Supervisor};
+
+/// Run the hook the calling thread lent for this call (`sys::scoped::with_hook`), if any;
+/// called by every wait of a call between its slices, with no lock held. The tool loop's hook
+/// sends the client's keep-alives, notices a departed client and the deadline, and cancels the
+/// call (through its `Cancel`, which each wait checks) when one of them ends the request.
+pub(crate) fn tick_caller() {
+    let _ = crate::sys::scoped::call_hook();
+}
 
 /// A tool as the server lists it.
 #[derive(Debug, Clone, PartialEq)]

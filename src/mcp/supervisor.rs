@@ -359,6 +359,7 @@ impl Supervisor {
                         ));
                     }
                     self.start_done.wait_for(&mut g, WAIT_SLICE);
+                    parking_lot::MutexGuard::unlocked(&mut g, super::tick_caller);
                     continue;
                 }
                 _ => {}

@@ -2,7 +2,7 @@
 //! numbers follow what was actually served (requests, rounds, upstream and tool calls, MCP
 //! state, in-flight, shed).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -234,6 +234,8 @@ fn reset(s: std::net::TcpStream) {
 /// A client that leaves mid-run is an outcome, not an error status: the access line says
 /// `status=client_gone` and the metrics count it under the documented `status="499"` label,
 /// streaming or not. (Before, a fake 499 travelled inside the error and the log said 499.)
+/// The tool call it leaves (a lone call, run on the request's worker) is cancelled at once:
+/// the request ends seconds before the 20 s call would have.
 #[test]
 fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
     let dir = TempDir::new("metrics-gone");
@@ -249,7 +251,7 @@ fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
 
     // Streaming: the tool call is announced, then the client hangs up while it runs.
     let body = json!({"model": "demo", "stream": true,
-        "messages": [{"role": "user", "content": "sleep 3000"}]});
+        "messages": [{"role": "user", "content": "sleep 20000"}]});
     let mut stream = SseClient::open(addr, &body);
     assert_eq!(stream.status, 200);
     while let Some((block, _)) = stream.next_block() {
@@ -261,14 +263,20 @@ fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
             "the stream ended before the tool call"
         );
     }
+    let left = Instant::now();
     reset(stream.into_stream());
     let line = proc.wait_line(Duration::from_secs(20), access_line);
     assert!(line.contains(" status=client_gone "), "{line}");
+    assert!(
+        left.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        left.elapsed()
+    );
 
     // Not streaming: once the first round is done (the tool is running), the client hangs up.
     let before = upstream_calls();
     let body = json!({"model": "demo",
-        "messages": [{"role": "user", "content": "sleep 3000"}]})
+        "messages": [{"role": "user", "content": "sleep 20000"}]})
     .to_string();
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -279,9 +287,15 @@ fn a_departed_client_is_logged_as_gone_and_counted_as_499() {
     wait_for(Duration::from_secs(10), "the first round", || {
         (upstream_calls() > before).then_some(())
     });
+    let left = Instant::now();
     reset(s);
     let line = proc.wait_line(Duration::from_secs(20), access_line);
     assert!(line.contains(" status=client_gone "), "{line}");
+    assert!(
+        left.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        left.elapsed()
+    );
 
     let (_, text) = scrape(addr);
     let m = |s: &str| must(&text, s);

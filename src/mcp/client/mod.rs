@@ -4,7 +4,8 @@
 //! `initialize`) is in `handshake.rs`.
 //!
 //! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
-//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms); the
+//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms, and the
+//! caller's lent hook runs between them: `mcp::tick_caller`); the
 //! transport's threads route each reply to its waiter by id, answer server→client requests
 //! (`ping` → `{}`, everything else → -32601) and handle notifications. When the transport dies,
 //! every waiter fails at once with [`Error::Closed`]. The pending map is locked only to insert
@@ -235,7 +236,7 @@ impl Session {
             match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(f)) => return Err(failure_error(f)),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => super::tick_caller(),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(RequestError::Failed(Error::Closed(
                         "reply channel dropped".into(),

@@ -31,6 +31,9 @@ use crate::mcp::protocol::cut;
 use crate::secret::display_url;
 use crate::sse_codec::{SseItem, SseReader};
 
+/// Longest single wait for the endpoint event, so the caller's hook runs meanwhile.
+const ENDPOINT_WAIT_SLICE: Duration = Duration::from_millis(100);
+
 /// A connected legacy SSE session. Dropping it closes the connection.
 pub struct SseTransport {
     shared: Arc<Shared>,
@@ -127,7 +130,15 @@ impl SseTransport {
             return Err(format!("cannot start reader thread: {e}"));
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        let endpoint = match rx.recv_timeout(wait) {
+        // In slices, so the caller's hook runs meanwhile (`mcp::tick_caller`).
+        let received = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(ENDPOINT_WAIT_SLICE)) {
+                Err(RecvTimeoutError::Timeout) if !left.is_zero() => crate::mcp::tick_caller(),
+                other => break other,
+            }
+        };
+        let endpoint = match received {
             Ok(Ok(endpoint)) => endpoint,
             Ok(Err(reason)) => return Err(reason),
             Err(RecvTimeoutError::Timeout) => {

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use ureq::http::{HeaderName, HeaderValue};
 use ureq::{Agent, RequestBuilder};
 
@@ -26,6 +26,8 @@ use crate::secret::Secret;
 
 /// TCP (and TLS) connection setup limit; a request's own deadline may cut it shorter.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest single wait for a stream slot, so the caller's hook runs meanwhile.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Largest JSON body (reply, error) we read from a POST response.
 pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 /// Largest SSE event we accept (one JSON-RPC message, possibly with base64 images).
@@ -314,8 +316,13 @@ impl Slots {
         let (used, freed, max) = &*self.0;
         let mut n = used.lock();
         while *n >= *max {
-            if freed.wait_until(&mut n, deadline).timed_out() && *n >= *max {
-                return None;
+            // In slices, so the caller's hook runs meanwhile (`mcp::tick_caller`).
+            let slice = (Instant::now() + WAIT_SLICE).min(deadline);
+            if freed.wait_until(&mut n, slice).timed_out() && *n >= *max {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                MutexGuard::unlocked(&mut n, crate::mcp::tick_caller);
             }
         }
         *n += 1;
