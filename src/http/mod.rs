@@ -342,6 +342,8 @@ impl Server {
     ) -> io::Result<Server> {
         limits.validate()?;
         let local_addr = listener.local_addr()?;
+        // As many new clients may queue as may be connected at once.
+        crate::sys::net::set_accept_backlog(&listener, limits.max_connections)?;
         let shared = Arc::new(Shared {
             waker: crate::sys::net::Waker::new()?,
             epoll: crate::sys::net::Epoll::new()?,

@@ -1,7 +1,7 @@
 //! The few Linux syscalls std does not expose: an epoll instance, an eventfd used to wake the
 //! poller, a non-blocking check whether a peer hung up (half-close is not), and a bounded wait
-//! for a socket to become writable; plus two small socket helpers of the poller (non-blocking
-//! small writes, accept error classification).
+//! for a socket to become writable, a listener's accept backlog; plus two small socket helpers
+//! of the poller (non-blocking small writes, accept error classification).
 //!
 //! Thread model: `Epoll` waits only on the poller thread; workers re-arm connections in it
 //! (`epoll_ctl` is thread-safe); `Waker` is shared (`&self` methods, eventfd writes are
@@ -9,7 +9,7 @@
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -227,6 +227,21 @@ pub fn peer_alive(fd: RawFd) -> bool {
 
 /// Write a small response without blocking; false unless every byte went out. Used only for
 /// short messages on sockets we are about to read from or close, whose send buffer is empty.
+/// Let up to `backlog` connections wait to be accepted (the kernel caps it at
+/// `net.core.somaxconn`). std listens with 128: a burst of new clients beyond that (a thousand
+/// streams starting) has its SYNs dropped, and each of those clients, a health probe among
+/// them, waits a second for its SYN to be retransmitted. `listen` again on a listening socket
+/// only changes its backlog.
+pub fn set_accept_backlog(listener: &TcpListener, backlog: usize) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen on a descriptor the listener owns and keeps open across the call; no
+    // memory is passed.
+    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
     let mut s = stream;
     let mut rest = bytes;
@@ -286,6 +301,28 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         peer_gone(server.as_raw_fd())
+    }
+
+    /// Connections beyond std's backlog of 128 wait in the accept queue instead of having
+    /// their SYNs dropped (a dropped SYN is retried after a second: the connect times out).
+    #[test]
+    fn a_raised_backlog_queues_a_burst_of_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_accept_backlog(&listener, 1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel caps the backlog at net.core.somaxconn (4096 since Linux 5.4).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(128);
+        let burst = cap.min(600);
+        let clients: Vec<TcpStream> = (0..burst)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(clients.len(), burst);
     }
 
     #[test]
