@@ -20,7 +20,7 @@
 //!
 //! Thread model: callers block on their own request with a deadline; each transport owns the
 //! threads that read its connection (see `transport/`); no lock is held across I/O. Every wait
-//! of a call is cut in slices of at most 100 ms, and between slices it calls [`tick_caller`],
+//! of a call is cut in slices of at most 100 ms, and between slices it calls `tick_caller`,
 //! so a caller that runs a call on its own thread (the tool loop, on the request's worker)
 //! keeps its client's stream alive and watches its deadline meanwhile.
 
