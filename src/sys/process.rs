@@ -112,22 +112,28 @@ pub fn is_root() -> bool {
 /// `by` (Linux applies `setpriority(PRIO_PROCESS, tid)` to one thread). Raising nice needs
 /// no privilege; it cannot be undone without one.
 pub fn lower_thread_priority(by: i32) -> io::Result<()> {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    let tid = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
-    // getpriority can return -1 legitimately, so errno is cleared first and checked after.
-    errno_clear();
-    // SAFETY: getpriority reads the nice value of a thread id; no memory involved.
-    let current = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
-    if current == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
-        return Err(io::Error::last_os_error());
-    }
+    let (tid, current) = this_thread_nice()?;
     let target = current.saturating_add(by).min(19);
     // SAFETY: setpriority changes the nice value of this thread only; no memory involved.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The calling thread's id and nice value.
+fn this_thread_nice() -> io::Result<(libc::id_t, libc::c_int)> {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let tid = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
+    // getpriority can return -1 legitimately, so errno is cleared first and checked after.
+    errno_clear();
+    // SAFETY: getpriority reads the nice value of a thread id; no memory involved.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+    if nice == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((tid, nice))
 }
 
 fn errno_clear() {
@@ -141,15 +147,7 @@ fn errno_clear() {
 /// it wakes, instead of waiting for that slice to end; older kernels ignore the request (or
 /// refuse it, which is harmless). Unprivileged.
 pub fn request_short_slice(slice: std::time::Duration) -> io::Result<()> {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    let id = libc::id_t::try_from(tid).map_err(|_| io::Error::other("negative thread id"))?;
-    errno_clear();
-    // SAFETY: getpriority reads the nice value of a thread id; no memory involved.
-    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, id) };
-    if nice == -1 && io::Error::last_os_error().raw_os_error() != Some(0) {
-        return Err(io::Error::last_os_error());
-    }
+    let (tid, nice) = this_thread_nice()?;
     let attr = libc::sched_attr {
         size: u32::try_from(std::mem::size_of::<libc::sched_attr>()).unwrap_or(u32::MAX),
         sched_policy: u32::try_from(libc::SCHED_OTHER).unwrap_or_default(),
