@@ -1,7 +1,8 @@
 //! The poller: one thread with an epoll loop that owns the listener and every connection not
 //! being served. It accepts, reads heads and bodies without blocking, enforces the limits and
-//! timeouts, admits complete requests to the worker pool (or sheds them with 503), takes served
-//! connections back for keep-alive, and runs the shutdown drain.
+//! timeouts, admits complete requests to the worker pool (or sheds them with 503), answers the
+//! probes its handler marks (`Handler::answered_by_poller`) itself, takes served connections
+//! back for keep-alive, and runs the shutdown drain.
 //!
 //! Thread model: everything here runs on the poller thread. Workers talk to it only through the
 //! bounded `Done` channel, plus the eventfd `Waker` or a re-armed one-shot registration in the
