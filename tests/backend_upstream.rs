@@ -668,3 +668,68 @@ fn bodies_are_asked_for_and_read_plain() {
         }
     }
 }
+
+/// Whether `bytes` hold a whole request: its head and its `Content-Length` body.
+fn whole_request(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    bytes.len() >= end + 4 + length
+}
+
+#[test]
+fn a_request_leaves_in_one_write_and_spoiled_pooled_connections_are_not_reused() {
+    for kind in KINDS {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Requests 0–2 on one connection, the third answer followed by bytes nobody asked
+        // for; request 3 on a second connection, closed by the upstream after its answer;
+        // request 4 on a third.
+        let upstream = std::thread::spawn(move || {
+            let mut whole_at_first_read = Vec::new();
+            let mut connections = 0;
+            let mut conn: Option<TcpStream> = None;
+            for n in 0..5 {
+                let c = conn.get_or_insert_with(|| {
+                    connections += 1;
+                    listener.accept().unwrap().0
+                });
+                let mut buf = vec![0; 64 * 1024];
+                let mut got = c.read(&mut buf).unwrap();
+                whole_at_first_read.push(whole_request(&buf[..got]));
+                while !whole_request(&buf[..got]) {
+                    got += c.read(&mut buf[got..]).unwrap();
+                }
+                respond(c, "200 OK", "", kind.answer()).unwrap();
+                match n {
+                    2 => {
+                        c.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+                        conn = None;
+                    }
+                    3 => conn = None,
+                    _ => {}
+                }
+            }
+            (whole_at_first_read, connections)
+        });
+        let b = kind.backend(addr, Duration::from_secs(5));
+        for n in 0..5 {
+            // The upstream waits in its read; a pooled connection's close or stray bytes
+            // have arrived by the next request, as after any idle time.
+            std::thread::sleep(Duration::from_millis(50));
+            let t = turn(&*b, false, in_a_minute(), &mut Sink::default());
+            assert_eq!(t.map(|t| t.content).as_deref(), Ok("ok"), "{kind:?} #{n}");
+        }
+        let (whole_at_first_read, connections) = upstream.join().unwrap();
+        assert_eq!(
+            whole_at_first_read, [true; 5],
+            "{kind:?}: head and body in one write"
+        );
+        assert_eq!(connections, 3, "{kind:?}");
+    }
+}

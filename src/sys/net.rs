@@ -225,8 +225,6 @@ pub fn peer_alive(fd: RawFd) -> bool {
     }
 }
 
-/// Write a small response without blocking; false unless every byte went out. Used only for
-/// short messages on sockets we are about to read from or close, whose send buffer is empty.
 /// Let up to `backlog` connections wait to be accepted (the kernel caps it at
 /// `net.core.somaxconn`). std listens with 128: a burst of new clients beyond that (a thousand
 /// streams starting) has its SYNs dropped, and each of those clients, a health probe among
@@ -242,6 +240,8 @@ pub fn set_accept_backlog(listener: &TcpListener, backlog: usize) -> io::Result<
     Ok(())
 }
 
+/// Write a small response without blocking; false unless every byte went out. Used only for
+/// short messages on sockets we are about to read from or close, whose send buffer is empty.
 pub fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
     let mut s = stream;
     let mut rest = bytes;
