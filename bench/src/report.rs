@@ -87,7 +87,7 @@ pub fn write(r: &Results, m: &Machine, opts: &Opts) -> String {
         "Profiles, the fixes they led to (with before/after figures) and the plan for the \
          targets still missed are in [NOTES.md](NOTES.md).\n"
     );
-    machine(&mut o, m, r);
+    machine(&mut o, m, r, opts);
     crate::targets::against_nginx(&mut o, r);
     crate::targets::standing(&mut o, r);
     latency_table(&mut o, r);
@@ -100,8 +100,9 @@ pub fn write(r: &Results, m: &Machine, opts: &Opts) -> String {
     o
 }
 
-fn machine(o: &mut String, m: &Machine, r: &Results) {
+fn machine(o: &mut String, m: &Machine, r: &Results, opts: &Opts) {
     let _ = writeln!(o, "## Machine\n");
+    let _ = writeln!(o, "- aiproxy measured: {}", measured_binary(opts));
     let _ = writeln!(
         o,
         "- CPU: {} × {} (shared: other builds may run on the same cores)",
@@ -384,10 +385,10 @@ fn footprint_section(o: &mut String, r: &Results) {
     }
     let _ = writeln!(
         o,
-        "| Release binary (x86_64 glibc, stripped) | {:.2} MiB |",
+        "| Measured binary (stripped) | {:.2} MiB |",
         f.size_bytes as f64 / 1048576.0
     );
-    if let Some(n) = f.static_size_bytes.filter(|n| *n > 0) {
+    if let Some(n) = f.static_size_bytes.filter(|n| *n > 0 && *n != f.size_bytes) {
         let _ = writeln!(
             o,
             "| Static binary (x86_64 musl, `make static`) | {:.2} MiB |",
@@ -397,6 +398,19 @@ fn footprint_section(o: &mut String, r: &Results) {
     let _ = writeln!(o);
 }
 
+/// Which build every figure is of: the static one ships, a glibc build is a stand-in.
+fn measured_binary(opts: &Opts) -> String {
+    let path = opts.aiproxy.display().to_string();
+    if path.contains("-musl/") {
+        format!("`{path}`, the static musl build that ships (`make static`)")
+    } else {
+        format!(
+            "`{path}`, a glibc development build (no musl toolchain, or `BENCH_STATIC=0`): \
+             the shipped static binary allocates differently (see NOTES.md)"
+        )
+    }
+}
+
 fn reproduce(o: &mut String) {
     let _ = writeln!(
         o,
@@ -404,8 +418,9 @@ fn reproduce(o: &mut String) {
          ```sh\nmake bench                      # release build, static build if musl-gcc exists, full run (~5 min)\n\
          BENCH_SECS=1 BENCH_REPEATS=1 make bench   # quick smoke run\n\
          BENCH_PIN=1 make bench          # load generator on CPU 1, servers on CPU 0\n```\n\n\
-         `bench/run.sh` builds `target/release/aiproxy` (and `make static` when `musl-gcc` is \
-         installed; `BENCH_STATIC=0` skips it) and the harness (`bench/`, its own crate: fake \
+         `bench/run.sh` builds `target/release/aiproxy` and `make static` when `musl-gcc` is \
+         installed, and measures the static binary, which ships (`BENCH_STATIC=0` measures the \
+         glibc build instead), and the harness (`bench/`, its own crate: fake \
          upstream, load generator, driver), then runs `aiproxy-bench run`, which starts the \
          fake upstream, aiproxy and nginx (when installed; `target/bench/nginx/nginx.conf`) \
          on loopback ports with generated configs (`target/bench/bench-config.yaml`) and \

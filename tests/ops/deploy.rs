@@ -198,6 +198,13 @@ fn static_binary_serves_the_demo_in_a_container_like_environment() {
         eprintln!("SKIPPED: needs {} (make static-x86)", bin.display());
         return;
     }
+    // Its allocator is jemalloc built without thread caches (.cargo/config.toml): with them,
+    // 1,000 streams took twice the memory.
+    let image = std::fs::read(&bin).unwrap();
+    assert!(
+        image.windows(12).any(|w| w == b"tcache:false"),
+        "the static binary lost its allocator settings"
+    );
     // Exactly the environment the Dockerfile sets, listening on loopback for the test.
     let dockerfile = std::fs::read_to_string(repo("Dockerfile.static")).unwrap();
     let mut env_block = String::new();
