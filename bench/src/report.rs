@@ -282,9 +282,9 @@ fn tools_section(o: &mut String, r: &Results) {
          tool rounds − p50 with none) / {k}. The upstream share is a direct round trip to the \
          fake; the tool share is `tools/call echo` timed directly over the demo server's stdio; \
          all three are measured next to each other in each of {} repeats, and the overhead is \
-         computed per repeat. Each iteration crosses about seven threads (worker, tool-runner \
-         thread, MCP reader thread, and the demo server's reader and call threads), so this is \
-         the figure most sensitive to other load on the cores. The request writes to the \
+         computed per repeat. Each iteration crosses several threads (the worker, which runs a \
+         round of one call itself, aiproxy's MCP reader thread, and the demo server's reader \
+         and call threads), so this is the figure most sensitive to other load on the cores. The request writes to the \
          demo server's stdio are one `write` each in the probe, as the gateway makes them. The \
          order of the runs rotates between repeats.\n",
         r.tools.base.len()
