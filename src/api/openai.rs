@@ -210,20 +210,45 @@ impl Usage {
     }
 
     pub fn to_json(&self) -> Value {
-        let mut v = serde_json::json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        });
-        if self.cached_tokens > 0 {
-            v["prompt_tokens_details"] = serde_json::json!({ "cached_tokens": self.cached_tokens });
-        }
-        if self.reasoning_tokens > 0 {
-            v["completion_tokens_details"] =
-                serde_json::json!({ "reasoning_tokens": self.reasoning_tokens });
-        }
-        v
+        serde_json::to_value(self.wire()).unwrap_or(Value::Null)
     }
+
+    /// The `usage` object as clients get it, to serialize in place (no `Value` in between).
+    pub fn wire(&self) -> UsageWire {
+        UsageWire {
+            completion_tokens: self.completion_tokens,
+            completion_tokens_details: (self.reasoning_tokens > 0).then_some(ReasoningTokens {
+                reasoning_tokens: self.reasoning_tokens,
+            }),
+            prompt_tokens: self.prompt_tokens,
+            prompt_tokens_details: (self.cached_tokens > 0).then_some(CachedTokens {
+                cached_tokens: self.cached_tokens,
+            }),
+            total_tokens: self.prompt_tokens + self.completion_tokens,
+        }
+    }
+}
+
+/// [`Usage`] on the wire; fields in the order a `Value` would print them.
+#[derive(Debug, Serialize)]
+pub struct UsageWire {
+    completion_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningTokens>,
+    prompt_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens_details: Option<CachedTokens>,
+    total_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
 }
 
 /// Why a completion (or one round) ended, in OpenAI terms.

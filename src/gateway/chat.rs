@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::decode;
 use super::reply::{headers_ref, send_error, send_json};
 use super::routes::{Gateway, Served, cors_response_headers, unique_hex};
 use super::run::{Metered, ended, log_failure, refresh_degraded, run_headers};
 use crate::agent::{self, Collect, Outcome, Run};
-use crate::api::openai::ChatRequest;
+use crate::api::openai::{ChatRequest, ToolCall, UsageWire};
 use crate::app::Snapshot;
 use crate::auth::Caller;
 use crate::cancel::Cancel;
@@ -102,7 +102,9 @@ impl Gateway {
         let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
             .with_metrics(Arc::clone(&self.metrics))
             .with_max_calls(assistant.max_tool_calls_per_turn)
-            .with_audit(snap.audit.clone(), who(request_id, caller, &assistant.name));
+            .with_audit(snap.audit.clone(), || {
+                who(request_id, caller, &assistant.name)
+            });
         let mut headers = run_headers(request_id, &tools, cors_origin);
         let cancel = Cancel::new();
         let metered = Metered {
@@ -169,13 +171,18 @@ impl Gateway {
             Ok(out) => {
                 served.tool_calls = out.tool_calls;
                 served.rounds = out.rounds;
-                let body = match flavor {
-                    Flavor::Chat => completion_json(&completion_id, created, &assistant.name, &out),
-                    Flavor::Text => {
-                        text_completion_json(&completion_id, created, &assistant.name, &out)
+                let (id, model) = (completion_id.as_str(), assistant.name.as_str());
+                match flavor {
+                    Flavor::Chat => {
+                        send_json(resp, 200, &hdrs, &completion_json(id, created, model, &out))
                     }
-                };
-                send_json(resp, 200, &hdrs, &body)
+                    Flavor::Text => send_json(
+                        resp,
+                        200,
+                        &hdrs,
+                        &text_completion_json(id, created, model, &out),
+                    ),
+                }
             }
             Err(e) => {
                 let api = ApiError::from(&e);
@@ -187,22 +194,72 @@ impl Gateway {
     }
 }
 
-fn completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value {
-    let mut message = json!({"role": "assistant", "content": out.content, "refusal": null});
-    if !out.client_tool_calls.is_empty() {
-        message["tool_calls"] = serde_json::to_value(&out.client_tool_calls).unwrap_or(Value::Null);
-        if out.content.is_empty() {
-            message["content"] = Value::Null;
-        }
+/// A chat completion, serialized in place (no `Value` tree per answer); fields in the order a
+/// `Value` would print them, so the bytes are as they were.
+#[derive(Serialize)]
+struct Completion<'a, C> {
+    choices: [C; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    usage: UsageWire,
+}
+
+#[derive(Serialize)]
+struct ChatChoice<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    logprobs: Option<()>,
+    message: ChatMessage<'a>,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    /// `null` when the answer is only tool calls.
+    content: Option<&'a str>,
+    refusal: Option<()>,
+    role: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tool_calls: &'a [ToolCall],
+}
+
+/// A legacy completion's one choice: the loop's text as `text`.
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    logprobs: Option<()>,
+    text: &'a str,
+}
+
+fn completion_json<'a>(
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    out: &'a Outcome,
+) -> Completion<'a, ChatChoice<'a>> {
+    let tool_calls = out.client_tool_calls.as_slice();
+    let content =
+        (tool_calls.is_empty() || !out.content.is_empty()).then_some(out.content.as_str());
+    Completion {
+        choices: [ChatChoice {
+            finish_reason: out.finish_reason.as_str(),
+            index: 0,
+            logprobs: None,
+            message: ChatMessage {
+                content,
+                refusal: None,
+                role: "assistant",
+                tool_calls,
+            },
+        }],
+        created,
+        id,
+        model,
+        object: "chat.completion",
+        usage: out.usage.wire(),
     }
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
-        "usage": out.usage.to_json(),
-    })
 }
 
 /// Who asked, for a run: the request id, an allowed browser origin (its CORS headers go on
@@ -231,15 +288,25 @@ impl Flavor {
 }
 
 /// A legacy completion: the loop's text as the one choice's `text`.
-fn text_completion_json(id: &str, created: u64, model: &str, out: &Outcome) -> Value {
-    json!({
-        "id": id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [{"text": out.content, "index": 0, "logprobs": null, "finish_reason": out.finish_reason.as_str()}],
-        "usage": out.usage.to_json(),
-    })
+fn text_completion_json<'a>(
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    out: &'a Outcome,
+) -> Completion<'a, TextChoice<'a>> {
+    Completion {
+        choices: [TextChoice {
+            finish_reason: out.finish_reason.as_str(),
+            index: 0,
+            logprobs: None,
+            text: &out.content,
+        }],
+        created,
+        id,
+        model,
+        object: "text_completion",
+        usage: out.usage.wire(),
+    }
 }
 
 /// Who the audit log names for this request's tool calls.

@@ -1,7 +1,7 @@
 //! Writing a whole JSON answer or an OpenAI-shaped error, with the request's headers; each
 //! returns the [`Status`] it answered with, for the access line and the metrics.
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::http::Responder;
@@ -16,12 +16,19 @@ pub(crate) fn send_json(
     resp: &mut Responder<'_>,
     status: u16,
     headers: &[(&str, &str)],
-    body: &Value,
+    body: &(impl Serialize + ?Sized),
 ) -> Status {
     let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
     h.extend_from_slice(headers);
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let e = ApiError::internal(format!("the answer could not be encoded: {e}"));
+            return send_error(resp, headers, &e);
+        }
+    };
     // A failed write means the client left; there is nobody to tell.
-    let _ = resp.send(status, &h, body.to_string().as_bytes());
+    let _ = resp.send(status, &h, &bytes);
     Status::Http(status)
 }
 

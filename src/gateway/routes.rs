@@ -437,8 +437,17 @@ fn admin_listener_route(path: &str) -> bool {
 /// A `.` or `..` segment, raw or percent-encoded (`%2e`, `%2E`, mixed).
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|seg| {
-        let lower = seg.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
+        let mut rest = seg.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() {
+            rest = match rest {
+                [b'.', tail @ ..] => tail,
+                [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+                _ => return false,
+            };
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 
@@ -544,5 +553,37 @@ fn request_id(req: &Request) -> String {
             id.to_string()
         }
         _ => format!("req-{}", unique_hex()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_raw_or_percent_encoded() {
+        for path in [
+            "/v1/../admin",
+            "/v1/./models",
+            "/v1/%2e%2E/admin",
+            "/v1/.%2e",
+            "/v1/%2E",
+            "/.",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/v1/models",
+            "/v1/...",
+            "/v1/%2e%2e%2e",
+            "/v1/.hidden",
+            "/v1/a.b",
+            "/v1/%2f",
+            "/v1/%2",
+            "/v1/ü/..x",
+            "",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 }

@@ -135,8 +135,9 @@ impl ToolSet {
 
     /// Also write every call of this set to the audit log, if there is one (lines it cannot
     /// queue are counted in the metrics, when the set carries them).
-    pub fn with_audit(mut self, log: Option<Arc<AuditLog>>, who: Who) -> ToolSet {
-        self.audit = log.map(|l| (l, who));
+    /// `who` is asked only when there is a log (no per-request strings otherwise).
+    pub fn with_audit(mut self, log: Option<Arc<AuditLog>>, who: impl FnOnce() -> Who) -> ToolSet {
+        self.audit = log.map(|l| (l, who()));
         self
     }
 

@@ -197,10 +197,9 @@ fn create(ctx: &Ctx<'_>, req: &Request, resp: &mut Responder<'_>) -> Served {
     let tools = ToolSet::build(&servers, &assistant.allowed_tools, &assistant.denied_tools)
         .with_metrics(Arc::clone(ctx.metrics))
         .with_max_calls(assistant.max_tool_calls_per_turn)
-        .with_audit(
-            ctx.snap.audit.clone(),
-            crate::gateway::chat::who(ctx.request_id, ctx.caller, &assistant.name),
-        );
+        .with_audit(ctx.snap.audit.clone(), || {
+            crate::gateway::chat::who(ctx.request_id, ctx.caller, &assistant.name)
+        });
     let origins: HashMap<String, (String, String)> = tools
         .tools
         .iter()
