@@ -37,7 +37,8 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
-use ureq::http::Response;
+use ureq::http::header::{ACCEPT, ACCEPT_ENCODING, HeaderName, HeaderValue};
+use ureq::http::{Response, Uri};
 use ureq::unversioned::transport::{Connector, RustlsConnector};
 
 use self::transport::TcpConnector;
@@ -80,6 +81,9 @@ pub struct Upstream {
     url: String,
     /// Sent in order; values may be credentials, so they stay `Secret` until the wire.
     headers: Vec<(String, Secret)>,
+    /// `url` and `headers` parsed once for every request (credentials marked sensitive);
+    /// `None` when one does not parse, and each request then reports it as ureq does.
+    parsed: Option<Parsed>,
     limits: Limits,
     /// The provider's reading of an error body: its message, or `None` when it has no known
     /// shape (the text itself is used then, cut and scrubbed).
@@ -96,6 +100,7 @@ impl Upstream {
     ) -> Upstream {
         Upstream {
             agent: build_agent(timeout),
+            parsed: Parsed::new(&url, &headers),
             url,
             headers,
             limits,
@@ -144,10 +149,22 @@ impl Upstream {
         deadline: Instant,
         traceparent: Option<&str>,
     ) -> Result<Response<ureq::Body>, Error> {
-        let mut rb = self.agent.post(&self.url);
-        for (name, value) in &self.headers {
-            rb = rb.header(name.as_str(), value.expose());
-        }
+        let mut rb = match &self.parsed {
+            Some(parsed) => {
+                let mut rb = self.agent.post(parsed.uri.clone());
+                for (name, value) in &parsed.headers {
+                    rb = rb.header(name.clone(), value.clone());
+                }
+                rb
+            }
+            None => {
+                let mut rb = self.agent.post(&self.url);
+                for (name, value) in &self.headers {
+                    rb = rb.header(name.as_str(), value.expose());
+                }
+                rb
+            }
+        };
         // The trace this round belongs to (W3C Trace Context), unless configured headers set one.
         if let Some(tp) = traceparent
             && !self
@@ -159,11 +176,11 @@ impl Upstream {
         }
         let configured = |h: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h));
         if event_stream && !configured("accept") {
-            rb = rb.header("Accept", "text/event-stream");
+            rb = rb.header(ACCEPT, HeaderValue::from_static("text/event-stream"));
         }
         if !configured("accept-encoding") {
             // Answers are read plain (see `identity_only`).
-            rb = rb.header("Accept-Encoding", "identity");
+            rb = rb.header(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
         // The request deadline bounds the whole exchange, body reads included: an upstream that
         // trickles bytes (keep-alives, whitespace) never trips the per-read timeout, this one fires.
@@ -247,6 +264,27 @@ fn build_agent(timeout: Duration) -> Agent {
             .chain(RustlsConnector::default())
             .chain(tick::TickConnector);
     Agent::with_parts(config, connector, CachingResolver::default())
+}
+
+/// An upstream's URL and configured headers, parsed once.
+struct Parsed {
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Parsed {
+    fn new(url: &str, headers: &[(String, Secret)]) -> Option<Parsed> {
+        let uri = url.parse().ok()?;
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let mut value = HeaderValue::from_str(value.expose()).ok()?;
+                value.set_sensitive(true);
+                Some((HeaderName::from_bytes(name.as_bytes()).ok()?, value))
+            })
+            .collect::<Option<_>>()?;
+        Some(Parsed { uri, headers })
+    }
 }
 
 /// A 2xx answer whose body is not plain, refused with the coding named.
