@@ -25,6 +25,7 @@
 //! round's tool results as one user message of `image_url` parts, at most
 //! [`MAX_IMAGE_BYTES_PER_REQUEST`] of them per request ([`vision`]).
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -283,13 +284,17 @@ impl<'a> Run<'a> {
         runner: &mut LazyRunner<'_>,
     ) -> Result<Outcome, LoopError> {
         let mut messages = prepared.messages.clone();
-        let offered: Vec<Tool> = self
-            .tools
-            .definitions()
-            .iter()
-            .chain(&prepared.client_tools)
-            .cloned()
-            .collect();
+        // The set's own definitions as they are, unless the client added tools of its own.
+        let offered: Cow<'_, [Tool]> = if prepared.client_tools.is_empty() {
+            Cow::Borrowed(self.tools.definitions())
+        } else {
+            let all = self
+                .tools
+                .definitions()
+                .iter()
+                .chain(&prepared.client_tools);
+            Cow::Owned(all.cloned().collect())
+        };
         // A set: a hostile model or client may send thousands of calls and tools.
         let client_names: std::collections::HashSet<&str> = prepared
             .client_tools

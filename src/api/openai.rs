@@ -3,6 +3,8 @@
 //! so parameters and message fields we do not know (new OpenAI features) pass through unchanged.
 //! Never `deny_unknown_fields` here.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -48,8 +50,9 @@ pub struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Shared: an MCP tool's schema is built once when its server lists it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
+    pub parameters: Option<Arc<Value>>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }

@@ -62,6 +62,9 @@ pub struct ToolInfo {
     pub description: Option<String>,
     /// The MCP `inputSchema` (an object schema); `{"type":"object"}` when absent.
     pub input_schema: Value,
+    /// The schema offered to models as the function's `parameters`
+    /// (`protocol::parameters_schema`), built once when listed and shared by every request.
+    pub parameters: std::sync::Arc<Value>,
     /// The tool object exactly as the server listed it (for the admin API).
     pub raw: Value,
 }

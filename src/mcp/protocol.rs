@@ -4,7 +4,7 @@
 //! (with tasks-only tools dropped), `tools/call` parameters and `CallToolResult` decoding. Pure
 //! functions over `serde_json::Value`; no threads, no I/O.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{CallResult, Error, LeftOut, ToolInfo};
 
@@ -116,6 +116,7 @@ pub fn parse_tools_page(result: &Value) -> Result<ToolsPage, Error> {
                 .get("description")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            parameters: std::sync::Arc::new(parameters_schema(&input_schema)),
             input_schema,
             raw: t.clone(),
         });
@@ -199,9 +200,41 @@ pub fn cut(s: &str, max: usize) -> String {
     }
 }
 
+/// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
+/// TypeScript servers add (strict providers reject unknown top-level keywords).
+pub(crate) fn parameters_schema(input: &Value) -> Value {
+    let mut schema = match input {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    schema.remove("$schema");
+    if !schema.contains_key("type") {
+        schema.insert("type".into(), json!("object"));
+    }
+    if schema.get("type") == Some(&json!("object")) && !schema.contains_key("properties") {
+        schema.insert("properties".into(), json!({}));
+    }
+    Value::Object(schema)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_cleanup() {
+        let s = parameters_schema(
+            &json!({"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"a":{"type":"number"}}}),
+        );
+        assert_eq!(
+            s,
+            json!({"type":"object","properties":{"a":{"type":"number"}}})
+        );
+        assert_eq!(
+            parameters_schema(&Value::Null),
+            json!({"type":"object","properties":{}})
+        );
+    }
 
     #[test]
     fn offers_newest_version_and_no_capabilities() {

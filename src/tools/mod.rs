@@ -232,7 +232,7 @@ impl ToolSet {
                 function: FunctionDef {
                     name: name.clone(),
                     description: Some(description),
-                    parameters: Some(parameters_schema(&info.input_schema)),
+                    parameters: Some(Arc::clone(&info.parameters)),
                     rest: Map::new(),
                 },
             });
@@ -325,41 +325,4 @@ pub fn printable(s: &str) -> String {
         }
     }
     out
-}
-
-/// MCP `inputSchema` → OpenAI `parameters`: an object schema without the `$schema` marker that
-/// TypeScript servers add (strict providers reject unknown top-level keywords).
-fn parameters_schema(input: &Value) -> Value {
-    let mut schema = match input {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    schema.remove("$schema");
-    if !schema.contains_key("type") {
-        schema.insert("type".into(), json!("object"));
-    }
-    if schema.get("type") == Some(&json!("object")) && !schema.contains_key("properties") {
-        schema.insert("properties".into(), json!({}));
-    }
-    Value::Object(schema)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_cleanup() {
-        let s = parameters_schema(
-            &json!({"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"a":{"type":"number"}}}),
-        );
-        assert_eq!(
-            s,
-            json!({"type":"object","properties":{"a":{"type":"number"}}})
-        );
-        assert_eq!(
-            parameters_schema(&Value::Null),
-            json!({"type":"object","properties":{}})
-        );
-    }
 }

@@ -39,7 +39,7 @@ fn tool(name: &str) -> Tool {
         function: FunctionDef {
             name: name.into(),
             description: Some("d".into()),
-            parameters: Some(json!({"type":"object"})),
+            parameters: Some(std::sync::Arc::new(json!({"type":"object"}))),
             rest: Map::new(),
         },
     }

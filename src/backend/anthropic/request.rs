@@ -117,7 +117,7 @@ fn tools(offered: &[Tool], messages: &[Value], prompt_caching: bool) -> (Vec<Val
             ok
         })
         .map(|t| {
-            let mut schema = match &t.function.parameters {
+            let mut schema = match t.function.parameters.as_deref() {
                 Some(Value::Object(m)) => m.clone(),
                 _ => Map::new(),
             };

@@ -32,7 +32,7 @@ pub(super) fn client_tool_call<'a>(tools: &'a [Tool], text: &str) -> Option<(&'a
                         .any(|u| u.starts_with(w) || w.starts_with(*u) && u.len() >= 4)
                 })
     })?;
-    Some((tool, arguments(tool.function.parameters.as_ref(), text)))
+    Some((tool, arguments(tool.function.parameters.as_deref(), text)))
 }
 
 /// Required properties (else all) of an object schema, filled from the text.
@@ -179,7 +179,7 @@ mod tests {
             function: FunctionDef {
                 name: name.into(),
                 description: None,
-                parameters: Some(params),
+                parameters: Some(std::sync::Arc::new(params)),
                 rest: Map::new(),
             },
         }

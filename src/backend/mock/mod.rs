@@ -211,7 +211,7 @@ fn fit_text_argument(args: Value, tool: &Tool) -> Value {
     let props = tool
         .function
         .parameters
-        .as_ref()
+        .as_deref()
         .and_then(|p| p.get("properties"))
         .and_then(Value::as_object);
     let strings: Vec<&String> = props

@@ -17,7 +17,7 @@ fn tool(name: &str) -> Tool {
         function: FunctionDef {
             name: name.into(),
             description: None,
-            parameters: Some(json!({"type":"object"})),
+            parameters: Some(std::sync::Arc::new(json!({"type":"object"}))),
             rest: Map::new(),
         },
     }

@@ -226,7 +226,7 @@ fn tool(t: &Tool) -> Option<Value> {
     if let Some(d) = t.function.description.as_deref().filter(|d| !d.is_empty()) {
         def.insert("description".into(), json!(d));
     }
-    let params = match &t.function.parameters {
+    let params = match t.function.parameters.as_deref() {
         Some(Value::Object(p)) => Value::Object(p.clone()),
         _ => json!({"type": "object", "properties": {}}),
     };

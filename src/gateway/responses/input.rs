@@ -347,7 +347,10 @@ pub fn client_tools(tools: &[Value]) -> Result<Vec<Tool>, ApiError> {
                             .get("description")
                             .and_then(Value::as_str)
                             .map(str::to_string),
-                        parameters: t.get("parameters").filter(|v| !v.is_null()).cloned(),
+                        parameters: t
+                            .get("parameters")
+                            .filter(|v| !v.is_null())
+                            .map(|v| std::sync::Arc::new(v.clone())),
                         rest,
                     },
                 });
