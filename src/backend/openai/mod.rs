@@ -13,11 +13,14 @@ mod stream;
 
 use std::sync::Arc;
 
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use ureq::Agent;
 
 use super::upstream::{Limits, Upstream};
 use super::{Backend, Error, Turn, TurnRequest, TurnSink};
+use crate::api::openai::{Message, Tool};
 use crate::config::BackendConfig;
 use crate::secret::Secret;
 
@@ -75,8 +78,7 @@ pub(super) fn headers(cfg: &BackendConfig) -> Vec<(String, Secret)> {
 
 impl Backend for OpenAiBackend {
     fn turn(&self, req: &TurnRequest<'_>, sink: &mut dyn TurnSink) -> Result<Turn, Error> {
-        let payload = build_payload(req)?;
-        let body = serde_json::to_vec(&Value::Object(payload))
+        let body = serde_json::to_vec(&build_payload(req))
             .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
         if req.stream {
             let mut decoder = stream::ChunkDecoder::default();
@@ -96,63 +98,114 @@ impl Backend for OpenAiBackend {
 /// `extra_body` last. A `null`
 /// in `extra_body` removes that key (so an operator can drop e.g. `stream_options` for a server
 /// that rejects it).
-fn build_payload(req: &TurnRequest<'_>) -> Result<Map<String, Value>, Error> {
-    let encode = |e: serde_json::Error| Error::Protocol(format!("cannot encode request: {e}"));
-    let mut p = Map::new();
-    p.insert("model".into(), Value::String(req.model.to_string()));
-    let mut messages = serde_json::to_value(req.messages).map_err(encode)?;
-    if let Value::Array(list) = &mut messages {
-        for m in list.iter_mut().filter_map(Value::as_object_mut) {
-            let calls = m
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .is_some_and(|c| !c.is_empty());
-            if calls && m.get("content").is_none_or(Value::is_null) {
-                m.insert("content".into(), Value::String(String::new()));
-            }
-        }
-    }
-    p.insert("messages".into(), messages);
+fn build_payload<'a>(req: &TurnRequest<'a>) -> Payload<'a> {
+    let mut members = Map::new();
+    members.insert("model".into(), Value::String(req.model.to_string()));
     for (k, v) in req.params {
         // These are ours to set; a stray copy in params must not replace them.
         if !matches!(k.as_str(), "model" | "messages" | "stream") {
-            p.insert(k.clone(), v.clone());
+            members.insert(k.clone(), v.clone());
         }
     }
-    if !req.final_round && !req.tools.is_empty() {
-        p.insert(
-            "tools".into(),
-            serde_json::to_value(req.tools).map_err(encode)?,
-        );
+    let offer_tools = !req.final_round && !req.tools.is_empty();
+    if offer_tools {
+        members.remove("tools");
         if let Some(choice) = req.tool_choice {
-            p.insert("tool_choice".into(), choice.clone());
+            members.insert("tool_choice".into(), choice.clone());
         }
     } else {
         // OpenAI rejects these without `tools`; the final round must not fail.
         for k in ["tools", "tool_choice", "parallel_tool_calls"] {
-            p.remove(k);
+            members.remove(k);
         }
     }
-    p.insert("stream".into(), Value::Bool(req.stream));
+    members.insert("stream".into(), Value::Bool(req.stream));
     if req.stream {
-        let mut opts = match p.remove("stream_options") {
+        let mut opts = match members.remove("stream_options") {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
         opts.insert("include_usage".into(), Value::Bool(true));
-        p.insert("stream_options".into(), Value::Object(opts));
+        members.insert("stream_options".into(), Value::Object(opts));
     } else {
         // "stream_options is only allowed when stream is enabled".
-        p.remove("stream_options");
+        members.remove("stream_options");
     }
+    let mut payload = Payload {
+        members,
+        messages: Some(req.messages),
+        tools: offer_tools.then_some(req.tools),
+    };
     for (k, v) in req.extra_body {
-        if v.is_null() {
-            p.remove(k);
+        payload.set(k, v);
+    }
+    payload
+}
+
+/// The request body: the small members in a map, merged as above; the messages and the tools
+/// serialized straight from the request, with no `Value` copy of either (a tool round's body
+/// carries every tool schema and the whole conversation, twice per request).
+struct Payload<'a> {
+    members: Map<String, Value>,
+    /// `None` once `extra_body` replaced or removed them.
+    messages: Option<&'a [Message]>,
+    tools: Option<&'a [Tool]>,
+}
+
+impl Payload<'_> {
+    /// An `extra_body` entry: set `key` to `value`, or remove it when `value` is `null`.
+    fn set(&mut self, key: &str, value: &Value) {
+        match key {
+            "messages" => self.messages = None,
+            "tools" => self.tools = None,
+            _ => {}
+        }
+        if value.is_null() {
+            self.members.remove(key);
         } else {
-            p.insert(k.clone(), v.clone());
+            self.members.insert(key.to_string(), value.clone());
         }
     }
-    Ok(p)
+}
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let typed = usize::from(self.messages.is_some()) + usize::from(self.tools.is_some());
+        let mut map = s.serialize_map(Some(self.members.len() + typed))?;
+        if let Some(messages) = self.messages {
+            map.serialize_entry("messages", &Messages(messages))?;
+        }
+        if let Some(tools) = self.tools {
+            map.serialize_entry("tools", tools)?;
+        }
+        for (k, v) in &self.members {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// The conversation as upstreams take it: an assistant message with `tool_calls` and no
+/// content gets `content: ""`.
+struct Messages<'a>(&'a [Message]);
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for m in self.0 {
+            let calls = m.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+            if calls && m.content.is_none() {
+                let mut v = serde_json::to_value(m).map_err(serde::ser::Error::custom)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("content".into(), Value::String(String::new()));
+                }
+                seq.serialize_element(&v)?;
+            } else {
+                seq.serialize_element(m)?;
+            }
+        }
+        seq.end()
+    }
 }
 
 /// The message of an error body (`{"error":{"message",…}}` or `{"error":"text"}`).

@@ -49,8 +49,9 @@ impl Req {
         }
     }
 
+    /// The body as the upstream gets it.
     fn payload(&self, stream: bool, final_round: bool) -> Map<String, Value> {
-        build_payload(&TurnRequest {
+        let payload = build_payload(&TurnRequest {
             model: "m1",
             messages: &self.messages,
             tools: &self.tools,
@@ -60,8 +61,12 @@ impl Req {
             extra_body: &self.extra,
             stream,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
-        })
-        .unwrap()
+        });
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        let Ok(Value::Object(body)) = serde_json::from_slice(&bytes) else {
+            panic!("not an object: {}", String::from_utf8_lossy(&bytes));
+        };
+        body
     }
 }
 
@@ -118,6 +123,28 @@ fn extra_body_is_merged_last_and_null_removes() {
     assert_eq!(p["model"], json!("forced"));
     assert_eq!(p["top_k"], json!(5));
     assert!(!p.contains_key("stream_options"));
+}
+
+#[test]
+fn extra_body_replaces_or_removes_the_messages_and_tools_too() {
+    let mut r = Req::new();
+    r.extra = obj(json!({"tools":null,"messages":[{"role":"user","content":"forced"}]}));
+    let p = r.payload(false, false);
+    assert!(!p.contains_key("tools"), "{p:?}");
+    assert_eq!(p["messages"], json!([{"role":"user","content":"forced"}]));
+    let text = serde_json::to_string(&build_payload(&TurnRequest {
+        model: "m1",
+        messages: &r.messages,
+        tools: &r.tools,
+        tool_choice: None,
+        final_round: false,
+        params: &r.params,
+        extra_body: &r.extra,
+        stream: false,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+    }))
+    .unwrap();
+    assert_eq!(text.matches("\"messages\"").count(), 1, "{text}");
 }
 
 fn cfg(api_key: Option<&str>, headers: &[(&str, &str)]) -> BackendConfig {
