@@ -169,7 +169,9 @@ impl Message {
     /// Compact one-line JSON (serde_json escapes control characters, so no raw newline can
     /// appear inside), without the trailing newline.
     pub fn to_line(&self) -> String {
-        self.to_value().to_string()
+        // Straight from the message: a `tools/call`'s arguments are not copied into a `Value`
+        // first. The same JSON as `to_value()`, members in the same order.
+        serde_json::to_string(self).unwrap_or_else(|_| self.to_value().to_string())
     }
 
     /// Classify one JSON value as a message.
@@ -201,6 +203,42 @@ impl Message {
             return Ok(Message::Response { id, result });
         }
         Err("neither a request, a notification nor a response".into())
+    }
+}
+
+/// The wire form, members in the order [`Message::to_value`] prints them (sorted).
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Message::Request { id, method, params } => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("jsonrpc", "2.0")?;
+                m.serialize_entry("method", method)?;
+                if let Some(p) = params {
+                    m.serialize_entry("params", p)?;
+                }
+            }
+            Message::Notification { method, params } => {
+                m.serialize_entry("jsonrpc", "2.0")?;
+                m.serialize_entry("method", method)?;
+                if let Some(p) = params {
+                    m.serialize_entry("params", p)?;
+                }
+            }
+            Message::Response { id, result } => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("jsonrpc", "2.0")?;
+                m.serialize_entry("result", result)?;
+            }
+            Message::Error { id, error } => {
+                m.serialize_entry("error", error)?;
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("jsonrpc", "2.0")?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -336,6 +374,43 @@ mod tests {
         assert!(bad.is_empty());
         assert_eq!(msgs.len(), 1);
         msgs.remove(0)
+    }
+
+    #[test]
+    fn a_line_is_the_message_as_a_value() {
+        let messages = [
+            Message::request(
+                Id::Int(7),
+                "tools/call",
+                Some(json!({"name":"é","arguments":{"b":1,"a":[null]}})),
+            ),
+            Message::request(Id::Str("x\n".into()), "ping", None),
+            Message::notification("notifications/cancelled", Some(json!({"requestId":7}))),
+            Message::Response {
+                id: Id::Int(1),
+                result: json!({"tools":[]}),
+            },
+            Message::Error {
+                id: None,
+                error: RpcError {
+                    code: -32600,
+                    message: "bad".into(),
+                    data: Some(json!([1])),
+                },
+            },
+        ];
+        for m in messages {
+            let line = m.to_line();
+            assert!(!line.contains('\n'), "{line}");
+            assert_eq!(
+                serde_json::from_str::<Value>(&line).unwrap(),
+                m.to_value(),
+                "{line}"
+            );
+            if !matches!(m, Message::Error { .. }) {
+                assert_eq!(line, m.to_value().to_string());
+            }
+        }
     }
 
     #[test]
