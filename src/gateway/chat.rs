@@ -173,14 +173,17 @@ impl Gateway {
                 served.rounds = out.rounds;
                 let (id, model) = (completion_id.as_str(), assistant.name.as_str());
                 match flavor {
-                    Flavor::Chat => {
-                        send_json(resp, 200, &hdrs, &completion_json(id, created, model, &out))
-                    }
+                    Flavor::Chat => send_json(
+                        resp,
+                        200,
+                        &hdrs,
+                        &chat_completion_body(id, created, model, &out),
+                    ),
                     Flavor::Text => send_json(
                         resp,
                         200,
                         &hdrs,
-                        &text_completion_json(id, created, model, &out),
+                        &text_completion_body(id, created, model, &out),
                     ),
                 }
             }
@@ -195,7 +198,8 @@ impl Gateway {
 }
 
 /// A chat completion, serialized in place (no `Value` tree per answer); fields in the order a
-/// `Value` would print them, so the bytes are as they were.
+/// `Value` would print them, so the bytes are as they were (but tool calls, whose members now
+/// print in their declared order).
 #[derive(Serialize)]
 struct Completion<'a, C> {
     choices: [C; 1],
@@ -233,7 +237,7 @@ struct TextChoice<'a> {
     text: &'a str,
 }
 
-fn completion_json<'a>(
+fn chat_completion_body<'a>(
     id: &'a str,
     created: u64,
     model: &'a str,
@@ -288,7 +292,7 @@ impl Flavor {
 }
 
 /// A legacy completion: the loop's text as the one choice's `text`.
-fn text_completion_json<'a>(
+fn text_completion_body<'a>(
     id: &'a str,
     created: u64,
     model: &'a str,
