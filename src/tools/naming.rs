@@ -18,20 +18,29 @@ pub const MAX_NAME: usize = 64;
 const SUFFIX_LEN: usize = 9; // "_" + 8 hex digits
 
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    push_sanitized(&mut out, s);
+    out
 }
 
-/// The plain `<server>__<tool>` form, sanitized (possibly too long).
+fn push_sanitized(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// The plain `<server>__<tool>` form, sanitized (possibly too long). Built in one string: it
+/// is worked out for every tool of every request.
 pub fn plain_name(server: &str, tool: &str) -> String {
-    format!("{}__{}", sanitize(server), sanitize(tool))
+    let mut name = String::with_capacity(server.len() + 2 + tool.len());
+    push_sanitized(&mut name, server);
+    name.push_str("__");
+    push_sanitized(&mut name, tool);
+    name
 }
 
 /// The exposed name before collision handling: the plain form when it fits, else the server
