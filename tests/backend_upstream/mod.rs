@@ -1,8 +1,9 @@
 //! The shared upstream HTTP layer (`backend::upstream`), pinned once for every HTTP backend
 //! kind: each test loops over `openai` and `anthropic` against a tiny raw HTTP/1.1 upstream
 //! defined here (scripted per test). Redirects are not followed; a connect timeout is a
-//! timeout (504) for both; concurrent and sequential turns reuse pooled connections; refused
-//! credentials and key echoes are scrubbed alike; a trickling stream ends at the deadline.
+//! timeout (504) for both; refused credentials and key echoes are scrubbed alike; bodies are
+//! asked for and read plain. Pooled connections: `pool.rs`; streams' ticks and deadlines:
+//! `ticks.rs`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +20,9 @@ use aiproxy::config::{BackendConfig, BackendKind};
 use aiproxy::error::ApiError;
 use aiproxy::secret::Secret;
 use serde_json::Map;
+
+mod pool;
+mod ticks;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -322,61 +326,6 @@ fn connect_timeout_is_a_timeout_for_every_backend() {
     }
 }
 
-/// Turns running at once per wave (more than ureq's default pool of 10 idle connections).
-const WAVE: usize = 16;
-const WAVES: usize = 3;
-
-#[test]
-fn pooled_connections_are_reused_by_concurrent_and_sequential_turns() {
-    for kind in KINDS {
-        // Every request of a wave waits until the whole wave has arrived, so WAVE connections
-        // are in use at once; the next wave must find them all in the pool.
-        let gate = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let g = gate.clone();
-        let fake = Fake::new(move |_, out| {
-            let (count, cv) = &*g;
-            let mut n = count.lock().unwrap();
-            *n += 1;
-            if *n <= WAVE * WAVES {
-                let full = (*n).div_ceil(WAVE) * WAVE;
-                cv.notify_all();
-                let (_n, timeout) = cv
-                    .wait_timeout_while(n, Duration::from_secs(20), |n| *n < full)
-                    .unwrap();
-                assert!(!timeout.timed_out(), "wave never filled");
-            } else {
-                drop(n);
-            }
-            respond(out, "200 OK", "", kind.answer())
-        });
-        let b = kind.backend(fake.addr, Duration::from_secs(10));
-        for wave in 0..WAVES {
-            let workers: Vec<_> = (0..WAVE)
-                .map(|_| {
-                    let b = b.clone();
-                    std::thread::spawn(move || {
-                        turn(&*b, false, in_a_minute(), &mut Sink::default()).map(|t| t.content)
-                    })
-                })
-                .collect();
-            for w in workers {
-                assert_eq!(w.join().unwrap().as_deref(), Ok("ok"), "{kind:?}");
-            }
-            assert_eq!(
-                fake.accepted(),
-                WAVE,
-                "{kind:?}: wave {wave} opened new connections"
-            );
-        }
-        for _ in 0..10 {
-            let t = turn(&*b, false, in_a_minute(), &mut Sink::default()).unwrap();
-            assert_eq!(t.content, "ok");
-        }
-        assert_eq!(fake.accepted(), WAVE, "{kind:?}");
-        assert_eq!(fake.paths().len(), WAVE * WAVES + 10);
-    }
-}
-
 #[test]
 fn refused_credentials_and_echoed_keys_are_scrubbed_alike() {
     for kind in KINDS {
@@ -419,199 +368,6 @@ fn refused_credentials_and_echoed_keys_are_scrubbed_alike() {
             assert!(message.contains("request for key ***"), "{message}");
             assert!(!e.to_string().contains("0123456789"), "{e}");
         }
-    }
-}
-
-#[test]
-fn trickling_streams_end_at_the_deadline() {
-    for kind in KINDS {
-        for keep_alive in [": keep-alive\n\n", kind.ping()] {
-            let closed = Arc::new((Mutex::new(false), Condvar::new()));
-            let c = closed.clone();
-            let fake = Fake::new(move |_, out| {
-                sse_head(out)?;
-                // Forever, until the gateway hangs up.
-                let err = loop {
-                    if let Err(e) = chunk(out, keep_alive) {
-                        break e;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                };
-                *c.0.lock().unwrap() = true;
-                c.1.notify_all();
-                Err(err)
-            });
-            // The per-read timeout never trips (bytes keep coming); only the deadline can.
-            let b = kind.backend(fake.addr, Duration::from_secs(10));
-            let mut sink = Sink::default();
-            let start = Instant::now();
-            let e = turn(&*b, true, start + Duration::from_millis(1500), &mut sink).unwrap_err();
-            let took = start.elapsed();
-            assert_eq!(e, Error::Timeout, "{kind:?} {keep_alive:?}");
-            assert_eq!(ApiError::from(&e).status, 504);
-            assert!(
-                took >= Duration::from_millis(1400) && took < Duration::from_millis(1500 + 3000),
-                "{kind:?} {keep_alive:?}: {took:?}"
-            );
-            assert!(sink.idles >= 1, "{kind:?} {keep_alive:?}: no idle tick");
-            assert!(sink.text.is_empty());
-            // The upstream connection is closed, not left to trickle on.
-            let (lock, cv) = &*closed;
-            let (hung_up, _) = cv
-                .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(5), |c| !*c)
-                .unwrap();
-            assert!(
-                *hung_up,
-                "{kind:?} {keep_alive:?}: upstream connection left open"
-            );
-        }
-    }
-}
-
-/// Blocks until the gateway closes the connection (true) or 10 s pass (false).
-fn wait_hang_up(out: &mut TcpStream) -> bool {
-    out.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    match out.read(&mut [0; 64]) {
-        Ok(n) => n == 0,
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ),
-    }
-}
-
-type Flag = Arc<(Mutex<Option<bool>>, Condvar)>;
-
-fn set(flag: &Flag, value: bool) {
-    *flag.0.lock().unwrap() = Some(value);
-    flag.1.notify_all();
-}
-
-fn wait(flag: &Flag) -> Option<bool> {
-    let (lock, cv) = &**flag;
-    *cv.wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(15), |v| {
-        v.is_none()
-    })
-    .unwrap()
-    .0
-}
-
-/// The body is read on the request's thread: a silent upstream still gives idle ticks, and its
-/// silence ends the turn at the backend's per-read timeout (counted across ticks), long before
-/// the deadline, closing the connection.
-#[test]
-fn a_silent_stream_ticks_and_ends_at_the_read_timeout() {
-    for kind in KINDS {
-        let hung_up: Flag = Default::default();
-        let h = hung_up.clone();
-        let fake = Fake::new(move |_, out| {
-            sse_head(out)?;
-            chunk(out, kind.ping())?;
-            set(&h, wait_hang_up(out));
-            Err(io::ErrorKind::ConnectionAborted.into())
-        });
-        let b = kind.backend(fake.addr, Duration::from_millis(2500));
-        let mut sink = Sink::default();
-        let start = Instant::now();
-        let e = turn(&*b, true, in_a_minute(), &mut sink).unwrap_err();
-        let took = start.elapsed();
-        assert_eq!(e, Error::Timeout, "{kind:?}");
-        assert!(
-            took >= Duration::from_millis(2400) && took < Duration::from_secs(5),
-            "{kind:?}: {took:?}"
-        );
-        assert!(sink.idles >= 2, "{kind:?}: {} idle ticks", sink.idles);
-        assert_eq!(wait(&hung_up), Some(true), "{kind:?}: connection left open");
-    }
-}
-
-/// A sink whose client leaves at its `leave_at`-th idle tick.
-struct Leaving {
-    idles: usize,
-    leave_at: usize,
-}
-
-impl TurnSink for Leaving {
-    fn text(&mut self, _delta: &str) -> Result<(), Cancelled> {
-        Ok(())
-    }
-    fn idle(&mut self) -> Result<(), Cancelled> {
-        self.idles += 1;
-        if self.idles >= self.leave_at {
-            return Err(Cancelled);
-        }
-        Ok(())
-    }
-}
-
-/// While the upstream thinks before its head, the sink still gets idle ticks; once the client
-/// leaves (here at a tick during the body), the turn ends and the upstream connection closes.
-#[test]
-fn a_slow_head_ticks_and_a_departed_client_closes_the_connection() {
-    for kind in KINDS {
-        let hung_up: Flag = Default::default();
-        let h = hung_up.clone();
-        let fake = Fake::new(move |_, out| {
-            std::thread::sleep(Duration::from_millis(2500));
-            sse_head(out)?;
-            // Pings every 100 ms until the gateway hangs up.
-            for _ in 0..100 {
-                if chunk(out, kind.ping()).is_err() {
-                    set(&h, true);
-                    return Err(io::ErrorKind::BrokenPipe.into());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            set(&h, false);
-            Ok(())
-        });
-        let b = kind.backend(fake.addr, Duration::from_secs(10));
-        let mut sink = Leaving {
-            idles: 0,
-            leave_at: 3,
-        };
-        let start = Instant::now();
-        let e = turn(&*b, true, in_a_minute(), &mut sink).unwrap_err();
-        let took = start.elapsed();
-        assert_eq!(e, Error::Cancelled, "{kind:?}");
-        // Two ticks while waiting for the head (at about 1 s and 2 s), the third after it.
-        assert!(
-            took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
-            "{kind:?}: {took:?}"
-        );
-        assert_eq!(wait(&hung_up), Some(true), "{kind:?}: connection left open");
-    }
-}
-
-/// A client that leaves while the upstream has not even sent its head ends the call at the
-/// next tick (the wait for the head runs on the request's thread): no waiting for the head,
-/// and the upstream connection is closed.
-#[test]
-fn a_client_leaving_during_the_head_wait_ends_the_call_at_the_next_tick() {
-    for kind in KINDS {
-        let hung_up: Flag = Default::default();
-        let h = hung_up.clone();
-        // Thinks for 10 s before any head; true if the gateway hangs up within 3 s.
-        let fake = Fake::new(move |_, out| {
-            let asked = Instant::now();
-            let hung_up = wait_hang_up(out);
-            set(&h, hung_up && asked.elapsed() < Duration::from_secs(3));
-            Ok(())
-        });
-        let b = kind.backend(fake.addr, Duration::from_secs(10));
-        let mut sink = Leaving {
-            idles: 0,
-            leave_at: 1,
-        };
-        let start = Instant::now();
-        let e = turn(&*b, true, in_a_minute(), &mut sink).unwrap_err();
-        let took = start.elapsed();
-        assert_eq!(e, Error::Cancelled, "{kind:?}");
-        assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
-            "{kind:?}: {took:?}"
-        );
-        assert_eq!(wait(&hung_up), Some(true), "{kind:?}: connection left open");
     }
 }
 
@@ -666,70 +422,5 @@ fn bodies_are_asked_for_and_read_plain() {
                 assert!(head.contains("accept-encoding: identity\r\n"), "{head}");
             }
         }
-    }
-}
-
-/// Whether `bytes` hold a whole request: its head and its `Content-Length` body.
-fn whole_request(bytes: &[u8]) -> bool {
-    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    bytes.len() >= end + 4 + length
-}
-
-#[test]
-fn a_request_leaves_in_one_write_and_spoiled_pooled_connections_are_not_reused() {
-    for kind in KINDS {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Requests 0–2 on one connection, the third answer followed by bytes nobody asked
-        // for; request 3 on a second connection, closed by the upstream after its answer;
-        // request 4 on a third.
-        let upstream = std::thread::spawn(move || {
-            let mut whole_at_first_read = Vec::new();
-            let mut connections = 0;
-            let mut conn: Option<TcpStream> = None;
-            for n in 0..5 {
-                let c = conn.get_or_insert_with(|| {
-                    connections += 1;
-                    listener.accept().unwrap().0
-                });
-                let mut buf = vec![0; 64 * 1024];
-                let mut got = c.read(&mut buf).unwrap();
-                whole_at_first_read.push(whole_request(&buf[..got]));
-                while !whole_request(&buf[..got]) {
-                    got += c.read(&mut buf[got..]).unwrap();
-                }
-                respond(c, "200 OK", "", kind.answer()).unwrap();
-                match n {
-                    2 => {
-                        c.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
-                        conn = None;
-                    }
-                    3 => conn = None,
-                    _ => {}
-                }
-            }
-            (whole_at_first_read, connections)
-        });
-        let b = kind.backend(addr, Duration::from_secs(5));
-        for n in 0..5 {
-            // The upstream waits in its read; a pooled connection's close or stray bytes
-            // have arrived by the next request, as after any idle time.
-            std::thread::sleep(Duration::from_millis(50));
-            let t = turn(&*b, false, in_a_minute(), &mut Sink::default());
-            assert_eq!(t.map(|t| t.content).as_deref(), Ok("ok"), "{kind:?} #{n}");
-        }
-        let (whole_at_first_read, connections) = upstream.join().unwrap();
-        assert_eq!(
-            whole_at_first_read, [true; 5],
-            "{kind:?}: head and body in one write"
-        );
-        assert_eq!(connections, 3, "{kind:?}");
     }
 }
