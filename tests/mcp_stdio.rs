@@ -177,6 +177,18 @@ fn parallel_calls_share_one_session_concurrently() {
             thread::spawn(move || call(&s, "sleep", json!({"ms": 1000})))
         })
         .collect();
+    // Instant tools are answered while the sleeps run.
+    thread::sleep(Duration::from_millis(100));
+    let echo_started = Instant::now();
+    assert_eq!(
+        text(&call(&s, "echo", json!({"text": "meanwhile"})).unwrap()),
+        "meanwhile"
+    );
+    let echo_took = echo_started.elapsed();
+    assert!(
+        echo_took < Duration::from_millis(600),
+        "echo waited for the sleeps: {echo_took:?}"
+    );
     for h in handles {
         assert_eq!(text(&h.join().unwrap().unwrap()), "slept 1000 ms");
     }

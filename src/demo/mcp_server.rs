@@ -1,9 +1,11 @@
 //! The built-in demo MCP server (`aiproxy demo-mcp`): tools `add`, `echo`, `uppercase` and
 //! `sleep`, over stdio, for the demo config, the smoke test and the tests.
 //!
-//! Thread model: the main thread reads stdin line by line and answers everything but
-//! `tools/call` itself; each call runs on its own thread (at most [`MAX_CALLS`] at once; the
-//! reader waits for a free slot, which is the backpressure), so parallel `sleep`s overlap. Writes
+//! Thread model: the main thread reads stdin line by line and answers every request whose
+//! answer is immediate itself, including calls of the instant tools (`add`, `echo`,
+//! `uppercase`: a thread start would cost more than the tool). Each `sleep` runs on its own
+//! thread (at most [`MAX_CALLS`] at once; the reader waits for a free slot, which is the
+//! backpressure), so parallel `sleep`s overlap and instant calls are answered meanwhile. Writes
 //! to stdout are serialized by a mutex, one line each. The process exits when stdin closes.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -71,7 +73,7 @@ pub fn run_stdio() -> io::Result<()> {
             let Message::Request { id, method, params } = msg else {
                 continue; // notifications and responses need no answer
             };
-            if method == "tools/call" {
+            if method == "tools/call" && takes_time(params.as_ref()) {
                 wait_for_slot(&busy);
                 let (out, slots) = (out.clone(), busy.clone());
                 let spawned = thread::Builder::new()
@@ -92,7 +94,15 @@ pub fn run_stdio() -> io::Result<()> {
                 }
                 continue;
             }
-            write_msg(&out, &answer(id, &method, params.as_ref()));
+            let reply = if method == "tools/call" {
+                Message::Response {
+                    id,
+                    result: call(params.as_ref()),
+                }
+            } else {
+                answer(id, &method, params.as_ref())
+            };
+            write_msg(&out, &reply);
         }
     }
 }
@@ -112,6 +122,11 @@ fn write_msg(out: &Mutex<io::Stdout>, msg: &Message) {
     let mut out = out.lock();
     // The client is gone if this fails; the read loop ends on stdin EOF right after.
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Whether a `tools/call` waits (`sleep`), so it runs on a thread of its own.
+fn takes_time(params: Option<&Value>) -> bool {
+    params.and_then(|p| p.get("name")).and_then(Value::as_str) == Some("sleep")
 }
 
 /// Every request except `tools/call`.
