@@ -322,6 +322,22 @@ impl<R: BufRead> SseReader<R> {
     }
 }
 
+impl<R: io::Read> SseReader<io::BufReader<R>> {
+    /// Whether the next item is most likely already in memory: the read buffer holds, after
+    /// some content, a blank line (the end of an event). [`SseReader::next_item`] then
+    /// returns without waiting for input, unless what precedes the blank line dispatches
+    /// nothing (only `event:` fields), which is read past. False when unsure.
+    pub fn next_item_buffered(&self) -> bool {
+        let buf = self.inner.buffer();
+        let Some(start) = buf.iter().position(|&b| b != b'\n' && b != b'\r') else {
+            return false;
+        };
+        let rest = buf.get(start..).unwrap_or_default();
+        rest.windows(2).any(|w| w == b"\n\n" || w == b"\r\r")
+            || rest.windows(4).any(|w| w == b"\r\n\r\n")
+    }
+}
+
 fn too_large(max: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,

@@ -113,6 +113,33 @@ fn stream_deltas_arrive_one_by_one() {
 }
 
 #[test]
+fn deltas_that_arrive_together_leave_together() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::deltas(&["one ", "two ", "three ", "four"]).in_one_write());
+    let gw = TestGateway::start(&config(&up.url(), 8, "30s"));
+    let mut client = gw.stream(&ask("count", true));
+    assert_eq!(client.status, 200);
+    let mut events = Vec::new();
+    let mut chunk_of_content = Vec::new();
+    while let Some((d, _)) = client.next_data() {
+        let v: Value = serde_json::from_str(&d).unwrap_or(Value::Null);
+        if v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            chunk_of_content.push(client.chunks_read);
+        }
+        events.push(d);
+    }
+    assert_eq!(stream_text(&events), "one two three four");
+    assert_eq!(chunk_of_content, [1, 1, 1, 1], "one write for the four deltas");
+    // The role and the deltas, then the finish, usage and [DONE] with the end of the body.
+    assert_eq!(client.chunks_read, 2, "{events:?}");
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["usage"]["total_tokens"], 15);
+}
+
+#[test]
 fn client_disconnect_closes_the_upstream_connection() {
     let up = FakeOpenAi::start();
     let words: Vec<String> = (0..100).map(|i| format!("w{i} ")).collect();

@@ -155,6 +155,15 @@ pub fn prepare(req: ChatRequest, assistant: &AssistantConfig) -> Result<Prepared
 pub trait LoopSink {
     /// A text delta for the client (streaming only; non-streaming sinks may ignore it).
     fn text(&mut self, delta: &str) -> Result<(), Cancelled>;
+    /// A text delta that may be held back until [`LoopSink::flush`] or the next write (see
+    /// [`TurnSink::text_held`]).
+    fn text_held(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.text(delta)
+    }
+    /// Send what [`LoopSink::text_held`] held.
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        Ok(())
+    }
     /// A tool round is about to run.
     fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled>;
     /// Called about once a second while tools run.
@@ -527,16 +536,34 @@ struct RoundSink<'a> {
     hold: bool,
 }
 
-impl TurnSink for RoundSink<'_> {
-    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+impl RoundSink<'_> {
+    fn pass(&mut self, delta: &str, held: bool) -> Result<(), Cancelled> {
         if delta.is_empty() || self.hold {
             return Ok(());
         }
         if self.separate && !self.wrote {
-            self.sink.text("\n\n")?;
+            self.sink.text_held("\n\n")?;
         }
         self.wrote = true;
-        self.sink.text(delta)
+        if held {
+            self.sink.text_held(delta)
+        } else {
+            self.sink.text(delta)
+        }
+    }
+}
+
+impl TurnSink for RoundSink<'_> {
+    fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.pass(delta, false)
+    }
+
+    fn text_held(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.pass(delta, true)
+    }
+
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        self.sink.flush()
     }
 
     fn idle(&mut self) -> Result<(), Cancelled> {

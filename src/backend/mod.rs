@@ -62,6 +62,16 @@ pub struct TurnRequest<'a> {
 pub trait TurnSink {
     /// A text delta, in order. `Err` means the client is gone: stop and return `Cancelled`.
     fn text(&mut self, delta: &str) -> Result<(), Cancelled>;
+    /// A text delta that may be held back until [`TurnSink::flush`] (more of the upstream's
+    /// answer is already in memory), so that what arrived together leaves together. The
+    /// caller flushes before it waits for input and before it returns.
+    fn text_held(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.text(delta)
+    }
+    /// Send what [`TurnSink::text_held`] held.
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        Ok(())
+    }
     /// Called while waiting on a quiet upstream (about once a second is enough); lets the
     /// writer send keep-alives and notice a departed client.
     fn idle(&mut self) -> Result<(), Cancelled> {

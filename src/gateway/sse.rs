@@ -6,7 +6,10 @@
 //! `finish_reason` (the OpenAI SDK stream helpers need all of them); the first delta carries the
 //! role. The HTTP head is sent lazily, with the first event, so that a failure before anything
 //! was written still gets a real error status. Keep-alives are SSE comments only (an
-//! `event: ping` with no data crashes both OpenAI SDKs). Each event is one chunk, flushed.
+//! `event: ping` with no data crashes both OpenAI SDKs). Each event is flushed at once, except
+//! text deltas whose upstream event had more behind it already in memory: those leave together
+//! with the last of them, in one chunk (`LoopSink::text_held`). The end of the body leaves with
+//! the last events.
 //! A failure after the first byte is sent as `data: {"error":{…}}` and the stream is closed.
 
 use std::time::{Duration, Instant};
@@ -22,59 +25,139 @@ use crate::http::{BodyStream, Responder};
 /// Longest silence on a stream while tools run (docs/api.md#streaming).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
 
-/// An event-stream answer that writes its head on the first event (so a failure before any
-/// output can still be a plain HTTP error). Shared by the chat chunk writer and the Responses
-/// API's event writer.
-pub(super) enum State<'a, 'b> {
+/// An event-stream answer, shared by the chat chunk writer and the Responses API's event
+/// writer. Its head leaves with the first bytes (so a failure before any output can still be a
+/// plain HTTP error); events can be held to leave with the next write, in one chunk; the end
+/// of the body leaves with the last events.
+pub(super) struct EventStream<'a, 'b> {
+    state: State<'a, 'b>,
+    headers: Vec<(String, String)>,
+    /// Whole events not written yet ([`EventStream::held`]).
+    held: Vec<u8>,
+    last_write: Instant,
+}
+
+enum State<'a, 'b> {
     NotStarted(&'a mut Responder<'b>),
     Started(BodyStream<'a>),
     /// The head could not be written or the client left.
     Gone,
 }
 
-impl State<'_, '_> {
-    /// Write `data` (one or more whole SSE events), sending the event-stream head with `headers`
-    /// first if it has not gone out yet. An error means the client is gone (state `Gone`).
-    pub(super) fn write(
-        &mut self,
-        headers: &[(String, String)],
-        data: &[u8],
-    ) -> Result<(), Cancelled> {
-        if let State::NotStarted(_) = self {
-            let State::NotStarted(resp) = std::mem::replace(self, State::Gone) else {
-                return Err(Cancelled);
+impl<'a, 'b> EventStream<'a, 'b> {
+    pub(super) fn new(resp: &'a mut Responder<'b>, headers: Vec<(String, String)>) -> Self {
+        EventStream {
+            state: State::NotStarted(resp),
+            headers,
+            held: Vec::new(),
+            last_write: Instant::now(),
+        }
+    }
+
+    /// Whether anything was written, or is held to be.
+    pub(super) fn has_output(&self) -> bool {
+        matches!(self.state, State::Started(_)) || !self.held.is_empty()
+    }
+
+    /// Whole events appended here leave with the next write or flush.
+    pub(super) fn held(&mut self) -> &mut Vec<u8> {
+        &mut self.held
+    }
+
+    /// Write what is held, then `data` (one or more whole SSE events), as one chunk. An error
+    /// means the client is gone.
+    pub(super) fn write(&mut self, data: &[u8]) -> Result<(), Cancelled> {
+        self.held.extend_from_slice(data);
+        self.flush()
+    }
+
+    /// Write what is held, if anything.
+    pub(super) fn flush(&mut self) -> Result<(), Cancelled> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        self.start();
+        let sent = match &mut self.state {
+            State::Started(body) => body.write(&self.held).map_err(|_| Cancelled),
+            _ => Err(Cancelled),
+        };
+        self.held.clear();
+        self.after_write(sent)
+    }
+
+    /// Write what is held and end the body, in one write.
+    pub(super) fn finish(mut self) -> Result<(), Cancelled> {
+        self.start();
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Started(body) => body.finish_with(&self.held).map_err(|_| Cancelled),
+            _ => Err(Cancelled),
+        }
+    }
+
+    /// The responder, when nothing was written or held: the caller can still send a real
+    /// error status.
+    pub(super) fn into_unstarted(self) -> Option<&'a mut Responder<'b>> {
+        match self.state {
+            State::NotStarted(resp) if self.held.is_empty() => Some(resp),
+            _ => None,
+        }
+    }
+
+    /// Whether the client is gone (then the stream is, too).
+    pub(super) fn client_gone(&mut self) -> bool {
+        let gone = match &self.state {
+            State::NotStarted(resp) => resp.client_gone(),
+            State::Started(body) => body.client_gone(),
+            State::Gone => true,
+        };
+        if gone {
+            self.state = State::Gone;
+        }
+        gone
+    }
+
+    /// A keep-alive comment if the stream has been quiet for `every`.
+    pub(super) fn keep_alive(&mut self, every: Duration) -> Result<(), Cancelled> {
+        if matches!(self.state, State::Started(_)) && self.last_write.elapsed() >= every {
+            self.write(b": keep-alive\n\n")?;
+        }
+        Ok(())
+    }
+
+    /// Start the body stream if it was not yet (its head leaves with the first write).
+    fn start(&mut self) {
+        if let State::NotStarted(_) = self.state {
+            let State::NotStarted(resp) = std::mem::replace(&mut self.state, State::Gone) else {
+                return;
             };
             let mut head: Vec<(&str, &str)> = vec![
                 ("Content-Type", "text/event-stream"),
                 ("Cache-Control", "no-cache"),
                 ("X-Accel-Buffering", "no"),
             ];
-            head.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            match resp.stream(200, &head) {
-                Ok(stream) => *self = State::Started(stream),
-                Err(_) => return Err(Cancelled),
+            head.extend(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if let Ok(body) = resp.stream_lazily(200, &head) {
+                self.state = State::Started(body);
             }
         }
-        let State::Started(stream) = self else {
-            return Err(Cancelled);
-        };
-        if stream.write(data).is_err() {
-            *self = State::Gone;
-            return Err(Cancelled);
+    }
+
+    fn after_write(&mut self, sent: Result<(), Cancelled>) -> Result<(), Cancelled> {
+        match sent {
+            Ok(()) => self.last_write = Instant::now(),
+            Err(Cancelled) => self.state = State::Gone,
         }
-        Ok(())
+        sent
     }
 }
 
 pub struct ChunkWriter<'a, 'b> {
-    state: State<'a, 'b>,
-    headers: Vec<(String, String)>,
+    out: EventStream<'a, 'b>,
     /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,"delta":`
     prefix: String,
     /// `text_completion` events (the legacy completions endpoint).
     legacy: bool,
     sent_role: bool,
-    last_write: Instant,
 }
 
 impl<'a, 'b> ChunkWriter<'a, 'b> {
@@ -92,12 +175,10 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
             &head[..head.len() - 1]
         );
         ChunkWriter {
-            state: State::NotStarted(resp),
-            headers,
+            out: EventStream::new(resp, headers),
             prefix,
             legacy: false,
             sent_role: false,
-            last_write: Instant::now(),
         }
     }
 
@@ -117,50 +198,50 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
             &head[..head.len() - 1]
         );
         ChunkWriter {
-            state: State::NotStarted(resp),
-            headers,
+            out: EventStream::new(resp, headers),
             prefix,
             legacy: true,
             sent_role: true,
-            last_write: Instant::now(),
         }
     }
 
-    pub fn started(&self) -> bool {
-        matches!(self.state, State::Started(_))
+    /// Hold one chunk event; `delta` writes the JSON of its `delta` (or legacy `text`).
+    fn hold_chunk(&mut self, delta: impl FnOnce(&mut Vec<u8>), finish: Option<FinishReason>) {
+        let buf = self.out.held();
+        buf.extend_from_slice(b"data: ");
+        buf.extend_from_slice(self.prefix.as_bytes());
+        delta(buf);
+        buf.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => {
+                buf.push(b'"');
+                buf.extend_from_slice(f.as_str().as_bytes());
+                buf.push(b'"');
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        buf.extend_from_slice(b"}]}\n\n");
     }
 
-    fn write_raw(&mut self, data: &[u8]) -> Result<(), Cancelled> {
-        self.state.write(&self.headers, data)?;
-        self.last_write = Instant::now();
-        Ok(())
-    }
-
-    fn chunk(&mut self, delta: &Value, finish: Option<FinishReason>) -> Result<(), Cancelled> {
-        let finish = finish.map_or("null".to_string(), |f| format!("\"{}\"", f.as_str()));
-        let event = format!(
-            "data: {}{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]}}\n\n",
-            self.prefix
-        );
-        self.write_raw(event.as_bytes())
-    }
-
-    fn ensure_role(&mut self) -> Result<(), Cancelled> {
+    fn hold_role(&mut self) {
         if !self.sent_role {
             self.sent_role = true;
-            self.chunk(&json!({"role": "assistant", "content": ""}), None)?;
+            self.hold_chunk(
+                |b| b.extend_from_slice(br#"{"content":"","role":"assistant"}"#),
+                None,
+            );
         }
-        Ok(())
     }
 
-    /// The last chunks: client tool calls (if any), the finish reason, usage when asked, `[DONE]`.
+    /// The last chunks: client tool calls (if any), the finish reason, usage when asked, `[DONE]`,
+    /// written with the end of the body.
     pub fn finish(
         mut self,
         client_tool_calls: &[ToolCall],
         finish: FinishReason,
         usage: Option<&Usage>,
     ) -> Result<(), Cancelled> {
-        self.ensure_role()?;
+        self.hold_role();
         if !client_tool_calls.is_empty() && !self.legacy {
             let calls: Vec<Value> = client_tool_calls
                 .iter()
@@ -170,10 +251,11 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
                            "function": {"name": c.function.name, "arguments": c.function.arguments}})
                 })
                 .collect();
-            self.chunk(&json!({"tool_calls": calls}), None)?;
+            let delta = json!({ "tool_calls": calls });
+            self.hold_chunk(|b| write_json(b, &delta), None);
         }
-        let last = if self.legacy { json!("") } else { json!({}) };
-        self.chunk(&last, Some(finish))?;
+        let last: &[u8] = if self.legacy { b"\"\"" } else { b"{}" };
+        self.hold_chunk(|b| b.extend_from_slice(last), Some(finish));
         if let Some(u) = usage {
             // The usage chunk has an empty `choices` array (OpenAI's `include_usage` shape).
             let head = &self.prefix[..self
@@ -184,72 +266,74 @@ impl<'a, 'b> ChunkWriter<'a, 'b> {
                 "data: {head},\"choices\":[],\"usage\":{}}}\n\n",
                 u.to_json()
             );
-            self.write_raw(event.as_bytes())?;
+            self.out.held().extend_from_slice(event.as_bytes());
         }
-        self.write_raw(b"data: [DONE]\n\n")?;
-        self.close()
+        self.out.held().extend_from_slice(b"data: [DONE]\n\n");
+        self.out.finish()
     }
 
     /// A failure: before the first byte, a real status (returned for the caller to send);
     /// after it, an `error` event and the end of the stream.
-    pub fn fail(mut self, err: &ApiError) -> Option<(&'a mut Responder<'b>, ApiError)> {
-        match std::mem::replace(&mut self.state, State::Gone) {
-            State::NotStarted(resp) => Some((resp, err.clone())),
-            State::Started(stream) => {
-                self.state = State::Started(stream);
-                let event = format!("data: {}\n\n", err.body());
-                let _ = self.write_raw(event.as_bytes());
-                let _ = self.close();
-                None
-            }
-            State::Gone => None,
+    pub fn fail(self, err: &ApiError) -> Option<(&'a mut Responder<'b>, ApiError)> {
+        if !self.out.has_output() {
+            return self.out.into_unstarted().map(|resp| (resp, err.clone()));
         }
+        let mut out = self.out;
+        let event = format!("data: {}\n\n", err.body());
+        out.held().extend_from_slice(event.as_bytes());
+        let _ = out.finish();
+        None
     }
+}
 
-    fn close(&mut self) -> Result<(), Cancelled> {
-        match std::mem::replace(&mut self.state, State::Gone) {
-            State::Started(stream) => stream.finish().map_err(|_| Cancelled),
-            _ => Ok(()),
-        }
-    }
-
-    fn client_gone(&self) -> bool {
-        match &self.state {
-            State::NotStarted(resp) => resp.client_gone(),
-            State::Started(stream) => stream.client_gone(),
-            State::Gone => true,
-        }
-    }
+/// `value` as JSON into `buf` (values built here serialize without fail).
+fn write_json(buf: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(buf, value);
 }
 
 impl LoopSink for ChunkWriter<'_, '_> {
     fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
-        self.ensure_role()?;
+        self.text_held(delta)?;
+        self.out.flush()
+    }
+
+    fn text_held(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.hold_role();
         if self.legacy {
-            return self.chunk(&json!(delta), None);
+            self.hold_chunk(|b| write_json(b, delta), None);
+        } else {
+            self.hold_chunk(
+                |b| {
+                    b.extend_from_slice(br#"{"content":"#);
+                    write_json(b, delta);
+                    b.push(b'}');
+                },
+                None,
+            );
         }
-        self.chunk(&json!({ "content": delta }), None)
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        self.out.flush()
     }
 
     fn tool_round(&mut self, calls: &[ToolCall]) -> Result<(), Cancelled> {
-        self.ensure_role()?;
+        self.hold_role();
         let names: Vec<&str> = calls.iter().map(|c| c.function.name.as_str()).collect();
         // Tool names only: arguments may hold user data and stay out of the wire comments.
         let comment = format!(
             ": running tools: {}\n\n",
             names.join(", ").replace(['\n', '\r'], " ")
         );
-        self.write_raw(comment.as_bytes())
+        self.out.write(comment.as_bytes())
     }
 
     fn waiting(&mut self) -> Result<(), Cancelled> {
-        if self.client_gone() {
-            self.state = State::Gone;
+        if self.out.client_gone() {
             return Err(Cancelled);
         }
-        if self.started() && self.last_write.elapsed() >= KEEPALIVE_EVERY {
-            self.write_raw(b": keep-alive\n\n")?;
-        }
-        Ok(())
+        self.out.flush()?;
+        self.out.keep_alive(KEEPALIVE_EVERY)
     }
 }

@@ -1,5 +1,5 @@
 //! Writing responses: `Responder` (one complete response or a stream), `BodyStream` (one chunk
-//! per `write`, flushed at once), and the small canned error responses the poller sends (each
+//! per `write`, flushed at once; its head sent at once or with the first chunk), and the small canned error responses the poller sends (each
 //! with a fresh `X-Request-Id`, as the gateway's own answers have).
 //!
 //! The server owns framing: it writes `Content-Length`, `Transfer-Encoding` and `Connection`,
@@ -127,6 +127,18 @@ impl<'a> Responder<'a> {
     /// Start a streamed response: HTTP/1.1 → chunked; HTTP/1.0 → raw bytes then close.
     /// The head is written and flushed at once.
     pub fn stream(&mut self, status: u16, headers: &[(&str, &str)]) -> io::Result<BodyStream<'_>> {
+        let mut body = self.stream_lazily(status, headers)?;
+        body.write(&[])?;
+        Ok(body)
+    }
+
+    /// Like [`Responder::stream`], but the head leaves with the first chunk (or with the end of
+    /// the body): one write instead of two.
+    pub fn stream_lazily(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> io::Result<BodyStream<'_>> {
         self.check_can_start(status, headers)?;
         if status == 204 || status == 304 {
             return Err(invalid("204 and 304 responses cannot be streamed"));
@@ -143,8 +155,7 @@ impl<'a> Responder<'a> {
         } else {
             Framing::UntilClose
         };
-        let out = head_bytes(status, headers, framing, self.connection_header());
-        self.write(&out)?;
+        let head = head_bytes(status, headers, framing, self.connection_header());
         self.state = RespState::Streaming;
         Ok(BodyStream {
             stream: self.stream,
@@ -152,6 +163,7 @@ impl<'a> Responder<'a> {
             state: &mut self.state,
             chunked,
             head_only: self.head_only,
+            unsent: head,
         })
     }
 
@@ -238,8 +250,9 @@ impl<'a> Responder<'a> {
     }
 }
 
-/// A streamed response body. Each `write` is one chunk, written and flushed before it returns.
-/// Dropping it without `finish` leaves the body incomplete, so the connection is then closed.
+/// A streamed response body. Each `write` is one chunk, written and flushed before it returns
+/// (with the head, when that has not gone out yet). Dropping it without `finish` leaves the
+/// body incomplete, so the connection is then closed.
 pub struct BodyStream<'a> {
     stream: &'a TcpStream,
     /// Longest wait for room in the send buffer, per write.
@@ -247,32 +260,14 @@ pub struct BodyStream<'a> {
     state: &'a mut RespState,
     chunked: bool,
     head_only: bool,
+    /// The head, until the first write takes it along ([`Responder::stream_lazily`]).
+    unsent: Vec<u8>,
 }
 
 impl BodyStream<'_> {
     /// Write one chunk and flush it to the socket. An error means the client is gone.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        if *self.state != RespState::Streaming {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "response stream is closed",
-            ));
-        }
-        // An empty chunk would read as the end of the body; HEAD responses carry no body.
-        if data.is_empty() || self.head_only {
-            return Ok(());
-        }
-        let result = if self.chunked {
-            let mut out = Vec::with_capacity(data.len() + 12);
-            encode_chunk(data, &mut out);
-            write_to(self.stream, &out, self.timeout)
-        } else {
-            write_to(self.stream, data, self.timeout)
-        };
-        if result.is_err() {
-            *self.state = RespState::Broken;
-        }
-        result
+        self.send(data, false)
     }
 
     /// Non-blocking check that the client is gone (see [`Responder::client_gone`]): each
@@ -283,21 +278,44 @@ impl BodyStream<'_> {
 
     /// Terminate the body (`0\r\n\r\n` for chunked) and flush.
     pub fn finish(self) -> io::Result<()> {
+        self.finish_with(&[])
+    }
+
+    /// Write a last chunk and terminate the body, in one write.
+    pub fn finish_with(mut self, last: &[u8]) -> io::Result<()> {
+        self.send(last, true)?;
+        *self.state = RespState::Finished;
+        Ok(())
+    }
+
+    /// Write what is unsent, `data` as one chunk (an empty one would read as the end of the
+    /// body, so it is left out; HEAD responses carry no body) and, with `end`, the last chunk.
+    fn send(&mut self, data: &[u8], end: bool) -> io::Result<()> {
         if *self.state != RespState::Streaming {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "response stream is closed",
             ));
         }
-        if self.chunked
-            && !self.head_only
-            && let Err(e) = write_to(self.stream, LAST_CHUNK, self.timeout)
-        {
-            *self.state = RespState::Broken;
-            return Err(e);
+        let mut out = std::mem::take(&mut self.unsent);
+        if !self.head_only {
+            if !self.chunked {
+                out.extend_from_slice(data);
+            } else if !data.is_empty() {
+                encode_chunk(data, &mut out);
+            }
+            if self.chunked && end {
+                out.extend_from_slice(LAST_CHUNK);
+            }
         }
-        *self.state = RespState::Finished;
-        Ok(())
+        if out.is_empty() {
+            return Ok(());
+        }
+        let result = write_to(self.stream, &out, self.timeout);
+        if result.is_err() {
+            *self.state = RespState::Broken;
+        }
+        result
     }
 }
 

@@ -8,11 +8,11 @@
 //! one reply per id); the pending map is locked only to insert, look up or remove an entry.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde_json::{Value, json};
 
 use super::jsonrpc::{Id, METHOD_NOT_FOUND, Message, RpcError};
@@ -32,9 +32,39 @@ pub(super) enum Failure {
 
 pub(super) type Reply = Result<Value, Failure>;
 
+/// Where one request's reply is delivered: put once by a transport thread, taken by the
+/// caller waiting for it. A caller parks at once (a channel's receive spins and yields first:
+/// about two `sched_yield`s per tool call).
+#[derive(Default)]
+pub(super) struct ReplySlot {
+    reply: Mutex<Option<Reply>>,
+    ready: Condvar,
+}
+
+impl ReplySlot {
+    /// Deliver the reply (only the first one counts).
+    fn put(&self, reply: Reply) {
+        let mut slot = self.reply.lock();
+        if slot.is_none() {
+            *slot = Some(reply);
+        }
+        drop(slot);
+        self.ready.notify_one();
+    }
+
+    /// The reply, waiting for it at most `wait`.
+    pub(super) fn take(&self, wait: Duration) -> Option<Reply> {
+        let mut slot = self.reply.lock();
+        if slot.is_none() {
+            self.ready.wait_for(&mut slot, wait);
+        }
+        slot.take()
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Pending {
-    pub(super) waiters: HashMap<i64, Sender<Reply>>,
+    pub(super) waiters: HashMap<i64, Arc<ReplySlot>>,
     /// Set once the transport is gone; no new waiter is registered after that.
     pub(super) closed: Option<String>,
 }
@@ -81,10 +111,7 @@ impl Dispatcher {
     fn route(&self, id: &Id, reply: Reply) {
         let waiter = id_key(id).and_then(|k| self.pending.lock().waiters.remove(&k));
         match waiter {
-            // bounded(1) and one reply per id: this never blocks.
-            Some(tx) => {
-                let _ = tx.try_send(reply);
-            }
+            Some(slot) => slot.put(reply),
             None => log::debug!(
                 "mcp[{}]: dropping a reply to unknown or abandoned request {id}",
                 self.name
@@ -184,8 +211,8 @@ impl Inbound for Dispatcher {
             p.closed = Some(reason.to_string());
             std::mem::take(&mut p.waiters)
         };
-        for (_, tx) in waiters {
-            let _ = tx.try_send(Err(Failure::Closed(reason.to_string())));
+        for (_, slot) in waiters {
+            slot.put(Err(Failure::Closed(reason.to_string())));
         }
     }
 }

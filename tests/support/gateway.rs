@@ -275,6 +275,8 @@ pub struct SseClient {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub started: Instant,
+    /// HTTP chunks read so far (the gateway's writes, as the client sees them).
+    pub chunks_read: usize,
     chunked: bool,
     buf: String,
     done: bool,
@@ -315,6 +317,7 @@ impl SseClient {
             status,
             headers,
             started,
+            chunks_read: 0,
             chunked,
             buf: String::new(),
             done: false,
@@ -354,6 +357,7 @@ impl SseClient {
         }
         let mut chunk = vec![0u8; size + 2];
         self.reader.read_exact(&mut chunk).unwrap();
+        self.chunks_read += 1;
         self.buf.push_str(&String::from_utf8_lossy(&chunk[..size]));
         true
     }

@@ -12,6 +12,11 @@
 //! bounds a fully silent one. Silence while the body is read is also limited by the backend's
 //! per-read timeout, counted here across ticks (while the head is awaited, ureq counts it).
 //!
+//! Text deltas are passed to the sink held ([`TurnSink::text_held`]) and flushed before every
+//! read that may wait and before returning, so the deltas of events that arrived in one read
+//! leave in one write, and none waits for later input (at worst, behind an event that
+//! dispatches nothing, one idle tick).
+//!
 //! When the answer is complete, the worker reads on for at most [`END_WAIT`] to see the end of
 //! the body (it normally comes with the last event), which returns the connection to the pool.
 //! When the client is gone or the deadline passed, the worker returns and drops the response
@@ -75,7 +80,9 @@ pub(super) fn run<D: Decoder>(
         .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
     if is_json {
         let body = read_json(resp, up.limits.json_bytes)?;
-        return consumer.decoder.whole(&body, &mut consumer.sink);
+        let output = consumer.decoder.whole(&body, &mut consumer.sink);
+        consumer.flush()?;
+        return output;
     }
     let body = resp
         .into_body()
@@ -90,6 +97,10 @@ pub(super) fn run<D: Decoder>(
     let mut heard = Instant::now();
     // Returning drops `reader`, which closes an unfinished upstream connection.
     loop {
+        // Text of events that came in one read is held, and leaves together before a wait.
+        if !reader.next_item_buffered() {
+            consumer.flush()?;
+        }
         let item = tick::with_tick(IDLE_TICK, || reader.next_item());
         let step = match item {
             Ok(Some(SseItem::Idle)) => {
@@ -111,7 +122,16 @@ pub(super) fn run<D: Decoder>(
             }
             Err(e) => Err(map_io_error(e)),
         };
-        if let Some(output) = step? {
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                // What was held goes out before the error is written.
+                let _ = consumer.flush();
+                return Err(e);
+            }
+        };
+        if let Some(output) = step {
+            consumer.flush()?;
             finish(&mut reader);
             return Ok(output);
         }
@@ -169,10 +189,11 @@ struct Watched<'s> {
     last_signal: Instant,
 }
 
+/// Every delta is passed on held: [`run`] flushes before each wait and before it returns.
 impl TurnSink for Watched<'_> {
     fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
         self.last_signal = Instant::now();
-        self.sink.text(delta)
+        self.sink.text_held(delta)
     }
 
     fn idle(&mut self) -> Result<(), Cancelled> {
@@ -217,6 +238,11 @@ impl<D: Decoder> Consumer<'_, '_, D> {
         // Events without text (pings, empty deltas) still let a second pass: a tick.
         self.tick()?;
         Ok(None)
+    }
+
+    /// Send the text held so far.
+    fn flush(&mut self) -> Result<(), Error> {
+        self.sink.sink.flush().map_err(|Cancelled| Error::Cancelled)
     }
 
     /// The body ended before the answer was complete (the decoder decides).

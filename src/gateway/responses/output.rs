@@ -347,6 +347,17 @@ impl<'r, E: Events> Builder<'r, E> {
 }
 
 impl<E: Events> LoopSink for Builder<'_, E> {
+    fn text_held(&mut self, delta: &str) -> Result<(), Cancelled> {
+        self.events.hold(true);
+        let sent = self.text(delta);
+        self.events.hold(false);
+        sent
+    }
+
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        self.events.flush()
+    }
+
     fn text(&mut self, delta: &str) -> Result<(), Cancelled> {
         if !self.events.streaming() || delta.is_empty() {
             return Ok(());

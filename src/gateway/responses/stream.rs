@@ -6,14 +6,14 @@
 //! written still gets a real error status. Keep-alives are SSE comments only, at most every
 //! `KEEPALIVE_EVERY` of silence while tools run or the upstream is quiet.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::object::{OutputItem, OutputText};
 use crate::backend::Cancelled;
-use crate::gateway::sse::State;
+use crate::gateway::sse::EventStream;
 use crate::http::Responder;
 
 /// Longest silence on a stream while tools run (docs/api.md#streaming-events).
@@ -99,6 +99,13 @@ pub trait Events {
     fn comment(&mut self, text: &str) -> Result<(), Cancelled>;
     /// Called about once a second while the upstream or tools are busy.
     fn waiting(&mut self) -> Result<(), Cancelled>;
+    /// While on, even the events that end a burst are held, until [`Events::flush`] (more of
+    /// the upstream's answer is already in memory).
+    fn hold(&mut self, _on: bool) {}
+    /// Write what is held.
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        Ok(())
+    }
 }
 
 /// Non-streaming: no events, only a check that the client is still there.
@@ -123,12 +130,12 @@ impl<F: FnMut() -> bool> Events for Quiet<F> {
 }
 
 pub struct SseWriter<'a, 'b> {
-    state: State<'a, 'b>,
-    headers: Vec<(String, String)>,
-    last_write: Instant,
-    /// Events not yet written: the ones that always come in a burst with more (see
-    /// [`flushes`]) go out together with the event that ends the burst, in one chunk.
-    pending: Vec<u8>,
+    /// Events that always come in a burst with more (see [`flushes`]) are held there and go
+    /// out together with the event that ends the burst, in one chunk.
+    out: EventStream<'a, 'b>,
+    /// Hold even the events that end a burst: the upstream's next event is already in memory
+    /// (`LoopSink::text_held`), until [`Events::flush`].
+    holding: bool,
 }
 
 /// Whether an event ends a burst: text and argument deltas (the client shows them at once),
@@ -152,46 +159,19 @@ fn flushes(kind: &str) -> bool {
 impl<'a, 'b> SseWriter<'a, 'b> {
     pub fn new(resp: &'a mut Responder<'b>, headers: Vec<(String, String)>) -> Self {
         SseWriter {
-            state: State::NotStarted(resp),
-            headers,
-            last_write: Instant::now(),
-            pending: Vec::new(),
+            out: EventStream::new(resp, headers),
+            holding: false,
         }
     }
 
-    pub fn started(&self) -> bool {
-        matches!(self.state, State::Started(_))
-    }
-
-    fn write_raw(&mut self, data: &[u8]) -> Result<(), Cancelled> {
-        self.state.write(&self.headers, data)?;
-        self.last_write = Instant::now();
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), Cancelled> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::take(&mut self.pending);
-        self.write_raw(&data)
-    }
-
-    /// End the body. An error means the client left.
-    pub fn close(mut self) -> Result<(), Cancelled> {
-        self.flush()?;
-        match std::mem::replace(&mut self.state, State::Gone) {
-            State::Started(stream) => stream.finish().map_err(|_| Cancelled),
-            _ => Ok(()),
-        }
+    /// End the body (with whatever is held, in one write). An error means the client left.
+    pub fn close(self) -> Result<(), Cancelled> {
+        self.out.finish()
     }
 
     /// Before the first byte: hand the responder back so the caller sends a real error status.
     pub fn into_unstarted(self) -> Option<&'a mut Responder<'b>> {
-        match self.state {
-            State::NotStarted(resp) => Some(resp),
-            _ => None,
-        }
+        self.out.into_unstarted()
     }
 
     /// After the first byte: the `error` event the caller built, then the end of the stream.
@@ -201,12 +181,12 @@ impl<'a, 'b> SseWriter<'a, 'b> {
         let _ = self.close();
     }
 
-    fn client_gone(&self) -> bool {
-        match &self.state {
-            State::NotStarted(resp) => resp.client_gone(),
-            State::Started(stream) => stream.client_gone(),
-            State::Gone => true,
+    /// After an event: write what is held unless the burst goes on.
+    fn after_event(&mut self, kind: &str) -> Result<(), Cancelled> {
+        if flushes(kind) && !self.holding {
+            self.out.flush()?;
         }
+        Ok(())
     }
 }
 
@@ -216,43 +196,42 @@ impl Events for SseWriter<'_, '_> {
     }
 
     fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled> {
-        self.pending.extend_from_slice(b"event: ");
-        self.pending.extend_from_slice(kind.as_bytes());
-        self.pending.extend_from_slice(b"\ndata: ");
+        let buf = self.out.held();
+        buf.extend_from_slice(b"event: ");
+        buf.extend_from_slice(kind.as_bytes());
+        buf.extend_from_slice(b"\ndata: ");
         // Straight into the buffer; the payloads have string keys only, so this cannot fail.
-        let _ = serde_json::to_writer(&mut self.pending, data);
-        self.pending.extend_from_slice(b"\n\n");
-        if flushes(kind) {
-            self.flush()?;
-        }
-        Ok(())
+        let _ = serde_json::to_writer(&mut *buf, data);
+        buf.extend_from_slice(b"\n\n");
+        self.after_event(kind)
     }
 
     fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled> {
+        let buf = self.out.held();
         for part in ["event: ", kind, "\ndata: ", json, "\n\n"] {
-            self.pending.extend_from_slice(part.as_bytes());
+            buf.extend_from_slice(part.as_bytes());
         }
-        if flushes(kind) {
-            self.flush()?;
-        }
-        Ok(())
+        self.after_event(kind)
     }
 
     fn comment(&mut self, text: &str) -> Result<(), Cancelled> {
         let line = format!(": {}\n\n", text.replace(['\n', '\r'], " "));
-        self.pending.extend_from_slice(line.as_bytes());
-        self.flush()
+        self.out.write(line.as_bytes())
     }
 
     fn waiting(&mut self) -> Result<(), Cancelled> {
-        if self.client_gone() {
-            self.state = State::Gone;
+        if self.out.client_gone() {
             return Err(Cancelled);
         }
-        self.flush()?;
-        if self.started() && self.last_write.elapsed() >= KEEPALIVE_EVERY {
-            self.write_raw(b": keep-alive\n\n")?;
-        }
-        Ok(())
+        self.out.flush()?;
+        self.out.keep_alive(KEEPALIVE_EVERY)
+    }
+
+    fn hold(&mut self, on: bool) {
+        self.holding = on;
+    }
+
+    fn flush(&mut self) -> Result<(), Cancelled> {
+        self.out.flush()
     }
 }

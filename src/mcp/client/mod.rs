@@ -3,8 +3,8 @@
 //! retry, liveness pings, and tool listing / calling. The handshake (era detection,
 //! `initialize`) is in `handshake.rs`.
 //!
-//! Thread model: callers on any thread send a request and wait on their own bounded(1) channel
-//! with `recv_timeout` in short slices (so a [`Cancel`] is noticed within ~100 ms, and the
+//! Thread model: callers on any thread send a request and wait on their own reply slot
+//! (`dispatch::ReplySlot`) in short slices (so a [`Cancel`] is noticed within ~100 ms, and the
 //! caller's lent hook runs between them: `mcp::tick_caller`); the
 //! transport's threads route each reply to its waiter by id, answer server→client requests
 //! (`ping` → `{}`, everything else → -32601) and handle notifications. When the transport dies,
@@ -16,11 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, bounded};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::dispatch::{Dispatcher, Failure};
+use super::dispatch::{Dispatcher, Failure, ReplySlot};
 use super::era::{self, Round};
 use super::headers::{self, ParamHeader};
 use super::jsonrpc::{Id, Message, RpcError};
@@ -198,13 +197,13 @@ impl Session {
         headers: &[(String, String)],
     ) -> Result<Value, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = bounded(1);
+        let slot = Arc::new(ReplySlot::default());
         {
             let mut p = self.dispatch.pending.lock();
             if let Some(reason) = &p.closed {
                 return Err(RequestError::NotSent(Error::Closed(reason.clone())));
             }
-            p.waiters.insert(id, tx);
+            p.waiters.insert(id, slot.clone());
         }
         let msg = Message::request(Id::Int(id), method, params);
         let oversized_before = self.dispatch.unmatched_oversized.load(Ordering::Acquire);
@@ -233,15 +232,10 @@ impl Session {
                 }
                 return Err(RequestError::Failed(Error::Timeout));
             }
-            match rx.recv_timeout((deadline - now).min(WAIT_SLICE)) {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(f)) => return Err(failure_error(f)),
-                Err(RecvTimeoutError::Timeout) => super::tick_caller(),
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(RequestError::Failed(Error::Closed(
-                        "reply channel dropped".into(),
-                    )));
-                }
+            match slot.take((deadline - now).min(WAIT_SLICE)) {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(f)) => return Err(failure_error(f)),
+                None => super::tick_caller(),
             }
         }
     }

@@ -201,6 +201,15 @@ fn stream_events(
     extra: &[(&str, &str)],
     events: Vec<String>,
 ) -> bool {
+    if reply.one_write {
+        let mut out = head(200, "text/event-stream", extra, None).into_bytes();
+        for ev in &events {
+            let data = format!("data: {ev}\n\n");
+            out.extend_from_slice(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes());
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        return conn.stream.write_all(&out).is_ok();
+    }
     if conn
         .stream
         .write_all(head(200, "text/event-stream", extra, None).as_bytes())

@@ -12,6 +12,8 @@ pub struct Reply {
     pub(super) kind: Kind,
     pub(super) head_delay: Duration,
     pub(super) chunk_delay: Duration,
+    /// A stream's head, events and end leave in one write (as a fast upstream's often do).
+    pub(super) one_write: bool,
     /// `(prompt_tokens, completion_tokens)`; in a stream only when the request asked with
     /// `stream_options.include_usage`.
     pub(super) usage: Option<(u64, u64)>,
@@ -89,6 +91,7 @@ impl Reply {
             kind,
             head_delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
+            one_write: false,
             usage: Some((10, 5)),
             llama: false,
             ids: true,
@@ -206,6 +209,12 @@ impl Reply {
     /// Wait before each SSE event after the first.
     pub fn chunk_delay(mut self, d: Duration) -> Self {
         self.chunk_delay = d;
+        self
+    }
+
+    /// Send a stream's head, all its events and its end in one write.
+    pub fn in_one_write(mut self) -> Self {
+        self.one_write = true;
         self
     }
 
