@@ -132,7 +132,11 @@ fn deltas_that_arrive_together_leave_together() {
         events.push(d);
     }
     assert_eq!(stream_text(&events), "one two three four");
-    assert_eq!(chunk_of_content, [1, 1, 1, 1], "one write for the four deltas");
+    assert_eq!(
+        chunk_of_content,
+        [1, 1, 1, 1],
+        "one write for the four deltas"
+    );
     // The role and the deltas, then the finish, usage and [DONE] with the end of the body.
     assert_eq!(client.chunks_read, 2, "{events:?}");
     let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::fake_openai::{FakeOpenAi, Reply};
-use crate::support::gateway::{Response, TestGateway, request};
+use crate::support::gateway::{Response, SseClient, TestGateway, request};
 
 fn post(gw: &TestGateway, body: &Value) -> Response {
     gw.post_json("/v1/responses", body)
@@ -798,6 +798,40 @@ fn responses_stream_flushes_deltas_and_stops_when_the_client_leaves() {
         up.wait_open_connections(0, Duration::from_secs(5)),
         "the upstream connection is closed when the client leaves"
     );
+}
+
+#[test]
+fn responses_stream_deltas_that_arrive_together_leave_together() {
+    let up = FakeOpenAi::start();
+    up.push(Reply::deltas(&["one ", "two ", "three ", "four"]).in_one_write());
+    let gw = upstream_gateway(&up);
+    let body = json!({"model": "calc", "input": "count", "stream": true});
+    let mut client = SseClient::open_at(gw.addr, "/v1/responses", &body);
+    assert_eq!(client.status, 200);
+    let mut deltas = Vec::new();
+    let mut chunk_of_delta = Vec::new();
+    let mut last = Value::Null;
+    while let Some((block, _)) = client.next_block() {
+        let Some((kind, data)) = block
+            .strip_prefix("event: ")
+            .and_then(|b| b.split_once("\ndata: "))
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(data).unwrap();
+        if kind == "response.output_text.delta" {
+            deltas.push(v["delta"].as_str().unwrap().to_string());
+            chunk_of_delta.push(client.chunks_read);
+        }
+        last = v;
+    }
+    assert_eq!(deltas.concat(), "one two three four");
+    assert!(
+        chunk_of_delta.windows(2).all(|w| w[0] == w[1]),
+        "one write for the four deltas: {chunk_of_delta:?}"
+    );
+    assert_eq!(last["type"], "response.completed", "{last}");
+    assert_eq!(output_text(&last["response"]), "one two three four");
 }
 
 #[test]

@@ -284,11 +284,16 @@ pub struct SseClient {
 
 impl SseClient {
     pub fn open(addr: SocketAddr, body: &Value) -> SseClient {
+        SseClient::open_at(addr, "/v1/chat/completions", body)
+    }
+
+    /// A stream from `POST path`.
+    pub fn open_at(addr: SocketAddr, path: &str, body: &Value) -> SseClient {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let body = body.to_string();
         let head = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         (&s).write_all(head.as_bytes()).unwrap();
