@@ -1,6 +1,7 @@
 //! Writing responses: `Responder` (one complete response or a stream), `BodyStream` (one chunk
-//! per `write`, flushed at once; its head sent at once or with the first chunk), and the small canned error responses the poller sends (each
-//! with a fresh `X-Request-Id`, as the gateway's own answers have).
+//! per `write`, flushed at once; its head sent at once or with the first chunk), and the small
+//! canned error responses the poller sends (each with a fresh `X-Request-Id`, as the gateway's
+//! own answers have).
 //!
 //! The server owns framing: it writes `Content-Length`, `Transfer-Encoding` and `Connection`,
 //! so handlers cannot desynchronise a keep-alive connection. Header names and values are

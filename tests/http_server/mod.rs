@@ -115,6 +115,18 @@ impl Handler for TestHandler {
                 }
                 let _ = body.finish();
             }
+            "/lazy" => {
+                // The head waits for the first chunk; the end leaves with the last one.
+                let Ok(mut body) = resp.stream_lazily(200, &[]) else {
+                    return;
+                };
+                thread::sleep(Duration::from_millis(param(&req, "ms", 300)));
+                if body.write(b"data: 0\n\n").is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+                let _ = body.finish_with(b"data: 1\n\n");
+            }
             "/big" => {
                 let body = vec![b'x'; param(&req, "mib", 8) as usize * 1024 * 1024];
                 let _ = resp.send(200, &[], &body);
@@ -1110,6 +1122,38 @@ fn streamed_chunks_arrive_one_by_one() {
     r.get_mut()
         .write_all(b"GET /echo?again HTTP/1.1\r\n\r\n")
         .unwrap();
+    assert_eq!(
+        read_response(&mut r, false).header("x-query"),
+        Some("again")
+    );
+}
+
+#[test]
+fn a_lazy_stream_sends_its_head_with_the_first_chunk_and_its_end_with_the_last() {
+    let (server, _p) = start(small_limits());
+    let mut s = connect(server.local_addr());
+    s.write_all(b"GET /lazy?ms=400 HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let early = s.read(&mut buf);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "the head went out before the first chunk: {early:?}"
+    );
+    s.set_read_timeout(Some(IO)).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    assert!(first.ends_with("\r\n\r\n9\r\ndata: 0\n\n\r\n"), "{first:?}");
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"9\r\ndata: 1\n\n\r\n0\r\n\r\n");
+    // The connection is still usable.
+    s.write_all(b"GET /echo?again HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
     assert_eq!(
         read_response(&mut r, false).header("x-query"),
         Some("again")
