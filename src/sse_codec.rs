@@ -355,6 +355,24 @@ mod tests {
     use super::*;
     use std::io::BufReader;
 
+    #[test]
+    fn the_next_item_is_buffered_when_a_complete_event_is_in_memory() {
+        let input: &[u8] = b"data: a\n\ndata: b\r\n\r\n: ping\n\ndata: c";
+        let mut r = SseReader::new(BufReader::new(input), 1024);
+        assert!(!r.next_item_buffered(), "nothing read yet");
+        assert_eq!(r.next_event().unwrap().unwrap().data, "a");
+        assert!(r.next_item_buffered(), "b is in memory");
+        assert_eq!(r.next_event().unwrap().unwrap().data, "b");
+        assert!(r.next_item_buffered(), "the comment is in memory");
+        assert_eq!(r.next_item().unwrap(), Some(SseItem::Idle));
+        // Only the start of an event: reading on may wait.
+        assert!(!r.next_item_buffered());
+        // Blank lines alone dispatch nothing.
+        let mut r = SseReader::new(BufReader::new(&b"\n\n\r\n"[..]), 1024);
+        r.inner.fill_buf().unwrap();
+        assert!(!r.next_item_buffered());
+    }
+
     fn parse_all(input: &[u8], cap: usize) -> io::Result<Vec<SseEvent>> {
         // A 1-byte buffer exercises every split point.
         let mut r = SseReader::new(BufReader::with_capacity(1, input), cap);

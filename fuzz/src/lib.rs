@@ -45,6 +45,8 @@ pub fn sse_codec(data: &[u8]) {
         );
         let mut events = Vec::new();
         for _ in 0..MAX_EVENTS {
+            // Looks at the buffer only (the upstream stream asks before every read).
+            let _ = reader.next_item_buffered();
             match reader.next_event() {
                 Ok(Some(ev)) => {
                     assert!(ev.data.len() <= MAX_EVENT, "event over the cap");
