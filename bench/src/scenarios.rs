@@ -360,6 +360,10 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
         crate::responses::run(up.addr, proxy.addr, opts.warmup, opts.measure, opts.repeats)
     });
 
+    // Before the scaling curve: its c=512 step overloads the machine, and the next seconds run
+    // slower for every process (the direct stdio probe of the tool loop included).
+    let tools = section(&mut busy, "tool loop", || crate::tools::run(&env, proxy_t))?;
+
     let mut scaling: Vec<Pair> = scaling_shapes().into_iter().map(Pair::new).collect();
     section(&mut busy, "scaling curve", || {
         for rep in 0..opts.repeats.min(2) {
@@ -369,7 +373,6 @@ pub fn run(opts: &Opts) -> io::Result<Results> {
         }
     });
 
-    let tools = section(&mut busy, "tool loop", || crate::tools::run(&env, proxy_t))?;
     // Let keep-alive client connections and finished threads go before measuring.
     std::thread::sleep(Duration::from_secs(1));
     let after_load = procs::mem(proxy.pid());

@@ -15,7 +15,8 @@
 //! Text deltas are passed to the sink held ([`TurnSink::text_held`]) and flushed before every
 //! read that may wait and before returning, so the deltas of events that arrived in one read
 //! leave in one write, and none waits for later input (at worst, behind an event that
-//! dispatches nothing, one idle tick).
+//! dispatches nothing, one idle tick). What is held is bounded by the event reader's buffer:
+//! the deltas of at most [`READ_BUFFER`] bytes of upstream input.
 //!
 //! When the answer is complete, the worker reads on for at most [`END_WAIT`] to see the end of
 //! the body (it normally comes with the last event), which returns the connection to the pool.
