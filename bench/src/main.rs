@@ -217,7 +217,7 @@ fn run(args: &[String]) -> Result<(), String> {
             };
             let s = load::run(&l);
             println!(
-                "ok {} ({:.0} rps) p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms max {:.3} ms | ttfb p50 {:.3} p99 {:.3} | incomplete {} 503 {} other {} io {}",
+                "ok {} ({:.0} rps) p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms max {:.3} ms | ttfb p50 {:.3} p99 {:.3} | incomplete {} 503 {} (p99 {:.3} ms) other {} io {}",
                 s.ok,
                 s.rps(),
                 load::quantile_ms(&s.latency_us, 0.5),
@@ -228,6 +228,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 load::quantile_ms(&s.first_us, 0.99),
                 s.incomplete,
                 s.status_503,
+                load::quantile_ms(&s.latency_503_us, 0.99),
                 s.other_status,
                 s.io_errors
             );
