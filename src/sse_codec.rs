@@ -226,6 +226,19 @@ impl<R: BufRead> SseReader<R> {
                 Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
                 None => (line.as_ref(), ""),
             };
+            // Invalid UTF-8 reads as U+FFFD, three bytes for one: the text can outgrow the
+            // bytes counted above, and the cap holds for the text too.
+            if field == "data"
+                && self.ev.data.len() + usize::from(self.has_data) + value.len()
+                    > self.max_event_bytes
+            {
+                if !self.skip_oversized {
+                    return Err(too_large(self.max_event_bytes));
+                }
+                let value = value.as_bytes().to_vec();
+                self.start_dropping(&value);
+                continue;
+            }
             self.has_fields = true;
             let ev = &mut self.ev;
             match field {
@@ -354,6 +367,22 @@ fn too_large(max: usize) -> io::Error {
 mod tests {
     use super::*;
     use std::io::BufReader;
+
+    #[test]
+    fn invalid_utf8_cannot_take_an_event_past_the_cap() {
+        // 10 bytes of 0xFF read as 10 replacement characters: 30 bytes of text.
+        let mut input = b"data: ".to_vec();
+        input.extend_from_slice(&[0xFF; 10]);
+        input.extend_from_slice(b"\n\ndata: ok\n\n");
+        assert!(parse_all(&input, 20).is_err());
+        let mut r = SseReader::new(BufReader::new(&input[..]), 20).skip_oversized();
+        assert_eq!(r.next_item().unwrap(), Some(SseItem::Idle), "dropped");
+        assert!(r.take_oversized().is_some());
+        assert_eq!(r.next_event().unwrap().unwrap().data, "ok");
+        // Under the cap, the text is kept as read.
+        let ev = &parse_all(&input, 64).unwrap()[0];
+        assert_eq!(ev.data, "\u{FFFD}".repeat(10));
+    }
 
     #[test]
     fn the_next_item_is_buffered_when_a_complete_event_is_in_memory() {
