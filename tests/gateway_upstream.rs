@@ -79,6 +79,14 @@ fn final_round_offers_no_tools() {
     assert!(reqs[1].body.get("tools").is_none(), "{}", reqs[1].body);
 }
 
+/// Whether a chunk's data carries a non-empty content delta.
+fn carries_content(data: &str) -> bool {
+    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+    v["choices"][0]["delta"]["content"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+}
+
 #[test]
 fn stream_deltas_arrive_one_by_one() {
     let up = FakeOpenAi::start();
@@ -91,11 +99,7 @@ fn stream_deltas_arrive_one_by_one() {
     let mut times = Vec::new();
     let mut events = Vec::new();
     while let Some((d, t)) = client.next_data() {
-        let v: Value = serde_json::from_str(&d).unwrap_or(Value::Null);
-        if v["choices"][0]["delta"]["content"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty())
-        {
+        if carries_content(&d) {
             times.push(t);
         }
         events.push(d);
@@ -122,11 +126,7 @@ fn deltas_that_arrive_together_leave_together() {
     let mut events = Vec::new();
     let mut chunk_of_content = Vec::new();
     while let Some((d, _)) = client.next_data() {
-        let v: Value = serde_json::from_str(&d).unwrap_or(Value::Null);
-        if v["choices"][0]["delta"]["content"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty())
-        {
+        if carries_content(&d) {
             chunk_of_content.push(client.chunks_read);
         }
         events.push(d);
