@@ -132,16 +132,16 @@ pub fn openai_answer(data: &[u8]) {
     let mut state = StreamState::default();
     let mut handed = String::new();
     for line in rest.split(|b| *b == b'\n').take(MAX_EVENTS) {
-        let Ok(chunk) = serde_json::from_slice::<serde_json::Value>(line) else {
+        let Ok(line) = std::str::from_utf8(line) else {
             continue;
         };
-        match state.feed(&chunk) {
+        match state.feed(line) {
             Ok(Some(text)) => {
                 assert!(!text.is_empty(), "empty text delta forwarded");
-                handed.push_str(&text);
+                handed.push_str(text);
             }
-            Ok(None) => {}
-            Err(_) => return,
+            // A refused chunk (invalid JSON, an error object, over a cap) changes no content.
+            Ok(None) | Err(_) => {}
         }
     }
     let turn = state.into_turn();

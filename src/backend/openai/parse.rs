@@ -10,9 +10,11 @@
 // Parses bytes from outside: no slicing that could panic.
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::api::openai::{FinishReason, ToolCall, Usage};
@@ -22,30 +24,30 @@ use crate::backend::{Error, Turn, truncate_for_error};
 pub(super) const MAX_TURN_BYTES: usize = 16 * 1024 * 1024;
 
 /// A non-stream `chat.completion` body as far as a turn reads it: typed containers (every
-/// other field is skipped unread), the leaves that servers vary in (`content`, `arguments`,
-/// `finish_reason`, `usage`, `error`) kept as values and read leniently.
+/// other field is skipped unread), the leaves that servers vary in (`arguments`,
+/// `finish_reason`, `usage`, `error`) kept as values and read leniently, `content` as [`Text`].
 #[derive(Deserialize)]
-struct Completion {
+struct Completion<'a> {
     #[serde(default)]
     error: Option<Value>,
-    #[serde(default)]
-    choices: Option<Vec<Choice>>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
     usage: Option<Value>,
 }
 
 #[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    message: Option<ChoiceMessage>,
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    message: Option<ChoiceMessage<'a>>,
     #[serde(default)]
     finish_reason: Option<Value>,
 }
 
 #[derive(Deserialize)]
-struct ChoiceMessage {
-    #[serde(default)]
-    content: Option<Value>,
+struct ChoiceMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
     #[serde(default)]
     tool_calls: Option<Vec<Value>>,
 }
@@ -65,7 +67,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Turn, Error> {
     };
     let (content, calls) = match choice.message {
         Some(m) => (
-            m.content.as_ref().map(content_text).unwrap_or_default(),
+            m.content.map(|t| t.0.into_owned()).unwrap_or_default(),
             m.tool_calls.unwrap_or_default(),
         ),
         None => (String::new(), Vec::new()),
@@ -157,15 +159,62 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     truncate_for_error(&String::from_utf8_lossy(cut))
 }
 
-/// A message `content`: a string, or an array of parts whose `text`s are joined.
-fn content_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
+/// A message `content`, read straight from the JSON text: a string, or an array of parts whose
+/// `text`s are joined; any other value (a number, an object, `null`) reads as no text.
+/// Borrowed from the input when the string has no escapes.
+#[derive(Default)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+    type Value = Text<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("message content")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut parts: A) -> Result<Text<'a>, A::Error> {
+        let mut text = String::new();
+        while let Some(part) = parts.next_element::<Value>()? {
+            if let Some(t) = part.get("text").and_then(Value::as_str) {
+                text.push_str(t);
+            }
+        }
+        Ok(Text(Cow::Owned(text)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'a>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Text::default())
+    }
+    fn visit_unit<E>(self) -> Result<Text<'a>, E> {
+        Ok(Text::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Text<'a>, E> {
+        Ok(Text::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Text<'a>, E> {
+        Ok(Text::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Text<'a>, E> {
+        Ok(Text::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Text<'a>, E> {
+        Ok(Text::default())
     }
 }
 
@@ -195,6 +244,37 @@ fn finish_reason(parsed: Option<FinishReason>, has_calls: bool) -> FinishReason 
     }
 }
 
+/// One `chat.completion.chunk` as far as a turn reads it, typed like [`Completion`]: the
+/// chunk's `id`, `model`, `logprobs` and every other field are skipped unread.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default)]
+    index: Option<Value>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default)]
+    finish_reason: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    /// A value: servers send `null`, and a non-array is ignored rather than refused.
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
 /// Distinct tool calls one streamed turn may hold.
 const MAX_STREAM_CALLS: usize = 4096;
 
@@ -221,42 +301,51 @@ pub struct StreamState {
 }
 
 impl StreamState {
-    /// Feed one decoded chunk. Returns the text delta to hand to the sink, if any.
-    pub fn feed(&mut self, chunk: &Value) -> Result<Option<String>, Error> {
-        if let Some(err) = upstream_error(chunk) {
+    /// Feed one chunk's JSON text. Returns the text delta to hand to the sink, if any.
+    pub fn feed(&mut self, data: &str) -> Result<Option<&str>, Error> {
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
+            Error::Protocol(format!(
+                "invalid JSON in stream ({e}): {}",
+                excerpt(data.as_bytes())
+            ))
+        })?;
+        if let Some(err) = chunk.error.as_ref().and_then(error_of) {
             return Err(err);
         }
-        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+        if let Some(u) = chunk.usage.as_ref().filter(|u| u.is_object()) {
             // Some servers repeat cumulative usage in every chunk: the last one wins.
             self.usage = parse_usage(Some(u));
         }
-        let Some(choice) = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| {
-                c.iter()
-                    .find(|ch| ch.get("index").and_then(Value::as_u64) == Some(0))
-                    .or_else(|| c.first())
-            })
-        else {
+        let Some(mut choices) = chunk.choices else {
             return Ok(None);
         };
-        if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+        let first = choices
+            .iter()
+            .position(|ch| ch.index.as_ref().and_then(Value::as_u64) == Some(0))
+            .unwrap_or(0);
+        if first >= choices.len() {
+            return Ok(None);
+        }
+        let choice = choices.swap_remove(first);
+        if let Some(r) = choice.finish_reason.as_ref().and_then(Value::as_str) {
             self.finish = Some(FinishReason::parse(r));
         }
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+        let Some(delta) = choice.delta else {
+            return Ok(None);
+        };
+        if let Some(calls) = delta.tool_calls.as_ref().and_then(Value::as_array) {
             for (pos, tc) in calls.iter().enumerate() {
                 self.feed_call(pos as u64, tc)?;
             }
         }
-        let text = content_text(delta.get("content").unwrap_or(&Value::Null));
+        let text = delta.content.unwrap_or_default().0;
         if text.is_empty() {
             return Ok(None);
         }
         self.grow(text.len())?;
+        let start = self.content.len();
         self.content.push_str(&text);
-        Ok(Some(text))
+        Ok(self.content.get(start..))
     }
 
     fn feed_call(&mut self, pos: u64, tc: &Value) -> Result<(), Error> {
@@ -353,11 +442,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    impl StreamState {
+        fn feed_value(&mut self, chunk: &Value) -> Result<Option<String>, Error> {
+            Ok(self.feed(&chunk.to_string())?.map(str::to_string))
+        }
+    }
+
     fn feed_all(chunks: &[Value]) -> (Vec<String>, Turn) {
         let mut st = StreamState::default();
         let mut deltas = Vec::new();
         for c in chunks {
-            if let Some(d) = st.feed(c).unwrap() {
+            if let Some(d) = st.feed_value(c).unwrap() {
                 deltas.push(d);
             }
         }
@@ -471,14 +566,14 @@ mod tests {
         let calls: Vec<Value> = (0..MAX_STREAM_CALLS as u64)
             .map(|i| json!({"index": u64::MAX - i, "function": {"name": "f"}}))
             .collect();
-        s.feed(&json!({"choices":[{"delta":{"tool_calls": calls}}]}))
+        s.feed_value(&json!({"choices":[{"delta":{"tool_calls": calls}}]}))
             .unwrap();
         assert_eq!(s.calls.len(), MAX_STREAM_CALLS);
         let more =
             json!({"choices":[{"delta":{"tool_calls":[{"index": 7, "function": {"name": "g"}}]}}]});
-        assert!(matches!(s.feed(&more), Err(Error::Protocol(_))));
+        assert!(matches!(s.feed_value(&more), Err(Error::Protocol(_))));
         let again = json!({"choices":[{"delta":{"tool_calls":[{"index": u64::MAX, "function": {"arguments": "{}"}}]}}]});
-        assert!(s.feed(&again).is_ok(), "a known index still appends");
+        assert!(s.feed_value(&again).is_ok(), "a known index still appends");
     }
 
     #[test]
@@ -530,27 +625,50 @@ mod tests {
     fn stream_error_chunk_and_unfinished_state() {
         let mut st = StreamState::default();
         assert!(!st.finished());
-        st.feed(&json!({"choices":[{"delta":{"content":"a"}}]}))
+        st.feed_value(&json!({"choices":[{"delta":{"content":"a"}}]}))
             .unwrap();
         assert!(!st.finished());
         let e = st
-            .feed(&json!({"error":{"message":"overloaded","type":"server_error"}}))
+            .feed_value(&json!({"error":{"message":"overloaded","type":"server_error"}}))
             .unwrap_err();
         assert_eq!(e, Error::Protocol("upstream error: overloaded".into()));
         let e = st
-            .feed(&json!({"error":{"message":"slow down","code":"429"}}))
+            .feed_value(&json!({"error":{"message":"slow down","code":"429"}}))
             .unwrap_err();
         assert!(matches!(e, Error::Status { status: 429, .. }));
+    }
+
+    #[test]
+    fn stream_content_leaves_are_read_leniently() {
+        let (deltas, t) = feed_all(&[
+            json!({"choices":[{"delta":{"content":"line\n\"q\" é"}}]}),
+            json!({"choices":[{"delta":{"content":[{"type":"text","text":"a"},7,{"text":"b"}]}}]}),
+            json!({"choices":[{"delta":{"content":{"text":"not a part list"},"tool_calls":{}}}]}),
+            json!({"choices":[{"delta":{"content":42}}],"usage":"n/a"}),
+            json!({"choices":[{"index":1,"delta":{"content":"other choice"}},
+                              {"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}),
+        ]);
+        assert_eq!(deltas, ["line\n\"q\" é", "ab", "!"]);
+        assert_eq!(t.content, "line\n\"q\" éab!");
+        assert_eq!(t.finish_reason, FinishReason::Stop);
+        // A container of the wrong kind is a protocol error, with the chunk quoted.
+        let e = StreamState::default()
+            .feed(r#"{"choices":{"0":1}}"#)
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Protocol(ref m) if m.contains("invalid JSON in stream") && m.contains("choices")),
+            "{e}"
+        );
     }
 
     #[test]
     fn stream_total_size_is_capped() {
         let mut st = StreamState::default();
         let big = "x".repeat(MAX_TURN_BYTES / 2 + 1);
-        st.feed(&json!({"choices":[{"delta":{"content":big}}]}))
+        st.feed_value(&json!({"choices":[{"delta":{"content":big}}]}))
             .unwrap();
         let e = st
-            .feed(&json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":big}}]}}]}))
+            .feed_value(&json!({"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":big}}]}}]}))
             .unwrap_err();
         assert_eq!(e, Error::TooLarge);
     }

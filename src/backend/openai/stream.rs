@@ -29,14 +29,8 @@ impl Decoder for ChunkDecoder {
         if data == "[DONE]" {
             return Ok(Some(std::mem::take(&mut self.state).into_turn()));
         }
-        let chunk: serde_json::Value = serde_json::from_str(data).map_err(|e| {
-            Error::Protocol(format!(
-                "invalid JSON in stream ({e}): {}",
-                excerpt(data.as_bytes())
-            ))
-        })?;
-        match self.state.feed(&chunk)? {
-            Some(delta) => sink.text(&delta)?,
+        match self.state.feed(data)? {
+            Some(delta) => sink.text(delta)?,
             None if ev.kind() == "error" => {
                 return Err(Error::Protocol(format!(
                     "upstream error event: {}",

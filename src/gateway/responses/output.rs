@@ -16,12 +16,13 @@
 //! `type` and a `sequence_number` counting from 0.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::object::{Echo, Failure, ItemStatus, OutputItem, OutputText, State};
-use super::stream::{Arguments, Event, Events, ItemRef, TextDelta, TextDone, WithItem, WithPart};
+use super::stream::{Arguments, Event, Events, ItemRef, TextDone, WithItem, WithPart};
 use super::unique_id;
 use crate::agent::{LoopSink, Outcome};
 use crate::api::openai::{FinishReason, Message, ToolCall};
@@ -41,6 +42,9 @@ struct OpenMessage {
     index: usize,
     id: String,
     text: String,
+    /// `response.output_text.delta`'s members after `sequence_number`, up to the delta's
+    /// value: the same for every delta of the message, so rendered once.
+    delta_members: String,
 }
 
 pub struct Builder<'r, E: Events> {
@@ -128,10 +132,15 @@ impl<'r, E: Events> Builder<'r, E> {
                 part: &OutputText::new(String::new()),
             },
         )?;
+        let delta_members = format!(
+            r#","item_id":{},"output_index":{index},"content_index":0,"delta":"#,
+            Value::from(id.as_str())
+        );
         self.open = Some(OpenMessage {
             index,
             id,
             text: String::new(),
+            delta_members,
         });
         Ok(())
     }
@@ -373,18 +382,20 @@ impl<E: Events> LoopSink for Builder<'_, E> {
             return Ok(());
         };
         m.text.push_str(delta);
+        // The one event per upstream chunk, written without a serializer pass over its fixed
+        // members (the fields in the order OpenAI sends them).
         let kind = "response.output_text.delta";
-        let delta = TextDelta {
-            kind,
-            sequence_number: self.seq,
-            item_id: &m.id,
-            output_index: m.index,
-            content_index: 0,
-            delta,
-            logprobs: [],
-        };
+        let seq = self.seq;
         self.seq += 1;
-        let sent = self.events.send(kind, &delta);
+        let sent = self.events.send_with(kind, |buf| {
+            let _ = write!(
+                buf,
+                r#"{{"type":"{kind}","sequence_number":{seq}{}"#,
+                m.delta_members
+            );
+            let _ = serde_json::to_writer(&mut *buf, delta);
+            buf.extend_from_slice(br#","logprobs":[]}"#);
+        });
         self.open = Some(m);
         sent
     }

@@ -26,19 +26,6 @@ pub(super) struct WithItem<'a> {
     pub(super) item: &'a OutputItem,
 }
 
-/// `response.output_text.delta`, the one event per upstream chunk (flat: no `flatten`).
-#[derive(Serialize)]
-pub(super) struct TextDelta<'a> {
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
-    pub(super) sequence_number: u64,
-    pub(super) item_id: &'a str,
-    pub(super) output_index: usize,
-    pub(super) content_index: u32,
-    pub(super) delta: &'a str,
-    pub(super) logprobs: [u8; 0],
-}
-
 /// `response.content_part.added` / `.done`.
 #[derive(Serialize)]
 pub(super) struct WithPart<'a> {
@@ -92,9 +79,18 @@ pub(super) struct Event<'a, T: Serialize> {
 pub trait Events {
     /// Whether events are written at all (false for non-streaming requests).
     fn streaming(&self) -> bool;
-    fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled>;
+    /// An event whose `data` JSON `write` appends to the buffer.
+    fn send_with(&mut self, kind: &str, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Cancelled>;
+    fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled> {
+        // The payloads have string keys only, so this cannot fail.
+        self.send_with(kind, |buf| {
+            let _ = serde_json::to_writer(buf, data);
+        })
+    }
     /// An event whose `data` is already serialized JSON.
-    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled>;
+    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled> {
+        self.send_with(kind, |buf| buf.extend_from_slice(json.as_bytes()))
+    }
     /// An SSE comment line (ignored by clients).
     fn comment(&mut self, text: &str) -> Result<(), Cancelled>;
     /// Called about once a second while the upstream or tools are busy.
@@ -115,10 +111,7 @@ impl<F: FnMut() -> bool> Events for Quiet<F> {
     fn streaming(&self) -> bool {
         false
     }
-    fn send<T: Serialize + ?Sized>(&mut self, _kind: &str, _data: &T) -> Result<(), Cancelled> {
-        Ok(())
-    }
-    fn send_text(&mut self, _kind: &str, _json: &str) -> Result<(), Cancelled> {
+    fn send_with(&mut self, _kind: &str, _: impl FnOnce(&mut Vec<u8>)) -> Result<(), Cancelled> {
         Ok(())
     }
     fn comment(&mut self, _text: &str) -> Result<(), Cancelled> {
@@ -195,22 +188,13 @@ impl Events for SseWriter<'_, '_> {
         true
     }
 
-    fn send<T: Serialize + ?Sized>(&mut self, kind: &str, data: &T) -> Result<(), Cancelled> {
+    fn send_with(&mut self, kind: &str, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Cancelled> {
         let buf = self.out.held();
         buf.extend_from_slice(b"event: ");
         buf.extend_from_slice(kind.as_bytes());
         buf.extend_from_slice(b"\ndata: ");
-        // Straight into the buffer; the payloads have string keys only, so this cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, data);
+        write(buf);
         buf.extend_from_slice(b"\n\n");
-        self.after_event(kind)
-    }
-
-    fn send_text(&mut self, kind: &str, json: &str) -> Result<(), Cancelled> {
-        let buf = self.out.held();
-        for part in ["event: ", kind, "\ndata: ", json, "\n\n"] {
-            buf.extend_from_slice(part.as_bytes());
-        }
         self.after_event(kind)
     }
 
