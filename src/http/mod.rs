@@ -4,7 +4,9 @@
 //! Thread model:
 //! - one **poller** thread (`poller.rs`, epoll) owns the listener and every connection that is
 //!   not being served: it accepts, reads heads and bodies without blocking (`conn.rs`,
-//!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests;
+//!   `parse.rs`, `body.rs`), enforces limits and timeouts, and admits complete requests (the
+//!   listener defers accepts until a connection's first bytes came, for up to a second, so a
+//!   new connection wakes the poller once, request included);
 //! - **worker** threads (`worker.rs`) take complete requests from a bounded channel, run the
 //!   synchronous [`Handler`] and write the response (`response.rs`; the socket stays
 //!   non-blocking and each write waits at most `io_timeout` for room). A worker then waits up
@@ -344,6 +346,11 @@ impl Server {
         let local_addr = listener.local_addr()?;
         // As many new clients may queue as may be connected at once.
         crate::sys::net::set_accept_backlog(&listener, limits.max_connections)?;
+        // New connections wake the poller once, with their request (1 s: a silent client is
+        // then accepted and timed out as before, only a second later).
+        if let Err(e) = crate::sys::net::set_defer_accept(&listener, 1) {
+            log::debug!("TCP_DEFER_ACCEPT not set: {e}");
+        }
         let shared = Arc::new(Shared {
             waker: crate::sys::net::Waker::new()?,
             epoll: crate::sys::net::Epoll::new()?,

@@ -240,6 +240,30 @@ pub fn set_accept_backlog(listener: &TcpListener, backlog: usize) -> io::Result<
     Ok(())
 }
 
+/// Have the kernel hand over a new connection only once its first bytes came (or after about
+/// `secs`, whichever is first): an HTTP client speaks first, so the poller then wakes once per
+/// new connection, accepts it and reads its request in the same turn, instead of waking for
+/// the handshake and again for the request. A connection still silent after `secs` is handed
+/// over as usual and its head deadline applies.
+pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a descriptor the listener owns and keeps open across the call,
+    // with a pointer to a live `c_int` and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Write a small response without blocking; false unless every byte went out. Used only for
 /// short messages on sockets we are about to read from or close, whose send buffer is empty.
 pub fn write_now(stream: &TcpStream, bytes: &[u8]) -> bool {
@@ -301,6 +325,47 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         peer_gone(server.as_raw_fd())
+    }
+
+    /// With deferred accept, a connection that has sent its first bytes is handed over at
+    /// once, with them readable, while a silent one (connected earlier) still waits.
+    #[test]
+    fn deferred_accept_hands_over_connections_that_have_spoken() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_defer_accept(&listener, 1).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = TcpStream::connect(addr).unwrap();
+        let mut speaking = TcpStream::connect(addr).unwrap();
+        speaking.write_all(b"G").unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let accepted = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < end, "nothing handed over");
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(
+            accepted.peer_addr().unwrap(),
+            speaking.local_addr().unwrap()
+        );
+        accepted.set_nonblocking(true).unwrap();
+        assert_eq!(
+            accepted.peek(&mut [0; 4]).unwrap(),
+            1,
+            "its byte came with it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(
+            listener.accept().map(|_| ()).map_err(|e| e.kind()),
+            Err(io::ErrorKind::WouldBlock),
+            "the silent connection is not handed over yet"
+        );
+        drop(silent);
     }
 
     /// Connections beyond std's backlog of 128 wait in the accept queue instead of having

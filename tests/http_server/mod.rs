@@ -826,8 +826,16 @@ fn per_address_connection_cap_leaves_room_for_other_clients() {
     });
     let addr = server.local_addr();
     let hog = std::net::Ipv4Addr::new(127, 0, 0, 1);
-    let mut idle: Vec<TcpStream> = (0..cap).map(|_| connect_from(hog, addr)).collect();
-    // The poller has accepted them all once it answers a request from elsewhere.
+    // Each has sent the start of a head (the kernel hands a silent connection over only after
+    // a second: deferred accept), so the poller has accepted them all once it answers a
+    // request from elsewhere.
+    let mut idle: Vec<TcpStream> = (0..cap)
+        .map(|_| {
+            let mut s = connect_from(hog, addr);
+            s.write_all(b"GET /echo").unwrap();
+            s
+        })
+        .collect();
     let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let mut s = connect_from(other, addr);
     s.write_all(b"GET /echo?from=other HTTP/1.1\r\nConnection: close\r\n\r\n")
@@ -1258,7 +1266,12 @@ fn half_closed_client_is_not_gone_and_reads_the_response() {
 fn shutdown_drains_an_in_flight_stream_and_stops_accepting() {
     let (server, _p) = start(small_limits());
     let addr = server.local_addr();
-    let idle = connect(addr);
+    // A kept-alive connection, idle after its first request.
+    let mut idle = BufReader::new(connect(addr));
+    idle.get_mut()
+        .write_all(b"GET /echo HTTP/1.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle, false).status, 200);
     let mut s = connect(addr);
     s.write_all(b"GET /stream?n=5&ms=100 HTTP/1.1\r\n\r\n")
         .unwrap();
@@ -1284,7 +1297,7 @@ fn shutdown_drains_an_in_flight_stream_and_stops_accepting() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_closed(&mut r);
     // The idle connection was closed and the listener is gone.
-    assert_closed(&mut BufReader::new(idle));
+    assert_closed(&mut idle);
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
     let server = Arc::try_unwrap(server).ok().expect("sole owner");
     server.join();
