@@ -114,7 +114,13 @@ pub struct LineReader<R> {
     /// The first and (so far) last bytes of the overlong line being dropped.
     skip_head: Vec<u8>,
     skip_tail: Vec<u8>,
+    /// What one read may bring ([`READ_CHUNK`]), zeroed once at the first read rather than at
+    /// every read (64 KiB of stack cleared per reply cost more than the reply's parse).
+    chunk: Vec<u8>,
 }
+
+/// The most one read of the pipe takes: a pipe's default capacity.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// `tail` followed by `more`, cut to its last [`OVERLONG_KEEP`] bytes.
 fn keep_tail(tail: &mut Vec<u8>, more: &[u8]) {
@@ -135,6 +141,7 @@ impl<R: Read + AsRawFd> LineReader<R> {
             skipping: false,
             skip_head: Vec::new(),
             skip_tail: Vec::new(),
+            chunk: Vec::new(),
         }
     }
 
@@ -206,10 +213,12 @@ impl<R: Read + AsRawFd> LineReader<R> {
                 self.scanned -= self.start;
                 self.start = 0;
             }
-            let mut chunk = [0u8; 64 * 1024];
-            match self.inner.read(&mut chunk) {
+            if self.chunk.is_empty() {
+                self.chunk = vec![0; READ_CHUNK];
+            }
+            match self.inner.read(&mut self.chunk) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
