@@ -10,9 +10,9 @@
 //! `pop` on its lane's job queue until the poller closes it at shutdown. While
 //! serving, a worker owns the connection; its socket stays non-blocking and every write waits
 //! at most `io_timeout` for room, so a client that stops reading cannot hold the worker longer
-//! than that per write. Main-lane workers run at a lower priority (nice +[`MAIN_LANE_NICE`])
-//! than the poller and the other lanes, so liveness probes and metrics answer quickly even when
-//! chat traffic saturates the CPU.
+//! than that per write. Workers run at the process's priority: what keeps probes and metrics
+//! quick when chat traffic saturates the CPU is the poller answering `/health` and `/ready`
+//! itself and the short scheduler slices of the poller and the small lanes (`super`).
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
 use std::io::{self, Read};
@@ -32,24 +32,12 @@ use super::response::{CONTINUE_100, RespState, Responder};
 use super::{Done, Handler, Job, Lane, Request, Shared};
 use crate::sys::net::{wait_readable, write_now};
 
-/// How much lower than the poller and the quick and control lanes main-lane workers run
-/// (nice value added): with a thousand streams on two cores, the poller and a `/health` probe
-/// would otherwise wait behind every runnable chat worker.
-const MAIN_LANE_NICE: i32 = 5;
-
 /// Longest single wait for a next request, so a drain that begins or a job queued meanwhile
 /// is seen soon however long `Limits::next_request_wait` is.
 const DRAIN_CHECK: Duration = Duration::from_millis(10);
 /// Largest read of a next request on the worker (from its stack; the rest follows in more
 /// reads).
 const NEXT_READ: usize = 8192;
-
-/// Once per main-lane worker, on its first request (the pool does not tell a worker its lane).
-fn lower_priority() {
-    if let Err(e) = crate::sys::process::lower_thread_priority(MAIN_LANE_NICE) {
-        debug!("cannot lower a worker's priority: {e}");
-    }
-}
 
 /// Read what `conn` has (at most its read budget and [`NEXT_READ`]) onto its buffer; `Ok(0)`
 /// at EOF. Not inlined: the read buffer lives in this frame, on stack pages the handler has
@@ -85,7 +73,6 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn run(self) {
-        let mut lowered = false;
         // `pop` ends once the poller has stopped and closed the queue (shutdown).
         while let Some(job) = self.jobs.pop() {
             let mut next = Some(job);
@@ -93,10 +80,6 @@ impl Worker {
             // connection is counted in before it is served here.
             while let Some(job) = next.take() {
                 let (id, lane) = (job.conn.id, job.lane);
-                if lane == Lane::Main && !lowered {
-                    lowered = true;
-                    lower_priority();
-                }
                 // The handler's panics are caught in `serve`; this catches any other one, so
                 // the worker lives on and the poller still learns the request is over.
                 let done =
