@@ -108,6 +108,20 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Lower the scheduling priority of the calling thread (only): its nice value goes up by
+/// `by` (Linux applies `setpriority(PRIO_PROCESS, tid)` to one thread). Raising nice needs
+/// no privilege; it cannot be undone without one. The benchmark harness runs its stand-ins
+/// for remote machines (load generator, fake upstream) this way.
+pub fn lower_thread_priority(by: i32) -> io::Result<()> {
+    let (tid, current) = this_thread_nice()?;
+    let target = current.saturating_add(by).min(19);
+    // SAFETY: setpriority changes the nice value of this thread only; no memory involved.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The calling thread's id and nice value.
 fn this_thread_nice() -> io::Result<(libc::id_t, libc::c_int)> {
     // SAFETY: gettid has no preconditions and cannot fail.
