@@ -810,6 +810,7 @@ fn responses_stream_deltas_that_arrive_together_leave_together() {
     assert_eq!(client.status, 200);
     let mut deltas = Vec::new();
     let mut chunk_of_delta = Vec::new();
+    let mut chunk_of_end = Vec::new();
     let mut last = Value::Null;
     while let Some((block, _)) = client.next_block() {
         let Some((kind, data)) = block
@@ -822,6 +823,8 @@ fn responses_stream_deltas_that_arrive_together_leave_together() {
         if kind == "response.output_text.delta" {
             deltas.push(v["delta"].as_str().unwrap().to_string());
             chunk_of_delta.push(client.chunks_read);
+        } else if !deltas.is_empty() {
+            chunk_of_end.push((kind.to_string(), client.chunks_read));
         }
         last = v;
     }
@@ -829,6 +832,13 @@ fn responses_stream_deltas_that_arrive_together_leave_together() {
     assert!(
         chunk_of_delta.windows(2).all(|w| w[0] == w[1]),
         "one write for the four deltas: {chunk_of_delta:?}"
+    );
+    // The events that end the stream (`output_text.done` … `response.completed`) leave
+    // together, with the end of the body.
+    assert_eq!(chunk_of_end.len(), 4, "{chunk_of_end:?}");
+    assert!(
+        chunk_of_end.windows(2).all(|w| w[0].1 == w[1].1),
+        "one write for the end: {chunk_of_end:?}"
     );
     assert_eq!(last["type"], "response.completed", "{last}");
     assert_eq!(output_text(&last["response"]), "one two three four");

@@ -245,6 +245,9 @@ impl<'r, E: Events> Builder<'r, E> {
             ItemStatus::Completed
         };
         if self.events.streaming() {
+            // Everything from here on is the end of the stream: it leaves with the end of the
+            // body, in one write, when the caller closes the writer.
+            self.events.hold(true);
             let need_message = self.open.is_none()
                 && out.client_tool_calls.is_empty()
                 && !self.output.last().is_some_and(OutputItem::is_message);
