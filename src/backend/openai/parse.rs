@@ -1,6 +1,7 @@
 //! Pure decoding of OpenAI-compatible answers: the non-stream JSON body ([`parse_completion`]),
 //! the chunks of a stream ([`StreamState`]), usage and in-band `{"error":…}` objects. No I/O;
-//! fed with bytes and values by the transport code, so every upstream quirk is unit-tested here.
+//! fed with the bytes of a body or of a chunk by the transport code, so every upstream quirk is
+//! unit-tested here. Answers decode into typed containers that skip what a turn does not read.
 //!
 //! Quirks tolerated (notes §4–§5): tool-call deltas that repeat `id`/`type`/`function.name` in
 //! every chunk (llama-cpp-python) or omit ids, explicit `null`s, the legacy `function_call`
