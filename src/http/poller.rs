@@ -226,10 +226,15 @@ impl Poller {
         if self.drain_finished() {
             return false;
         }
-        let stats = &self.shared.stats;
-        let open = self.conns.len() + self.in_flight.len();
-        stats.open_connections.store(open, Ordering::Relaxed);
+        self.publish_open_connections(0);
         true
+    }
+
+    /// The open-connections gauge: those the poller holds, those being served, and `handing`
+    /// more about to be handed to a worker.
+    fn publish_open_connections(&self, handing: usize) {
+        let open = self.conns.len() + self.in_flight.len() + handing;
+        (self.shared.stats.open_connections).store(open, Ordering::Relaxed);
     }
 
     fn count_shed(&self) {
@@ -438,6 +443,9 @@ impl Poller {
             head_only,
         } = ready;
         let jobs = self.lanes.get(lane.index())?;
+        // Counted before a worker can see it, so a `/metrics` scrape counts its own connection
+        // (accepted, read and handed over in one turn since accepts are deferred).
+        self.publish_open_connections(1);
         match jobs.push(Job {
             lane,
             conn,
